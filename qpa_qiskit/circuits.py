@@ -1,0 +1,52 @@
+"""The parameterised circuit whose measurement probabilities become adapter weights."""
+
+from __future__ import annotations
+
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+
+from .errors import InputError
+
+ROTATIONS = ("ry", "rx")
+ENTANGLEMENTS = ("linear", "circular")
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def ansatz(
+    n_qubits: int,
+    reps: int,
+    rotation: str = "ry",
+    entanglement: str = "linear",
+) -> QuantumCircuit:
+    """QPA ansatz: `reps` layers of one trainable rotation per qubit and a CNOT ladder.
+
+    The state starts in |0...0> with no data encoding; the circuit ends with a measurement
+    of every qubit, qubit i into classical bit i. Parameters form one ParameterVector
+    ``θ`` of length n_qubits * reps, layer-major: θ[r * n_qubits + q] rotates qubit q in
+    layer r. ``rotation`` is "ry" or "rx" (QPA studies compare RY+CNOT with RX+CNOT under
+    noise); ``entanglement`` is "linear" (CNOT q -> q+1) or "circular" (the ladder closed
+    by CNOT n-1 -> 0, for n > 2).
+    """
+    _positive_int("n_qubits", n_qubits)
+    _positive_int("reps", reps)
+    if rotation not in ROTATIONS:
+        raise InputError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
+    if entanglement not in ENTANGLEMENTS:
+        raise InputError(f"entanglement must be one of {ENTANGLEMENTS}, got {entanglement!r}")
+    theta = ParameterVector("θ", n_qubits * reps)
+    qc = QuantumCircuit(n_qubits, n_qubits, name=f"qpa_{rotation}_{entanglement}_{n_qubits}x{reps}")
+    for r in range(reps):
+        for q in range(n_qubits):
+            getattr(qc, rotation)(theta[r * n_qubits + q], q)
+        for q in range(n_qubits - 1):
+            qc.cx(q, q + 1)
+        if entanglement == "circular" and n_qubits > 2:
+            qc.cx(n_qubits - 1, 0)
+    qc.barrier()
+    qc.measure(range(n_qubits), range(n_qubits))
+    return qc

@@ -1,0 +1,23 @@
+"""Exceptions raised by qpa-qiskit. Each message names the problem and what is accepted."""
+
+from __future__ import annotations
+
+
+class QPAError(Exception):
+    """Base class of every error qpa-qiskit raises on purpose."""
+
+
+class SpecError(QPAError, ValueError):
+    """An unknown backend spec, device name or backend option."""
+
+
+class InputError(QPAError, ValueError):
+    """A circuit, parameter array or number that the call cannot accept."""
+
+
+class CapacityError(QPAError, MemoryError):
+    """A simulation that would need more memory than the machine has."""
+
+
+class AccountError(QPAError, RuntimeError):
+    """No usable IBM Quantum account. The message never contains credentials."""
