@@ -86,28 +86,37 @@ def fake_device(name: str):
 
 @functools.cache
 def _instance(cls: type):
-    return cls()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # e.g. "properties are not typical"
+        return cls()
 
 
 @functools.cache
 def noise_model(device_name: str):
-    """Aer noise model of a fake device (gate errors, thermal relaxation, readout)."""
-    from qiskit_aer.noise import NoiseModel
+    """The Aer noise model a fake device simulates with: gate errors (depolarising and
+    thermal relaxation, from its calibration data) and readout errors.
 
-    return NoiseModel.from_backend(fake_device(device_name))
+    It is the model the device's own ``run()`` and qiskit-ibm-runtime's local testing mode
+    use, so ``aer_noisy:fake_x`` and ``ibm:fake_x`` simulate the same device.
+    """
+    device = fake_device(device_name)
+    build = getattr(device, "_get_noise_model_from_backend_v2", None)
+    if build is not None:
+        return build()
+    from qiskit_aer.noise import NoiseModel  # pragma: no cover - older runtime versions
+
+    return NoiseModel.from_backend(device)
 
 
 def list_backends() -> list[tuple[str, int | None]]:
     """Valid backend specs with their qubit counts (None: limited by memory only)."""
-    import warnings
-
     rows: list[tuple[str, int | None]] = [("statevector", None)]
     devices = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for cls in _fake_device_classes().values():
-            dev = _instance(cls)
-            devices.append((dev.name, dev.num_qubits))
+    for cls in _fake_device_classes().values():
+        dev = _instance(cls)
+        devices.append((dev.name, dev.num_qubits))
     devices.sort()
     rows += [(f"aer_noisy:{name}", n) for name, n in devices]
     rows += [(f"ibm:{name}", n) for name, n in devices]
@@ -306,7 +315,7 @@ class QPABackend:
                 from qiskit_ibm_runtime import QiskitRuntimeService
 
                 service = QiskitRuntimeService()
-            except Exception as exc:  # noqa: BLE001 - report without the account details
+            except Exception as exc:
                 raise AccountError(
                     f"cannot open an IBM Quantum account for {self.spec!r} "
                     f"({type(exc).__name__}). Save one with "
@@ -317,19 +326,26 @@ class QPABackend:
         self._service = service
         try:
             return service.backend(self.device_name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SpecError(
                 f"IBM Quantum backend {self.device_name!r} is not available to this account "
                 f"({type(exc).__name__}); list yours with QiskitRuntimeService().backends()"
             ) from None
 
     def sampler(self):
-        """The runtime SamplerV2, built once (local testing mode for fake devices)."""
+        """The runtime Sampler, built once (local testing mode for fake devices).
+
+        The client-side ``executor_sampler.Sampler`` where the installed qiskit-ibm-runtime
+        has it (``SamplerV2`` is deprecated there), ``SamplerV2`` otherwise.
+        """
         if self._sampler is None:
-            from qiskit_ibm_runtime import SamplerV2
+            try:
+                from qiskit_ibm_runtime.executor_sampler import Sampler
+            except ImportError:  # pragma: no cover - qiskit-ibm-runtime < 0.50
+                from qiskit_ibm_runtime import SamplerV2 as Sampler
 
             mode = self.options.get("mode") or self.device
-            self._sampler = SamplerV2(mode=mode, options=self.options.get("sampler_options"))
+            self._sampler = Sampler(mode=mode, options=self.options.get("sampler_options"))
         return self._sampler
 
     # ------------------------------------------------------------------ circuits
@@ -438,12 +454,21 @@ class QPABackend:
         sim = prepared.extras.get("simulator")
         if sim is None:
             sim = prepared.extras["simulator"] = AerSimulator(method="statevector")
-        if shots is None:
-            exact = prepared.extras.get("exact")
-            if exact is None:
-                exact = prepared.extras["exact"] = _without_measurements(prepared.isa)
-            return self._aer_run(sim, exact, prepared, values, None)
-        return self._aer_run(sim, prepared.isa, prepared, values, shots)
+        exact = prepared.extras.get("exact")
+        if exact is None:
+            exact = prepared.extras["exact"] = _without_measurements(prepared.isa)
+        probs = self._aer_run(sim, exact, prepared, values, None)
+        return probs if shots is None else self._sample(probs, shots)
+
+    def _sample(self, exact: np.ndarray, shots: int) -> np.ndarray:
+        """Shot frequencies: `shots` independent outcomes per row of exact probabilities.
+
+        This is the distribution a simulator's measurement sampling draws from; one
+        multinomial draw per parameter set is just the fastest way to draw it.
+        """
+        exact = np.clip(exact, 0.0, None)
+        counts = np.stack([self._rng.multinomial(shots, p / p.sum()) for p in exact])
+        return counts / shots
 
     def _program(self, prepared: _Prepared) -> PTMProgram | None:
         if "program" not in prepared.extras:
@@ -470,10 +495,7 @@ class QPABackend:
                     "fewer parameter sets per call"
                 )
             exact = program.probabilities(values)
-            if shots is None:
-                return exact
-            counts = np.stack([self._rng.multinomial(shots, p / p.sum()) for p in exact])
-            return counts / shots
+            return exact if shots is None else self._sample(exact, shots)
         need = 16 * 4**n_active
         if need > available_memory():
             raise CapacityError(

@@ -216,7 +216,7 @@ class _LinearAngles:
     def evaluate(self, values: np.ndarray) -> np.ndarray:
         """values (B, P) -> angles (n_angles, B)."""
         out = np.empty((len(self.constants), values.shape[0]))
-        for row, (const, coeffs) in enumerate(zip(self.constants, self.coefficients)):
+        for row, (const, coeffs) in enumerate(zip(self.constants, self.coefficients, strict=False)):
             acc = np.full(values.shape[0], const)
             for col, c in coeffs.items():
                 acc = acc + c * values[:, col]
@@ -238,18 +238,18 @@ class PTMProgram:
     # ----------------------------------------------------------------- compilation
     @staticmethod
     def _noise_passes(circuit: QuantumCircuit, noise_model) -> QuantumCircuit:
-        # Aer runs the noise model's custom passes on circuits that contain delays.
-        if noise_model is None:
-            return circuit
-        if any(isinstance(i.operation, Delay) for i in circuit.data):
-            pm = noise_model._pass_manager()
-            if pm is not None:
-                circuit = pm.run(circuit)
+        # Aer runs the noise model's custom passes (relaxation during delays) on circuits
+        # that contain delays; those add Kraus channels this engine leaves to Aer.
+        if noise_model is not None and noise_model._pass_manager() is not None:
+            if any(isinstance(i.operation, Delay) for i in circuit.data):
+                raise UnsupportedCircuit("delays under a noise model with noise passes")
         return circuit
 
-    def _errors(self, noise_model, name: str, qubits: tuple[int, ...]):
+    @staticmethod
+    def _error(noise_model, name: str, qubits: tuple[int, ...]):
+        """The QuantumError Aer applies after `name` on physical `qubits`, or None."""
         if noise_model is None:
-            return None, None
+            return None
         local = noise_model._local_quantum_errors.get(name, {})
         error = local.get(qubits)
         if error is None:
@@ -258,7 +258,7 @@ class PTMProgram:
             raise UnsupportedCircuit("non-local quantum errors")
         if error is not None and error.num_qubits != len(qubits):
             raise UnsupportedCircuit(f"{error.num_qubits}-qubit error on a {len(qubits)}-qubit {name}")
-        return error, None
+        return error
 
     def _compile(self, circuit: QuantumCircuit, noise_model, max_block_qubits: int) -> None:
         qindex = {q: i for i, q in enumerate(circuit.qubits)}
@@ -311,9 +311,8 @@ class PTMProgram:
             if any(q in self.measured.values() for q in qs):
                 raise UnsupportedCircuit("operations after a measurement")
             if isinstance(op, Measure):
-                error, _ = self._errors(noise_model, "measure", qs_phys)
-                if error is not None:
-                    place(qs, superop_ptm(error.to_quantumchannel()))
+                if self._error(noise_model, "measure", qs_phys) is not None:
+                    raise UnsupportedCircuit("quantum errors on measurements")
                 clbit = cindex[inst.clbits[0]]
                 if clbit in self.measured:
                     raise UnsupportedCircuit("a classical bit measured twice")
@@ -321,9 +320,14 @@ class PTMProgram:
                 continue
             if len(qs) > 2:
                 raise UnsupportedCircuit(f"{len(qs)}-qubit instruction {name!r}")
-            if getattr(op, "condition", None) is not None or op.name in ("if_else", "for_loop", "while_loop", "switch_case"):
+            if getattr(op, "condition", None) is not None or op.name in (
+                "if_else",
+                "for_loop",
+                "while_loop",
+                "switch_case",
+            ):
                 raise UnsupportedCircuit(f"control flow ({name})")
-            error, _ = self._errors(noise_model, name, qs_phys)
+            error = self._error(noise_model, name, qs_phys)
             noise = None
             if error is not None:
                 key = ("err", name, qs_phys)
@@ -345,11 +349,8 @@ class PTMProgram:
             if key not in ptm_cache:
                 try:
                     ideal = unitary_ptm(Operator(op).data)
-                except Exception:
-                    try:
-                        ideal = superop_ptm(SuperOp(op))
-                    except Exception as exc:  # noqa: BLE001 - any failure means "not representable"
-                        raise UnsupportedCircuit(f"instruction {name!r}") from exc
+                except Exception as exc:
+                    raise UnsupportedCircuit(f"non-unitary instruction {name!r}") from exc
                 ptm_cache[key] = ideal if noise is None else noise @ ideal
             place(qs, ptm_cache[key])
         for b in list(open_blocks):
@@ -359,9 +360,7 @@ class PTMProgram:
         if sorted(self.measured) != list(range(len(circuit.clbits))):
             raise UnsupportedCircuit("some classical bits are never measured")
         self.n_clbits = len(circuit.clbits)
-        self.readout = readout_matrices(
-            noise_model, [active[self.measured[c]] for c in range(self.n_clbits)]
-        )
+        self.readout = readout_matrices(noise_model, [active[self.measured[c]] for c in range(self.n_clbits)])
         self._block_rows = [b.angle_rows for b in self.blocks]
 
     # ----------------------------------------------------------------- execution
@@ -383,14 +382,18 @@ class PTMProgram:
         """Free the cached state buffers."""
         self._buffer_pair = None
 
-    def probabilities(self, values: np.ndarray) -> np.ndarray:
-        """Exact noisy probabilities (B, 2^n_clbits) for parameter values (B, P)."""
+    def probabilities(self, values: np.ndarray, readout: bool = True) -> np.ndarray:
+        """Exact noisy probabilities (B, 2^n_clbits) for parameter values (B, P).
+
+        ``readout=False`` leaves out the readout errors: the distribution of the state
+        right before measurement, as Aer's ``save_probabilities`` reports it.
+        """
         values = np.atleast_2d(np.asarray(values, dtype=float))
         n_sets = values.shape[0]
         angles = self._angles.evaluate(values)  # (A, B)
         plan = self._plan(angles)
         state = self._run(plan, angles, n_sets)
-        return self._measure(state, plan, n_sets)
+        return self._measure(state, n_sets, readout)
 
     def _plan(self, angles: np.ndarray):
         """Birth block of each parameter set: the first block where its angles differ."""
@@ -403,7 +406,7 @@ class PTMProgram:
             new = differs & (birth < 0)
             new[0] = False
             birth[new] = j
-        order = [0] + sorted(np.nonzero(birth >= 0)[0].tolist(), key=lambda b: (birth[b], b))
+        order = [0, *sorted(np.nonzero(birth >= 0)[0].tolist(), key=lambda b: (birth[b], b))]
         return birth, order
 
     def _run(self, plan, angles: np.ndarray, n_sets: int):
@@ -418,7 +421,7 @@ class PTMProgram:
             init = torch.outer(init, zero).reshape(-1)
         state = buffers[0][: 4**n].view([1] + [4] * n)
         state.copy_(init.view([1] + [4] * n))
-        axes = [-1] + list(range(n))  # -1 is the batch axis
+        axes = [-1, *range(n)]  # -1 is the batch axis
         live = [0]
         slot_of = {0: 0}
         use = 1
@@ -477,7 +480,7 @@ class PTMProgram:
         self._slot_of = slot_of
         return state, axes
 
-    def _measure(self, state_axes, plan, n_sets: int) -> np.ndarray:
+    def _measure(self, state_axes, n_sets: int, readout: bool) -> np.ndarray:
         state, axes = state_axes
         measured_q = {q: c for c, q in self.measured.items()}
         # Only the I and Z coefficients of measured qubits, and the I coefficient of the
@@ -500,7 +503,8 @@ class PTMProgram:
         # Pauli coefficients (r_I, r_Z) of each measured qubit -> outcome probabilities
         h = np.array([[0.5, 0.5], [0.5, -0.5]])
         probs = apply_readout(sub.reshape(sub.shape[0], -1), [h] * self.n_clbits, transpose=False)
-        probs = apply_readout(probs, self.readout)
+        if readout:
+            probs = apply_readout(probs, self.readout)
         slots = np.array([self._slot_of.get(b, 0) for b in range(n_sets)])
         return probs[slots]
 

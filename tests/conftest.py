@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+
+@pytest.fixture
+def no_ibm_account(monkeypatch, tmp_path):
+    """No saved IBM Quantum account and no credentials in the environment."""
+    import qiskit_ibm_runtime.accounts.management as management
+
+    for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_URL", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(tmp_path / "none.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def assert_sampled_from(freqs: np.ndarray, exact: np.ndarray, shots: int, alpha: float = 1e-6) -> None:
+    """Chi-square goodness of fit of shot frequencies against exact probabilities."""
+    for f, p in zip(np.atleast_2d(freqs), np.atleast_2d(exact), strict=False):
+        observed = np.rint(f * shots)
+        assert observed.sum() == shots
+        expected = p * shots
+        big = expected >= 5
+        obs = np.append(observed[big], observed[~big].sum())
+        exp = np.append(expected[big], expected[~big].sum())
+        keep = exp > 0
+        assert not np.any(obs[~keep]), "counts in outcomes of probability zero"
+        pvalue = stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue
+        assert pvalue > alpha, f"sampled frequencies inconsistent with exact (p={pvalue:.2e})"

@@ -1,0 +1,163 @@
+"""Spec parsing, shots, shapes and every bad input of QPABackend."""
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+
+from qpa_qiskit import (
+    AccountError,
+    CapacityError,
+    InputError,
+    QPABackend,
+    SpecError,
+    ansatz,
+    list_backends,
+)
+from qpa_qiskit.cli import main
+
+
+@pytest.mark.parametrize(
+    "spec, kind, device",
+    [
+        ("statevector", "statevector", None),
+        ("ideal", "statevector", None),
+        ("aer_noisy:fake_brisbane", "aer_noisy", "fake_brisbane"),
+        ("aer_noisy:FAKE_Brisbane", "aer_noisy", "fake_brisbane"),
+        ("aer_noisy:brisbane", "aer_noisy", "fake_brisbane"),
+        ("aer_noisy:fake_torino", "aer_noisy", "fake_torino"),
+        ("aer_noisy:athens", "aer_noisy", "fake_athens"),
+        ("ibm:fake_brisbane", "ibm", "fake_brisbane"),
+    ],
+)
+def test_spec_parsing(spec, kind, device):
+    backend = QPABackend(spec, shots=10)
+    assert backend.kind == kind
+    assert backend.device_name == device
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("statevectr", "Did you mean 'statevector'"),
+        ("density", "Accepted:"),
+        ("aer_noisy:", "Accepted:"),
+        ("aer_noisy:fake_brisbain", "Did you mean fake_brisbane"),
+        ("aer_noisy:nowhere", "Known devices:"),
+        ("ibm:fake_nowhere", "Known devices:"),
+        (42, "string"),
+    ],
+)
+def test_unknown_spec_or_device(spec, match):
+    with pytest.raises(SpecError, match=match):
+        QPABackend(spec)
+
+
+def test_unknown_option_lists_accepted():
+    with pytest.raises(SpecError, match=r"accepted: \['engine', 'optimization_level', 'seed_transpiler'\]"):
+        QPABackend("aer_noisy:fake_brisbane", method="mps")
+    with pytest.raises(SpecError, match="engine must be one of"):
+        QPABackend("aer_noisy:fake_brisbane", engine="fast")
+
+
+@pytest.mark.parametrize("factor", [0, -1.5, float("nan"), float("inf"), "20", True])
+def test_bad_shots_factor(factor):
+    with pytest.raises(InputError, match="shots_factor must be a number > 0"):
+        QPABackend("statevector", shots_factor=factor)
+
+
+def test_bad_shots():
+    with pytest.raises(InputError, match="shots must be a positive integer"):
+        QPABackend("statevector", shots=0)
+    with pytest.raises(InputError, match="not both"):
+        QPABackend("statevector", shots=10, shots_factor=2)
+
+
+def test_num_shots():
+    assert QPABackend("statevector").num_shots(7) is None
+    assert QPABackend("statevector", shots_factor=20).num_shots(7) == 20 * 128
+    assert QPABackend("statevector", shots_factor=0.3).num_shots(3) == 3  # ceil(2.4)
+    assert QPABackend("statevector", shots=100).num_shots(10) == 100
+
+
+def test_ibm_cannot_be_exact():
+    with pytest.raises(InputError, match="exact probabilities are not possible"):
+        QPABackend("ibm:fake_brisbane")
+
+
+def test_ibm_without_account(no_ibm_account):
+    with pytest.raises(AccountError, match="save_account") as info:
+        QPABackend("ibm:ibm_brisbane", shots=100)
+    assert "token=" not in str(info.value).replace("token=...", "")
+
+
+def test_circuit_wider_than_device():
+    backend = QPABackend("aer_noisy:fake_athens")  # 5 qubits
+    with pytest.raises(InputError, match="6 qubits but fake_athens has 5"):
+        backend.probabilities(ansatz(6, 1), np.zeros(6))
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 5), (1, 2, 6), (0, 6)])
+def test_wrong_parameter_shape(shape):
+    backend = QPABackend("statevector")
+    with pytest.raises(InputError, match=r"shape \(6,\) or \(B, 6\)"):
+        backend.probabilities(ansatz(3, 2), np.zeros(shape))
+
+
+def test_non_finite_parameters():
+    with pytest.raises(InputError, match="finite"):
+        QPABackend("statevector").probabilities(ansatz(2, 1), [0.1, np.nan])
+
+
+def test_statevector_too_large_says_how_much_memory():
+    qc = QuantumCircuit(40)
+    qc.h(0)
+    with pytest.raises(CapacityError, match=r"40 qubits needs 1.64e\+04 GiB"):
+        QPABackend("statevector").probabilities(qc)
+
+
+def test_noisy_too_large_says_how_much_memory():
+    qc = QuantumCircuit(16)
+    for q in range(15):
+        qc.cx(q, q + 1)
+    with pytest.raises(CapacityError, match=r"16 qubits .* needs .*GiB"):
+        QPABackend("aer_noisy:fake_brisbane").probabilities(qc)
+
+
+def test_mid_circuit_measurement_rejected():
+    qc = QuantumCircuit(2, 2)
+    qc.measure(0, 0)
+    qc.x(0)
+    qc.measure(1, 1)
+    with pytest.raises(InputError, match="only final measurements"):
+        QPABackend("statevector").probabilities(qc)
+
+
+def test_unmeasured_classical_bit_rejected():
+    qc = QuantumCircuit(2, 2)
+    qc.measure(0, 0)
+    with pytest.raises(InputError, match="never measured"):
+        QPABackend("statevector").probabilities(qc)
+
+
+def test_isa_circuit_is_deterministic_and_native():
+    qc = ansatz(4, 2)
+    a = QPABackend("aer_noisy:fake_brisbane").isa_circuit(qc)
+    b = QPABackend("aer_noisy:fake_brisbane").isa_circuit(qc)
+    assert a == b
+    basis = set(QPABackend("aer_noisy:fake_brisbane").device.operation_names)
+    assert set(a.count_ops()) <= basis | {"barrier"}
+
+
+def test_list_backends_and_cli(capsys):
+    rows = dict(list_backends())
+    assert "statevector" in rows
+    assert rows["aer_noisy:fake_brisbane"] == 127
+    assert rows["ibm:fake_torino"] == 133
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "aer_noisy:fake_brisbane" in out and "127" in out
+
+
+def test_cli_reports_errors_cleanly(capsys):
+    assert main(["demo", "--qubits", "0"]) == 2
+    assert "n_qubits must be a positive integer" in capsys.readouterr().err

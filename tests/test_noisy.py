@@ -1,0 +1,146 @@
+"""The PTM engine against independent Aer density-matrix runs of the same ISA circuit."""
+
+import numpy as np
+import pytest
+from conftest import assert_sampled_from
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import Statevector
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import ReadoutError
+
+from qpa_qiskit import QPABackend, ansatz
+from qpa_qiskit.backends import fake_device, measured_qubits
+from qpa_qiskit.simulator import PTMProgram, apply_readout
+
+
+def device_noise(device: str):
+    """The fake device's own noise model, fresh (not the cached one the backend uses)."""
+    return fake_device(device)._get_noise_model_from_backend_v2()
+
+
+def aer_density_matrix(isa: QuantumCircuit, device: str, values: np.ndarray, shots=None):
+    """Aer's own density-matrix method on the ISA circuit, noise model built here."""
+    sim = AerSimulator(method="density_matrix", noise_model=device_noise(device))
+    params = list(isa.parameters)
+    binds = [{p: values[:, i] for i, p in enumerate(params)}] if params else None
+    if shots is None:
+        circ = isa.remove_final_measurements(inplace=False)
+        circ.save_probabilities(measured_qubits(isa))
+        result = sim.run([circ], parameter_binds=binds).result()
+        return np.array([result.results[b].data.probabilities for b in range(len(values))])
+    result = sim.run([isa], parameter_binds=binds, shots=shots, seed_simulator=3).result()
+    out = np.zeros((len(values), 2**isa.num_clbits))
+    for b in range(len(values)):
+        for key, count in result.results[b].data.counts.items():
+            out[b, int(key, 16)] += count
+    return out / shots
+
+
+CASES = [
+    ("fake_brisbane", dict(n_qubits=4, reps=2)),
+    ("fake_brisbane", dict(n_qubits=3, reps=2, rotation="rx", entanglement="circular")),
+    ("fake_torino", dict(n_qubits=4, reps=2)),
+    ("fake_athens", dict(n_qubits=5, reps=1, entanglement="circular")),
+]
+
+
+@pytest.mark.parametrize("device, shape", CASES)
+def test_exact_noisy_matches_aer_density_matrix(device, shape):
+    qc = ansatz(**shape)
+    backend = QPABackend(f"aer_noisy:{device}")
+    isa = backend.isa_circuit(qc)
+    rng = np.random.default_rng(5)
+    values = rng.uniform(0, 2 * np.pi, (4, qc.num_parameters))
+    values[2] = values[0]  # a duplicate of the base set
+    values[3, :-1] = values[0, :-1]  # differs from the base only in the last parameter
+    program = PTMProgram(isa, device_noise(device))
+    reference = aer_density_matrix(isa, device, values)
+    np.testing.assert_allclose(program.probabilities(values, readout=False), reference, atol=1e-10)
+
+
+def test_parameter_shift_batch_matches_aer():
+    qc = ansatz(3, 2)
+    backend = QPABackend("aer_noisy:fake_brisbane")
+    isa = backend.isa_circuit(qc)
+    base = np.random.default_rng(6).uniform(0, 2 * np.pi, qc.num_parameters)
+    from qpa_qiskit.qnn import shifted_parameter_sets
+
+    values = shifted_parameter_sets(base)
+    program = PTMProgram(isa, device_noise("fake_brisbane"))
+    np.testing.assert_allclose(
+        program.probabilities(values, readout=False),
+        aer_density_matrix(isa, "fake_brisbane", values),
+        atol=1e-10,
+    )
+
+
+def test_readout_errors_match_aer_sampling():
+    qc = ansatz(3, 2)
+    backend = QPABackend("aer_noisy:fake_brisbane")
+    values = np.random.default_rng(7).uniform(0, 2 * np.pi, (2, qc.num_parameters))
+    exact = backend.probabilities(qc, values)
+    shots = 400_000
+    sampled = aer_density_matrix(backend.isa_circuit(qc), "fake_brisbane", values, shots=shots)
+    assert_sampled_from(sampled, exact, shots)
+    # and the readout errors matter at this precision
+    no_readout = PTMProgram(backend.isa_circuit(qc), None).probabilities(values)
+    assert np.abs(no_readout - exact).max() > 5e-3
+
+
+def test_apply_readout_by_hand():
+    # bit 0 flips 0->1 with 10%, bit 1 reads 1 as 0 with 20%
+    c0 = np.array([[0.9, 0.1], [0.0, 1.0]])
+    c1 = np.array([[1.0, 0.0], [0.2, 0.8]])
+    true = np.array([[0.0, 0.0, 1.0, 0.0]])  # bits (b1, b0) = (1, 0)
+    read = apply_readout(true, [c0, c1])
+    np.testing.assert_allclose(read, [[0.9 * 0.2, 0.1 * 0.2, 0.9 * 0.8, 0.1 * 0.8]])
+    err = ReadoutError([[0.9, 0.1], [0.0, 1.0]])
+    np.testing.assert_allclose(err.probabilities, c0)
+
+
+def test_engines_agree_exact():
+    qc = ansatz(3, 2)
+    values = np.random.default_rng(8).uniform(0, 2 * np.pi, (3, qc.num_parameters))
+    fast = QPABackend("aer_noisy:fake_brisbane", engine="ptm").probabilities(qc, values)
+    aer = QPABackend("aer_noisy:fake_brisbane", engine="aer").probabilities(qc, values)
+    np.testing.assert_allclose(fast, aer, atol=1e-10)
+    np.testing.assert_allclose(fast.sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["ptm", "aer"])
+def test_sampled_noisy_consistent_with_exact(engine):
+    qc = ansatz(3, 2)
+    values = np.random.default_rng(9).uniform(0, 2 * np.pi, (3, qc.num_parameters))
+    exact = QPABackend("aer_noisy:fake_brisbane").probabilities(qc, values)
+    backend = QPABackend("aer_noisy:fake_brisbane", shots_factor=1000, seed=2, engine=engine)
+    assert_sampled_from(backend.probabilities(qc, values), exact, backend.num_shots(3))
+
+
+def test_layout_and_routing_undone():
+    # circular entanglement on a heavy-hex device needs routing; the noisy distribution
+    # must still be over the logical qubits, close to the ideal one
+    qc = ansatz(5, 1, entanglement="circular")
+    values = np.random.default_rng(10).uniform(0, 2 * np.pi, qc.num_parameters)
+    backend = QPABackend("aer_noisy:fake_brisbane")
+    isa = backend.isa_circuit(qc)
+    assert isa.count_ops().get("ecr", 0) > 5 * 1  # routed: more two-qubit gates than CNOTs
+    noisy = backend.probabilities(qc, values)[0]
+    ideal = Statevector(qc.remove_final_measurements(inplace=False).assign_parameters(values)).probabilities()
+    tvd = 0.5 * np.abs(noisy - ideal).sum()
+    assert tvd < 0.15
+    assert 0.5 * np.abs(noisy[::-1] - ideal).sum() > 3 * tvd
+
+
+def test_ptm_engine_refuses_what_it_cannot_represent():
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("t")
+    qc = QuantumCircuit(2, 2)
+    qc.ry(theta * theta, 0)  # an angle that is not affine in the parameter
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    with pytest.raises(Exception, match="engine='ptm' cannot simulate"):
+        QPABackend("aer_noisy:fake_brisbane", engine="ptm").probabilities(qc, [0.9])
+    probs = QPABackend("aer_noisy:fake_brisbane").probabilities(qc, [0.9])  # auto falls back to Aer
+    reference = QPABackend("aer_noisy:fake_brisbane", engine="aer").probabilities(qc, [0.9])
+    np.testing.assert_allclose(probs, reference, atol=1e-12)
