@@ -22,6 +22,7 @@ reported by `PTMProgram.unsupported_reason` so the caller can fall back to Aer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -362,6 +363,21 @@ class PTMProgram:
         self.n_clbits = len(circuit.clbits)
         self.readout = readout_matrices(noise_model, [active[self.measured[c]] for c in range(self.n_clbits)])
         self._block_rows = [b.angle_rows for b in self.blocks]
+        # Light cone of the measurement: after the last block on a qubit only the Pauli
+        # coefficients the measurement reads are kept (I and Z if measured, else I).
+        last = {q: j for j, b in enumerate(self.blocks) for q in b.qubits}
+        measured = set(self.measured.values())
+        self._keep = [
+            {q: ([0, 3] if q in measured else [0]) for q in b.qubits if last[q] == j}
+            for j, b in enumerate(self.blocks)
+        ]
+        self._select = []
+        for b, keep in zip(self.blocks, self._keep, strict=True):
+            per_qubit = [keep.get(q, [0, 1, 2, 3]) for q in b.qubits]
+            if len(per_qubit) == 1:
+                self._select.append(per_qubit[0])
+            else:
+                self._select.append([4 * i + k for i in per_qubit[0] for k in per_qubit[1]])
 
     # ----------------------------------------------------------------- execution
     def memory_bytes(self, n_sets: int) -> int:
@@ -391,9 +407,8 @@ class PTMProgram:
         values = np.atleast_2d(np.asarray(values, dtype=float))
         n_sets = values.shape[0]
         angles = self._angles.evaluate(values)  # (A, B)
-        plan = self._plan(angles)
-        state = self._run(plan, angles, n_sets)
-        return self._measure(state, n_sets, readout)
+        state, sizes, slots = self._run(self._plan(angles), angles)
+        return self._measure(state, sizes, slots, n_sets, readout)
 
     def _plan(self, angles: np.ndarray):
         """Birth block of each parameter set: the first block where its angles differ."""
@@ -409,104 +424,111 @@ class PTMProgram:
         order = [0, *sorted(np.nonzero(birth >= 0)[0].tolist(), key=lambda b: (birth[b], b))]
         return birth, order
 
-    def _run(self, plan, angles: np.ndarray, n_sets: int):
+    def _run(self, plan, angles: np.ndarray):
+        """Apply every block to all live parameter sets; returns (state, axis sizes, slots).
+
+        The state is one tensor (rows, q_0, ..., q_{n-1}) in a fixed layout: live sets are
+        the leading rows, so a set branching off is appended in place, and a block on
+        neighbouring qubits is a (batched) matrix product on a view, with no transposes.
+        A qubit's axis shrinks to the coefficients the measurement reads (I and Z, or I
+        alone) after the last block that touches it.
+        """
         birth, order = plan
-        n_live = len(order)
         n = self.n_qubits
-        buffers = self._buffers(n_live * 4**n)
-        # state: |0><0| on every qubit, Pauli coefficients (I, X, Y, Z) = (1, 0, 0, 1)
-        zero = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+        sizes = [4] * n
+        buffers = self._buffers(len(order) * 4**n)
+        zero = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # |0><0|: (I, X, Y, Z)
         init = zero
         for _ in range(n - 1):
             init = torch.outer(init, zero).reshape(-1)
-        state = buffers[0][: 4**n].view([1] + [4] * n)
-        state.copy_(init.view([1] + [4] * n))
-        axes = [-1, *range(n)]  # -1 is the batch axis
-        live = [0]
-        slot_of = {0: 0}
-        use = 1
-        by_block: dict[int, list[int]] = {}
-        for b in order[1:]:
-            by_block.setdefault(int(birth[b]), []).append(b)
-
+        buffers[0][: 4**n].copy_(init)
+        current = 0
+        n_rows = 1
+        births = np.bincount(birth[birth >= 0], minlength=len(self.blocks))
         for j, block in enumerate(self.blocks):
+            n_new = n_rows + int(births[j])
+            size = math.prod(sizes)
+            x = buffers[current][: n_new * size].view(n_new, *sizes)
+            if n_new > n_rows:  # new branches start from the forward set's state
+                x[n_rows:].copy_(x[:1].expand(n_new - n_rows, *sizes))
+            keep = self._keep[j]
+            new_sizes = list(sizes)
+            for q, components in keep.items():
+                new_sizes[q] = len(components)
+            out = buffers[1 - current][: n_new * math.prod(new_sizes)].view(n_new, *new_sizes)
             rows = self._block_rows[j]
-            newborn = by_block.get(j, [])
-            targets = list(block.qubits)
-            pos = [axes.index(t) for t in targets]
-            rest = [i for i in range(len(axes)) if i not in pos]
-            perm = pos + rest
-            new_axes = [axes[i] for i in perm]
-            batch_pos = new_axes.index(-1)
-            n_old = len(live)
-            n_new = n_old + len(newborn)
-            new_shape = [state.shape[i] for i in perm]
-            new_shape[batch_pos] = n_new
-            if perm != list(range(len(axes))) or newborn:
-                x = buffers[use][: n_new * 4**n].view(new_shape)
-                x.narrow(batch_pos, 0, n_old).copy_(state.permute(perm))
-                if newborn:
-                    base = x.narrow(batch_pos, 0, 1)
-                    x.narrow(batch_pos, n_old, len(newborn)).copy_(
-                        base.expand([len(newborn) if i == batch_pos else s for i, s in enumerate(new_shape)])
-                    )
-                use = 1 - use
-            else:
-                x = state
-            dim = 4 ** len(targets)
             if rows:
-                key = angles[rows][:, live + newborn].T  # (n_new, n_rot)
+                key = angles[rows][:, order[:n_new]].T  # (n_new, rotations in the block)
                 uniq, inverse = np.unique(key, axis=0, return_inverse=True)
                 inverse = inverse.reshape(-1)
                 mats = block.matrices(uniq)
-                base_group = inverse[0]
             else:
                 mats = block.matrices(np.empty((1, 0)))
                 inverse = np.zeros(n_new, dtype=int)
-                base_group = 0
-            out = buffers[use][: n_new * 4**n].view(new_shape)
-            m_base = torch.from_numpy(np.ascontiguousarray(mats[base_group]))
-            torch.mm(m_base, x.reshape(dim, -1), out=out.view(dim, -1))
-            for slot in np.nonzero(inverse != base_group)[0].tolist():
-                m = torch.from_numpy(np.ascontiguousarray(mats[inverse[slot]]))
-                row_in = x.select(batch_pos, slot).reshape(dim, -1)
-                out.select(batch_pos, slot).copy_((m @ row_in).view(out.select(batch_pos, slot).shape))
-            use = 1 - use
-            state = out
-            axes = new_axes
-            for b in newborn:
-                slot_of[b] = len(live)
-                live.append(b)
-        self._slot_of = slot_of
-        return state, axes
+            select = self._select[j]
+            base = inverse[0]
+            self._apply(mats[base][select], x, out, block.qubits, sizes)
+            for slot in np.nonzero(inverse != base)[0].tolist():
+                self._apply(
+                    mats[inverse[slot]][select], x[slot : slot + 1], out[slot : slot + 1], block.qubits, sizes
+                )
+            current = 1 - current
+            sizes = new_sizes
+            n_rows = n_new
+        state = buffers[current][: n_rows * math.prod(sizes)].view(n_rows, *sizes)
+        slots = {b: i for i, b in enumerate(order)}
+        return state, sizes, slots
 
-    def _measure(self, state_axes, n_sets: int, readout: bool) -> np.ndarray:
-        state, axes = state_axes
+    @staticmethod
+    def _apply(matrix: np.ndarray, x: torch.Tensor, out: torch.Tensor, qubits, sizes) -> None:
+        """out = matrix acting on the axes of `qubits` of x (rows, q_0, ..., q_{n-1})."""
+        m = torch.from_numpy(np.ascontiguousarray(matrix))
+        d_out, d_in = m.shape
+        rows = x.shape[0]
+        first, last = qubits[0], qubits[-1]
+        if last - first == len(qubits) - 1:  # neighbouring axes: a matrix product on a view
+            lead = rows * math.prod(sizes[:first])
+            tail = math.prod(sizes[last + 1 :])
+            if tail == 1:
+                torch.mm(x.view(lead, d_in), m.T, out=out.view(lead, d_out))
+            elif tail >= 8:
+                torch.matmul(m, x.view(lead, d_in, tail), out=out.view(lead, d_out, tail))
+            else:  # a short tail: one product with the matrix widened by the tail
+                wide = torch.kron(m, torch.eye(tail, dtype=m.dtype))
+                torch.mm(x.view(lead, d_in * tail), wide.T, out=out.view(lead, d_out * tail))
+            return
+        # qubits apart: bring them forward, multiply, put them back
+        axes = [1 + q for q in qubits]
+        others = [a for a in range(1, x.dim()) if a not in axes]
+        moved = x.permute([0, *axes, *others]).contiguous()
+        result = torch.matmul(m, moved.view(rows, d_in, -1))
+        shape = [rows] + [out.shape[a] for a in axes] + [out.shape[a] for a in others]
+        inverse = np.argsort([0, *axes, *others]).tolist()
+        out.copy_(result.view(shape).permute(inverse))
+
+    def _measure(
+        self, state: torch.Tensor, sizes: list[int], slots, n_sets: int, readout: bool
+    ) -> np.ndarray:
         measured_q = {q: c for c, q in self.measured.items()}
         # Only the I and Z coefficients of measured qubits, and the I coefficient of the
         # others, enter the outcome distribution: take them as strided views first.
-        index = []
-        for a in axes:
-            if a == -1:
-                index.append(slice(None))
-            elif a in measured_q:
-                index.append(slice(0, 4, 3))
+        index: list = [slice(None)]
+        for q in range(self.n_qubits):
+            if q in measured_q:
+                index.append(slice(0, 4, 3) if sizes[q] == 4 else slice(None))
             else:
                 index.append(0)
-        kept_axes = [a for a in axes if a == -1 or a in measured_q]
-        sub = state[tuple(index)]
+        sub = state[tuple(index)]  # (batch, measured qubits in ascending order)
+        kept = sorted(measured_q)
         # (batch, clbit n-1, ..., clbit 0): a row-major flatten is then little-endian
-        order = [kept_axes.index(-1)] + [
-            kept_axes.index(self.measured[c]) for c in reversed(range(self.n_clbits))
-        ]
+        order = [0] + [1 + kept.index(self.measured[c]) for c in reversed(range(self.n_clbits))]
         sub = sub.permute(order).contiguous().numpy()
         # Pauli coefficients (r_I, r_Z) of each measured qubit -> outcome probabilities
         h = np.array([[0.5, 0.5], [0.5, -0.5]])
         probs = apply_readout(sub.reshape(sub.shape[0], -1), [h] * self.n_clbits, transpose=False)
         if readout:
             probs = apply_readout(probs, self.readout)
-        slots = np.array([self._slot_of.get(b, 0) for b in range(n_sets)])
-        return probs[slots]
+        return probs[[slots.get(b, 0) for b in range(n_sets)]]
 
 
 def readout_matrices(noise_model, qubits: list[int]) -> list[np.ndarray]:

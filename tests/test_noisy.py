@@ -144,3 +144,35 @@ def test_ptm_engine_refuses_what_it_cannot_represent():
     probs = QPABackend("aer_noisy:fake_brisbane").probabilities(qc, [0.9])  # auto falls back to Aer
     reference = QPABackend("aer_noisy:fake_brisbane", engine="aer").probabilities(qc, [0.9])
     np.testing.assert_allclose(probs, reference, atol=1e-12)
+
+
+def test_random_circuits_with_ancilla_and_permuted_clbits_match_aer():
+    """Gates on far-apart qubits, an unmeasured qubit, clbits in another order than qubits."""
+    from qiskit.circuit import ParameterVector
+
+    rng = np.random.default_rng(13)
+    theta = ParameterVector("t", 6)
+    qc = QuantumCircuit(5, 4)
+    k = 0
+    for _ in range(14):
+        kind = rng.integers(4)
+        a, b = (int(v) for v in rng.choice(5, size=2, replace=False))
+        if kind == 0 and k < len(theta):
+            qc.rz(theta[k], a)
+            k += 1
+        elif kind == 1:
+            qc.sx(a)
+        elif kind == 2:
+            qc.cx(a, b)
+        else:
+            qc.ecr(a, b)
+    for t in theta[k:]:
+        qc.ry(t, int(rng.integers(5)))
+    qc.measure([3, 0, 4, 1], [0, 1, 2, 3])  # qubit 2 is not measured
+    values = rng.uniform(0, 2 * np.pi, (3, len(theta)))
+    program = PTMProgram(qc, device_noise("fake_brisbane"))
+    np.testing.assert_allclose(
+        program.probabilities(values, readout=False),
+        aer_density_matrix(qc, "fake_brisbane", values),
+        atol=1e-10,
+    )
