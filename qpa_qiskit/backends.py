@@ -384,6 +384,10 @@ class QPABackend:
         self._prepared[id(circuit)] = (circuit, prepared)
         return prepared
 
+    def num_outcome_bits(self, circuit: QuantumCircuit) -> int:
+        """N: the distribution has 2^N outcomes (the circuit's classical bits)."""
+        return self._prepare(circuit).n_bits
+
     def isa_circuit(self, circuit: QuantumCircuit) -> QuantumCircuit:
         """Exactly the circuit that runs: transpiled once, deterministically, measurements kept."""
         return self._prepare(circuit).isa
@@ -484,7 +488,6 @@ class QPABackend:
 
     def _run_noisy(self, prepared, values, shots):
         program = self._program(prepared)
-        n_active = len({q for i in prepared.isa.data if i.operation.name != "barrier" for q in i.qubits})
         if program is not None:
             need = program.memory_bytes(values.shape[0])
             if need > available_memory():
@@ -496,6 +499,7 @@ class QPABackend:
                 )
             exact = program.probabilities(values)
             return exact if shots is None else self._sample(exact, shots)
+        n_active = len({q for i in prepared.isa.data if i.operation.name != "barrier" for q in i.qubits})
         need = 16 * 4**n_active
         if need > available_memory():
             raise CapacityError(

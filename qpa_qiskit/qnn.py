@@ -93,7 +93,7 @@ class QuantumProbabilities(torch.nn.Module):
         self.backend = backend
         self.circuit = circuit
         self.theta = torch.nn.Parameter(theta)
-        self.n_outcomes = 2 ** backend._prepare(circuit).n_bits
+        self.n_outcomes = 2 ** backend.num_outcome_bits(circuit)
 
     def forward(self) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and self.theta.requires_grad

@@ -13,11 +13,12 @@ errors, in the same order) but
 * evaluates all parameter sets as a *tree*: a parameter set that equals the first one up to
   some gate shares its prefix; it is branched off where it first differs. For parameter
   shift this halves the work, and every fused block is applied to all live branches in one
-  matrix product.
+  matrix product, on a view of one tensor in a fixed layout (no transposes),
+* keeps, after the last gate on a qubit, only the Pauli coefficients the measurement reads.
 
 The result agrees with Aer's density-matrix simulation of the same ISA circuit to rounding
-(the test-suite checks 1e-10). Circuits or noise models it cannot represent exactly are
-reported by `PTMProgram.unsupported_reason` so the caller can fall back to Aer.
+(the test-suite checks 1e-10). Circuits or noise models it cannot represent exactly raise
+`UnsupportedCircuit` when compiled, so the caller can fall back to Aer.
 """
 
 from __future__ import annotations
@@ -106,6 +107,15 @@ class _Rotation:
     a2: np.ndarray
     noise: np.ndarray | None  # fixed channel applied after the gate, already embedded
 
+    def embedded(self, positions: tuple[int, ...], width: int) -> _Rotation:
+        return _Rotation(
+            self.angle,
+            embed(self.a0, positions, width),
+            embed(self.a1, positions, width),
+            embed(self.a2, positions, width),
+            None if self.noise is None else embed(self.noise, positions, width),
+        )
+
     def matrices(self, angles: np.ndarray) -> np.ndarray:
         c = np.cos(angles)[:, None, None]
         s = np.sin(angles)[:, None, None]
@@ -121,8 +131,8 @@ class _Block:
     factors: list = field(default_factory=list)  # np.ndarray (fixed) or _Rotation
 
     def add(self, positions: tuple[int, ...], factor) -> None:
-        if isinstance(factor, _RotationTemplate):
-            factor = _as_rotation(factor, positions, len(self.qubits))
+        if isinstance(factor, _Rotation):
+            factor = factor.embedded(positions, len(self.qubits))
         elif isinstance(factor, np.ndarray):
             factor = embed(factor, positions, len(self.qubits))
             if self.factors and isinstance(self.factors[-1], np.ndarray):
@@ -138,16 +148,7 @@ class _Block:
             if isinstance(f, np.ndarray):
                 widened.append(embed(f, positions, len(qubits)))
             else:
-                noise = None if f.noise is None else embed(f.noise, positions, len(qubits))
-                widened.append(
-                    _Rotation(
-                        f.angle,
-                        embed(f.a0, positions, len(qubits)),
-                        embed(f.a1, positions, len(qubits)),
-                        embed(f.a2, positions, len(qubits)),
-                        noise,
-                    )
-                )
+                widened.append(f.embedded(positions, len(qubits)))
         self.qubits = qubits
         self.factors = widened
 
@@ -344,7 +345,7 @@ class PTMProgram:
                     ptm_cache[key] = _rotation_terms(name, type(op))
                 a0, a1, a2 = ptm_cache[key]
                 row = self._angles.add(op.params[0])
-                place(qs, _RotationTemplate(row, a0, a1, a2, noise))
+                place(qs, _Rotation(row, a0, a1, a2, noise))
                 continue
             key = ("gate", name, tuple(float(p) for p in op.params), qs_phys)
             if key not in ptm_cache:
@@ -561,22 +562,3 @@ def apply_readout(probs: np.ndarray, matrices: list[np.ndarray], transpose: bool
         m = m.T if transpose else m
         t = np.moveaxis(np.tensordot(m, t, axes=([1], [axis])), 0, axis)
     return t.reshape(probs.shape[0], -1)
-
-
-@dataclass
-class _RotationTemplate:
-    angle: int
-    a0: np.ndarray
-    a1: np.ndarray
-    a2: np.ndarray
-    noise: np.ndarray | None
-
-
-def _as_rotation(t: _RotationTemplate, positions: tuple[int, ...], width: int) -> _Rotation:
-    return _Rotation(
-        t.angle,
-        embed(t.a0, positions, width),
-        embed(t.a1, positions, width),
-        embed(t.a2, positions, width),
-        None if t.noise is None else embed(t.noise, positions, width),
-    )
