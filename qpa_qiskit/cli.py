@@ -61,7 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{spec:<26} {shots or 'exact':>7} {first:9.3f}s {repeat:7.3f}s  {cells}")
     print(
         "\nfirst call includes transpiling to the device ISA and building the noise model; "
-        "ibm:fake_brisbane runs qiskit-ibm-runtime's SamplerV2 in local testing mode."
+        "ibm:fake_brisbane runs qiskit-ibm-runtime's Sampler in local testing mode."
     )
     return 0
 
