@@ -1,0 +1,120 @@
+"""WikiText-2 loading and an honest perplexity.
+
+Perplexity = exp(total negative log-likelihood / number of scored tokens). The token stream
+of a split (its lines joined as they are in the files) is cut into windows of ``window``
+tokens that advance by ``stride``; in each window only the tokens not already scored by an
+earlier window are scored, the rest serve as context. A window's first token has no context
+inside the window and is never scored, so with stride < window every token but the very
+first is scored exactly once; with stride == window the first token of each window is not.
+Every window is full-length except the last, so no padding is ever scored. Published QPA
+perplexities (about 1.58 for GPT-2) average the loss over padded batches with the padding
+counted, and are not comparable with this number.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+SPLITS = ("train", "valid", "test")
+HUB = "hub"
+_FILE_NAMES = ("{split}.txt", "wiki.{split}.tokens", "wiki.{split}.raw")
+
+
+def _local_split(folder: Path, split: str) -> Path | None:
+    for pattern in _FILE_NAMES:
+        path = folder / pattern.format(split=split)
+        if path.is_file():
+            return path
+    return None
+
+
+def load_wikitext(source: str | Path, log=None) -> dict[str, str]:
+    """Texts of the train, valid and test splits.
+
+    ``source`` is "hub" (``wikitext-2-raw-v1`` through the ``datasets`` library) or a local
+    folder with ``train/valid/test.txt`` or ``wiki.{split}.tokens`` / ``wiki.{split}.raw``.
+    A folder without a train split trains on valid and says so.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if str(source) == HUB:
+        try:
+            from datasets import load_dataset
+
+            ds = load_dataset("wikitext", "wikitext-2-raw-v1")
+        except Exception as exc:  # no network, no cache, no datasets
+            raise InputError(
+                f"cannot load wikitext-2-raw-v1 from the Hugging Face hub ({type(exc).__name__}); "
+                "pass a local folder with train/valid/test.txt or wiki.*.tokens instead"
+            ) from None
+        return {"train": "".join(ds["train"]["text"]), "valid": "".join(ds["validation"]["text"]),
+                "test": "".join(ds["test"]["text"])}  # fmt: skip
+    folder = Path(source)
+    if not folder.is_dir():
+        raise InputError(f"data folder {folder} does not exist; give a folder with WikiText-2 or 'hub'")
+    found = {split: _local_split(folder, split) for split in SPLITS}
+    for needed in ("valid", "test"):
+        if found[needed] is None:
+            names = ", ".join(p.format(split=needed) for p in _FILE_NAMES)
+            raise InputError(f"no {needed} split in {folder}: expected one of {names}")
+    if found["train"] is None:
+        log(f"notice: {folder} has no train split; training on the valid split ({found['valid'].name})")
+        found["train"] = found["valid"]
+    return {split: path.read_text(encoding="utf-8") for split, path in found.items()}
+
+
+def tokenize(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tensor:
+    """The whole text as one 1-D token stream (no special tokens added)."""
+    if max_tokens is not None:
+        text = text[: max_tokens * 12]  # tokenising gigabytes to keep a prefix is wasteful
+    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    ids = torch.tensor(ids, dtype=torch.long)
+    return ids if max_tokens is None else ids[:max_tokens]
+
+
+def blocks(tokens: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Non-overlapping training blocks (n, block_size); the remainder is dropped."""
+    n = tokens.numel() // block_size
+    if n == 0:
+        raise InputError(f"{tokens.numel()} tokens are fewer than one block of {block_size}")
+    return tokens[: n * block_size].view(n, block_size)
+
+
+@torch.no_grad()
+def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512, batch_size: int = 4):
+    """(perplexity, scored tokens, total NLL) of a token stream; see the module docstring."""
+    if window < 2 or not 1 <= stride <= window:
+        raise InputError(f"need window >= 2 and 1 <= stride <= window, got window={window}, stride={stride}")
+    n = tokens.numel()
+    spans = []  # (begin, end, first scored position inside the window)
+    scored_to = 1  # token 0 has no context
+    begin = 0
+    while scored_to < n:
+        end = min(begin + window, n)
+        spans.append((begin, end, max(scored_to - begin, 1)))
+        scored_to = end
+        if end == n:
+            break
+        begin += stride
+    total_nll, total_tokens = 0.0, 0
+    i = 0
+    while i < len(spans):
+        length = spans[i][1] - spans[i][0]
+        group = [s for s in spans[i : i + batch_size] if s[1] - s[0] == length]
+        ids = torch.stack([tokens[b:e] for b, e, _ in group])
+        logits = model(input_ids=ids).logits.float()
+        targets = ids[:, 1:].clone()
+        for row, (_, _, first) in enumerate(group):
+            targets[row, : first - 1] = -100  # context only: scored by an earlier window
+        nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                              ignore_index=-100, reduction="sum")  # fmt: skip
+        total_nll += nll.item()
+        total_tokens += int((targets != -100).sum())
+        i += len(group)
+    return math.exp(total_nll / total_tokens), total_tokens, total_nll
