@@ -1,9 +1,10 @@
-"""Benchmarks, run as scripts: ``python -m qpa_qiskit.bench qnn``.
+"""Benchmarks, run as scripts: ``python -m qpa_qiskit.bench qnn`` and ``... bench train``.
 
 ``qnn`` times one forward+backward training step of :class:`QuantumProbabilities` against
 qiskit-machine-learning's ``SamplerQNN`` + ``TorchConnector`` on the same circuit, the same
 ISA transpilation, the same shots and the same noise model, side by side in one run, and
-prints medians and ratios.
+prints medians and ratios. ``train`` times optimiser steps of ``qpa-lora`` against ``lora``
+on the same model, targets, data and batch (median of several steps after a warm-up).
 """
 
 from __future__ import annotations
@@ -121,6 +122,40 @@ def bench_qnn(args: argparse.Namespace) -> None:
         )
 
 
+def bench_train(args: argparse.Namespace) -> None:
+    """Seconds per optimiser step of each method on the same model, targets, data and batch."""
+    import copy
+    import tempfile
+
+    from .data import load_wikitext
+    from .models import load_model
+    from .train import Run, TrainConfig
+
+    base = load_model(args.model)
+    texts = load_wikitext(args.data, log=lambda msg: None)
+    results = {}
+    for method in args.methods:
+        cfg = TrainConfig(model=args.model, data=args.data, method=method, backend=args.backend,
+                          shots_factor=args.shots_factor, steps=args.steps + 1, batch_size=args.batch_size,
+                          block_size=args.block_size, save_every=10**9)  # fmt: skip
+        loaded = copy.copy(base)
+        loaded.model = copy.deepcopy(base.model)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Run(f"{tmp}/run", cfg, loaded=loaded, texts=texts)
+            run.train_step()  # warm-up: first touches, caches
+            times = [run.train_step()["seconds"] for _ in range(args.steps)]
+        results[method] = statistics.median(times)
+        print(f"  {method}: {results[method]:.3f} s/step (median of {args.steps})", flush=True)
+    reference = results.get("lora")
+    print()
+    print(f"| method | s/step | vs lora |  ({args.model}, batch {args.batch_size}x{args.block_size}, "
+          f"backend {args.backend}, lm_head r=4)")  # fmt: skip
+    print("|---|---|---|")
+    for method, seconds in results.items():
+        ratio = f"{seconds / reference:.2f}x" if reference else "-"
+        print(f"| {method} | {seconds:.3f} | {ratio} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m qpa_qiskit.bench")
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -133,6 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=float, default=240.0, help="seconds per cell before stopping early")
     p.add_argument("--no-baseline", action="store_true", help="time qpa-qiskit only")
     p.set_defaults(func=bench_qnn)
+    p = sub.add_parser("train", help="training step time of qpa-lora against lora")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--data", default="hub", help="'hub' or a WikiText-2 folder")
+    p.add_argument("--methods", nargs="+", default=["lora", "qpa-lora"])
+    p.add_argument("--backend", default="statevector")
+    p.add_argument("--shots-factor", type=float, default=None)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--block-size", type=int, default=128)
+    p.set_defaults(func=bench_train)
     args = parser.parse_args(argv)
     args.func(args)
 

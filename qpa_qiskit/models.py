@@ -46,6 +46,7 @@ def tiny_gpt2(seed: int = 0) -> LoadedModel:
     tokenizer = byte_tokenizer()
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
     )  # fmt: skip
     torch.manual_seed(seed)

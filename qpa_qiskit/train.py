@@ -135,8 +135,10 @@ class Run:
     """A training run in a directory: create, resume, step, checkpoint."""
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = False,
-                 loaded: LoadedModel | None = None, log=None) -> None:  # fmt: skip
+                 loaded: LoadedModel | None = None, texts: dict | None = None, log=None) -> None:  # fmt: skip
         self.dir = Path(run_dir)
+        if texts is not None:
+            self._texts = texts
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         config_path = self.dir / "config.json"
         if config_path.exists():
@@ -171,7 +173,10 @@ class Run:
         self.step = 0
         if (self.dir / "checkpoint.pt").exists():
             self._load_checkpoint()
-        elif not config_path.exists():
+        elif config_path.exists():
+            self._truncate_metrics()
+        else:
+            self.texts  # noqa: B018 - a missing data set fails here, before anything is written
             self.dir.mkdir(parents=True, exist_ok=True)
             _atomic_write(config_path, json.dumps(dataclasses.asdict(cfg), indent=2).encode())
 
@@ -216,10 +221,20 @@ class Run:
         backend = self._backend()
         if backend is not None and state["rng"]["backend"] is not None:
             backend._rng.bit_generator.state = state["rng"]["backend"]
+        self._truncate_metrics()
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines of steps after the checkpoint (the tail of a killed run)."""
         metrics = self.dir / "metrics.jsonl"
-        if metrics.exists():  # drop lines of steps after the checkpoint (a killed run's tail)
-            lines = metrics.read_text().splitlines()
-            lines = [ln for ln in lines if ln and json.loads(ln)["step"] <= self.step]
+        if metrics.exists():
+            kept = []
+            for line in metrics.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= self.step:
+                        kept.append(line)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by the kill
+            lines = kept
             _atomic_write(metrics, "".join(ln + "\n" for ln in lines).encode())
 
     # ------------------------------------------------------------------ training
@@ -367,8 +382,7 @@ def compare(cfg: TrainConfig, out=None, methods=("lora", "qpa-lora"), log=print)
         mcfg = TrainConfig(**{**dataclasses.asdict(cfg), "method": method})
         loaded = copy.copy(base)
         loaded.model = copy.deepcopy(base.model)
-        run = Run(out / method, mcfg, loaded=loaded)
-        run._texts = texts
+        run = Run(out / method, mcfg, loaded=loaded, texts=texts)
         records = run.train()
         result = run.evaluate()
         counts = run.model.counts()

