@@ -277,3 +277,17 @@ def test_embedded_smollm2_loads_offline_and_predicts_text(monkeypatch):
     tokens = tokenize(loaded.tokenizer, text)
     ppl = perplexity(loaded.model.eval(), tokens, window=64, stride=48)[0]
     assert ppl < 10  # a trained model finds a repeated sentence predictable; a random one would not
+
+
+def test_bf16_and_gradient_accumulation(corpus, tmp_path):
+    run = Run(tmp_path / "bf16", config(corpus, steps=2, precision="bf16", grad_accum=2))
+    records = run.train(progress=False)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert run.evaluate()["perplexity"] > 1
+
+
+def test_noisy_backend_switch(corpus, tmp_path):
+    run = Run(tmp_path / "noisy", config(corpus, steps=2, backend="aer_noisy:fake_brisbane", shots_factor=20))
+    assert run.model.generator.quantum.backend.name == "aer_noisy:fake_brisbane"
+    run.train(progress=False)
+    assert (tmp_path / "noisy" / "checkpoint.pt").exists()
