@@ -12,7 +12,7 @@ feed-forward adapters) is a new entry in ``TUNERS``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ class AdapterConfig:
     gamma: float = 0.1
     beta: float = 0.60
     alpha: float = 0.15
-    extra: dict = field(default_factory=dict)
+    completion: str = "none"
 
     @property
     def tuner(self) -> str:
@@ -132,6 +132,7 @@ class AdaptedModel(nn.Module):
                 gamma=cfg.gamma,
                 beta=cfg.beta,
                 alpha=cfg.alpha,
+                completion=cfg.completion,
             )
 
     def generated_tensors(self) -> dict[str, torch.Tensor]:
@@ -164,9 +165,10 @@ class AdaptedModel(nn.Module):
         if self.generator is not None:
             gen = self.generator.counts()
             counts.update(
-                trainable=peft_trainable + gen["circuit_angles"] + gen["mapping"],
+                trainable=peft_trainable + gen["circuit_angles"] + gen["mapping"] + gen["completion"],
                 circuit_angles=gen["circuit_angles"],
                 mapping=gen["mapping"],
+                completion=gen["completion"],
                 other_adapter=peft_trainable,
                 generated=gen["generated"],
                 qubits=self.generator.n_qubits,

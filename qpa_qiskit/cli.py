@@ -98,6 +98,12 @@ def _add_train_options(p: argparse.ArgumentParser, for_compare: bool = False) ->
     g.add_argument("--reps", type=int, default=d.reps, help="ansatz layers")
     g.add_argument("--rotation", choices=["ry", "rx"], default=d.rotation)
     g.add_argument("--hidden", type=int, nargs="+", default=d.hidden, help="mapping MLP hidden widths")
+    g.add_argument(
+        "--completion",
+        choices=["none", "gi", "uniform", "random"],
+        default=d.completion,
+        help="fill unmeasured states: gi (Generative Interpolation) or a control",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=d.steps)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -178,6 +184,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import study_shots
+
+    cfg = _train_config(args)
+    _eval_overrides(args, cfg)
+    if args.eval_tokens is None:
+        cfg.eval_tokens = 4096
+    study_shots(
+        cfg, args.out, shots_factors=args.shots_factors, modes=args.modes, tvd_samples=args.tvd_samples
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qpa", description="Quantum Parameter Adaptation with Qiskit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["lora", "qpa-lora"], help="methods to train")
     _add_train_options(p, for_compare=True)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("study", help="sweeps of short QPA-LoRA fine-tunes: 'qpa study shots'")
+    p.add_argument("study", choices=["shots"], help="shots: shot factor c x completion mode")
+    p.add_argument("--out", default=None, help="directory for the runs (default runs/study-shots-<time>)")
+    p.add_argument("--shots-factors", type=float, nargs="+", default=[1, 2, 5, 20])
+    p.add_argument("--modes", nargs="+", default=["none", "uniform", "random", "gi"])
+    p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
+    _add_train_options(p, for_compare=True)
+    p.set_defaults(func=cmd_study, steps=20)
     return parser
 
 

@@ -43,6 +43,8 @@ class QPAGenerator(nn.Module):
         hidden: hidden widths of the mapping MLP.
         activation: "gelu", "relu", "tanh" or "silu".
         gamma, beta, alpha: the probability rescaling (published defaults 0.1, 0.60, 0.15).
+        completion, completion_hidden: passed to :class:`QuantumProbabilities` ("gi" fills
+            the states finite shots never measured).
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class QPAGenerator(nn.Module):
         gamma: float = 0.1,
         beta: float = 0.60,
         alpha: float = 0.15,
+        completion: str = "none",
+        completion_hidden: tuple[int, ...] = (16,),
     ) -> None:
         super().__init__()
         self.n_weights = n_weights
@@ -73,7 +77,9 @@ class QPAGenerator(nn.Module):
                 raise InputError(f"{name} must be a number > 0, got {value!r}")
         self.gamma, self.beta, self.alpha = float(gamma), float(beta), float(alpha)
         self.circuit = ansatz(self.n_qubits, reps, rotation=rotation, entanglement=entanglement)
-        self.quantum = QuantumProbabilities(backend, self.circuit)
+        self.quantum = QuantumProbabilities(
+            backend, self.circuit, completion=completion, completion_hidden=completion_hidden
+        )
         bits = (torch.arange(self.n_chunks)[:, None] >> torch.arange(self.n_qubits)) & 1
         self.register_buffer("labels", (1.0 - 2.0 * bits).float(), persistent=False)  # bit 0 -> +1
         widths = [self.n_qubits + 1, *hidden]
@@ -104,9 +110,11 @@ class QPAGenerator(nn.Module):
         return self.mapping(inputs).reshape(-1)[: self.n_weights]
 
     def counts(self) -> dict[str, int]:
-        """Trainable counts: circuit angles, mapping weights, and the M weights generated."""
+        """Trainable counts: circuit angles, mapping and completion weights; M generated."""
+        completion = self.quantum.completion
         return {
             "circuit_angles": self.quantum.theta.numel(),
             "mapping": sum(p.numel() for p in self.mapping.parameters()),
+            "completion": 0 if completion is None else sum(p.numel() for p in completion.parameters()),
             "generated": self.n_weights,
         }

@@ -74,9 +74,21 @@ class QuantumProbabilities(torch.nn.Module):
         circuit: parameterised circuit; each parameter the angle of one Pauli rotation.
         init: initial angles (P,) in ``circuit.parameters`` order; default uniform in [0, 2π)
             from torch's random generator (so ``torch.manual_seed`` fixes it).
+        completion: fill the states finite shots never measured: "none", "gi" (Generative
+            Interpolation, trained with the rest), "uniform" or "random"; see
+            :mod:`qpa_qiskit.completion`. Gradients flow through it into its network and,
+            by the parameter-shift product, into the angles.
+        completion_hidden: hidden widths of the GI network.
     """
 
-    def __init__(self, backend: QPABackend, circuit: QuantumCircuit, init=None) -> None:
+    def __init__(
+        self,
+        backend: QPABackend,
+        circuit: QuantumCircuit,
+        init=None,
+        completion: str = "none",
+        completion_hidden: tuple[int, ...] = (16,),
+    ) -> None:
         super().__init__()
         if not isinstance(backend, QPABackend):
             raise InputError(f"backend must be a QPABackend, got {type(backend).__name__}")
@@ -93,11 +105,21 @@ class QuantumProbabilities(torch.nn.Module):
         self.backend = backend
         self.circuit = circuit
         self.theta = torch.nn.Parameter(theta)
-        self.n_outcomes = 2 ** backend.num_outcome_bits(circuit)
+        n_bits = backend.num_outcome_bits(circuit)
+        self.n_outcomes = 2**n_bits
+        self.completion = None
+        if completion != "none":
+            from .completion import GenerativeInterpolation
+
+            self.completion = GenerativeInterpolation(n_bits, hidden=completion_hidden, mode=completion)
+        self.shots = backend.num_shots(n_bits)
 
     def forward(self) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and self.theta.requires_grad
-        return _ParameterShift.apply(self.theta, self, needs_grad)
+        probs = _ParameterShift.apply(self.theta, self, needs_grad)
+        if self.completion is not None:
+            probs = self.completion(probs, shots=self.shots)
+        return probs
 
     def extra_repr(self) -> str:
         return f"backend={self.backend.name!r}, parameters={self.theta.numel()}, outcomes={self.n_outcomes}"

@@ -45,6 +45,7 @@ class TrainConfig:
     reps: int = 8
     rotation: str = "ry"
     hidden: list[int] = field(default_factory=lambda: [32, 32])
+    completion: str = "none"
     steps: int = 30
     batch_size: int = 4
     grad_accum: int = 1
@@ -75,6 +76,12 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 label = {"chunk_size": "chunk size"}.get(name, name)
                 raise InputError(f"{label} must be a positive integer, got {value!r}")
+        from .completion import MODES
+
+        if self.completion not in MODES:
+            raise InputError(f"completion must be one of {MODES}, got {self.completion!r}")
+        if self.completion != "none" and not self.method.startswith("qpa-"):
+            raise InputError(f"completion {self.completion!r} applies to the qpa-* methods only")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr!r}")
 
@@ -88,6 +95,7 @@ class TrainConfig:
             reps=self.reps,
             rotation=self.rotation,
             hidden=tuple(self.hidden),
+            completion=self.completion,
         )
 
 
@@ -368,8 +376,13 @@ def compare(cfg: TrainConfig, out=None, methods=("lora", "qpa-lora"), log=print)
     out = Path(out or time.strftime("runs/compare-%Y%m%d-%H%M%S"))
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty; choose a new directory")
+
+    def for_method(method: str) -> TrainConfig:
+        completion = cfg.completion if method.startswith("qpa-") else "none"
+        return TrainConfig(**{**dataclasses.asdict(cfg), "method": method, "completion": completion})
+
     for method in methods:
-        TrainConfig(**{**dataclasses.asdict(cfg), "method": method}).validate()
+        for_method(method).validate()
     base = load_model(cfg.model)
     texts = load_wikitext(cfg.data)
     rows = []
@@ -379,7 +392,7 @@ def compare(cfg: TrainConfig, out=None, methods=("lora", "qpa-lora"), log=print)
                  "trainable": 0, "generated": 0, "seconds_per_step": None})  # fmt: skip
     log(f"base: test perplexity {result['perplexity']:.3f} ({result['tokens']} tokens)")
     for method in methods:
-        mcfg = TrainConfig(**{**dataclasses.asdict(cfg), "method": method})
+        mcfg = for_method(method)
         loaded = copy.copy(base)
         loaded.model = copy.deepcopy(base.model)
         run = Run(out / method, mcfg, loaded=loaded, texts=texts)

@@ -22,7 +22,12 @@ def test_shapes_and_counts():
     out = gen()
     assert out.shape == (1000,)
     counts = gen.counts()
-    assert counts == {"circuit_angles": 4 * 2, "mapping": (5 * 8 + 8) + (8 * 64 + 64), "generated": 1000}
+    assert counts == {
+        "circuit_angles": 4 * 2,
+        "mapping": (5 * 8 + 8) + (8 * 64 + 64),
+        "completion": 0,
+        "generated": 1000,
+    }
     assert gen.circuit.num_qubits == 4
 
 
