@@ -1,23 +1,34 @@
 """qpa-qiskit: Quantum Parameter Adaptation with Qiskit.
 
 A small parameterised circuit and a classical mapping network generate the adapter weights
-of a classical LLM. This package holds the quantum half: backends, circuits and a torch
-layer with parameter-shift gradients.
+of a classical LLM: backends and circuits (the quantum half), a torch layer with
+parameter-shift gradients, the parameter generator, completion of finite-shot data, and
+peft adapters whose weights it generates.
 """
 
+from .adapters import AdaptedModel, AdapterConfig
 from .backends import QPABackend, list_backends
 from .circuits import ansatz
+from .completion import GenerativeInterpolation
 from .errors import AccountError, CapacityError, InputError, QPAError, SpecError
+from .generator import QPAGenerator
 from .qnn import QuantumProbabilities
+from .train import Run, TrainConfig
 
 __all__ = [
     "AccountError",
+    "AdaptedModel",
+    "AdapterConfig",
     "CapacityError",
+    "GenerativeInterpolation",
     "InputError",
     "QPABackend",
     "QPAError",
+    "QPAGenerator",
     "QuantumProbabilities",
+    "Run",
     "SpecError",
+    "TrainConfig",
     "ansatz",
     "list_backends",
 ]

@@ -108,3 +108,37 @@ def test_bad_options(kwargs, match):
 def test_wrong_width_input():
     with pytest.raises(InputError, match="expected 8 probabilities"):
         GenerativeInterpolation(3)(torch.rand(2, 4))
+
+
+def test_study_shots_writes_table_and_plot(tmp_path):
+    from qpa_qiskit.study import study_shots
+    from qpa_qiskit.train import TrainConfig
+
+    corpus = tmp_path / "wikitext"
+    corpus.mkdir()
+    for split in ("train", "valid", "test"):
+        (corpus / f"{split}.txt").write_text("the cat sat on the mat . " * 200)
+    cfg = TrainConfig(
+        model="tiny-gpt2",
+        data=str(corpus),
+        rank=2,
+        chunk_size=64,
+        reps=1,
+        hidden=[8],
+        steps=2,
+        block_size=32,
+        eval_tokens=300,
+        eval_window=64,
+        eval_stride=48,
+        train_tokens=None,
+    )
+    rows = study_shots(
+        cfg, tmp_path / "study", shots_factors=(1, 4), modes=("none", "gi"), tvd_samples=2, log=lambda m: None
+    )
+    assert len(rows) == 1 + 2 * 2
+    table = (tmp_path / "study" / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 2 + 1
+    assert all(line.count("|") == 2 + 2 * 2 + 1 for line in table)
+    assert (tmp_path / "study" / "shots.png").stat().st_size > 10_000
+    exact = next(r for r in rows if r["shots_factor"] is None)
+    assert exact["tvd"] == 0 and all(r["tvd"] > 0 for r in rows if r["shots_factor"] is not None)
