@@ -291,3 +291,65 @@ def test_noisy_backend_switch(corpus, tmp_path):
     assert run.model.generator.quantum.backend.name == "aer_noisy:fake_brisbane"
     run.train(progress=False)
     assert (tmp_path / "noisy" / "checkpoint.pt").exists()
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(corpus, tmp_path):
+    """Kill `qpa train` with SIGKILL mid-run, resume it, compare with a run never stopped."""
+    import signal
+    import time
+
+    args = [
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        str(corpus),
+        "--steps",
+        "24",
+        "--save-every",
+        "4",
+        "--block-size",
+        "32",
+        "--chunk-size",
+        "64",
+        "--reps",
+        "2",
+        "--hidden",
+        "16",
+        "--rank",
+        "2",
+        "--lr",
+        "0.01",
+        "--shots-factor",
+        "4",
+    ]
+    cmd = [sys.executable, "-m", "qpa_qiskit.cli", "train"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run([*cmd, str(tmp_path / "straight"), *args], env=env, check=True, capture_output=True)
+
+    victim = subprocess.Popen(
+        [*cmd, str(tmp_path / "killed"), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 10:
+            break
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    done = len(metrics.read_text().splitlines())
+    assert 10 <= done < 24, "the run was not killed mid-way"
+    subprocess.run(
+        [*cmd, str(tmp_path / "killed"), *args, "--resume"], env=env, check=True, capture_output=True
+    )
+
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 24
+    for name, tensor in a["trainable"].items():
+        assert torch.equal(tensor, b["trainable"][name]), name
+    losses = [
+        [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("straight", "killed")
+    ]
+    assert losses[0] == losses[1]
