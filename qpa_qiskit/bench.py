@@ -124,7 +124,6 @@ def bench_qnn(args: argparse.Namespace) -> None:
 
 def bench_train(args: argparse.Namespace) -> None:
     """Seconds per optimiser step of each method on the same model, targets, data and batch."""
-    import copy
     import tempfile
 
     from .data import load_wikitext
@@ -138,10 +137,8 @@ def bench_train(args: argparse.Namespace) -> None:
         cfg = TrainConfig(model=args.model, data=args.data, method=method, backend=args.backend,
                           shots_factor=args.shots_factor, steps=args.steps + 1, batch_size=args.batch_size,
                           block_size=args.block_size, save_every=10**9)  # fmt: skip
-        loaded = copy.copy(base)
-        loaded.model = copy.deepcopy(base.model)
         with tempfile.TemporaryDirectory() as tmp:
-            run = Run(f"{tmp}/run", cfg, loaded=loaded, texts=texts)
+            run = Run(f"{tmp}/run", cfg, loaded=base.fresh_copy(), texts=texts)
             run.train_step()  # warm-up: first touches, caches
             times = [run.train_step()["seconds"] for _ in range(args.steps)]
         results[method] = statistics.median(times)

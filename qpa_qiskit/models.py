@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ class LoadedModel:
     name: str
     source: str  # where the weights came from, for adapter configs and reports
     gguf_file: str | None = None
+
+    def fresh_copy(self) -> LoadedModel:
+        """The same model with its own weights: peft adapts a model in place, so every
+        method of a comparison starts from its own copy of the loaded base."""
+        import copy
+
+        return dataclasses.replace(self, model=copy.deepcopy(self.model))
 
 
 def byte_tokenizer():

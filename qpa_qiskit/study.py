@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from .completion import MODES
 from .data import load_wikitext
 from .errors import InputError
 from .models import load_model
-from .train import Run, TrainConfig
+from .train import Run, TrainConfig, new_output_dir
 
 
 def completion_tvd(run: Run, samples: int = 20) -> float:
@@ -47,9 +45,7 @@ def study_shots(
 ) -> list[dict]:
     """QPA-LoRA on `cfg.backend` for every shot factor c and completion mode, plus exact
     probabilities: test perplexity and TVD of the completed distribution to the exact one."""
-    out = Path(out or time.strftime("runs/study-shots-%Y%m%d-%H%M%S"))
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} exists and is not empty; choose a new directory")
+    out = new_output_dir(out, "runs/study-shots-%Y%m%d-%H%M%S")
     for mode in modes:
         if mode not in MODES:
             raise InputError(f"completion mode must be one of {MODES}, got {mode!r}")
@@ -65,9 +61,7 @@ def study_shots(
         rcfg = TrainConfig(
             **{**dataclasses.asdict(cfg), "method": "qpa-lora", "shots_factor": c, "completion": mode}
         )
-        loaded = copy.copy(base)
-        loaded.model = copy.deepcopy(base.model)
-        run = Run(out / name, rcfg, loaded=loaded, texts=texts)
+        run = Run(out / name, rcfg, loaded=base.fresh_copy(), texts=texts)
         run.train(progress=False)
         tvd = completion_tvd(run, tvd_samples)
         ppl = run.evaluate()["perplexity"]

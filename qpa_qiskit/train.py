@@ -368,14 +368,18 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def new_output_dir(out, default_pattern: str) -> Path:
+    """`out`, or a time-stamped default; refused if it exists and holds anything."""
+    out = Path(out or time.strftime(default_pattern))
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} exists and is not empty; choose a new directory")
+    return out
+
+
 def compare(cfg: TrainConfig, out=None, methods=("lora", "qpa-lora"), log=print) -> list[dict]:
     """Base model, then each method trained with the same data, steps and seed: test
     perplexity and trainable counts, printed as a table and saved in `out`."""
-    import copy
-
-    out = Path(out or time.strftime("runs/compare-%Y%m%d-%H%M%S"))
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} exists and is not empty; choose a new directory")
+    out = new_output_dir(out, "runs/compare-%Y%m%d-%H%M%S")
 
     def for_method(method: str) -> TrainConfig:
         completion = cfg.completion if method.startswith("qpa-") else "none"
@@ -393,9 +397,7 @@ def compare(cfg: TrainConfig, out=None, methods=("lora", "qpa-lora"), log=print)
     log(f"base: test perplexity {result['perplexity']:.3f} ({result['tokens']} tokens)")
     for method in methods:
         mcfg = for_method(method)
-        loaded = copy.copy(base)
-        loaded.model = copy.deepcopy(base.model)
-        run = Run(out / method, mcfg, loaded=loaded, texts=texts)
+        run = Run(out / method, mcfg, loaded=base.fresh_copy(), texts=texts)
         records = run.train()
         result = run.evaluate()
         counts = run.model.counts()
