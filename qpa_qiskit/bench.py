@@ -50,14 +50,13 @@ def _ours(spec: str, circuit, init: np.ndarray, shots_factor: float):
     return step
 
 
-def _baseline(spec: str, circuit, init: np.ndarray, shots_factor: float):
+def _baseline(spec: str, circuit, init: np.ndarray, shots: int):
     from qiskit_aer.primitives import SamplerV2
     from qiskit_machine_learning.connectors import TorchConnector
     from qiskit_machine_learning.neural_networks import SamplerQNN
 
     from .backends import fake_device, noise_model
 
-    shots = int(np.ceil(shots_factor * 2**circuit.num_clbits))
     if spec == "statevector":
         sampler = SamplerV2(default_shots=shots, seed=1)
         pass_manager = None
@@ -87,6 +86,7 @@ def _baseline(spec: str, circuit, init: np.ndarray, shots_factor: float):
 
 
 def bench_qnn(args: argparse.Namespace) -> None:
+    from .backends import QPABackend
     from .circuits import ansatz
 
     specs = ["statevector", f"aer_noisy:{args.device}"]
@@ -108,8 +108,9 @@ def bench_qnn(args: argparse.Namespace) -> None:
             if args.no_baseline:
                 base, n_base = float("nan"), 0
             else:
+                shots = QPABackend("statevector", shots_factor=args.shots_factor).num_shots(n)
                 base, n_base, _ = _time_steps(
-                    _baseline(spec, circuit, init, args.shots_factor), args.repeats, args.budget
+                    _baseline(spec, circuit, init, shots), args.repeats, args.budget
                 )
                 print(f"  N={n} {spec}: SamplerQNN+TorchConnector {base:.3f} s (n={n_base})", flush=True)
             rows.append((n, circuit.num_parameters, spec, ours, n_ours, base, n_base))

@@ -23,7 +23,7 @@ def completion_tvd(run: Run, samples: int = 20) -> float:
     quantum = run.model.generator.quantum
     theta = quantum.theta.detach().numpy()
     exact = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
-    if quantum.backend.num_shots(quantum.circuit.num_clbits) is None:
+    if quantum.shots is None:
         return 0.0
     distances = []
     with torch.no_grad():
