@@ -95,19 +95,16 @@ def _instance(cls: type):
 
 @functools.cache
 def noise_model(device_name: str):
-    """The Aer noise model a fake device simulates with: gate errors (depolarising and
-    thermal relaxation, from its calibration data) and readout errors.
+    """Aer's noise model of a fake device, ``NoiseModel.from_backend``: gate errors
+    (depolarising and thermal relaxation) and readout errors from its calibration data.
 
-    It is the model the device's own ``run()`` and qiskit-ibm-runtime's local testing mode
-    use, so ``aer_noisy:fake_x`` and ``ibm:fake_x`` simulate the same device.
+    It is the model qiskit-ibm-runtime's client-side Sampler simulates with in local testing
+    mode, so ``aer_noisy:fake_x`` and ``ibm:fake_x`` sample the same distributions (a test
+    checks this).
     """
-    device = fake_device(device_name)
-    build = getattr(device, "_get_noise_model_from_backend_v2", None)
-    if build is not None:
-        return build()
-    from qiskit_aer.noise import NoiseModel  # pragma: no cover - older runtime versions
+    from qiskit_aer.noise import NoiseModel
 
-    return NoiseModel.from_backend(device)
+    return NoiseModel.from_backend(fake_device(device_name))
 
 
 def list_backends() -> list[tuple[str, int | None]]:

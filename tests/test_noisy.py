@@ -6,7 +6,7 @@ from conftest import assert_sampled_from
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import Statevector
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import ReadoutError
+from qiskit_aer.noise import NoiseModel, ReadoutError
 
 from qpa_qiskit import QPABackend, ansatz
 from qpa_qiskit.backends import fake_device, measured_qubits
@@ -14,8 +14,8 @@ from qpa_qiskit.simulator import PTMProgram, apply_readout
 
 
 def device_noise(device: str):
-    """The fake device's own noise model, fresh (not the cached one the backend uses)."""
-    return fake_device(device)._get_noise_model_from_backend_v2()
+    """The device's Aer noise model, built here (not the cached one the backend uses)."""
+    return NoiseModel.from_backend(fake_device(device))
 
 
 def aer_density_matrix(isa: QuantumCircuit, device: str, values: np.ndarray, shots=None):
