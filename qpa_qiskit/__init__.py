@@ -3,15 +3,16 @@
 A small parameterised circuit and a classical mapping network generate the adapter weights
 of a classical LLM: backends and circuits (the quantum half), a torch layer with
 parameter-shift gradients, the parameter generator, completion of finite-shot data, and
-peft adapters whose weights it generates.
+peft adapters whose weights it generates, and IBM Quantum job stores that survive restarts.
 """
 
 from .adapters import AdaptedModel, AdapterConfig
 from .backends import QPABackend, list_backends
 from .circuits import ansatz
 from .completion import GenerativeInterpolation
-from .errors import AccountError, CapacityError, InputError, QPAError, SpecError
+from .errors import AccountError, CapacityError, InputError, JobsError, QPAError, SpecError
 from .generator import QPAGenerator
+from .jobs import JobStore
 from .qnn import QuantumProbabilities
 from .train import Run, TrainConfig
 
@@ -22,6 +23,8 @@ __all__ = [
     "CapacityError",
     "GenerativeInterpolation",
     "InputError",
+    "JobStore",
+    "JobsError",
     "QPABackend",
     "QPAError",
     "QPAGenerator",

@@ -245,6 +245,7 @@ class QPABackend:
         self._rng = np.random.default_rng(seed)
         self._prepared: dict[int, tuple[QuantumCircuit, _Prepared]] = {}
         self.last_job_id: str | None = None
+        self.runner = None  # set by training in the loop: every job goes through a ledger
         self.device = None
         self._sampler = None
         if self.kind == "aer_noisy":
@@ -517,6 +518,8 @@ class QPABackend:
         return apply_readout(probs, matrices)
 
     def _run_ibm(self, prepared, values, shots):
+        if self.runner is not None:  # recorded, resumable jobs (qpa_qiskit.jobs.HardwareLoop)
+            return self.runner.probabilities(prepared.circuit, values, shots)
         sampler = self.sampler()
         column = {p: i for i, p in enumerate(prepared.parameters)}
         isa_values = values[:, [column[p] for p in prepared.isa.parameters]]
@@ -529,12 +532,18 @@ class QPABackend:
         return counts_to_probabilities(result[0], prepared.isa, values.shape[0], shots)
 
 
-def counts_to_probabilities(pub_result, isa: QuantumCircuit, n_sets: int, shots: int) -> np.ndarray:
-    """Turn one Sampler PUB result into (B, 2^N) probabilities over all classical bits."""
+def pub_counts(pub_result, isa: QuantumCircuit, n_sets: int) -> np.ndarray:
+    """Counts (B, 2^N), int64, of one Sampler PUB result over all classical bits of `isa`,
+    outcomes in Qiskit's little-endian order (the order of :meth:`QPABackend.probabilities`)."""
     bits = pub_result.join_data(names=[c.name for c in isa.cregs])
-    out = np.zeros((n_sets, 2**isa.num_clbits))
+    out = np.zeros((n_sets, 2**isa.num_clbits), dtype=np.int64)
     for b in range(n_sets):
         loc = np.unravel_index(b, bits.shape) if bits.shape else None
         for value, count in bits.get_int_counts(loc=loc).items():
             out[b, value] += count
-    return out / shots
+    return out
+
+
+def counts_to_probabilities(pub_result, isa: QuantumCircuit, n_sets: int, shots: int) -> np.ndarray:
+    """Turn one Sampler PUB result into (B, 2^N) probabilities over all classical bits."""
+    return pub_counts(pub_result, isa, n_sets) / shots

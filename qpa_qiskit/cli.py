@@ -144,9 +144,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     _eval_overrides(args, cfg)
-    run = Run(args.run_dir, cfg, resume=args.resume)
+    run = Run(args.run_dir, cfg, resume=args.resume, resubmit_unconfirmed=args.resubmit_unconfirmed)
     print(f"{run.cfg.method} on {run.cfg.model}: {run.model.counts()}")
-    records = run.train()
+    try:
+        records = run.train()
+    except KeyboardInterrupt:
+        where = f"; its jobs are recorded in {run.dir / 'jobs'}" if run.hardware else ""
+        print(
+            f"stopped at step {run.step} (checkpoint in {run.dir}{where}); "
+            f"'qpa train {run.dir} --resume' continues",
+            file=sys.stderr,
+        )
+        return 130
     if records:
         print(f"step {records[-1]['step']}: loss {records[-1]['loss']:.4f}; checkpoint in {run.dir}")
     else:
@@ -197,6 +206,248 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- qpa jobs
+_CREATE_OPTIONS = (
+    "backend",
+    "qubits",
+    "reps",
+    "rotation",
+    "shots_factor",
+    "shots",
+    "theta",
+    "parameters",
+    "max_executions",
+)
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    from .errors import InputError
+
+    try:
+        array = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=1)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read {what} from {path!r} ({exc}); give a .npy file or a text table"
+        ) from None
+    return np.asarray(array, dtype=float)
+
+
+def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarray], str]:
+    """The PUBs a batch evaluates: parameter-shift steps from --theta, sets from --parameters,
+    or one step at seeded random angles."""
+    from .errors import InputError
+    from .qnn import shifted_parameter_sets
+
+    if args.theta and args.parameters:
+        raise InputError("give --theta (training steps) or --parameters (parameter sets), not both")
+    if args.parameters:
+        sets = _load_array(args.parameters, "parameter sets")
+        sets = sets[None, :] if sets.ndim == 1 else sets
+        if sets.ndim != 2 or sets.shape[1] != n_params:
+            raise InputError(f"--parameters needs shape (B, {n_params}) for this circuit, got {sets.shape}")
+        return [sets], f"{len(sets)} parameter set(s) from {args.parameters}"
+    if args.theta:
+        thetas = _load_array(args.theta, "angles")
+        source = args.theta
+    else:
+        thetas = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, n_params)
+        source = f"random angles (seed {args.seed})"
+    thetas = thetas[None, :] if thetas.ndim == 1 else thetas
+    if thetas.ndim != 2 or thetas.shape[1] != n_params:
+        raise InputError(f"--theta needs shape ({n_params},) or (steps, {n_params}), got {thetas.shape}")
+    pubs = [shifted_parameter_sets(t) for t in thetas]
+    return pubs, f"{len(pubs)} training step(s) at {source}: forward + {2 * n_params} shifted sets each"
+
+
+def _print_plan(plan, pubs_shapes, shots: int, max_executions: int) -> None:
+    shapes = [
+        " ".join(f"({stop - start}, {pubs_shapes[pub][1]})" for pub, start, stop in job.slices)
+        for job in plan
+    ]
+    width = max(len("PUBs (sets x parameters)"), *(len(s) for s in shapes))
+    print(f"{'job':<9} {'PUBs (sets x parameters)':<{width}} {'sets':>6} {'shots':>7} {'executions':>12}")
+    for job, shape in zip(plan, shapes, strict=True):
+        print(f"job-{job.index:04d} {shape:<{width}} {job.sets:>6} {shots:>7} {job.executions:>12,}")
+    total = sum(job.executions for job in plan)
+    sets = sum(job.sets for job in plan)
+    print(f"total: {len(plan)} job(s), {sets} sets, {total:,} executions (limit {max_executions:,} per job)")
+
+
+def cmd_jobs_submit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .backends import QPABackend
+    from .circuits import ansatz
+    from .errors import InputError
+    from .jobs import MAX_EXECUTIONS, JobsError, JobStore, plan_jobs
+
+    root = Path(args.store)
+    if (root / "store.json").exists():
+        given = [name for name in _CREATE_OPTIONS if getattr(args, name) is not None]
+        if given:
+            flags = ", ".join("--" + g.replace("_", "-") for g in given)
+            raise InputError(
+                f"{root} already holds a job store, created with its circuit and parameter sets; run "
+                f"'qpa jobs submit {root}' without {flags} to finish submitting it, or choose a new directory"
+            )
+        store = JobStore(root)
+        if args.dry_run:
+            print(
+                f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set)"
+            )
+            for row in store.rows():
+                print(
+                    f"{row['key']:<22} {row['last']:<12} {row['job_id'] or '-':<38} {row['executions']:>12,}"
+                )
+            return 0
+        print(f"resuming {root}: jobs with a recorded id are not submitted again")
+    else:
+        if args.backend is None or args.qubits is None:
+            raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
+        if args.shots_factor is None and args.shots is None:
+            raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
+        backend = QPABackend(args.backend, shots_factor=args.shots_factor, shots=args.shots)
+        if backend.kind != "ibm":
+            raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
+        circuit = ansatz(args.qubits, args.reps or 8, rotation=args.rotation or "ry")
+        pubs, what = _batch_pubs(args, circuit.num_parameters)
+        max_executions = args.max_executions or MAX_EXECUTIONS
+        isa = backend.isa_circuit(circuit)
+        shots = backend.num_shots(args.qubits)
+        plan = plan_jobs([len(p) for p in pubs], shots, max_executions)
+        ops = isa.count_ops()
+        two_qubit = sum(n for name, n in ops.items() if name in ("ecr", "cz", "cx"))
+        print(f"backend {backend.name} ({backend.num_qubits} qubits), Batch mode, {shots} shots per set")
+        print(
+            f"circuit: {args.qubits} qubits x {args.reps or 8} layers, {circuit.num_parameters} angles; "
+            f"ISA depth {isa.depth()}, {two_qubit} two-qubit gates"
+        )
+        print(f"work: {what}")
+        _print_plan(plan, [p.shape for p in pubs], shots, max_executions)
+        if args.dry_run:
+            print("dry run: nothing submitted, nothing written")
+            return 0
+        describe = {
+            "ansatz": "ansatz",
+            "qubits": args.qubits,
+            "reps": args.reps or 8,
+            "rotation": args.rotation or "ry",
+            "work": what,
+        }
+        store = JobStore.create(
+            root,
+            backend,
+            circuit,
+            max_executions=max_executions,
+            describe=describe,
+            evaluations={"batch": pubs},
+        )
+        print(f"job store {root} (run tag qpa-run:{store.id})")
+    service = store.service()
+    try:
+        report = store.submit(
+            "batch", service, resubmit_unconfirmed=args.resubmit_unconfirmed, retry_failed=args.retry_failed
+        )
+    finally:
+        service.close()
+    if report.unconfirmed:
+        raise JobsError(store.unconfirmed_message(report.unconfirmed, f"qpa jobs submit {root}"))
+    for key, why in report.failed.items():
+        print(f"{key}: failed ({why}); 'qpa jobs submit {root} --retry-failed' submits it again")
+    print(
+        f"{len(report.submitted)} job(s) submitted, {len(report.found)} found by tags; "
+        f"'qpa jobs status {root}' shows them, 'qpa jobs collect {root}' fetches the results"
+    )
+    return 0
+
+
+def cmd_jobs_status(args: argparse.Namespace) -> int:
+    from .jobs import JobStore
+
+    store = JobStore(args.store)
+    if not args.offline:
+        store.refresh(store.service())
+    meta = store.meta
+    print(
+        f"{store.root}: {meta['kind']} on {meta['backend']}, {meta['shots']} shots per set, "
+        f"run tag qpa-run:{store.id}, created {meta['created']}"
+    )
+    print(f"{'job':<22} {'state':<11} {'status':<12} {'job id':<38} {'sets':>6} {'executions':>12}")
+    for row in store.rows():
+        print(
+            f"{row['key']:<22} {row['last']:<11} {row['status'] or '-':<12} {row['job_id'] or '-':<38} "
+            f"{row['sets']:>6} {row['executions']:>12,}"
+        )
+    return 0
+
+
+def cmd_jobs_collect(args: argparse.Namespace) -> int:
+    import io
+
+    from .jobs import JobStore, atomic_write
+
+    store = JobStore(args.store)
+    service = store.service()
+    incomplete = 0
+    for label in store.labels():
+        report = store.collect(label, service, wait=args.wait, poll=args.poll)
+        for key, status in report.pending.items():
+            print(f"{key}: {status}")
+        for key, why in report.failed.items():
+            print(f"{key}: failed ({why})")
+        for key in report.unconfirmed:
+            print(f"{key}: submission unconfirmed; run 'qpa jobs submit {store.root}' to reconcile it")
+        incomplete += len(report.pending) + len(report.failed) + len(report.unconfirmed)
+        print(f"{label}: {len(report.collected)} job(s) collected")
+    if incomplete:
+        print(f"{incomplete} job(s) not collected; run this again later (or with --wait)")
+        return 3
+    if "batch" in store.labels():
+        probs = store.probabilities("batch")
+        out = store.root / "probabilities.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, probs)
+        atomic_write(out, buffer.getvalue())
+        print(f"probabilities {probs.shape} (sets x 2^N, in the order of the parameter sets) in {out}")
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .jobs import JobStore
+
+    root = Path(args.root)
+    stores = sorted(p.parent for p in root.rglob("store.json")) if root.exists() else []
+    if not stores:
+        print(f"no job stores under {root}")
+        return 0
+    print(
+        f"{'store':<30} {'kind':<9} {'backend':<22} {'jobs':>5} "
+        f"{'submitted':>9} {'collected':>9} {'failed':>6}"
+    )
+    for path in stores:
+        store = JobStore(path)
+        rows = store.rows()
+        submitted = sum(1 for r in rows if r["job_id"])
+        collected = sum(1 for r in rows if r["last"] == "collected")
+        failed = sum(1 for r in rows if r["last"] in ("failed", "cancelled"))
+        print(
+            f"{path!s:<30} {store.meta['kind']:<9} {store.meta['backend']:<22} {len(rows):>5} "
+            f"{submitted:>9} {collected:>9} {failed:>6}"
+        )
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from .jobs import JobStore
+
+    store = JobStore(args.store)
+    cancelled = store.cancel(store.service())
+    print(f"{len(cancelled)} job(s) cancelled")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qpa", description="Quantum Parameter Adaptation with Qiskit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune with lora, dora, qpa-lora or qpa-dora")
     p.add_argument("run_dir", help="run directory (created; an existing run needs --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in run_dir")
+    p.add_argument(
+        "--resubmit-unconfirmed",
+        action="store_true",
+        help="ibm: backends: submit again a step whose submission was cut off and which no job tag finds",
+    )
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -243,6 +499,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
     _add_train_options(p, for_compare=True)
     p.set_defaults(func=cmd_study, steps=20)
+
+    p = sub.add_parser("jobs", help="IBM Quantum jobs: submit, status, collect, list, cancel")
+    jobs = p.add_subparsers(dest="jobs_command", required=True)
+    q = jobs.add_parser("submit", help="submit a batch of QNN evaluations (Batch mode), or resume submitting")
+    q.add_argument(
+        "store", help="job store directory, e.g. jobs/first-batch (created; an existing one resumes)"
+    )
+    q.add_argument("--backend", help="ibm:<device> (ibm:fake_<device> runs locally)")
+    q.add_argument("--qubits", type=int, help="N: the ansatz measures 2^N outcomes")
+    q.add_argument("--reps", type=int, help="ansatz layers (default 8)")
+    q.add_argument("--rotation", choices=["ry", "rx"], help="default ry")
+    q.add_argument("--shots-factor", type=float, help="c: n_shot = ceil(c 2^N)")
+    q.add_argument("--shots", type=int, help="shots per parameter set instead of --shots-factor")
+    q.add_argument("--theta", help="angles (P,) or (steps, P), .npy or text: forward + parameter-shift sets")
+    q.add_argument("--parameters", help="parameter sets (B, P), .npy or text, evaluated as they are")
+    q.add_argument("--seed", type=int, default=0, help="random angles when neither file is given")
+    q.add_argument("--max-executions", type=int, help="per job (default: the runtime's 10,000,000)")
+    q.add_argument("--dry-run", action="store_true", help="print the plan and cost; submit and write nothing")
+    q.add_argument(
+        "--resubmit-unconfirmed",
+        action="store_true",
+        help="submit again the jobs whose submission was cut off and which no job tag finds",
+    )
+    q.add_argument(
+        "--retry-failed", action="store_true", help="submit again jobs that failed or were cancelled"
+    )
+    q.set_defaults(func=cmd_jobs_submit)
+    q = jobs.add_parser("status", help="status of every job of a store (asks the service)")
+    q.add_argument("store")
+    q.add_argument("--offline", action="store_true", help="only what the ledger knows; no service call")
+    q.set_defaults(func=cmd_jobs_status)
+    q = jobs.add_parser("collect", help="fetch finished jobs by id (idempotent); exit 3 while any is pending")
+    q.add_argument("store")
+    q.add_argument("--wait", action="store_true", help="poll until every submitted job has finished")
+    q.add_argument(
+        "--poll", type=float, default=10.0, help="first polling interval in seconds (grows to 120)"
+    )
+    q.set_defaults(func=cmd_jobs_collect)
+    q = jobs.add_parser("list", help="job stores under a directory")
+    q.add_argument("root", nargs="?", default="jobs")
+    q.set_defaults(func=cmd_jobs_list)
+    q = jobs.add_parser("cancel", help="cancel every submitted job not yet finished")
+    q.add_argument("store")
+    q.set_defaults(func=cmd_jobs_cancel)
     return parser
 
 

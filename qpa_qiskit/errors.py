@@ -21,3 +21,7 @@ class CapacityError(QPAError, MemoryError):
 
 class AccountError(QPAError, RuntimeError):
     """No usable IBM Quantum account. The message never contains credentials."""
+
+
+class JobsError(QPAError):
+    """An IBM Quantum job that cannot be submitted, found or collected; says what to do."""

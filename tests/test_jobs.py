@@ -76,3 +76,15 @@ def test_ledger_fsyncs_every_record(tmp_path, monkeypatch):
     ledger.append("intent", "a")
     ledger.append("intent", "b")
     assert len(synced) == 3  # two records, and the directory entry of the new file
+
+
+def test_a_new_intent_starts_a_new_attempt(tmp_path):
+    ledger = Ledger(tmp_path / "l.jsonl")
+    ledger.append("intent", "k", attempt=1)
+    ledger.append("submitted", "k", job_id="first")
+    ledger.append("failed", "k", status="ERROR", error="calibration")
+    ledger.append("intent", "k", attempt=2)
+    state = ledger.state()["k"]
+    assert "job_id" not in state and "error" not in state and state["attempt"] == 2
+    assert state["earlier_job_ids"] == ["first"]
+    assert state["history"] == ["intent", "submitted", "failed", "intent"]
