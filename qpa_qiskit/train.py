@@ -4,6 +4,11 @@ A run lives in a directory: ``config.json`` (the TrainConfig), ``metrics.jsonl``
 line per optimiser step), ``checkpoint.pt`` (trainable tensors, optimiser, scheduler, step,
 every random state; written atomically). A directory that already holds a run is resumed
 with ``resume=True`` and refused otherwise; nothing is ever silently overwritten.
+
+On an ``ibm:`` backend the run trains with the hardware in the loop: every QNN evaluation
+goes through a job store in ``<run>/jobs`` (see :mod:`qpa_qiskit.jobs`), labelled by its
+step, and the checkpoint is written after every step. A resumed run replays at most the
+step in flight, and that step collects its recorded jobs instead of submitting new ones.
 """
 
 from __future__ import annotations
@@ -125,6 +130,13 @@ def build(cfg: TrainConfig, loaded: LoadedModel | None = None) -> tuple[LoadedMo
     return loaded, AdaptedModel(loaded.model, cfg.adapter(), backend=backend)
 
 
+def _tqdm_log(message: str) -> None:
+    """A log line that does not break a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def _schedule(cfg: TrainConfig):
     def factor(step: int) -> float:
         if step < cfg.warmup:
@@ -143,7 +155,8 @@ class Run:
     """A training run in a directory: create, resume, step, checkpoint."""
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = False,
-                 loaded: LoadedModel | None = None, texts: dict | None = None, log=None) -> None:  # fmt: skip
+                 loaded: LoadedModel | None = None, texts: dict | None = None, log=None,
+                 resubmit_unconfirmed: bool = False) -> None:  # fmt: skip
         self.dir = Path(run_dir)
         if texts is not None:
             self._texts = texts
@@ -173,6 +186,18 @@ class Run:
         cfg.validate()
         self.cfg = cfg
         self.loaded, self.model = build(cfg, loaded)
+        self.hardware = None
+        backend = self._backend()
+        if backend is not None and backend.kind == "ibm":
+            from .jobs import HardwareLoop
+
+            self.hardware = backend.runner = HardwareLoop(
+                self.dir / "jobs",
+                backend,
+                resubmit_unconfirmed=resubmit_unconfirmed,
+                log=_tqdm_log,
+                command=f"qpa train {self.dir} --resume",
+            )
         self.params = self.model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -268,9 +293,15 @@ class Run:
         idx = torch.cat([order, order])[start : start + self.cfg.batch_size]
         return data[idx]
 
+    def _label(self, label: str) -> None:
+        """Name the QNN evaluations that follow (hardware in the loop: the job label)."""
+        if self.hardware is not None:
+            self.hardware.label = label
+
     def train_step(self) -> dict:
         cfg = self.cfg
         self.model.train()
+        self._label(f"step-{self.step + 1:06d}")
         start = time.perf_counter()
         total = 0.0
         for micro in range(cfg.grad_accum):
@@ -297,18 +328,29 @@ class Run:
         records = []
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.cfg.method, disable=not progress,
                    file=sys.stderr)  # fmt: skip
-        while self.step < self.cfg.steps:
-            record = self.train_step()
-            records.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
-            bar.update(1)
-            if self.step % self.cfg.save_every == 0 or self.step == self.cfg.steps:
-                self.save()
-        bar.close()
+        try:
+            while self.step < self.cfg.steps:
+                record = self.train_step()
+                records.append(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                bar.update(1)
+                # on hardware every step is paid for: never replay more than the step in flight
+                if self.hardware or self.step % self.cfg.save_every == 0 or self.step == self.cfg.steps:
+                    self.save()
+        finally:
+            bar.close()
+            if self.hardware is not None:
+                self.hardware.close()
         return records
 
     # ------------------------------------------------------------------ evaluation
+    def label_final_weights(self) -> None:
+        """The weights generated after training (for eval and export) are evaluation
+        ``weights-<step>``: on hardware one recorded job, later read back from the ledger."""
+        self._label(f"weights-{self.step:06d}")
+
     def evaluate(self, split: str = "test") -> dict:
+        self.label_final_weights()
         return evaluate(self.model, self.loaded, self.cfg, self.texts, split)
 
 
@@ -346,6 +388,7 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not empty; export into a new directory")
     run = Run(run_dir, resume=True)
+    run.label_final_weights()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

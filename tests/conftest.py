@@ -2,6 +2,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
+SENTENCE = "the cat sat on the mat . the dog sat on the log . "
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A tiny WikiText-2-shaped folder: train, valid and test splits of one repeated text."""
+    folder = tmp_path / "wikitext"
+    folder.mkdir()
+    for split, n in (("train", 400), ("valid", 40), ("test", 40)):
+        (folder / f"{split}.txt").write_text(SENTENCE * n)
+    return folder
+
 
 @pytest.fixture
 def no_ibm_account(monkeypatch, tmp_path):

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import SENTENCE
 
 from qpa_qiskit import InputError, SpecError
 from qpa_qiskit.adapters import AdaptedModel, AdapterConfig
@@ -15,17 +16,6 @@ from qpa_qiskit.backends import QPABackend
 from qpa_qiskit.cli import main
 from qpa_qiskit.models import load_model, tiny_gpt2
 from qpa_qiskit.train import Run, TrainConfig, export
-
-SENTENCE = "the cat sat on the mat . the dog sat on the log . "
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    folder = tmp_path / "wikitext"
-    folder.mkdir()
-    for split, n in (("train", 400), ("valid", 40), ("test", 40)):
-        (folder / f"{split}.txt").write_text(SENTENCE * n)
-    return folder
 
 
 def config(corpus, **overrides):

@@ -1,0 +1,186 @@
+"""Training with the hardware in the loop (ibm:fake_<device>, local testing mode): every step
+a recorded job in a Session, resume after SIGKILL at chosen points with no job paid twice."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from qpa_qiskit import jobs
+from qpa_qiskit.jobs import JobsError, JobStore
+from qpa_qiskit.train import Run, TrainConfig, export
+
+KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))
+DEVICE = "ibm:fake_manila"
+
+
+def config(corpus, **overrides) -> TrainConfig:
+    base = dict(
+        model="tiny-gpt2",
+        data=str(corpus),
+        method="qpa-lora",
+        rank=2,
+        chunk_size=64,
+        reps=1,
+        hidden=[16],
+        steps=3,
+        batch_size=4,
+        block_size=32,
+        lr=1e-2,
+        warmup=1,
+        save_every=10,
+        eval_tokens=400,
+        eval_window=64,
+        eval_stride=48,
+        train_tokens=None,
+        backend=DEVICE,
+        shots_factor=8,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch):
+    import qiskit_ibm_runtime
+
+    sessions = []
+
+    class CountingSession(qiskit_ibm_runtime.Session):
+        def __init__(self, *args, **kwargs):
+            sessions.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "Session", CountingSession)
+    saves = []
+    monkeypatch.setattr(Run, "save", lambda self, real=Run.save: saves.append(self.step) or real(self))
+    run = Run(tmp_path / "run", config(corpus))
+    run.train(progress=False)
+    assert saves == [1, 2, 3]  # on hardware the checkpoint follows every step
+    assert len(sessions) == 1
+    store = JobStore(tmp_path / "run" / "jobs")
+    assert store.meta["mode"] == "session" and store.meta["kind"] == "training"
+    assert store.labels() == ["step-000001", "step-000002", "step-000003"]
+    intents = [r for r in store.ledger.records() if r["kind"] == "intent"]
+    assert [r["tags"] for r in intents] == [
+        ["qpa", f"qpa-run:{store.id}", f"qpa-step:step-00000{n}", "qpa-job:0"] for n in (1, 2, 3)
+    ]
+    n_params = run.model.generator.quantum.theta.numel()
+    assert all(len(store.values(label)[0]) == 2 * n_params + 1 for label in store.labels())
+
+    before = run.evaluate()["perplexity"]
+    assert "weights-000003" in store.labels()
+
+    def no_service(*args, **kwargs):
+        raise AssertionError("export must not submit anything")
+
+    monkeypatch.setattr(jobs.RuntimeJobs, "submit", no_service)
+    monkeypatch.setattr(jobs.LocalTestingJobs, "submit", no_service)
+    out = export(tmp_path / "run", tmp_path / "adapter")  # the recorded weights job is read back
+    assert (out / "adapter_config.json").exists()
+    again = Run(tmp_path / "run", resume=True)
+    assert again.evaluate()["perplexity"] == pytest.approx(before)
+
+
+def test_a_replayed_step_with_other_values_is_refused(corpus, tmp_path):
+    run = Run(tmp_path / "run", config(corpus, steps=1))
+    run.train(progress=False)
+    store = JobStore(tmp_path / "run" / "jobs")
+    with pytest.raises(JobsError, match="other parameter values"):
+        store.add("step-000001", [store.values("step-000001")[0] + 0.1])
+
+
+def train_args(corpus, run_dir) -> list[str]:
+    return [
+        "train",
+        str(run_dir),
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        str(corpus),
+        "--steps",
+        "4",
+        "--block-size",
+        "32",
+        "--chunk-size",
+        "64",
+        "--reps",
+        "1",
+        "--hidden",
+        "16",
+        "--rank",
+        "2",
+        "--lr",
+        "0.01",
+        "--backend",
+        DEVICE,
+        "--shots-factor",
+        "8",
+    ]
+
+
+def run(args, point=None, nth=0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    head = [KILLPOINTS, point, str(nth)] if point else ["-m", "qpa_qiskit.cli"]
+    return subprocess.run(
+        [sys.executable, *head, *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def final_state(run_dir):
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    losses = [json.loads(x)["loss"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return checkpoint, losses
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same run, never stopped."""
+    from conftest import SENTENCE
+
+    root = tmp_path_factory.mktemp("reference")
+    corpus = root / "wikitext"
+    corpus.mkdir()
+    for split, n in (("train", 400), ("valid", 40), ("test", 40)):
+        (corpus / f"{split}.txt").write_text(SENTENCE * n)
+    done = run(train_args(corpus, root / "run"))
+    assert done.returncode == 0, done.stderr
+    return corpus, final_state(root / "run")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point, nth",
+    [
+        ("after-submit", 2),  # step 2's job accepted, its id not recorded: found by its tags
+        ("ledger:collected", 2),  # step 2's counts saved, not yet recorded as collected
+        ("checkpoint", 2),  # step 2 collected, its checkpoint not written: step 2 is replayed
+        ("before-submit", 3),  # step 3's request never left: reported, then resubmitted on request
+    ],
+)
+def test_sigkill_in_training_loses_nothing_and_pays_once(reference, tmp_path, point, nth):
+    corpus, (expected, expected_losses) = reference
+    run_dir = tmp_path / "run"
+    args = train_args(corpus, run_dir)
+    killed = run(args, point, nth)
+    assert killed.returncode == -9, killed.stderr
+    resumed = run([*args, "--resume"])
+    if point == "before-submit":
+        assert resumed.returncode == 2
+        assert "--resubmit-unconfirmed" in resumed.stderr and "step-000003/job-0000" in resumed.stderr
+        resumed = run([*args, "--resume", "--resubmit-unconfirmed"])
+    assert resumed.returncode == 0, resumed.stderr
+
+    store = JobStore(run_dir / "jobs")
+    archived = [json.loads(p.read_text()) for p in (store.root / "local-service").glob("*.json")]
+    steps = sorted(next(t for t in r["tags"] if t.startswith("qpa-step:")) for r in archived)
+    assert steps == [f"qpa-step:step-00000{n}" for n in (1, 2, 3, 4)]  # one job per step, none twice
+    state = store.ledger.state()
+    assert all(state[f"step-00000{n}/job-0000"]["last"] == "collected" for n in (1, 2, 3, 4))
+    checkpoint, losses = final_state(run_dir)
+    assert checkpoint["step"] == 4 and losses == expected_losses
+    for name, tensor in expected["trainable"].items():
+        assert torch.equal(tensor, checkpoint["trainable"][name]), name
