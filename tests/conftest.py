@@ -5,14 +5,44 @@ from scipy import stats
 SENTENCE = "the cat sat on the mat . the dog sat on the log . "
 
 
-@pytest.fixture
-def corpus(tmp_path):
+def make_corpus(folder):
     """A tiny WikiText-2-shaped folder: train, valid and test splits of one repeated text."""
-    folder = tmp_path / "wikitext"
     folder.mkdir()
     for split, n in (("train", 400), ("valid", 40), ("test", 40)):
         (folder / f"{split}.txt").write_text(SENTENCE * n)
     return folder
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_corpus(tmp_path / "wikitext")
+
+
+def tiny_config(corpus, **overrides):
+    """A TrainConfig for the tiny GPT-2 on the `corpus` folder: seconds per run."""
+    from qpa_qiskit.train import TrainConfig
+
+    base = dict(
+        model="tiny-gpt2",
+        data=str(corpus),
+        method="qpa-lora",
+        rank=2,
+        chunk_size=64,
+        reps=2,
+        hidden=[16],
+        steps=6,
+        batch_size=4,
+        block_size=32,
+        lr=1e-2,
+        warmup=1,
+        save_every=2,
+        eval_tokens=800,
+        eval_window=64,
+        eval_stride=48,
+        train_tokens=None,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
 
 
 @pytest.fixture

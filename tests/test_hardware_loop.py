@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_corpus, tiny_config
 
 from qpa_qiskit import jobs
 from qpa_qiskit.jobs import JobsError, JobStore
@@ -19,29 +20,8 @@ DEVICE = "ibm:fake_manila"
 
 
 def config(corpus, **overrides) -> TrainConfig:
-    base = dict(
-        model="tiny-gpt2",
-        data=str(corpus),
-        method="qpa-lora",
-        rank=2,
-        chunk_size=64,
-        reps=1,
-        hidden=[16],
-        steps=3,
-        batch_size=4,
-        block_size=32,
-        lr=1e-2,
-        warmup=1,
-        save_every=10,
-        eval_tokens=400,
-        eval_window=64,
-        eval_stride=48,
-        train_tokens=None,
-        backend=DEVICE,
-        shots_factor=8,
-    )
-    base.update(overrides)
-    return TrainConfig(**base)
+    settings = dict(reps=1, steps=3, save_every=10, eval_tokens=400, backend=DEVICE, shots_factor=8)
+    return tiny_config(corpus, **{**settings, **overrides})
 
 
 def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch):
@@ -94,32 +74,9 @@ def test_a_replayed_step_with_other_values_is_refused(corpus, tmp_path):
 
 
 def train_args(corpus, run_dir) -> list[str]:
-    return [
-        "train",
-        str(run_dir),
-        "--model",
-        "tiny-gpt2",
-        "--data",
-        str(corpus),
-        "--steps",
-        "4",
-        "--block-size",
-        "32",
-        "--chunk-size",
-        "64",
-        "--reps",
-        "1",
-        "--hidden",
-        "16",
-        "--rank",
-        "2",
-        "--lr",
-        "0.01",
-        "--backend",
-        DEVICE,
-        "--shots-factor",
-        "8",
-    ]
+    options = "--model tiny-gpt2 --steps 4 --block-size 32 --chunk-size 64 --reps 1 --hidden 16 --rank 2"
+    options += f" --lr 0.01 --backend {DEVICE} --shots-factor 8"
+    return ["train", str(run_dir), "--data", str(corpus), *options.split()]
 
 
 def run(args, point=None, nth=0) -> subprocess.CompletedProcess:
@@ -139,13 +96,8 @@ def final_state(run_dir):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The same run, never stopped."""
-    from conftest import SENTENCE
-
     root = tmp_path_factory.mktemp("reference")
-    corpus = root / "wikitext"
-    corpus.mkdir()
-    for split, n in (("train", 400), ("valid", 40), ("test", 40)):
-        (corpus / f"{split}.txt").write_text(SENTENCE * n)
+    corpus = make_corpus(root / "wikitext")
     done = run(train_args(corpus, root / "run"))
     assert done.returncode == 0, done.stderr
     return corpus, final_state(root / "run")

@@ -9,37 +9,14 @@ import textwrap
 import pytest
 import torch
 from conftest import SENTENCE
+from conftest import tiny_config as config
 
 from qpa_qiskit import InputError, SpecError
 from qpa_qiskit.adapters import AdaptedModel, AdapterConfig
 from qpa_qiskit.backends import QPABackend
 from qpa_qiskit.cli import main
 from qpa_qiskit.models import load_model, tiny_gpt2
-from qpa_qiskit.train import Run, TrainConfig, export
-
-
-def config(corpus, **overrides):
-    base = dict(
-        model="tiny-gpt2",
-        data=str(corpus),
-        method="qpa-lora",
-        rank=2,
-        chunk_size=64,
-        reps=2,
-        hidden=[16],
-        steps=6,
-        batch_size=4,
-        block_size=32,
-        lr=1e-2,
-        warmup=1,
-        save_every=2,
-        eval_tokens=800,
-        eval_window=64,
-        eval_stride=48,
-        train_tokens=None,
-    )
-    base.update(overrides)
-    return TrainConfig(**base)
+from qpa_qiskit.train import Run, export
 
 
 def test_qpa_lora_generates_peft_weights_and_gradients_reach_generator():
