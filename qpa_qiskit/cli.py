@@ -144,7 +144,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     _eval_overrides(args, cfg)
-    run = Run(args.run_dir, cfg, resume=args.resume, resubmit_unconfirmed=args.resubmit_unconfirmed)
+    run = Run(
+        args.run_dir,
+        cfg,
+        resume=args.resume,
+        resubmit_unconfirmed=args.resubmit_unconfirmed,
+        retry_failed=args.retry_failed,
+    )
     print(f"{run.cfg.method} on {run.cfg.model}: {run.model.counts()}")
     try:
         records = run.train()
@@ -470,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resubmit-unconfirmed",
         action="store_true",
         help="ibm: backends: submit again a step whose submission was cut off and which no job tag finds",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="ibm: backends: submit again a step whose job failed"
     )
     _add_train_options(p)
     p.set_defaults(func=cmd_train)

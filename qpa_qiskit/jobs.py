@@ -720,9 +720,7 @@ class JobStore:
         for key, s in sorted(self.ledger.state().items()):
             if not s.get("job_id") or s.get("last") in ("collected", "failed", "cancelled"):
                 continue
-            status = with_retries(
-                lambda j=s["job_id"]: service.status(j), f"status of {key}", log=log, sleep=sleep
-            )
+            status = self._status(service, key, s["job_id"], log, sleep)
             if status != s.get("status"):
                 self.ledger.append("status", key, job_id=s["job_id"], status=status)
             out[key] = status
@@ -787,6 +785,21 @@ class JobStore:
             if bar is not None:
                 bar.close()
 
+    @staticmethod
+    def _status(service: RuntimeJobs, key: str, job_id: str, log, sleep) -> str:
+        """The job's status, retried while the failure is transient; any other failure to
+        reach the job stops everything with what to check (nothing is recorded)."""
+        try:
+            return with_retries(lambda: service.status(job_id), f"status of {key}", log=log, sleep=sleep)
+        except JobsError:
+            raise
+        except Exception as exc:
+            raise JobsError(
+                f"{key}: job {job_id} cannot be read on the service ({_describe(exc)}). Check that "
+                "the account and instance that submitted it are the active ones; the ledger is "
+                "unchanged, so run the same command again once they are"
+            ) from None
+
     def _collect_pass(self, label, plan, service, log, sleep) -> Report:
         state = self.ledger.state()
         report = Report([], [], [], {}, {}, [])
@@ -808,9 +821,7 @@ class JobStore:
                 continue
             path = self._counts_path(key)
             if not path.exists():
-                status = with_retries(
-                    lambda j=job_id: service.status(j), f"status of {key}", log=log, sleep=sleep
-                )
+                status = self._status(service, key, job_id, log, sleep)
                 if status != s.get("status"):
                     self.ledger.append("status", key, job_id=job_id, status=status)
                 if status in ("ERROR", "CANCELLED"):
@@ -909,6 +920,7 @@ class HardwareLoop:
         backend: QPABackend,
         *,
         resubmit_unconfirmed: bool = False,
+        retry_failed: bool = False,
         log: Callable[[str], None] = print,
         poll: float = 5.0,
         command: str = "the same command",
@@ -917,6 +929,7 @@ class HardwareLoop:
         self.command = command
         self.backend = backend
         self.resubmit_unconfirmed = resubmit_unconfirmed
+        self.retry_failed = retry_failed
         self.log = log
         self.poll = poll
         self.label: str | None = None
@@ -949,14 +962,21 @@ class HardwareLoop:
             self._service = store.service(self.backend)
         store.add(self.label, [values])
         report = store.submit(
-            self.label, self._service, resubmit_unconfirmed=self.resubmit_unconfirmed, log=self.log
+            self.label,
+            self._service,
+            resubmit_unconfirmed=self.resubmit_unconfirmed,
+            retry_failed=self.retry_failed,
+            log=self.log,
         )
         if report.unconfirmed:
             raise JobsError(store.unconfirmed_message(report.unconfirmed, self.command))
         report = store.collect(self.label, self._service, wait=True, poll=self.poll, log=self.log)
         if report.failed:
             detail = "; ".join(f"{k}: {v}" for k, v in report.failed.items())
-            raise JobsError(f"job(s) of {self.label} failed on {store.meta['backend']}: {detail}")
+            raise JobsError(
+                f"job(s) of {self.label} failed on {store.meta['backend']}: {detail}. To submit "
+                f"them again, run: {self.command} --retry-failed"
+            )
         return store.probabilities(self.label)
 
     def close(self) -> None:

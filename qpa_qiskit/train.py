@@ -156,7 +156,7 @@ class Run:
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = False,
                  loaded: LoadedModel | None = None, texts: dict | None = None, log=None,
-                 resubmit_unconfirmed: bool = False) -> None:  # fmt: skip
+                 resubmit_unconfirmed: bool = False, retry_failed: bool = False) -> None:  # fmt: skip
         self.dir = Path(run_dir)
         if texts is not None:
             self._texts = texts
@@ -195,6 +195,7 @@ class Run:
                 self.dir / "jobs",
                 backend,
                 resubmit_unconfirmed=resubmit_unconfirmed,
+                retry_failed=retry_failed,
                 log=_tqdm_log,
                 command=f"qpa train {self.dir} --resume",
             )

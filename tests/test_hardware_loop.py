@@ -136,3 +136,22 @@ def test_sigkill_in_training_loses_nothing_and_pays_once(reference, tmp_path, po
     assert checkpoint["step"] == 4 and losses == expected_losses
     for name, tensor in expected["trainable"].items():
         assert torch.equal(tensor, checkpoint["trainable"][name]), name
+
+
+def test_a_failed_step_stops_training_until_retried(corpus, tmp_path, monkeypatch):
+    real_status = jobs.LocalTestingJobs.status
+    device_down = [True]
+    monkeypatch.setattr(
+        jobs.LocalTestingJobs, "status", lambda self, j: "ERROR" if device_down[0] else real_status(self, j)
+    )
+    monkeypatch.setattr(jobs.LocalTestingJobs, "error", lambda self, j: "Error code 8041: device offline")
+    with pytest.raises(JobsError, match=r"8041.*--retry-failed"):
+        Run(tmp_path / "run", config(corpus, steps=2)).train(progress=False)
+    device_down[0] = False
+    with pytest.raises(JobsError, match="8041"):  # recorded as failed: not resubmitted silently
+        Run(tmp_path / "run", resume=True).train(progress=False)
+    run = Run(tmp_path / "run", resume=True, retry_failed=True)
+    run.train(progress=False)
+    assert run.step == 2
+    state = JobStore(tmp_path / "run" / "jobs").ledger.state()["step-000001/job-0000"]
+    assert state["attempt"] == 2 and len(state["earlier_job_ids"]) == 1

@@ -400,3 +400,13 @@ def test_job_tags_reach_the_runtime_request(tmp_path):
     assert request["job_tags"] == tags
     with pytest.raises(InputError, match="execution mode"):
         RuntimeJobs(backend, "dedicated")
+
+
+def test_a_job_the_service_does_not_know_stops_collect_and_changes_nothing(tmp_path):
+    store, backend, *_ = make_store(tmp_path / "b")
+    store.ledger.append("intent", "batch/job-0000", attempt=1, tags=store.tags("batch", 0))
+    store.ledger.append("submitted", "batch/job-0000", job_id="d4f1-unknown", attempt=1)
+    before = (store.root / "ledger.jsonl").read_text()
+    with pytest.raises(JobsError, match=r"d4f1-unknown cannot be read.*account and instance"):
+        store.collect("batch", store.service(backend), log=quiet)
+    assert (store.root / "ledger.jsonl").read_text() == before
