@@ -9,7 +9,7 @@ A backend is chosen by a spec string:
   Aer noise model. Exact noisy probabilities come from :mod:`qpa_qiskit.simulator`
   (equal to Aer's density-matrix method to rounding, much faster for parameter-shift
   batches) or from Aer itself with ``engine="aer"``.
-* ``"ibm:<backend>"``: IBM Quantum through qiskit-ibm-runtime's ``SamplerV2``. With
+* ``"ibm:<backend>"``: IBM Quantum through qiskit-ibm-runtime's client-side Sampler. With
   ``"ibm:fake_<device>"`` the same code path runs in the runtime's local testing mode.
 
 Every call of :meth:`QPABackend.probabilities` sends all parameter sets as one submission:
@@ -333,14 +333,11 @@ class QPABackend:
     def sampler(self):
         """The runtime Sampler, built once (local testing mode for fake devices).
 
-        The client-side ``executor_sampler.Sampler`` where the installed qiskit-ibm-runtime
-        has it (``SamplerV2`` is deprecated there), ``SamplerV2`` otherwise.
+        The client-side ``executor_sampler.Sampler`` (``SamplerV2`` is deprecated since
+        qiskit-ibm-runtime 0.51).
         """
         if self._sampler is None:
-            try:
-                from qiskit_ibm_runtime.executor_sampler import Sampler
-            except ImportError:  # pragma: no cover - qiskit-ibm-runtime < 0.50
-                from qiskit_ibm_runtime import SamplerV2 as Sampler
+            from qiskit_ibm_runtime.executor_sampler import Sampler
 
             mode = self.options.get("mode") or self.device
             self._sampler = Sampler(mode=mode, options=self.options.get("sampler_options"))

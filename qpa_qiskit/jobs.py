@@ -304,10 +304,7 @@ class RuntimeJobs:
 
     def submit(self, pubs: list, shots: int, tags: list[str]) -> str:
         """Submit one Sampler job; returns its id once the service has accepted it."""
-        try:
-            from qiskit_ibm_runtime.executor_sampler import Sampler
-        except ImportError:  # pragma: no cover - qiskit-ibm-runtime < 0.50
-            from qiskit_ibm_runtime import SamplerV2 as Sampler
+        from qiskit_ibm_runtime.executor_sampler import Sampler
 
         sampler = Sampler(mode=self._execution_mode(), options=self._sampler_options(tags))
         job = sampler.run(pubs, shots=shots)

@@ -1,4 +1,4 @@
-"""The ibm: code path (qiskit-ibm-runtime SamplerV2) in the runtime's local testing mode."""
+"""The ibm: code path (qiskit-ibm-runtime's client-side Sampler) in the runtime's local testing mode."""
 
 import numpy as np
 import torch
