@@ -42,7 +42,7 @@ _COMMON_OPTIONS = {"optimization_level", "seed_transpiler"}
 _OPTIONS = {
     "statevector": _COMMON_OPTIONS,
     "aer_noisy": _COMMON_OPTIONS | {"engine"},
-    "ibm": _COMMON_OPTIONS | {"service", "sampler_options", "mode"},
+    "ibm": _COMMON_OPTIONS | {"service", "sampler_options", "mode", "connect"},
 }
 _SPEC_FORMS = '"statevector" (or "ideal"), "aer_noisy:<fake device>", "ibm:<backend>" or "ibm:fake_<device>"'
 
@@ -178,13 +178,21 @@ def _without_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
 
 @dataclass
 class _Prepared:
-    """What a backend builds once per circuit."""
+    """What a backend builds once per circuit; the ISA circuit when it is first needed."""
 
     circuit: QuantumCircuit
-    isa: QuantumCircuit
+    measured: QuantumCircuit
     n_bits: int
     parameters: list
+    transpile: Any  # measured circuit -> ISA circuit
     extras: dict[str, Any] = field(default_factory=dict)
+    _isa: QuantumCircuit | None = None
+
+    @property
+    def isa(self) -> QuantumCircuit:
+        if self._isa is None:
+            self._isa = self.transpile(self.measured)
+        return self._isa
 
 
 # --------------------------------------------------------------------------- backend
@@ -198,7 +206,9 @@ class QPABackend:
         seed: seeds shot sampling, so a sequence of calls is reproducible.
         **options: ``optimization_level`` (0-3, default 1) and ``seed_transpiler`` (default 0)
             for the ISA transpilation; ``engine`` ("auto", "ptm", "aer") on ``aer_noisy``;
-            ``service``, ``mode`` and ``sampler_options`` on ``ibm``.
+            ``service``, ``mode``, ``sampler_options`` and ``connect`` on ``ibm``
+            (``connect=False``: open the account only when a circuit must be transpiled or
+            a job submitted or fetched, so recorded results can be read with no account).
     """
 
     def __init__(
@@ -250,8 +260,8 @@ class QPABackend:
         self._sampler = None
         if self.kind == "aer_noisy":
             self.device = fake_device(self.device_name)
-        elif self.kind == "ibm":
-            self.device = self._ibm_backend()
+        elif self.kind == "ibm" and (self.is_local_testing or options.get("connect", True)):
+            self.connect()
 
     # ------------------------------------------------------------------ parsing
     @staticmethod
@@ -304,6 +314,14 @@ class QPABackend:
         return f"QPABackend({self.name!r}{shots})"
 
     # ------------------------------------------------------------------ IBM
+    def connect(self):
+        """The device, opening the IBM Quantum account on first use (``ibm:`` specs)."""
+        if self.device is None and self.kind == "ibm":
+            self.device = self._ibm_backend()
+            for _, prepared in self._prepared.values():  # deferred width checks
+                self._check_width(prepared.measured)
+        return self.device
+
     def _ibm_backend(self):
         if self.is_local_testing:
             return fake_device(self.device_name)
@@ -339,7 +357,7 @@ class QPABackend:
         if self._sampler is None:
             from qiskit_ibm_runtime.executor_sampler import Sampler
 
-            mode = self.options.get("mode") or self.device
+            mode = self.options.get("mode") or self.connect()
             self._sampler = Sampler(mode=mode, options=self.options.get("sampler_options"))
         return self._sampler
 
@@ -352,32 +370,38 @@ class QPABackend:
             return hit[1]
         measured = with_measurements(circuit)
         measured_qubits(measured)
-        if self.device is not None and measured.num_qubits > self.device.num_qubits:
-            raise InputError(
-                f"the circuit has {measured.num_qubits} qubits but {self.device_name} has "
-                f"{self.device.num_qubits}; use a larger device or fewer qubits"
-            )
+        self._check_width(measured)
         if self.kind == "statevector":
-            from qiskit_aer import AerSimulator
-
             need = 16 * 2**measured.num_qubits
             if need > available_memory():
                 raise CapacityError(
                     f"statevector simulation of {measured.num_qubits} qubits needs {_gib(need)} "
                     f"per parameter set; {_gib(available_memory())} is available"
                 )
-            target = AerSimulator()
-        else:
-            target = self.device
-        pm = generate_preset_pass_manager(
-            optimization_level=self.optimization_level,
-            backend=target,
-            seed_transpiler=self.seed_transpiler,
-        )
-        isa = pm.run(measured)
-        prepared = _Prepared(circuit, isa, measured.num_clbits, list(circuit.parameters))
+
+        def transpile(measured: QuantumCircuit) -> QuantumCircuit:
+            from qiskit_aer import AerSimulator
+
+            target = AerSimulator() if self.kind == "statevector" else self.connect()
+            pm = generate_preset_pass_manager(
+                optimization_level=self.optimization_level,
+                backend=target,
+                seed_transpiler=self.seed_transpiler,
+            )
+            return pm.run(measured)
+
+        prepared = _Prepared(circuit, measured, measured.num_clbits, list(circuit.parameters), transpile)
+        if self.device is not None or self.kind == "statevector":
+            prepared.isa  # noqa: B018 - transpile now: errors surface at the first call
         self._prepared[id(circuit)] = (circuit, prepared)
         return prepared
+
+    def _check_width(self, measured: QuantumCircuit) -> None:
+        if self.device is not None and measured.num_qubits > self.device.num_qubits:
+            raise InputError(
+                f"the circuit has {measured.num_qubits} qubits but {self.device_name} has "
+                f"{self.device.num_qubits}; use a larger device or fewer qubits"
+            )
 
     def num_outcome_bits(self, circuit: QuantumCircuit) -> int:
         """N: the distribution has 2^N outcomes (the circuit's classical bits)."""

@@ -283,11 +283,15 @@ class RuntimeJobs:
         self._mode = None
         self._jobs: dict[str, object] = {}
 
+    def open(self):
+        """Open the account and the Batch or Session; nothing is submitted yet."""
+        return self._execution_mode()
+
     def _execution_mode(self):
         if self._mode is None:
             from qiskit_ibm_runtime import Batch, Session
 
-            self._mode = (Batch if self.mode == "batch" else Session)(backend=self.backend.device)
+            self._mode = (Batch if self.mode == "batch" else Session)(backend=self.backend.connect())
         return self._mode
 
     def _sampler_options(self, tags: list[str]):
@@ -313,6 +317,7 @@ class RuntimeJobs:
 
     def _job(self, job_id: str):
         if job_id not in self._jobs:
+            self.backend.connect()
             self._jobs[job_id] = self.backend._service.job(job_id)
         return self._jobs[job_id]
 
@@ -330,6 +335,7 @@ class RuntimeJobs:
 
     def find(self, tags: list[str]) -> list[str]:
         """Ids of the jobs carrying all `tags` on this device, newest first."""
+        self.backend.connect()
         jobs = self.backend._service.jobs(
             job_tags=list(tags), backend_name=self.backend.device_name, limit=20
         )
@@ -551,8 +557,9 @@ class JobStore:
         return self._isa
 
     def backend(self, **options) -> QPABackend:
-        """The store's backend (opens the IBM Quantum account for a real device)."""
-        return QPABackend(self.meta["backend"], shots=self.shots, **options)
+        """The store's backend; the IBM Quantum account is opened only when a job must be
+        submitted or fetched, so collected results read back with no account."""
+        return QPABackend(self.meta["backend"], shots=self.shots, **{"connect": False, **options})
 
     def service(self, backend: QPABackend | None = None) -> RuntimeJobs:
         backend = backend or self.backend()
@@ -674,6 +681,7 @@ class JobStore:
                     continue
             attempt = s.get("attempt", 0) + 1
             pubs = self._pubs(job, values)
+            service.open()  # account or session trouble fails here, before an intent is recorded
             self.ledger.append(
                 "intent",
                 key,

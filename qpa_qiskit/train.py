@@ -124,7 +124,10 @@ def build(cfg: TrainConfig, loaded: LoadedModel | None = None) -> tuple[LoadedMo
     cfg.validate()
     backend = None
     if cfg.method.startswith("qpa-"):
-        backend = QPABackend(cfg.backend, shots_factor=cfg.shots_factor, seed=cfg.seed)
+        # on IBM Quantum the account opens when a job is due: a finished run reads its
+        # recorded results (eval, export) with no account
+        deferred = {"connect": False} if QPABackend._parse(cfg.backend)[0] == "ibm" else {}
+        backend = QPABackend(cfg.backend, shots_factor=cfg.shots_factor, seed=cfg.seed, **deferred)
     loaded = loaded or load_model(cfg.model)
     _seed_everything(cfg.seed)  # adapter initialisation depends on the seed only
     return loaded, AdaptedModel(loaded.model, cfg.adapter(), backend=backend)
@@ -199,6 +202,8 @@ class Run:
                 log=_tqdm_log,
                 command=f"qpa train {self.dir} --resume",
             )
+            if not config_path.exists():  # a new run: account, device and width fail here, before any file
+                backend.isa_circuit(self.model.generator.circuit)
         self.params = self.model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_corpus, tiny_config
 
-from qpa_qiskit import jobs
+from qpa_qiskit import AccountError, InputError, jobs
 from qpa_qiskit.jobs import JobsError, JobStore
 from qpa_qiskit.train import Run, TrainConfig, export
 
@@ -155,3 +155,31 @@ def test_a_failed_step_stops_training_until_retried(corpus, tmp_path, monkeypatc
     assert run.step == 2
     state = JobStore(tmp_path / "run" / "jobs").ledger.state()["step-000001/job-0000"]
     assert state["attempt"] == 2 and len(state["earlier_job_ids"]) == 1
+
+
+def test_a_finished_run_reads_its_recorded_results_with_no_account(corpus, tmp_path, request):
+    """eval and export of a hardware run use the ledger; the account opens only for a new job."""
+    run = Run(tmp_path / "run", config(corpus, steps=1))
+    run.train(progress=False)
+    expected = run.evaluate()["perplexity"]  # records the weights-000001 job
+    # make it a run on a real device, then take every credential away
+    for name in ("config.json", "jobs/store.json"):
+        path = tmp_path / "run" / name
+        path.write_text(path.read_text().replace(DEVICE, "ibm:ibm_far_away"))
+    request.getfixturevalue("no_ibm_account")
+    again = Run(tmp_path / "run", resume=True)
+    assert again.evaluate()["perplexity"] == pytest.approx(expected)
+    assert (export(tmp_path / "run", tmp_path / "adapter") / "adapter_config.json").exists()
+    assert JobStore(tmp_path / "run" / "jobs").probabilities("weights-000001").shape == (1, 16)
+    more = Run(tmp_path / "run", config(corpus, steps=2, backend="ibm:ibm_far_away"), resume=True)
+    with pytest.raises(AccountError, match="save_account"):  # a new step needs the service
+        more.train(progress=False)
+    assert "step-000002/job-0000" not in JobStore(tmp_path / "run" / "jobs").ledger.state()  # no intent
+
+
+def test_a_new_hardware_run_fails_before_writing_anything(corpus, tmp_path, no_ibm_account):
+    with pytest.raises(AccountError):
+        Run(tmp_path / "run", config(corpus, backend="ibm:ibm_torino"))
+    with pytest.raises(InputError, match="qubits but fake_athens has 5"):
+        Run(tmp_path / "run", config(corpus, backend="ibm:fake_athens", chunk_size=1))
+    assert not (tmp_path / "run").exists()

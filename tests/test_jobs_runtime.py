@@ -410,3 +410,11 @@ def test_a_job_the_service_does_not_know_stops_collect_and_changes_nothing(tmp_p
     with pytest.raises(JobsError, match=r"d4f1-unknown cannot be read.*account and instance"):
         store.collect("batch", store.service(backend), log=quiet)
     assert (store.root / "ledger.jsonl").read_text() == before
+
+
+def test_a_deferred_ibm_backend_opens_the_account_only_when_needed(no_ibm_account):
+    backend = QPABackend("ibm:ibm_torino", shots=10, connect=False)
+    circuit = ansatz(3, 1)
+    assert backend.num_outcome_bits(circuit) == 3 and backend.device is None
+    with pytest.raises(AccountError, match="save_account"):
+        backend.isa_circuit(circuit)
