@@ -288,6 +288,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
     from .jobs import MAX_EXECUTIONS, JobsError, JobStore, plan_jobs
 
     root = Path(args.store)
+    backend = None
     if (root / "store.json").exists():
         given = [name for name in _CREATE_OPTIONS if getattr(args, name) is not None]
         if given:
@@ -315,7 +316,8 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         backend = QPABackend(args.backend, shots_factor=args.shots_factor, shots=args.shots)
         if backend.kind != "ibm":
             raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
-        circuit = ansatz(args.qubits, args.reps or 8, rotation=args.rotation or "ry")
+        reps, rotation = args.reps or 8, args.rotation or "ry"
+        circuit = ansatz(args.qubits, reps, rotation=rotation)
         pubs, what = _batch_pubs(args, circuit.num_parameters)
         max_executions = args.max_executions or MAX_EXECUTIONS
         isa = backend.isa_circuit(circuit)
@@ -325,7 +327,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         two_qubit = sum(n for name, n in ops.items() if name in ("ecr", "cz", "cx"))
         print(f"backend {backend.name} ({backend.num_qubits} qubits), Batch mode, {shots} shots per set")
         print(
-            f"circuit: {args.qubits} qubits x {args.reps or 8} layers, {circuit.num_parameters} angles; "
+            f"circuit: {args.qubits} qubits x {reps} layers ({rotation}), {circuit.num_parameters} angles; "
             f"ISA depth {isa.depth()}, {two_qubit} two-qubit gates"
         )
         print(f"work: {what}")
@@ -336,8 +338,8 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         describe = {
             "ansatz": "ansatz",
             "qubits": args.qubits,
-            "reps": args.reps or 8,
-            "rotation": args.rotation or "ry",
+            "reps": reps,
+            "rotation": rotation,
             "work": what,
         }
         store = JobStore.create(
@@ -349,7 +351,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             evaluations={"batch": pubs},
         )
         print(f"job store {root} (run tag qpa-run:{store.id})")
-    service = store.service()
+    service = store.service(backend)
     try:
         report = store.submit(
             "batch", service, resubmit_unconfirmed=args.resubmit_unconfirmed, retry_failed=args.retry_failed
