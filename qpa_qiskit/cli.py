@@ -370,11 +370,14 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
-    from .jobs import JobStore
+    from .jobs import JobsError, JobStore
 
     store = JobStore(args.store)
     if not args.offline:
-        store.refresh(store.service())
+        try:
+            store.refresh(store.service())
+        except JobsError as exc:  # e.g. a `collect --wait` holds the store: show the ledger
+            print(f"(not refreshed: {exc})")
     meta = store.meta
     print(
         f"{store.root}: {meta['kind']} on {meta['backend']}, {meta['shots']} shots per set, "

@@ -33,6 +33,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 
 import numpy as np
@@ -440,6 +441,37 @@ class LocalTestingJobs(RuntimeJobs):
 
 
 # --------------------------------------------------------------------------- store
+def _exclusive(what: str):
+    """Run a JobStore method holding the store's lock, so that two processes can never
+    submit (or collect) the same jobs at once. The kernel drops the lock when the process
+    dies, even by SIGKILL, so a crash never leaves the store locked. (No lock on systems
+    without fcntl, such as Windows.)"""
+
+    def decorate(method):
+        @wraps(method)
+        def locked(self, *args, **kwargs):
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows
+                return method(self, *args, **kwargs)
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise JobsError(
+                        f"another process is working on {self.root} right now; {what} waits until "
+                        "it has finished (or is stopped): run this again then"
+                    ) from None
+                return method(self, *args, **kwargs)
+            finally:
+                os.close(fd)  # releases the lock
+
+        return locked
+
+    return decorate
+
+
 def _check_label(label: str) -> str:
     if not isinstance(label, str) or not _LABEL.match(label):
         raise InputError(
@@ -633,6 +665,7 @@ class JobStore:
         return [(isa, values[pub][start:stop][:, order]) for pub, start, stop in job.slices]
 
     # ------------------------------------------------------------------ submit
+    @_exclusive("submitting")
     def submit(
         self,
         label: str,
@@ -713,6 +746,7 @@ class JobStore:
         )
 
     # ------------------------------------------------------------------ collect
+    @_exclusive("refreshing the status")
     def refresh(
         self,
         service: RuntimeJobs,
@@ -743,6 +777,7 @@ class JobStore:
             )
         atomic_write(self._counts_path(key), _npz_bytes(counts=counts))
 
+    @_exclusive("collecting")
     def collect(
         self,
         label: str,
@@ -874,6 +909,7 @@ class JobStore:
         return out / self.shots
 
     # ------------------------------------------------------------------ cancel, summary
+    @_exclusive("cancelling")
     def cancel(self, service: RuntimeJobs, log: Callable[[str], None] = print) -> list[str]:
         """Cancel every submitted job that is not collected or failed; returns their keys."""
         cancelled = []

@@ -418,3 +418,22 @@ def test_a_deferred_ibm_backend_opens_the_account_only_when_needed(no_ibm_accoun
     assert backend.num_outcome_bits(circuit) == 3 and backend.device is None
     with pytest.raises(AccountError, match="save_account"):
         backend.isa_circuit(circuit)
+
+
+def test_two_processes_cannot_submit_or_collect_the_same_store_at_once(tmp_path, capsys):
+    import fcntl
+
+    store, backend, *_ = make_store(tmp_path / "b")
+    holder = os.open(store.root / ".lock", os.O_RDWR | os.O_CREAT)  # as another process would
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(JobsError, match="another process is working on"):
+            store.submit("batch", store.service(backend), log=quiet)
+        with pytest.raises(JobsError, match="another process"):
+            store.collect("batch", store.service(backend), log=quiet)
+        assert not store.ledger.records() and not archived_jobs(store)
+        assert qpa_jobs("status", str(store.root)) == 0  # still shows what the ledger knows
+        assert "not refreshed" in capsys.readouterr().out
+    finally:
+        os.close(holder)
+    assert store.submit("batch", store.service(backend), log=quiet).submitted == ["batch/job-0000"]
