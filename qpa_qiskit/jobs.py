@@ -345,8 +345,13 @@ class RuntimeJobs:
     def close(self) -> None:
         """No more jobs in this batch or session; those submitted run to the end."""
         if self._mode is not None:
-            self._mode.close()
-            self._mode = None
+            mode, self._mode = self._mode, None
+            try:
+                mode.close()
+            except Exception as exc:  # the jobs are submitted and recorded; the service times it out
+                import warnings
+
+                warnings.warn(f"could not close the {self.mode}: {_describe(exc)}", stacklevel=2)
 
 
 class LocalTestingJobs(RuntimeJobs):
