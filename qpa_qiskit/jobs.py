@@ -32,7 +32,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
 
@@ -490,12 +490,12 @@ def _check_label(label: str) -> str:
 class Report:
     """What one submit or collect pass did, per job key."""
 
-    submitted: list[str]
-    found: list[str]
-    collected: list[str]
-    pending: dict[str, str]  # key -> status
-    failed: dict[str, str]  # key -> status and error
-    unconfirmed: list[str]  # intents with no job id and no job under their tags
+    submitted: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
+    pending: dict[str, str] = field(default_factory=dict)  # key -> status
+    failed: dict[str, str] = field(default_factory=dict)  # key -> status and error
+    unconfirmed: list[str] = field(default_factory=list)  # intents with no id and no job under their tags
 
 
 class JobStore:
@@ -691,7 +691,7 @@ class JobStore:
         plan = self.plan(label)
         values = self.values(label)
         state = self.ledger.state()
-        report = Report([], [], [], {}, {}, [])
+        report = Report()
         for job in plan:
             key = self.key(label, job.index)
             tags = self.tags(label, job.index)
@@ -847,7 +847,7 @@ class JobStore:
 
     def _collect_pass(self, label, plan, service, log, sleep) -> Report:
         state = self.ledger.state()
-        report = Report([], [], [], {}, {}, [])
+        report = Report()
         for job in plan:
             key = self.key(label, job.index)
             s = state.get(key, {})
