@@ -395,7 +395,8 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
     import io
 
-    from .jobs import JobStore, atomic_write
+    from .files import atomic_write
+    from .jobs import JobStore
 
     store = JobStore(args.store)
     service = store.service()

@@ -25,9 +25,7 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -41,6 +39,7 @@ from qiskit import QuantumCircuit
 
 from .backends import QPABackend, pub_counts
 from .errors import InputError, JobsError
+from .files import atomic_directory, atomic_write, fsync_dir
 
 MAX_EXECUTIONS = 10_000_000  # per Sampler job: circuits (parameter sets) x shots
 FINAL_STATES = ("DONE", "ERROR", "CANCELLED")
@@ -97,30 +96,6 @@ def plan_jobs(sets_per_pub: list[int], shots: int, max_executions: int = MAX_EXE
 
 
 # --------------------------------------------------------------------------- files
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """The file appears whole or not at all, and is on disk when this returns."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -149,7 +124,7 @@ class Ledger:
             f.flush()
             os.fsync(f.fileno())
         if new:  # the directory entry of a new file must reach the disk too
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         return record
 
     def records(self) -> list[dict]:
@@ -557,22 +532,13 @@ class JobStore:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "circuit": describe or {},
         }
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
+        with atomic_directory(root) as tmp:
             buffer = io.BytesIO()
             qpy.dump(isa, buffer)
             atomic_write(tmp / "circuit.qpy", buffer.getvalue())
             atomic_write(tmp / "store.json", json.dumps(meta, indent=2).encode())
             for label, pubs in (evaluations or {}).items():
                 cls(tmp).add(label, pubs)
-            if root.exists():
-                root.rmdir()
-            os.replace(tmp, root)
-            _fsync_dir(root.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return cls(root)
 
     # ------------------------------------------------------------------ what runs

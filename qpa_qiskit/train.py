@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -30,6 +29,7 @@ from .adapters import METHODS, AdaptedModel, AdapterConfig
 from .backends import QPABackend
 from .data import blocks, load_wikitext, perplexity, tokenize
 from .errors import InputError
+from .files import atomic_directory, atomic_write
 from .models import LoadedModel, load_model
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -102,15 +102,6 @@ class TrainConfig:
             hidden=tuple(self.hidden),
             completion=self.completion,
         )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _seed_everything(seed: int) -> None:
@@ -217,7 +208,7 @@ class Run:
         else:
             self.texts  # noqa: B018 - a missing data set fails here, before anything is written
             self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(config_path, json.dumps(dataclasses.asdict(cfg), indent=2).encode())
+            atomic_write(config_path, json.dumps(dataclasses.asdict(cfg), indent=2).encode())
 
     # ------------------------------------------------------------------ state
     def _backend(self) -> QPABackend | None:
@@ -244,7 +235,7 @@ class Run:
 
         buffer = io.BytesIO()
         torch.save(self._state(), buffer)
-        _atomic_write(self.dir / "checkpoint.pt", buffer.getvalue())
+        atomic_write(self.dir / "checkpoint.pt", buffer.getvalue())
 
     def _load_checkpoint(self) -> None:
         state = torch.load(self.dir / "checkpoint.pt", weights_only=False)
@@ -274,7 +265,7 @@ class Run:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut short by the kill
             lines = kept
-            _atomic_write(metrics, "".join(ln + "\n" for ln in lines).encode())
+            atomic_write(metrics, "".join(ln + "\n" for ln in lines).encode())
 
     # ------------------------------------------------------------------ training
     @property
@@ -387,17 +378,12 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     ``PeftModel.from_pretrained(base_model, out_dir)`` loads it with no qpa_qiskit import.
     The directory appears complete or not at all.
     """
-    import shutil
-    import tempfile
-
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not empty; export into a new directory")
     run = Run(run_dir, resume=True)
     run.label_final_weights()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         run.model.save_adapter(tmp, base_model_name=run.loaded.source)
         info = {
             "base_model": run.loaded.name,
@@ -408,12 +394,6 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
             "counts": run.model.counts(),
         }
         (tmp / "qpa_export.json").write_text(json.dumps(info, indent=2))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
