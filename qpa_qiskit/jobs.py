@@ -616,7 +616,10 @@ class JobStore:
             return [data[f"pub{i}"] for i in range(len(data.files))]
 
     def plan(self, label: str) -> list[PlannedJob]:
-        return plan_jobs([len(v) for v in self.values(label)], self.shots, self.meta["max_executions"])
+        return self._plan(self.values(label))
+
+    def _plan(self, values: list[np.ndarray]) -> list[PlannedJob]:
+        return plan_jobs([len(v) for v in values], self.shots, self.meta["max_executions"])
 
     @staticmethod
     def key(label: str, index: int) -> str:
@@ -654,8 +657,8 @@ class JobStore:
         is reported in ``Report.unconfirmed`` and only submitted again with
         ``resubmit_unconfirmed``. Failed or cancelled jobs go again only with ``retry_failed``.
         """
-        plan = self.plan(label)
         values = self.values(label)
+        plan = self._plan(values)
         state = self.ledger.state()
         report = Report()
         for job in plan:
@@ -858,20 +861,17 @@ class JobStore:
     def probabilities(self, label: str) -> np.ndarray:
         """(B, 2^N) frequencies of every parameter set of `label`, PUB after PUB, rows in the
         order of the sets and outcomes in the order of :meth:`QPABackend.probabilities`."""
-        plan = self.plan(label)
+        values = self.values(label)
+        plan = self._plan(values)
         state = self.ledger.state()
-        missing = [
-            self.key(label, j.index)
-            for j in plan
-            if state.get(self.key(label, j.index), {}).get("last") != "collected"
-        ]
+        keys = [self.key(label, job.index) for job in plan]
+        missing = [key for key in keys if state.get(key, {}).get("last") != "collected"]
         if missing:
             raise JobsError(f"{len(missing)} job(s) of {label!r} are not collected yet: {', '.join(missing)}")
-        rows = sum(len(v) for v in self.values(label))
-        offsets = np.cumsum([0] + [len(v) for v in self.values(label)])
-        out = np.zeros((rows, 2 ** self.meta["n_bits"]))
-        for job in plan:
-            with np.load(self._counts_path(self.key(label, job.index))) as data:
+        offsets = np.cumsum([0, *(len(v) for v in values)])
+        out = np.zeros((offsets[-1], 2 ** self.meta["n_bits"]))
+        for job, key in zip(plan, keys, strict=True):
+            with np.load(self._counts_path(key)) as data:
                 counts = data["counts"]
             row = 0
             for pub, start, stop in job.slices:
