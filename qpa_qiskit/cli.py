@@ -265,15 +265,56 @@ def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarra
     return pubs, f"{len(pubs)} training step(s) at {source}: forward + {2 * n_params} shifted sets each"
 
 
+def _print_table(columns: list[tuple[str, str]], rows: list[list]) -> None:
+    """Columns are (title, spec): spec starts with '<' (left) or '>' (right), the rest is a
+    format spec for the cells (',' groups thousands). Widths fit the cells; None is '-'."""
+    cells = [
+        ["-" if v is None else format(v, spec[1:]) for v, (_, spec) in zip(row, columns, strict=True)]
+        for row in rows
+    ]
+    widths = [max([len(title), *(len(row[i]) for row in cells)]) for i, (title, _) in enumerate(columns)]
+    for line in [[title for title, _ in columns], *cells]:
+        print(
+            " ".join(
+                f"{c:{spec[0]}{w}}" for c, (_, spec), w in zip(line, columns, widths, strict=True)
+            ).rstrip()
+        )
+
+
+def _print_job_rows(store) -> None:
+    columns = [
+        ("job", "<"),
+        ("state", "<"),
+        ("status", "<"),
+        ("job id", "<"),
+        ("sets", ">"),
+        ("executions", ">,"),
+    ]
+    _print_table(
+        columns,
+        [[r["key"], r["last"], r["status"], r["job_id"], r["sets"], r["executions"]] for r in store.rows()],
+    )
+
+
 def _print_plan(plan, pubs_shapes, shots: int, max_executions: int) -> None:
-    shapes = [
-        " ".join(f"({stop - start}, {pubs_shapes[pub][1]})" for pub, start, stop in job.slices)
+    columns = [
+        ("job", "<"),
+        ("PUBs (sets x parameters)", "<"),
+        ("sets", ">"),
+        ("shots", ">"),
+        ("executions", ">,"),
+    ]
+    rows = [
+        [
+            f"job-{job.index:04d}",
+            " ".join(f"({stop - start}, {pubs_shapes[pub][1]})" for pub, start, stop in job.slices),
+            job.sets,
+            shots,
+            job.executions,
+        ]
         for job in plan
     ]
-    width = max(len("PUBs (sets x parameters)"), *(len(s) for s in shapes))
-    print(f"{'job':<9} {'PUBs (sets x parameters)':<{width}} {'sets':>6} {'shots':>7} {'executions':>12}")
-    for job, shape in zip(plan, shapes, strict=True):
-        print(f"job-{job.index:04d} {shape:<{width}} {job.sets:>6} {shots:>7} {job.executions:>12,}")
+    _print_table(columns, rows)
     total = sum(job.executions for job in plan)
     sets = sum(job.sets for job in plan)
     print(f"total: {len(plan)} job(s), {sets} sets, {total:,} executions (limit {max_executions:,} per job)")
@@ -302,10 +343,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             print(
                 f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set)"
             )
-            for row in store.rows():
-                print(
-                    f"{row['key']:<22} {row['last']:<12} {row['job_id'] or '-':<38} {row['executions']:>12,}"
-                )
+            _print_job_rows(store)
             return 0
         print(f"resuming {root}: jobs with a recorded id are not submitted again")
     else:
@@ -383,12 +421,7 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
         f"{store.root}: {meta['kind']} on {meta['backend']}, {meta['shots']} shots per set, "
         f"run tag qpa-run:{store.id}, created {meta['created']}"
     )
-    print(f"{'job':<22} {'state':<11} {'status':<12} {'job id':<38} {'sets':>6} {'executions':>12}")
-    for row in store.rows():
-        print(
-            f"{row['key']:<22} {row['last']:<11} {row['status'] or '-':<12} {row['job_id'] or '-':<38} "
-            f"{row['sets']:>6} {row['executions']:>12,}"
-        )
+    _print_job_rows(store)
     return 0
 
 
@@ -434,20 +467,26 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     if not stores:
         print(f"no job stores under {root}")
         return 0
-    print(
-        f"{'store':<30} {'kind':<9} {'backend':<22} {'jobs':>5} "
-        f"{'submitted':>9} {'collected':>9} {'failed':>6}"
-    )
+    table = []
     for path in stores:
         store = JobStore(path)
         rows = store.rows()
         submitted = sum(1 for r in rows if r["job_id"])
         collected = sum(1 for r in rows if r["last"] == "collected")
         failed = sum(1 for r in rows if r["last"] in ("failed", "cancelled"))
-        print(
-            f"{path!s:<30} {store.meta['kind']:<9} {store.meta['backend']:<22} {len(rows):>5} "
-            f"{submitted:>9} {collected:>9} {failed:>6}"
+        table.append(
+            [str(path), store.meta["kind"], store.meta["backend"], len(rows), submitted, collected, failed]
         )
+    columns = [
+        ("store", "<"),
+        ("kind", "<"),
+        ("backend", "<"),
+        ("jobs", ">"),
+        ("submitted", ">"),
+        ("collected", ">"),
+        ("failed", ">"),
+    ]
+    _print_table(columns, table)
     return 0
 
 
