@@ -45,6 +45,21 @@ def tiny_config(corpus, **overrides):
     return TrainConfig(**base)
 
 
+def tiny_cli_args(corpus, options: str) -> list[str]:
+    """`qpa train` arguments for the tiny GPT-2 on `corpus`, plus `options` (one string)."""
+    return [
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        str(corpus),
+        "--block-size",
+        "32",
+        "--chunk-size",
+        "64",
+        *options.split(),
+    ]
+
+
 @pytest.fixture
 def no_ibm_account(monkeypatch, tmp_path):
     """No saved IBM Quantum account and no credentials in the environment."""

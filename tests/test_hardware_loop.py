@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_corpus, tiny_config
+from conftest import make_corpus, tiny_cli_args, tiny_config
 
 from qpa_qiskit import AccountError, InputError, jobs
 from qpa_qiskit.jobs import JobsError, JobStore
@@ -74,9 +74,8 @@ def test_a_replayed_step_with_other_values_is_refused(corpus, tmp_path):
 
 
 def train_args(corpus, run_dir) -> list[str]:
-    options = "--model tiny-gpt2 --steps 4 --block-size 32 --chunk-size 64 --reps 1 --hidden 16 --rank 2"
-    options += f" --lr 0.01 --backend {DEVICE} --shots-factor 8"
-    return ["train", str(run_dir), "--data", str(corpus), *options.split()]
+    options = f"--steps 4 --reps 1 --hidden 16 --rank 2 --lr 0.01 --backend {DEVICE} --shots-factor 8"
+    return ["train", str(run_dir), *tiny_cli_args(corpus, options)]
 
 
 def run(args, point=None, nth=0) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import SENTENCE
+from conftest import SENTENCE, tiny_cli_args
 from conftest import tiny_config as config
 
 from qpa_qiskit import InputError, SpecError
@@ -186,26 +186,7 @@ def test_missing_data_leaves_nothing_behind(tmp_path):
 
 
 def test_cli_train_eval_export(corpus, tmp_path, capsys):
-    args = [
-        "--model",
-        "tiny-gpt2",
-        "--data",
-        str(corpus),
-        "--steps",
-        "2",
-        "--block-size",
-        "32",
-        "--chunk-size",
-        "64",
-        "--reps",
-        "1",
-        "--eval-tokens",
-        "400",
-        "--eval-window",
-        "64",
-        "--eval-stride",
-        "48",
-    ]
+    args = tiny_cli_args(corpus, "--steps 2 --reps 1 --eval-tokens 400 --eval-window 64 --eval-stride 48")
     assert main(["train", str(tmp_path / "run"), *args]) == 0
     assert main(["eval", str(tmp_path / "run")]) == 0
     report = capsys.readouterr().out
@@ -265,30 +246,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(corpus, tmp_path):
     import signal
     import time
 
-    args = [
-        "--model",
-        "tiny-gpt2",
-        "--data",
-        str(corpus),
-        "--steps",
-        "24",
-        "--save-every",
-        "4",
-        "--block-size",
-        "32",
-        "--chunk-size",
-        "64",
-        "--reps",
-        "2",
-        "--hidden",
-        "16",
-        "--rank",
-        "2",
-        "--lr",
-        "0.01",
-        "--shots-factor",
-        "4",
-    ]
+    options = "--steps 24 --save-every 4 --reps 2 --hidden 16 --rank 2 --lr 0.01 --shots-factor 4"
+    args = tiny_cli_args(corpus, options)
     cmd = [sys.executable, "-m", "qpa_qiskit.cli", "train"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     subprocess.run([*cmd, str(tmp_path / "straight"), *args], env=env, check=True, capture_output=True)
