@@ -499,6 +499,18 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_recovery_options(p: argparse.ArgumentParser, what: str) -> None:
+    """The two ways a recorded submission may go again, both only when asked for."""
+    p.add_argument(
+        "--resubmit-unconfirmed",
+        action="store_true",
+        help=f"{what}: submit again if its submission was cut off and no job carries its tags",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help=f"{what}: submit again if it failed or was cancelled"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qpa", description="Quantum Parameter Adaptation with Qiskit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -517,14 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune with lora, dora, qpa-lora or qpa-dora")
     p.add_argument("run_dir", help="run directory (created; an existing run needs --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in run_dir")
-    p.add_argument(
-        "--resubmit-unconfirmed",
-        action="store_true",
-        help="ibm: backends: submit again a step whose submission was cut off and which no job tag finds",
-    )
-    p.add_argument(
-        "--retry-failed", action="store_true", help="ibm: backends: submit again a step whose job failed"
-    )
+    _add_recovery_options(p, "ibm: backends: a step's job")
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -571,14 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="random angles when neither file is given")
     q.add_argument("--max-executions", type=int, help="per job (default: the runtime's 10,000,000)")
     q.add_argument("--dry-run", action="store_true", help="print the plan and cost; submit and write nothing")
-    q.add_argument(
-        "--resubmit-unconfirmed",
-        action="store_true",
-        help="submit again the jobs whose submission was cut off and which no job tag finds",
-    )
-    q.add_argument(
-        "--retry-failed", action="store_true", help="submit again jobs that failed or were cancelled"
-    )
+    _add_recovery_options(q, "a job")
     q.set_defaults(func=cmd_jobs_submit)
     q = jobs.add_parser("status", help="status of every job of a store (asks the service)")
     q.add_argument("store")
