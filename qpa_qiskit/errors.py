@@ -25,3 +25,12 @@ class AccountError(QPAError, RuntimeError):
 
 class JobsError(QPAError):
     """An IBM Quantum job that cannot be submitted, found or collected; says what to do."""
+
+
+class BusyError(QPAError):
+    """Another process holds the run folder or job store; says what to do."""
+
+
+class StateError(QPAError):
+    """A file of a run or job store (config, checkpoint, ledger, counts) that cannot be read:
+    missing, truncated, corrupt or unreadable. Names the file and what to do."""

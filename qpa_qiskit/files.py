@@ -1,17 +1,21 @@
 """Files and directories that appear whole or not at all, and are on disk when written.
 
 Checkpoints, run configs, job stores, collected counts and exported adapters all go
-through these two helpers, so a crash at any moment never leaves half a file behind.
+through these helpers, so a crash at any moment never leaves half a file behind; the lock
+keeps two processes out of one run folder or job store, and `read_json` turns any broken
+file into an error that names it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,3 +58,56 @@ def atomic_directory(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def exclusive(path: Path, busy_message: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if absent) for the block.
+
+    Two processes can never hold it at once: the second gets :class:`~qpa_qiskit.errors.BusyError`
+    with `busy_message`. The kernel drops the lock when the process dies, even by SIGKILL,
+    so a crash never leaves it held. (No lock on systems without fcntl, such as Windows.)
+    """
+    from .errors import BusyError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(busy_message) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Delete the temporary siblings (``.<name>.*``) that `atomic_write` or
+    `atomic_directory` leave when a process is killed mid-write; returns what was removed.
+    Call it only while holding the folder's lock."""
+    removed = []
+    for tmp in folder.glob(f".{name}.*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def read_json(path: Path, what: str, hint: str) -> Any:
+    """The JSON content of `path`; any OS or JSON error becomes a
+    :class:`~qpa_qiskit.errors.StateError` that names the file, `what` it is, and `hint`."""
+    from .errors import StateError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StateError(f"{what} {path} is missing; {hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}); {hint}") from None

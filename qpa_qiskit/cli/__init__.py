@@ -1,0 +1,35 @@
+"""The ``qpa`` command line, one module per group of commands:
+
+* :mod:`.quantum`: ``backends``, ``demo``;
+* :mod:`.runs`: ``train``, ``eval``, ``export``, ``compare``, ``study``;
+* :mod:`.jobs`: ``jobs submit|status|collect|list|cancel``.
+
+Every error qpa-qiskit raises on purpose (:class:`~qpa_qiskit.errors.QPAError`) is printed
+as one line, ``qpa: error: ...``, with exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import QPAError
+from . import jobs, quantum, runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qpa", description="Quantum Parameter Adaptation with Qiskit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    quantum.add_commands(sub)
+    runs.add_commands(sub)
+    jobs.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QPAError as exc:
+        print(f"qpa: error: {exc}", file=sys.stderr)
+        return 2

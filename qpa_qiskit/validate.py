@@ -1,0 +1,103 @@
+"""The one place where numbers, names and choices are checked.
+
+Every public entry point (the run configuration, backends, the generator, the completion,
+job stores) checks its inputs with these helpers, so a bad value gets the same clear
+message everywhere: what is wrong, the value given, and what is accepted. numpy integers
+and floats are accepted wherever Python ones are; ``bool`` is never taken for a number.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import InputError
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (numpy integers too) within [minimum, maximum]."""
+    out = _integer(value)
+    bounds = []
+    if minimum is not None:
+        bounds.append(f">= {minimum}")
+    if maximum is not None:
+        bounds.append(f"<= {maximum}")
+    what = f"an integer {' and '.join(bounds)}".rstrip()
+    if out is None or (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return out
+
+
+def positive_int(value: Any, name: str) -> int:
+    """An integer >= 1."""
+    out = _integer(value)
+    if out is None or out < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return out
+
+
+def number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """A finite real number, >= minimum, > above, <= maximum (each when given)."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    out = float(value) if ok else math.nan
+    bounds = []
+    if minimum is not None:
+        bounds.append(f">= {minimum:g}")
+        ok = ok and out >= minimum
+    if above is not None:
+        bounds.append(f"> {above:g}")
+        ok = ok and out > above
+    if maximum is not None:
+        bounds.append(f"<= {maximum:g}")
+        ok = ok and out <= maximum
+    if not ok or not math.isfinite(out):
+        extra = f" {' and '.join(bounds)}" if bounds else ""
+        raise InputError(f"{name} must be a finite number{extra}, got {value!r}")
+    return out
+
+
+def positive_number(value: Any, name: str) -> float:
+    """A finite number > 0."""
+    return number(value, name, above=0.0)
+
+
+def one_of(value: Any, name: str, choices: Iterable[str]) -> str:
+    """One of `choices`, exactly."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def positive_ints(values: Any, name: str, *, allow_empty: bool = False) -> tuple[int, ...]:
+    """A sequence of integers >= 1 (hidden widths, ...)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise InputError(f"{name} must be a list of positive integers, got {values!r}")
+    out = tuple(_integer(v) for v in values)
+    if any(v is None or v < 1 for v in out) or (not out and not allow_empty):
+        raise InputError(f"{name} must be a list of positive integers, got {list(values)!r}")
+    return out  # type: ignore[return-value]
+
+
+def names(values: Any, name: str) -> tuple[str, ...]:
+    """A non-empty sequence of non-empty strings (module names, ...)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise InputError(f"{name} must be a non-empty list of names, got {values!r}")
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise InputError(f"{name} must be a non-empty list of names, got {list(values)!r}")
+    return tuple(values)
