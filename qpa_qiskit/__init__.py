@@ -6,22 +6,36 @@ parameter-shift gradients, the parameter generator, completion of finite-shot da
 peft adapters whose weights it generates, and IBM Quantum job stores that survive restarts.
 """
 
-from .adapters import AdaptedModel, AdapterConfig
+from .adapters import AdaptedModel
 from .backends import QPABackend, list_backends
 from .circuits import ansatz
 from .completion import GenerativeInterpolation
-from .errors import AccountError, CapacityError, InputError, JobsError, QPAError, SpecError
+from .config import AdapterConfig, EvalConfig, GeneratorConfig, RunConfig, TaskConfig, TrainingConfig
+from .errors import (
+    AccountError,
+    BusyError,
+    CapacityError,
+    InputError,
+    JobsError,
+    QPAError,
+    SpecError,
+    StateError,
+)
+from .export import export
 from .generator import QPAGenerator
 from .jobs import JobStore
 from .qnn import QuantumProbabilities
-from .train import Run, TrainConfig
+from .train import Run, evaluate_run
 
 __all__ = [
     "AccountError",
     "AdaptedModel",
     "AdapterConfig",
+    "BusyError",
     "CapacityError",
+    "EvalConfig",
     "GenerativeInterpolation",
+    "GeneratorConfig",
     "InputError",
     "JobStore",
     "JobsError",
@@ -30,9 +44,14 @@ __all__ = [
     "QPAGenerator",
     "QuantumProbabilities",
     "Run",
+    "RunConfig",
     "SpecError",
-    "TrainConfig",
+    "StateError",
+    "TaskConfig",
+    "TrainingConfig",
     "ansatz",
+    "evaluate_run",
+    "export",
     "list_backends",
 ]
 __version__ = "0.1.0"

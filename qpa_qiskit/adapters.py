@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,34 +21,10 @@ from torch import nn
 from .errors import InputError
 from .generator import QPAGenerator
 from .models import linear_module_names
+from .seeding import torch_seeded
 
-
-@dataclass
-class AdapterConfig:
-    method: str = "qpa-lora"  # lora | dora | qpa-lora | qpa-dora
-    rank: int = 4
-    lora_alpha: float | None = None  # default 2 * rank
-    target_modules: tuple[str, ...] = ("lm_head",)
-    dropout: float = 0.0
-    # QPA generator
-    chunk_size: int = 2048
-    reps: int = 8
-    rotation: str = "ry"
-    entanglement: str = "linear"
-    hidden: tuple[int, ...] = (32, 32)
-    activation: str = "gelu"
-    gamma: float = 0.1
-    beta: float = 0.60
-    alpha: float = 0.15
-    completion: str = "none"
-
-    @property
-    def tuner(self) -> str:
-        return self.method.removeprefix("qpa-")
-
-    @property
-    def generated(self) -> bool:
-        return self.method.startswith("qpa-")
+if TYPE_CHECKING:
+    from .config import AdapterConfig, GeneratorConfig
 
 
 def _lora_config(cfg: AdapterConfig, dora: bool):
@@ -57,7 +34,7 @@ def _lora_config(cfg: AdapterConfig, dora: bool):
         r=cfg.rank,
         lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.rank,
         lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
+        target_modules=list(cfg.targets),
         use_dora=dora,
     )
 
@@ -81,17 +58,11 @@ TUNERS: dict[str, Tuner] = {
 METHODS = tuple(sorted([*TUNERS, *(f"qpa-{t}" for t in TUNERS)]))
 
 
-def validate(cfg: AdapterConfig, model: nn.Module) -> None:
-    if cfg.method not in METHODS:
-        raise InputError(f"unknown method {cfg.method!r}; accepted: {', '.join(METHODS)}")
-    if isinstance(cfg.rank, bool) or not isinstance(cfg.rank, int) or cfg.rank < 1:
-        raise InputError(f"rank must be a positive integer, got {cfg.rank!r}")
-    if isinstance(cfg.chunk_size, bool) or not isinstance(cfg.chunk_size, int) or cfg.chunk_size < 1:
-        raise InputError(f"chunk size must be a positive integer, got {cfg.chunk_size!r}")
-    if not cfg.target_modules:
-        raise InputError("give at least one target module")
+def check_targets(cfg: AdapterConfig, model: nn.Module) -> None:
+    """The adapter's target modules exist in `model` (the rest of the config is checked
+    when it is built)."""
     candidates = linear_module_names(model)
-    missing = [t for t in cfg.target_modules if t not in candidates]
+    missing = [t for t in cfg.targets if t not in candidates]
     if missing:
         raise InputError(
             f"target module(s) {missing} not found in the model; candidates: {', '.join(candidates)}"
@@ -99,41 +70,46 @@ def validate(cfg: AdapterConfig, model: nn.Module) -> None:
 
 
 class AdaptedModel(nn.Module):
-    """A causal LM with a peft adapter whose weights are trained or QPA-generated."""
+    """A causal LM with a peft adapter whose weights are trained or QPA-generated.
 
-    def __init__(self, model: nn.Module, cfg: AdapterConfig, backend=None) -> None:
+    Args:
+        model: the base model (peft adapts it in place).
+        adapter: the :class:`~qpa_qiskit.config.AdapterConfig`.
+        generator: the :class:`~qpa_qiskit.config.GeneratorConfig` (``qpa-*`` methods).
+        backend: the :class:`QPABackend` that evaluates the circuit (``qpa-*`` methods).
+        seed: the adapter's own and the generator's initial values are drawn from streams
+            derived from it (see :mod:`qpa_qiskit.seeding`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: AdapterConfig,
+        generator: GeneratorConfig | None = None,
+        backend=None,
+        *,
+        seed: int | None = 0,
+    ) -> None:
         super().__init__()
         from peft import get_peft_model
 
-        validate(cfg, model)
-        self.cfg = cfg
-        tuner = TUNERS[cfg.tuner]
-        self.peft_model = get_peft_model(model, tuner.peft_config(cfg))
+        check_targets(adapter, model)
+        self.cfg = adapter
+        tuner = TUNERS[adapter.tuner]
+        with torch_seeded(seed, "adapter"):
+            self.peft_model = get_peft_model(model, tuner.peft_config(adapter))
         self.generated_names: list[str] = []
         self.generator: QPAGenerator | None = None
-        if cfg.generated:
+        if adapter.generated:
             if backend is None:
-                raise InputError(f"method {cfg.method!r} needs a QPABackend")
+                raise InputError(f"method {adapter.method!r} needs a QPABackend")
             self.generated_names = [n for n, _ in self.peft_model.named_parameters() if tuner.generated(n)]
             params = dict(self.peft_model.named_parameters())
             self.generated_shapes = [params[n].shape for n in self.generated_names]
             for n in self.generated_names:
                 params[n].requires_grad_(False)
             total = sum(s.numel() for s in self.generated_shapes)
-            self.generator = QPAGenerator(
-                total,
-                cfg.chunk_size,
-                backend,
-                reps=cfg.reps,
-                rotation=cfg.rotation,
-                entanglement=cfg.entanglement,
-                hidden=tuple(cfg.hidden),
-                activation=cfg.activation,
-                gamma=cfg.gamma,
-                beta=cfg.beta,
-                alpha=cfg.alpha,
-                completion=cfg.completion,
-            )
+            self.generator = QPAGenerator(total, backend, generator, seed=seed)
 
     def generated_tensors(self) -> dict[str, torch.Tensor]:
         """The generator's output split into the peft tensors it replaces."""
@@ -149,7 +125,35 @@ class AdaptedModel(nn.Module):
     def forward(self, **batch):
         if self.generator is None:
             return self.peft_model(**batch)
-        return torch.func.functional_call(self.peft_model, self.generated_tensors(), args=(), kwargs=batch)
+        return self.forward_with(self.generated_tensors(), **batch)
+
+    def forward_with(self, tensors: dict[str, torch.Tensor], **batch):
+        """The peft model's forward pass with `tensors` (from :meth:`generated_tensors`) in
+        place of its generated weights: a training step generates them once and runs every
+        micro-batch with them."""
+        return torch.func.functional_call(self.peft_model, tensors, args=(), kwargs=batch)
+
+    @property
+    def rng_state(self) -> dict[str, Any]:
+        """Random states this model owns beyond torch's global one: the backend's shot
+        sampler and the completion's generator (checkpointed for an exact resume)."""
+        if self.generator is None:
+            return {}
+        quantum = self.generator.quantum
+        state: dict[str, Any] = {"backend": quantum.backend.rng_state}
+        if quantum.completion is not None:
+            state["completion"] = quantum.completion.rng_state
+        return state
+
+    @rng_state.setter
+    def rng_state(self, state: dict[str, Any]) -> None:
+        if self.generator is None:
+            return
+        quantum = self.generator.quantum
+        if state.get("backend") is not None:
+            quantum.backend.rng_state = state["backend"]
+        if quantum.completion is not None and state.get("completion") is not None:
+            quantum.completion.rng_state = state["completion"]
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         """Everything the optimiser updates, by a stable name."""

@@ -286,6 +286,15 @@ class QPABackend:
         raise SpecError(f"unknown backend spec {spec!r}.{hint} Accepted: {_SPEC_FORMS}")
 
     @property
+    def rng_state(self) -> dict:
+        """The shot sampler's state (checkpointed for an exact resume)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
+    @property
     def name(self) -> str:
         if self.kind == "statevector":
             return "statevector"
@@ -568,3 +577,8 @@ def pub_counts(pub_result, isa: QuantumCircuit, n_sets: int) -> np.ndarray:
 def counts_to_probabilities(pub_result, isa: QuantumCircuit, n_sets: int, shots: int) -> np.ndarray:
     """Turn one Sampler PUB result into (B, 2^N) probabilities over all classical bits."""
     return pub_counts(pub_result, isa, n_sets) / shots
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """(family, device name) of a backend spec; SpecError if it is not one."""
+    return QPABackend._parse(spec)

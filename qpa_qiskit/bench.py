@@ -127,19 +127,25 @@ def bench_train(args: argparse.Namespace) -> None:
     """Seconds per optimiser step of each method on the same model, targets, data and batch."""
     import tempfile
 
+    from .config import RunConfig
     from .data import load_wikitext
     from .models import load_model
-    from .train import Run, TrainConfig
+    from .train import Run
 
     base = load_model(args.model)
     texts = load_wikitext(args.data, log=lambda msg: None)
     results = {}
     for method in args.methods:
-        cfg = TrainConfig(model=args.model, data=args.data, method=method, backend=args.backend,
-                          shots_factor=args.shots_factor, steps=args.steps + 1, batch_size=args.batch_size,
-                          block_size=args.block_size, save_every=10**9)  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp:
-            run = Run(f"{tmp}/run", cfg, loaded=base.fresh_copy(), texts=texts)
+        generated = method.startswith("qpa-")
+        cfg = RunConfig().replace(
+            model=args.model, data=args.data, method=method, backend=args.backend,
+            shots_factor=args.shots_factor if generated else None, steps=args.steps + 1,
+            batch_size=args.batch_size, block_size=args.block_size, save_every=10**9,
+        )  # fmt: skip
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Run.create(f"{tmp}/run", cfg, loaded=base.fresh_copy(), texts=texts) as run,
+        ):
             run.train_step()  # warm-up: first touches, caches
             times = [run.train_step()["seconds"] for _ in range(args.steps)]
         results[method] = statistics.median(times)

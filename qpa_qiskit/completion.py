@@ -29,6 +29,7 @@ import itertools
 import torch
 from torch import nn
 
+from . import validate
 from .errors import InputError
 
 MODES = ("none", "gi", "uniform", "random")
@@ -60,12 +61,10 @@ class GenerativeInterpolation(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(n_qubits, bool) or not isinstance(n_qubits, int) or n_qubits < 1:
-            raise InputError(f"n_qubits must be a positive integer, got {n_qubits!r}")
-        if mode not in MODES:
-            raise InputError(f"completion mode must be one of {MODES}, got {mode!r}")
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise InputError(f"hidden widths must be positive integers, got {hidden!r}")
+        n_qubits = validate.positive_int(n_qubits, "n_qubits")
+        validate.one_of(mode, "completion mode", MODES)
+        hidden = validate.positive_ints(hidden, "hidden widths")
+        seed = validate.integer(seed, "seed", minimum=0)
         self.n_qubits = n_qubits
         self.mode = mode
         self.renormalize = renormalize
@@ -79,6 +78,15 @@ class GenerativeInterpolation(nn.Module):
             layers += [nn.Linear(widths[-1], 1), nn.Softplus()]
             self.net = nn.Sequential(*layers)
         self._generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def rng_state(self) -> torch.Tensor:
+        """State of the "random" mode's own generator (checkpointed for an exact resume)."""
+        return self._generator.get_state()
+
+    @rng_state.setter
+    def rng_state(self, state: torch.Tensor) -> None:
+        self._generator.set_state(state)
 
     def gather(self, probs: torch.Tensor) -> torch.Tensor:
         """(B, 2^N) -> (B, 2^N, N): the neighbours' probabilities, ordered by flipped bit."""

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from . import validate
 from .backends import QPABackend
 from .circuits import ansatz
 from .errors import InputError
 from .qnn import QuantumProbabilities
+from .seeding import torch_seeded
+
+if TYPE_CHECKING:
+    from .config import GeneratorConfig
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
 def qubits_for(n_weights: int, chunk_size: int) -> tuple[int, int]:
     """(n_chunks, N): n_ch = ceil(M / n_mlp) chunks need N = ceil(log2 n_ch) qubits (N >= 1)."""
-    if isinstance(n_weights, bool) or not isinstance(n_weights, int) or n_weights < 1:
-        raise InputError(f"the number of weights to generate must be a positive integer, got {n_weights!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InputError(f"chunk size must be a positive integer, got {chunk_size!r}")
+    n_weights = validate.positive_int(n_weights, "the number of weights to generate")
+    chunk_size = validate.positive_int(chunk_size, "chunk_size")
+    if chunk_size > n_weights:
+        raise InputError(
+            f"chunk_size {chunk_size:,} is larger than the {n_weights:,} weights to generate: the mapping "
+            f"network would produce {chunk_size:,} weights per chunk and use {n_weights:,} of them. "
+            f"Choose a chunk size of at most {n_weights:,}"
+        )
     n_chunks = math.ceil(n_weights / chunk_size)
     return n_chunks, max(1, math.ceil(math.log2(n_chunks)))
 
@@ -37,60 +47,54 @@ class QPAGenerator(nn.Module):
 
     Args:
         n_weights: M, how many weights to generate.
-        chunk_size: n_mlp, weights per chunk (the MLP's output width).
         backend: the :class:`QPABackend` that evaluates the circuit.
-        reps, rotation, entanglement: the :func:`ansatz`.
-        hidden: hidden widths of the mapping MLP.
-        activation: "gelu", "relu", "tanh" or "silu".
-        gamma, beta, alpha: the probability rescaling (published defaults 0.1, 0.60, 0.15).
-        completion, completion_hidden: passed to :class:`QuantumProbabilities` ("gi" fills
-            the states finite shots never measured).
+        config: a :class:`~qpa_qiskit.config.GeneratorConfig`: chunk size n_mlp, the
+            ansatz, the mapping MLP, the rescaling, the completion (its backend fields are
+            used by whoever builds `backend`).
+        seed: the circuit angles, the mapping MLP and the completion each draw their
+            initial values from their own stream derived from `seed`, so changing one of
+            them (say, adding the GI network) leaves the others' initial values unchanged.
+            None draws from torch's global stream.
     """
 
     def __init__(
         self,
         n_weights: int,
-        chunk_size: int,
         backend: QPABackend,
+        config: GeneratorConfig | None = None,
         *,
-        reps: int = 8,
-        rotation: str = "ry",
-        entanglement: str = "linear",
-        hidden: tuple[int, ...] = (32, 32),
-        activation: str = "gelu",
-        gamma: float = 0.1,
-        beta: float = 0.60,
-        alpha: float = 0.15,
-        completion: str = "none",
-        completion_hidden: tuple[int, ...] = (16,),
+        seed: int | None = 0,
     ) -> None:
         super().__init__()
+        from .config import GeneratorConfig
+
+        cfg = config or GeneratorConfig()
+        self.config = cfg
         self.n_weights = n_weights
-        self.chunk_size = chunk_size
-        self.n_chunks, self.n_qubits = qubits_for(n_weights, chunk_size)
-        if activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise InputError(f"hidden widths must be positive integers, got {hidden!r}")
-        for name, value in (("gamma", gamma), ("beta", beta), ("alpha", alpha)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise InputError(f"{name} must be a number > 0, got {value!r}")
-        self.gamma, self.beta, self.alpha = float(gamma), float(beta), float(alpha)
-        self.circuit = ansatz(self.n_qubits, reps, rotation=rotation, entanglement=entanglement)
-        self.quantum = QuantumProbabilities(
-            backend, self.circuit, completion=completion, completion_hidden=completion_hidden
-        )
+        self.chunk_size = cfg.chunk_size
+        self.n_chunks, self.n_qubits = qubits_for(n_weights, cfg.chunk_size)
+        self.gamma, self.beta, self.alpha = cfg.gamma, cfg.beta, cfg.alpha
+        self.circuit = ansatz(self.n_qubits, cfg.reps, rotation=cfg.rotation, entanglement=cfg.entanglement)
+        with torch_seeded(seed, "circuit"):
+            self.quantum = QuantumProbabilities(
+                backend,
+                self.circuit,
+                completion=cfg.completion,
+                completion_hidden=tuple(cfg.completion_hidden),
+                seed=seed,
+            )
         bits = (torch.arange(self.n_chunks)[:, None] >> torch.arange(self.n_qubits)) & 1
         self.register_buffer("labels", (1.0 - 2.0 * bits).float(), persistent=False)  # bit 0 -> +1
-        widths = [self.n_qubits + 1, *hidden]
+        widths = [self.n_qubits + 1, *cfg.hidden]
         layers: list[nn.Module] = []
-        for a, b in itertools.pairwise(widths):
-            layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-        last = nn.Linear(widths[-1], chunk_size)
-        # Start the generated weights small (like LoRA's B = 0): the adapted model starts
-        # close to the base model instead of far from it.
-        nn.init.normal_(last.weight, std=0.01)
-        nn.init.zeros_(last.bias)
+        with torch_seeded(seed, "mapping"):
+            for a, b in itertools.pairwise(widths):
+                layers += [nn.Linear(a, b), ACTIVATIONS[cfg.activation]()]
+            last = nn.Linear(widths[-1], cfg.chunk_size)
+            # Start the generated weights small (like LoRA's B = 0): the adapted model starts
+            # close to the base model instead of far from it.
+            nn.init.normal_(last.weight, std=0.01)
+            nn.init.zeros_(last.bias)
         layers.append(last)
         self.mapping = nn.Sequential(*layers)
 

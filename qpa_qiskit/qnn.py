@@ -79,6 +79,8 @@ class QuantumProbabilities(torch.nn.Module):
             :mod:`qpa_qiskit.completion`. Gradients flow through it into its network and,
             by the parameter-shift product, into the angles.
         completion_hidden: hidden widths of the GI network.
+        seed: seeds the completion's own initial values and random stream (see
+            :mod:`qpa_qiskit.seeding`); None draws them from torch's global stream.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class QuantumProbabilities(torch.nn.Module):
         init=None,
         completion: str = "none",
         completion_hidden: tuple[int, ...] = (16,),
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(backend, QPABackend):
@@ -110,8 +113,15 @@ class QuantumProbabilities(torch.nn.Module):
         self.completion = None
         if completion != "none":
             from .completion import GenerativeInterpolation
+            from .seeding import derived_seed, torch_seeded
 
-            self.completion = GenerativeInterpolation(n_bits, hidden=completion_hidden, mode=completion)
+            with torch_seeded(seed, "completion"):
+                self.completion = GenerativeInterpolation(
+                    n_bits,
+                    hidden=completion_hidden,
+                    mode=completion,
+                    seed=0 if seed is None else derived_seed(seed, "completion-random"),
+                )
         self.shots = backend.num_shots(n_bits)
 
     def forward(self) -> torch.Tensor:

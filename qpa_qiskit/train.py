@@ -1,222 +1,309 @@
-"""Fine-tuning with LoRA/DoRA or QPA-generated LoRA/DoRA: one loop for every method.
+"""Training runs: one loop for every method, in a folder that survives any stop.
 
-A run lives in a directory: ``config.json`` (the TrainConfig), ``metrics.jsonl`` (one JSON
-line per optimiser step), ``checkpoint.pt`` (trainable tensors, optimiser, scheduler, step,
-every random state; written atomically). A directory that already holds a run is resumed
-with ``resume=True`` and refused otherwise; nothing is ever silently overwritten.
+A run folder holds ``config.json`` (the :class:`~qpa_qiskit.config.RunConfig`, every field),
+``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt`` (trainable tensors,
+optimiser, scheduler, step and every random state, the backend's shot sampler and the
+completion's generator included; written atomically).
 
-On an ``ibm:`` backend the run trains with the hardware in the loop: every QNN evaluation
-goes through a job store in ``<run>/jobs`` (see :mod:`qpa_qiskit.jobs`), labelled by its
-step, and the checkpoint is written after every step. A resumed run replays at most the
-step in flight, and that step collects its recorded jobs instead of submitting new ones.
+* :meth:`Run.create` checks everything that can be checked (the configuration, the model,
+  the data, the backend, the account and device width on IBM Quantum) before it writes
+  anything, then makes the folder appear whole, with its ``config.json``, or not at all.
+* :meth:`Run.open` continues a run with its stored configuration; only the settings in
+  :data:`~qpa_qiskit.config.RESUMABLE` may be changed, anything else is refused with the
+  field and both values.
+* A run open for training holds the folder's lock (``.lock``): a second ``qpa train`` on the
+  same folder is refused while the first runs, and the kernel drops the lock if the process
+  dies. Temporary files a killed process left behind are removed when the lock is taken.
+* A resumed run continues exactly as if it had not stopped (the tests SIGKILL it and compare
+  bit for bit).
+
+On an ``ibm:`` backend the run trains with the hardware in the loop: the backend is built
+with a :class:`~qpa_qiskit.ibm.HardwareLoop` whose job store is ``<run>/jobs``; every step's
+circuit evaluation is one recorded job, and a resumed run replays at most the step in flight,
+collecting its recorded job instead of submitting a new one.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import json
 import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .adapters import METHODS, AdaptedModel, AdapterConfig
-from .backends import QPABackend
+from .adapters import AdaptedModel
+from .backends import QPABackend, parse_spec
+from .config import RESUMABLE, EvalConfig, RunConfig
 from .data import blocks, load_wikitext, perplexity, tokenize
-from .errors import InputError
-from .files import atomic_directory, atomic_write
+from .errors import InputError, StateError
+from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 from .models import LoadedModel, load_model
 
-SCHEDULES = ("cosine", "linear", "constant")
-PRECISIONS = ("fp32", "bf16")
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+LOCK = ".lock"
 
 
-@dataclass
-class TrainConfig:
-    model: str = "smollm2-135m"
-    data: str = "hub"
-    method: str = "qpa-lora"
-    rank: int = 4
-    lora_alpha: float | None = None
-    targets: list[str] = field(default_factory=lambda: ["lm_head"])
-    backend: str = "statevector"
-    shots_factor: float | None = None
-    chunk_size: int = 2048
-    reps: int = 8
-    rotation: str = "ry"
-    hidden: list[int] = field(default_factory=lambda: [32, 32])
-    completion: str = "none"
-    steps: int = 30
-    batch_size: int = 4
-    grad_accum: int = 1
-    block_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup: int = 3
-    schedule: str = "cosine"
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    precision: str = "fp32"
-    train_tokens: int | None = 200_000
-    save_every: int = 10
-    eval_tokens: int | None = 16_384
-    eval_window: int = 256
-    eval_stride: int = 192
-    eval_batch: int = 4
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"unknown method {self.method!r}; accepted: {', '.join(METHODS)}")
-        if self.schedule not in SCHEDULES:
-            raise InputError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("rank", "chunk_size", "steps", "batch_size", "grad_accum", "block_size", "save_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                label = {"chunk_size": "chunk size"}.get(name, name)
-                raise InputError(f"{label} must be a positive integer, got {value!r}")
-        from .completion import MODES
-
-        if self.completion not in MODES:
-            raise InputError(f"completion must be one of {MODES}, got {self.completion!r}")
-        if self.completion != "none" and not self.method.startswith("qpa-"):
-            raise InputError(f"completion {self.completion!r} applies to the qpa-* methods only")
-        if not self.lr > 0:
-            raise InputError(f"lr must be > 0, got {self.lr!r}")
-
-    def adapter(self) -> AdapterConfig:
-        return AdapterConfig(
-            method=self.method,
-            rank=self.rank,
-            lora_alpha=self.lora_alpha,
-            target_modules=tuple(self.targets),
-            chunk_size=self.chunk_size,
-            reps=self.reps,
-            rotation=self.rotation,
-            hidden=tuple(self.hidden),
-            completion=self.completion,
-        )
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build(cfg: TrainConfig, loaded: LoadedModel | None = None) -> tuple[LoadedModel, AdaptedModel]:
-    """Model, tokenizer and adapter for a config; the backend only for QPA methods."""
-    cfg.validate()
-    backend = None
-    if cfg.method.startswith("qpa-"):
-        # on IBM Quantum the account opens when a job is due: a finished run reads its
-        # recorded results (eval, export) with no account
-        deferred = {"connect": False} if QPABackend._parse(cfg.backend)[0] == "ibm" else {}
-        backend = QPABackend(cfg.backend, shots_factor=cfg.shots_factor, seed=cfg.seed, **deferred)
-    loaded = loaded or load_model(cfg.model)
-    _seed_everything(cfg.seed)  # adapter initialisation depends on the seed only
-    return loaded, AdaptedModel(loaded.model, cfg.adapter(), backend=backend)
-
-
-def _tqdm_log(message: str) -> None:
+def _stderr(message: str) -> None:
     """A log line that does not break a progress bar."""
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
 
 
-def _schedule(cfg: TrainConfig):
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _schedule(cfg: RunConfig) -> Callable[[int], float]:
+    t = cfg.training
+
     def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        if cfg.schedule == "constant":
+        if step < t.warmup:
+            return (step + 1) / t.warmup
+        if t.schedule == "constant":
             return 1.0
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        if cfg.schedule == "linear":
+        progress = (step - t.warmup) / max(1, t.steps - t.warmup)
+        if t.schedule == "linear":
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
 
 
+def model_positions(loaded: LoadedModel) -> int | None:
+    """How many positions the model can attend to (None: not stated)."""
+    config = loaded.model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
+    """Training blocks and evaluation windows must fit the model's context."""
+    positions = model_positions(loaded)
+    if positions is None:
+        return
+    if cfg.training.block_size > positions:
+        raise InputError(
+            f"block_size {cfg.training.block_size} is longer than the {positions} positions of "
+            f"{loaded.name}; use at most {positions}"
+        )
+    if cfg.eval.eval_window > positions:
+        raise InputError(
+            f"eval_window {cfg.eval.eval_window} is longer than the {positions} positions of "
+            f"{loaded.name}; use at most {positions}"
+        )
+
+
+def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
+    """The backend of a ``qpa-*`` run (None for classical methods)."""
+    if not cfg.adapter.generated:
+        return None
+    gen = cfg.generator
+    family, _ = parse_spec(gen.backend)
+    options: dict[str, Any] = {}
+    if family == "aer_noisy":
+        options["engine"] = gen.engine
+    elif gen.engine != "auto":
+        raise InputError(f"engine {gen.engine!r} applies to aer_noisy backends only, not {gen.backend!r}")
+    if family == "ibm":
+        # on IBM Quantum the account opens when a job is due: a finished run reads its
+        # recorded results (eval, export) with no account
+        options.update(connect=False, hardware_loop=hardware_loop)
+    return QPABackend(gen.backend, shots_factor=gen.shots_factor, seed=cfg.training.seed, **options)
+
+
+def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
+    return load_wikitext(cfg.task.data, log=log)
+
+
 class Run:
-    """A training run in a directory: create, resume, step, checkpoint."""
+    """A training run in a folder: :meth:`create` a new one or :meth:`open` an existing one,
+    then :meth:`train`, :meth:`evaluate`; :meth:`close` (or a ``with`` block) releases the
+    folder. See the module docstring."""
 
-    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = False,
-                 loaded: LoadedModel | None = None, texts: dict | None = None, log=None,
-                 resubmit_unconfirmed: bool = False, retry_failed: bool = False) -> None:  # fmt: skip
-        self.dir = Path(run_dir)
-        if texts is not None:
-            self._texts = texts
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
-        config_path = self.dir / "config.json"
-        if config_path.exists():
-            stored = TrainConfig(**json.loads(config_path.read_text()))
-            if not resume:
-                raise InputError(
-                    f"run directory {self.dir} already holds a run; pass --resume to continue it "
-                    "or choose another directory"
-                )
-            if cfg is not None:
-                changed = {
-                    k: (getattr(stored, k), v)
-                    for k, v in dataclasses.asdict(cfg).items()
-                    if k != "steps" and getattr(stored, k) != v
-                }
-                if changed:
-                    raise InputError(f"--resume with a different configuration: {changed}")
-                stored.steps = cfg.steps
-            cfg = stored
-        elif self.dir.exists() and any(self.dir.iterdir()):
-            raise InputError(f"{self.dir} exists and is not a run directory; choose an empty or new one")
-        elif cfg is None:
-            raise InputError(f"{self.dir} holds no run")
-        cfg.validate()
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: RunConfig,
+        *,
+        loaded: LoadedModel | None,
+        texts: dict[str, str] | None,
+        log: Callable[[str], None] | None,
+        hardware_options: dict[str, bool] | None,
+    ) -> None:
+        """Use :meth:`create` or :meth:`open`."""
+        self.dir = run_dir
         self.cfg = cfg
-        self.loaded, self.model = build(cfg, loaded)
+        self.log = log or _stderr
+        self._texts = texts
+        self._lock = None
         self.hardware = None
-        backend = self._backend()
-        if backend is not None and backend.kind == "ibm":
-            from .jobs import HardwareLoop
+        if cfg.adapter.generated and parse_spec(cfg.generator.backend)[0] == "ibm":
+            from .ibm import HardwareLoop
 
-            self.hardware = backend.runner = HardwareLoop(
-                self.dir / "jobs",
-                backend,
-                resubmit_unconfirmed=resubmit_unconfirmed,
-                retry_failed=retry_failed,
-                log=_tqdm_log,
-                command=f"qpa train {self.dir} --resume",
+            self.hardware = HardwareLoop(
+                run_dir / "jobs",
+                log=_stderr,
+                command=f"qpa train {run_dir} --resume",
+                **(hardware_options or {}),
             )
-            if not config_path.exists():  # a new run: account, device and width fail here, before any file
-                backend.isa_circuit(self.model.generator.circuit)
+        backend = build_backend(cfg, self.hardware)
+        self.loaded = loaded or load_model(cfg.task.model)
+        check_fits_model(cfg, self.loaded)
+        _seed_everything(cfg.training.seed)
+        self.model = AdaptedModel(
+            self.loaded.model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed
+        )
         self.params = self.model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
-            list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay
+            list(self.params.values()), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
-        if (self.dir / "checkpoint.pt").exists():
-            self._load_checkpoint()
-        elif config_path.exists():
-            self._truncate_metrics()
-        else:
-            self.texts  # noqa: B018 - a missing data set fails here, before anything is written
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(config_path, json.dumps(dataclasses.asdict(cfg), indent=2).encode())
+
+    # ------------------------------------------------------------------ create and open
+    @classmethod
+    def create(
+        cls,
+        run_dir: str | Path,
+        cfg: RunConfig,
+        *,
+        loaded: LoadedModel | None = None,
+        texts: dict[str, str] | None = None,
+        log: Callable[[str], None] | None = None,
+        hardware_options: dict[str, bool] | None = None,
+    ) -> Run:
+        """A new run in `run_dir` (absent or empty). Everything is checked first; the folder
+        then appears with its ``config.json`` or not at all. The run holds the folder's lock."""
+        run_dir = Path(run_dir)
+        if not isinstance(cfg, RunConfig):
+            raise InputError(f"a run needs a RunConfig, got {type(cfg).__name__}")
+        if (run_dir / CONFIG).exists():
+            raise InputError(
+                f"{run_dir} already holds a run; continue it with 'qpa train {run_dir} --resume' "
+                "or choose another folder"
+            )
+        if run_dir.exists() and not run_dir.is_dir():
+            raise InputError(f"{run_dir} is a file, not a folder; choose a folder for the run")
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise InputError(f"{run_dir} exists and is not a run folder; choose an empty or new one")
+        run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
+        run.check_data()
+        if run.hardware is not None:  # account, device and width fail here, before any file
+            run.model.generator.quantum.backend.connect()
+            run.model.generator.quantum.backend.isa_circuit(run.model.generator.circuit)
+        config = json.dumps(cfg.to_dict(), indent=2).encode()
+        try:
+            with atomic_directory(run_dir) as tmp:
+                (tmp / CONFIG).write_bytes(config)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the run folder {run_dir} ({type(exc).__name__}: {exc}); check that "
+                "its parent exists, is writable and has free space, and that no other process "
+                "created a run there meanwhile"
+            ) from None
+        run._take_lock()
+        return run
+
+    @classmethod
+    def open(
+        cls,
+        run_dir: str | Path,
+        *,
+        overrides: dict[str, Any] | None = None,
+        for_training: bool = True,
+        loaded: LoadedModel | None = None,
+        texts: dict[str, str] | None = None,
+        log: Callable[[str], None] | None = None,
+        hardware_options: dict[str, bool] | None = None,
+    ) -> Run:
+        """The run stored in `run_dir`, at its last checkpoint.
+
+        `overrides` (field name -> value) may change only :data:`RESUMABLE` settings (and
+        ``data`` when not training: a moved data folder); the same value as stored is
+        accepted for any field. With `for_training` the run holds the folder's lock,
+        removes the temporary files a killed process left and drops metric lines after the
+        checkpoint; otherwise nothing in the folder is changed.
+        """
+        run_dir = Path(run_dir)
+        stored = cls.stored_config(run_dir)
+        cfg = stored
+        if overrides:
+            allowed = RESUMABLE if for_training else RESUMABLE | {"data"}
+            candidate = stored.replace(**overrides)  # also normalises the values (paths, 0 = all)
+            refused = {
+                k: v for k, v in stored.changes(candidate).items() if k not in allowed and k in overrides
+            }
+            if refused:
+                detail = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, (a, b) in refused.items())
+                raise InputError(
+                    f"{run_dir} was created with other settings ({detail}). A resumed run may change "
+                    f"only {', '.join(sorted(allowed))}; start a new run for other settings"
+                )
+            cfg = candidate
+        run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
+        if for_training:
+            run._take_lock()
+        if (run_dir / CHECKPOINT).exists():
+            run._load_checkpoint()
+        if for_training:
+            run._truncate_metrics()
+        return run
+
+    @staticmethod
+    def stored_config(run_dir: str | Path) -> RunConfig:
+        """The configuration a run folder was created with."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir() or not (run_dir / CONFIG).exists():
+            raise InputError(
+                f"{run_dir} holds no run (no {CONFIG}); start one with 'qpa train {run_dir} [options]'"
+            )
+        data = read_json(
+            run_dir / CONFIG, "run configuration", "restore it, or start a new run in another folder"
+        )
+        try:
+            return RunConfig.from_dict(data, source=str(run_dir / CONFIG))
+        except InputError as exc:
+            raise StateError(f"{exc}; restore {run_dir / CONFIG} or start a new run") from None
+
+    def _take_lock(self) -> None:
+        lock = exclusive(
+            self.dir / LOCK,
+            f"another process is training {self.dir} right now; wait for it to finish (or stop it), "
+            f"then run 'qpa train {self.dir} --resume'",
+        )
+        lock.__enter__()
+        self._lock = lock
+        for name in (CHECKPOINT, METRICS, CONFIG):
+            for path in remove_stale_temporaries(self.dir, name):
+                self.log(f"removed {path.name}, left behind by a process that was stopped mid-write")
+
+    def close(self) -> None:
+        """Release the hardware session and the folder's lock."""
+        if self.hardware is not None:
+            self.hardware.close()
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ state
-    def _backend(self) -> QPABackend | None:
-        gen = self.model.generator
-        return None if gen is None else gen.quantum.backend
-
     def _state(self) -> dict:
-        backend = self._backend()
         return {
             "step": self.step,
             "trainable": {n: p.detach().clone() for n, p in self.params.items()},
@@ -226,113 +313,171 @@ class Run:
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
-                "backend": None if backend is None else backend._rng.bit_generator.state,
+                "model": self.model.rng_state,
             },
         }
 
     def save(self) -> None:
-        import io
-
         buffer = io.BytesIO()
         torch.save(self._state(), buffer)
-        atomic_write(self.dir / "checkpoint.pt", buffer.getvalue())
+        try:
+            atomic_write(self.dir / CHECKPOINT, buffer.getvalue())
+        except OSError as exc:
+            raise StateError(
+                f"cannot write {self.dir / CHECKPOINT} ({type(exc).__name__}: {exc}); the previous "
+                f"checkpoint is intact. Free some space, then run 'qpa train {self.dir} --resume'"
+            ) from None
 
     def _load_checkpoint(self) -> None:
-        state = torch.load(self.dir / "checkpoint.pt", weights_only=False)
-        with torch.no_grad():
-            for name, tensor in state["trainable"].items():
-                self.params[name].copy_(tensor)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = state["step"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        backend = self._backend()
-        if backend is not None and state["rng"]["backend"] is not None:
-            backend._rng.bit_generator.state = state["rng"]["backend"]
-        self._truncate_metrics()
+        path = self.dir / CHECKPOINT
+        hint = (
+            "it is truncated or corrupt. Restore it from a backup, or delete it to restart the run "
+            "from step 0"
+        )
+        try:
+            state = torch.load(path, weights_only=False)
+            trainable = state["trainable"]
+            if set(trainable) != set(self.params):
+                differ = sorted(set(trainable) ^ set(self.params))[:4]
+                raise StateError(
+                    f"{path} holds other tensors than this run trains ({differ}...): it belongs to "
+                    "another configuration. Restore the matching checkpoint, or delete it to restart "
+                    "the run from step 0"
+                )
+            with torch.no_grad():
+                for name, tensor in trainable.items():
+                    self.params[name].copy_(tensor)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step = int(state["step"])
+            rng = state["rng"]
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            self.model.rng_state = rng["model"]
+        except StateError:
+            raise
+        except Exception as exc:  # pickle, zip, key, shape and type errors alike
+            raise StateError(f"cannot read the checkpoint {path} ({type(exc).__name__}); {hint}") from None
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines of steps after the checkpoint (the tail of a killed run)."""
-        metrics = self.dir / "metrics.jsonl"
-        if metrics.exists():
-            kept = []
-            for line in metrics.read_text().splitlines():
-                try:
-                    if json.loads(line)["step"] <= self.step:
-                        kept.append(line)
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut short by the kill
-            lines = kept
-            atomic_write(metrics, "".join(ln + "\n" for ln in lines).encode())
+        metrics = self.dir / METRICS
+        if not metrics.exists():
+            return
+        kept = []
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by the kill
+        atomic_write(metrics, "".join(ln + "\n" for ln in kept).encode())
 
-    # ------------------------------------------------------------------ training
+    # ------------------------------------------------------------------ data
     @property
     def texts(self) -> dict[str, str]:
-        if not hasattr(self, "_texts"):
-            self._texts = load_wikitext(self.cfg.data, log=self.log)
+        if self._texts is None:
+            self._texts = load_texts(self.cfg, self.log)
         return self._texts
 
     def train_blocks(self) -> torch.Tensor:
         if not hasattr(self, "_blocks"):
-            tokens = tokenize(self.loaded.tokenizer, self.texts["train"], self.cfg.train_tokens)
-            self._blocks = blocks(tokens, self.cfg.block_size)
+            tokens = tokenize(self.loaded.tokenizer, self.texts["train"], self.cfg.task.train_tokens)
+            self._blocks = blocks(tokens, self.cfg.training.block_size)
         return self._blocks
+
+    def check_data(self) -> None:
+        """The data loads, gives at least one training block, and a test split to score."""
+        self.train_blocks()
+        for split in ("valid", "test"):
+            if len(tokenize(self.loaded.tokenizer, self.texts[split], 2)) < 2:
+                data = self.cfg.task.data
+                raise InputError(f"the {split} split of {data} has fewer than 2 tokens to score")
 
     def batch(self, step: int, micro: int) -> torch.Tensor:
         """Deterministic batch of an optimiser step: an epoch-wise seeded permutation."""
+        t = self.cfg.training
         data = self.train_blocks()
-        per_step = self.cfg.batch_size * self.cfg.grad_accum
-        start = (step * per_step + micro * self.cfg.batch_size) % len(data)
-        epoch = (step * per_step + micro * self.cfg.batch_size) // len(data)
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
-        idx = torch.cat([order, order])[start : start + self.cfg.batch_size]
+        per_step = t.batch_size * t.grad_accum
+        start = (step * per_step + micro * t.batch_size) % len(data)
+        epoch = (step * per_step + micro * t.batch_size) // len(data)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(t.seed + epoch))
+        idx = torch.cat([order, order])[start : start + t.batch_size]
         return data[idx]
 
+    # ------------------------------------------------------------------ training
     def _label(self, label: str) -> None:
-        """Name the QNN evaluations that follow (hardware in the loop: the job label)."""
+        """Name the circuit evaluations that follow (hardware in the loop: the job label)."""
         if self.hardware is not None:
             self.hardware.label = label
 
-    def train_step(self) -> dict:
-        cfg = self.cfg
+    def accumulate_gradients(self) -> float:
+        """The gradients of this step's loss, summed over its micro-batches; returns the loss.
+
+        The generated adapter weights are produced once (one circuit evaluation with its
+        parameter-shift sets), every micro-batch runs with them, and their accumulated
+        gradient goes back through the generator once.
+        """
+        t = self.cfg.training
         self.model.train()
         self._label(f"step-{self.step + 1:06d}")
-        start = time.perf_counter()
+        generated = self.model.generated_tensors() if self.model.generator is not None else None
+        leaves = None
+        if generated is not None:
+            leaves = {n: g.detach().requires_grad_() for n, g in generated.items()}
         total = 0.0
-        for micro in range(cfg.grad_accum):
+        for micro in range(t.grad_accum):
             ids = self.batch(self.step, micro)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                loss = self.model(input_ids=ids, labels=ids).loss / cfg.grad_accum
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+                if leaves is None:
+                    out = self.model(input_ids=ids, labels=ids)
+                else:
+                    out = self.model.forward_with(leaves, input_ids=ids, labels=ids)
+                loss = out.loss / t.grad_accum
             loss.backward()
             total += loss.item()
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.max_grad_norm)
+        if generated is not None:
+            grads = [leaves[n].grad if leaves[n].grad is not None else torch.zeros_like(g)
+                     for n, g in generated.items()]  # fmt: skip
+            torch.autograd.backward(list(generated.values()), grads)
+        return total
+
+    def train_step(self) -> dict:
+        """One optimiser step; its metrics line is appended to ``metrics.jsonl``."""
+        t = self.cfg.training
+        start = time.perf_counter()
+        total = self.accumulate_gradients()
+        if t.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), t.max_grad_norm)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         record = {"step": self.step, "loss": total, "lr": lr, "seconds": time.perf_counter() - start}
-        with open(self.dir / "metrics.jsonl", "a") as f:
+        with open(self.dir / METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         return record
 
     def train(self, progress: bool = True) -> list[dict]:
+        """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
+        (on hardware after every step: every step is paid for)."""
         from tqdm import tqdm
 
+        if self._lock is None:
+            raise InputError(f"{self.dir} was opened for evaluation only; open it for training")
+        t = self.cfg.training
         records = []
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.cfg.method, disable=not progress,
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.adapter.method, disable=not progress,
                    file=sys.stderr)  # fmt: skip
         try:
-            while self.step < self.cfg.steps:
+            while self.step < t.steps:
                 record = self.train_step()
                 records.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 bar.update(1)
-                # on hardware every step is paid for: never replay more than the step in flight
-                if self.hardware or self.step % self.cfg.save_every == 0 or self.step == self.cfg.steps:
+                if self.hardware or self.step % t.save_every == 0 or self.step == t.steps:
                     self.save()
         finally:
             bar.close()
@@ -346,105 +491,55 @@ class Run:
         ``weights-<step>``: on hardware one recorded job, later read back from the ledger."""
         self._label(f"weights-{self.step:06d}")
 
+    def require_checkpoint(self) -> None:
+        if not (self.dir / CHECKPOINT).exists():
+            raise InputError(
+                f"{self.dir} has no checkpoint yet: it has not been trained. Train it first with "
+                f"'qpa train {self.dir} --resume'"
+            )
+
     def evaluate(self, split: str = "test") -> dict:
+        """Perplexity of the adapted model at this run's step (see :func:`evaluate`)."""
         self.label_final_weights()
-        return evaluate(self.model, self.loaded, self.cfg, self.texts, split)
+        precision = self.cfg.training.precision
+        return evaluate(self.model, self.loaded, self.cfg.eval, self.texts, split, precision)
 
 
-def evaluate(model, loaded: LoadedModel, cfg: TrainConfig, texts: dict[str, str], split="test") -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    *,
+    overrides: dict[str, Any] | None = None,
+    loaded: LoadedModel | None = None,
+    texts: dict[str, str] | None = None,
+) -> dict:
+    """What ``qpa eval RUN`` reports: the perplexity of a run's adapter at its checkpoint,
+    read from the folder alone (studies call this too, so they report the same number)."""
+    with Run.open(run_dir, overrides=overrides, for_training=False, loaded=loaded, texts=texts) as run:
+        run.require_checkpoint()
+        result = run.evaluate(split)
+        result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
+        return result
+
+
+def evaluate(
+    model, loaded: LoadedModel, cfg: EvalConfig, texts: dict[str, str], split: str = "test", precision="fp32"
+) -> dict:
     """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split."""
-    max_positions = getattr(loaded.model.config, "max_position_embeddings", None) or getattr(
-        loaded.model.config, "n_positions", None
-    )
-    if max_positions is not None and cfg.eval_window > max_positions:
-        raise InputError(
-            f"eval window {cfg.eval_window} is longer than the model's {max_positions} positions"
-        )
+    if split not in texts:
+        raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
+    positions = model_positions(loaded)
+    if positions is not None and cfg.eval_window > positions:
+        raise InputError(f"eval_window {cfg.eval_window} is longer than the model's {positions} positions")
     tokens = tokenize(loaded.tokenizer, texts[split], cfg.eval_tokens)
+    if tokens.numel() < 2:
+        raise InputError(f"the {split} split has fewer than 2 tokens to score")
     model.eval()
     if isinstance(model, AdaptedModel):
         model.materialize()  # generated once, then plain peft forward passes
         fn = model.peft_model
     else:
         fn = model
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         ppl, n, nll = perplexity(fn, tokens, cfg.eval_window, cfg.eval_stride, cfg.eval_batch)
     return {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
-
-
-def export(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write a run's adapter, generated weights materialised, as a plain peft directory.
-
-    ``PeftModel.from_pretrained(base_model, out_dir)`` loads it with no qpa_qiskit import.
-    The directory appears complete or not at all.
-    """
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out} exists and is not empty; export into a new directory")
-    run = Run(run_dir, resume=True)
-    run.label_final_weights()
-    with atomic_directory(out) as tmp:
-        run.model.save_adapter(tmp, base_model_name=run.loaded.source)
-        info = {
-            "base_model": run.loaded.name,
-            "base_model_path": run.loaded.source,
-            "gguf_file": run.loaded.gguf_file,
-            "method": run.cfg.method,
-            "step": run.step,
-            "counts": run.model.counts(),
-        }
-        (tmp / "qpa_export.json").write_text(json.dumps(info, indent=2))
-    return out
-
-
-def new_output_dir(out, default_pattern: str) -> Path:
-    """`out`, or a time-stamped default; refused if it exists and holds anything."""
-    out = Path(out or time.strftime(default_pattern))
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} exists and is not empty; choose a new directory")
-    return out
-
-
-def compare(cfg: TrainConfig, out=None, methods=("lora", "qpa-lora"), log=print) -> list[dict]:
-    """Base model, then each method trained with the same data, steps and seed: test
-    perplexity and trainable counts, printed as a table and saved in `out`."""
-    out = new_output_dir(out, "runs/compare-%Y%m%d-%H%M%S")
-
-    def for_method(method: str) -> TrainConfig:
-        completion = cfg.completion if method.startswith("qpa-") else "none"
-        return TrainConfig(**{**dataclasses.asdict(cfg), "method": method, "completion": completion})
-
-    for method in methods:
-        for_method(method).validate()
-    base = load_model(cfg.model)
-    texts = load_wikitext(cfg.data)
-    rows = []
-    log(f"model {base.name}, data {cfg.data}, {cfg.steps} steps of {cfg.batch_size}x{cfg.block_size} tokens")
-    result = evaluate(base.model, base, cfg, texts)
-    rows.append({"method": "base", "perplexity": result["perplexity"], "tokens": result["tokens"],
-                 "trainable": 0, "generated": 0, "seconds_per_step": None})  # fmt: skip
-    log(f"base: test perplexity {result['perplexity']:.3f} ({result['tokens']} tokens)")
-    for method in methods:
-        mcfg = for_method(method)
-        run = Run(out / method, mcfg, loaded=base.fresh_copy(), texts=texts)
-        records = run.train()
-        result = run.evaluate()
-        counts = run.model.counts()
-        seconds = sorted(r["seconds"] for r in records)[len(records) // 2] if records else None
-        rows.append({"method": method, "perplexity": result["perplexity"], "tokens": result["tokens"],
-                     "trainable": counts["trainable"], "generated": counts.get("generated", 0),
-                     "qubits": counts.get("qubits"), "seconds_per_step": seconds,
-                     "final_loss": records[-1]["loss"] if records else None})  # fmt: skip
-        log(f"{method}: test perplexity {result['perplexity']:.3f}, trainable {counts['trainable']}")
-    table = ["| method | test perplexity | trainable parameters | adapter weights generated | s/step |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        gen = f"{r['generated']} ({r['qubits']} qubits)" if r["generated"] else "-"
-        sec = f"{r['seconds_per_step']:.2f}" if r["seconds_per_step"] else "-"
-        table.append(f"| {r['method']} | {r['perplexity']:.3f} | {r['trainable']:,} | {gen} | {sec} |")
-    text = "\n".join(table)
-    log("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "rows": rows}, indent=2))
-    (out / "results.md").write_text(text + "\n")
-    return rows

@@ -19,8 +19,8 @@ def corpus(tmp_path):
 
 
 def tiny_config(corpus, **overrides):
-    """A TrainConfig for the tiny GPT-2 on the `corpus` folder: seconds per run."""
-    from qpa_qiskit.train import TrainConfig
+    """A RunConfig for the tiny GPT-2 on the `corpus` folder: seconds per run."""
+    from qpa_qiskit.config import RunConfig
 
     base = dict(
         model="tiny-gpt2",
@@ -42,7 +42,7 @@ def tiny_config(corpus, **overrides):
         train_tokens=None,
     )
     base.update(overrides)
-    return TrainConfig(**base)
+    return RunConfig.from_dict(base)
 
 
 def tiny_cli_args(corpus, options: str) -> list[str]:

@@ -4,6 +4,7 @@ import torch
 
 from qpa_qiskit import InputError, QPABackend, QuantumProbabilities, ansatz
 from qpa_qiskit.completion import GenerativeInterpolation, neighbour_index
+from qpa_qiskit.config import GeneratorConfig
 from qpa_qiskit.generator import QPAGenerator
 
 
@@ -86,7 +87,11 @@ def test_gradients_reach_the_network_and_the_angles():
 
 
 def test_completion_counts_as_trainable():
-    gen = QPAGenerator(200, 16, QPABackend("statevector", shots_factor=1), reps=1, completion="gi")
+    gen = QPAGenerator(
+        200,
+        QPABackend("statevector", shots_factor=1),
+        GeneratorConfig(chunk_size=16, reps=1, completion="gi"),
+    )
     n = sum(p.numel() for p in gen.quantum.completion.parameters())
     assert gen.counts()["completion"] == n > 0
     assert n == (4 * 16 + 16) + (16 + 1)
@@ -111,26 +116,28 @@ def test_wrong_width_input():
 
 
 def test_study_shots_writes_table_and_plot(tmp_path):
+    from qpa_qiskit.config import RunConfig
     from qpa_qiskit.study import study_shots
-    from qpa_qiskit.train import TrainConfig
 
     corpus = tmp_path / "wikitext"
     corpus.mkdir()
     for split in ("train", "valid", "test"):
         (corpus / f"{split}.txt").write_text("the cat sat on the mat . " * 200)
-    cfg = TrainConfig(
-        model="tiny-gpt2",
-        data=str(corpus),
-        rank=2,
-        chunk_size=64,
-        reps=1,
-        hidden=[8],
-        steps=2,
-        block_size=32,
-        eval_tokens=300,
-        eval_window=64,
-        eval_stride=48,
-        train_tokens=None,
+    cfg = RunConfig.from_dict(
+        dict(
+            model="tiny-gpt2",
+            data=str(corpus),
+            rank=2,
+            chunk_size=64,
+            reps=1,
+            hidden=[8],
+            steps=2,
+            block_size=32,
+            eval_tokens=300,
+            eval_window=64,
+            eval_stride=48,
+            train_tokens=None,
+        )
     )
     rows = study_shots(
         cfg, tmp_path / "study", shots_factors=(1, 4), modes=("none", "gi"), tvd_samples=2, log=lambda m: None

@@ -12,18 +12,21 @@ from conftest import SENTENCE, tiny_cli_args
 from conftest import tiny_config as config
 
 from qpa_qiskit import InputError, SpecError
-from qpa_qiskit.adapters import AdaptedModel, AdapterConfig
+from qpa_qiskit.adapters import AdaptedModel
 from qpa_qiskit.backends import QPABackend
 from qpa_qiskit.cli import main
+from qpa_qiskit.config import AdapterConfig, GeneratorConfig
+from qpa_qiskit.export import export
 from qpa_qiskit.models import load_model, tiny_gpt2
-from qpa_qiskit.train import Run, export
+from qpa_qiskit.train import Run
 
 
 def test_qpa_lora_generates_peft_weights_and_gradients_reach_generator():
     model = tiny_gpt2().model
     adapted = AdaptedModel(
         model,
-        AdapterConfig(method="qpa-lora", rank=2, chunk_size=32, reps=2),
+        AdapterConfig(method="qpa-lora", rank=2),
+        GeneratorConfig(chunk_size=32, reps=2),
         backend=QPABackend("statevector"),
     )
     names = adapted.generated_names
@@ -45,7 +48,8 @@ def test_qpa_lora_generates_peft_weights_and_gradients_reach_generator():
 def test_peft_math_is_used_with_the_generated_weights():
     adapted = AdaptedModel(
         tiny_gpt2().model,
-        AdapterConfig(method="qpa-lora", rank=2, chunk_size=32, reps=1),
+        AdapterConfig(method="qpa-lora", rank=2),
+        GeneratorConfig(chunk_size=32, reps=1),
         backend=QPABackend("statevector"),
     )
     ids = torch.randint(0, 257, (1, 12))
@@ -60,7 +64,8 @@ def test_peft_math_is_used_with_the_generated_weights():
 def test_dora_keeps_peft_magnitude_trainable():
     adapted = AdaptedModel(
         tiny_gpt2().model,
-        AdapterConfig(method="qpa-dora", rank=2, chunk_size=32, reps=1),
+        AdapterConfig(method="qpa-dora", rank=2),
+        GeneratorConfig(chunk_size=32, reps=1),
         backend=QPABackend("statevector"),
     )
     trainable = adapted.trainable_parameters()
@@ -70,8 +75,8 @@ def test_dora_keeps_peft_magnitude_trainable():
 
 @pytest.mark.parametrize("method", ["lora", "dora", "qpa-lora", "qpa-dora"])
 def test_loss_decreases(corpus, tmp_path, method):
-    run = Run(tmp_path / method, config(corpus, method=method, steps=25, lr=2e-2))
-    records = run.train(progress=False)
+    with Run.create(tmp_path / method, config(corpus, method=method, steps=25, lr=2e-2)) as run:
+        records = run.train(progress=False)
     first = sum(r["loss"] for r in records[:3]) / 3
     last = sum(r["loss"] for r in records[-3:]) / 3
     assert last < first - 0.02, (first, last)
@@ -81,17 +86,17 @@ def test_loss_decreases(corpus, tmp_path, method):
 
 def test_resume_gives_the_same_next_steps(corpus, tmp_path):
     cfg = config(corpus, steps=6, shots_factor=4.0, backend="statevector")
-    straight = Run(tmp_path / "a", cfg)
-    straight.train(progress=False)
-    interrupted = Run(tmp_path / "b", cfg)
-    interrupted.train_step()
-    interrupted.train_step()
-    interrupted.save()  # checkpoint at step 2
-    interrupted.train_step()  # step 3 is never checkpointed: lost, as in a killed process
+    with Run.create(tmp_path / "a", cfg) as straight:
+        straight.train(progress=False)
+    with Run.create(tmp_path / "b", cfg) as interrupted:
+        interrupted.train_step()
+        interrupted.train_step()
+        interrupted.save()  # checkpoint at step 2
+        interrupted.train_step()  # step 3 is never checkpointed: lost, as in a killed process
     del interrupted
-    resumed = Run(tmp_path / "b", cfg, resume=True)
-    assert resumed.step == 2  # the last checkpoint (save_every=2)
-    resumed.train(progress=False)
+    with Run.open(tmp_path / "b") as resumed:
+        assert resumed.step == 2  # the last checkpoint (save_every=2)
+        resumed.train(progress=False)
     for name, p in straight.params.items():
         assert torch.equal(p, resumed.params[name]), name
     a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
@@ -100,21 +105,26 @@ def test_resume_gives_the_same_next_steps(corpus, tmp_path):
 
 
 def test_existing_run_dir_is_refused_or_resumed(corpus, tmp_path):
-    Run(tmp_path / "r", config(corpus, steps=2)).train(progress=False)
+    with Run.create(tmp_path / "r", config(corpus, steps=2)) as run:
+        run.train(progress=False)
     with pytest.raises(InputError, match="--resume"):
-        Run(tmp_path / "r", config(corpus, steps=2))
-    with pytest.raises(InputError, match="different configuration"):
-        Run(tmp_path / "r", config(corpus, steps=2, rank=3), resume=True)
+        Run.create(tmp_path / "r", config(corpus, steps=2))
+    with pytest.raises(InputError, match="rank: stored 2, given 3"):
+        Run.open(tmp_path / "r", overrides={"rank": 3})
+    with Run.open(tmp_path / "r", overrides={"steps": 3, "rank": 2}) as run:  # same rank: fine
+        assert run.cfg.training.steps == 3 and run.step == 2
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="not a run directory"):
-        Run(tmp_path / "other", config(corpus))
+    with pytest.raises(InputError, match="not a run folder"):
+        Run.create(tmp_path / "other", config(corpus))
+    with pytest.raises(InputError, match="holds no run"):
+        Run.open(tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 def test_export_round_trip_in_a_fresh_process(corpus, tmp_path):
-    run = Run(tmp_path / "run", config(corpus, steps=4))
-    run.train(progress=False)
+    with Run.create(tmp_path / "run", config(corpus, steps=4)) as run:
+        run.train(progress=False)
     base_dir = tmp_path / "base"
     tiny_gpt2().model.save_pretrained(base_dir)  # the same seeded base weights
     out = export(tmp_path / "run", tmp_path / "adapter")
@@ -123,7 +133,7 @@ def test_export_round_trip_in_a_fresh_process(corpus, tmp_path):
     torch.save(torch.tensor(tokens), tmp_path / "tokens.pt")
     from qpa_qiskit.data import perplexity
 
-    fresh = Run(tmp_path / "run", resume=True)
+    fresh = Run.open(tmp_path / "run", for_training=False)
     fresh.model.materialize()
     ours = perplexity(fresh.model.peft_model.eval(), torch.tensor(tokens), window=64, stride=64)[0]
     script = textwrap.dedent(f"""
@@ -152,7 +162,8 @@ def test_export_round_trip_in_a_fresh_process(corpus, tmp_path):
 
 
 def test_export_refuses_non_empty_target(corpus, tmp_path):
-    Run(tmp_path / "run", config(corpus, steps=1)).train(progress=False)
+    with Run.create(tmp_path / "run", config(corpus, steps=1)) as run:
+        run.train(progress=False)
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "keep.txt").write_text("x")
     with pytest.raises(InputError, match="not empty"):
@@ -166,22 +177,31 @@ def test_export_refuses_non_empty_target(corpus, tmp_path):
     [
         (dict(model="no-such-model-xyz"), InputError, "cannot load model 'no-such-model-xyz'"),
         (dict(rank=0), InputError, "rank must be a positive integer"),
-        (dict(chunk_size=0), InputError, "chunk size must be a positive integer"),
+        (dict(chunk_size=0), InputError, "chunk_size must be a positive integer"),
+        (dict(chunk_size=10**7), InputError, "chunk_size 10,000,000 is larger than the 578 weights"),
+        (dict(lr=float("inf")), InputError, "lr must be a finite number > 0"),
+        (dict(lora_alpha=float("nan")), InputError, "lora_alpha must be a finite number > 0"),
+        (dict(block_size=300), InputError, "block_size 300 is longer than the 256 positions"),
+        (dict(eval_window=300, eval_stride=10), InputError, "eval_window 300 is longer than the 256"),
+        (dict(seed="7"), InputError, "seed must be an integer"),
+        (dict(seed=1.5), InputError, "seed must be an integer"),
+        (dict(eval_tokens=-5), InputError, "eval_tokens must be an integer >= 0"),
+        (dict(method="lora", completion="gi"), InputError, "qpa-\\* methods only"),
         (dict(targets=["q_proj"]), InputError, r"not found in the model; candidates: c_attn, c_fc"),
         (dict(backend="aer_noisy:fake_nowhere"), SpecError, "unknown fake device"),
-        (dict(method="prefix"), InputError, "accepted: dora, lora, qpa-dora, qpa-lora"),
+        (dict(method="prefix"), InputError, "method must be one of dora, lora, qpa-dora, qpa-lora"),
     ],
 )
 def test_bad_inputs_leave_nothing_behind(corpus, tmp_path, monkeypatch, overrides, error, match):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(error, match=match):
-        Run(tmp_path / "run", config(corpus, **overrides))
-    assert not (tmp_path / "run").exists()
+        Run.create(tmp_path / "run", config(corpus, **overrides))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wikitext"]  # no run, no temporary
 
 
 def test_missing_data_leaves_nothing_behind(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        Run(tmp_path / "run", config(tmp_path / "nowhere"))
+        Run.create(tmp_path / "run", config(tmp_path / "nowhere"))
     assert not (tmp_path / "run").exists()
 
 
@@ -228,16 +248,18 @@ def test_embedded_smollm2_loads_offline_and_predicts_text(monkeypatch):
 
 
 def test_bf16_and_gradient_accumulation(corpus, tmp_path):
-    run = Run(tmp_path / "bf16", config(corpus, steps=2, precision="bf16", grad_accum=2))
-    records = run.train(progress=False)
+    with Run.create(tmp_path / "bf16", config(corpus, steps=2, precision="bf16", grad_accum=2)) as run:
+        records = run.train(progress=False)
+        fp32 = run.evaluate()["perplexity"]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
-    assert run.evaluate()["perplexity"] > 1
+    assert 1 < fp32 < 300  # the byte vocabulary has 257 tokens: a trained model beats uniform
 
 
 def test_noisy_backend_switch(corpus, tmp_path):
-    run = Run(tmp_path / "noisy", config(corpus, steps=2, backend="aer_noisy:fake_brisbane", shots_factor=20))
-    assert run.model.generator.quantum.backend.name == "aer_noisy:fake_brisbane"
-    run.train(progress=False)
+    cfg = config(corpus, steps=2, backend="aer_noisy:fake_brisbane", shots_factor=20)
+    with Run.create(tmp_path / "noisy", cfg) as run:
+        assert run.model.generator.quantum.backend.name == "aer_noisy:fake_brisbane"
+        run.train(progress=False)
     assert (tmp_path / "noisy" / "checkpoint.pt").exists()
 
 

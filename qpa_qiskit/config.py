@@ -1,0 +1,329 @@
+"""The run configuration: one typed, nested description of a fine-tuning run.
+
+It is the single source of every setting. ``qpa train`` and the other run commands build
+their options from these dataclasses (transformers' ``HfArgumentParser``, already a
+dependency, turns each field into ``--field-name`` with its type, default, choices and
+help), ``config.json`` of a run is :meth:`RunConfig.to_dict`, ``qpa train RUN --config FILE``
+reads the same layout from JSON or YAML, and every value is checked once, when a section is
+built (``__post_init__``, through :mod:`qpa_qiskit.validate`). A section object that exists
+is valid; ``dataclasses.replace`` checks again.
+
+Sections (option names are flat on the command line and unique across sections):
+
+* ``task``: the model and the data;
+* ``adapter``: the peft method and its size;
+* ``generator``: the QPA circuit, backend and mapping network (``qpa-*`` methods);
+* ``training``: optimisation, seed, precision, checkpoints;
+* ``eval``: how perplexity is scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from . import validate
+from .adapters import METHODS
+from .completion import MODES
+from .errors import InputError
+
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("fp32", "bf16")
+ROTATIONS = ("ry", "rx")
+ENTANGLEMENTS = ("linear", "circular")
+ACTIVATIONS = ("gelu", "relu", "tanh", "silu")
+ENGINES = ("auto", "ptm", "aer")
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class TaskConfig:
+    """The model to adapt and the WikiText-2 data."""
+
+    _argument_group_name = "model and data"
+    model: str = field(
+        default="smollm2-135m",
+        metadata=_help("smollm2-135m (embedded, offline), tiny-gpt2 (tests), or a Hugging Face causal LM"),
+    )
+    data: str = field(
+        default="hub",
+        metadata=_help("'hub' (wikitext-2-raw-v1) or a WikiText-2 folder; a folder is stored resolved"),
+    )
+    train_tokens: int | None = field(
+        default=200_000, metadata=_help("cap on the training tokens (0: the whole split)")
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InputError(f"model must be a model name, got {self.model!r}")
+        if not isinstance(self.data, str) or not self.data.strip():
+            raise InputError(f"data must be 'hub' or a folder, got {self.data!r}")
+        if self.data != "hub":
+            self.data = str(Path(self.data).expanduser().resolve())
+        if self.train_tokens is not None:
+            self.train_tokens = validate.integer(self.train_tokens, "train_tokens", minimum=0) or None
+
+
+@dataclass
+class AdapterConfig:
+    """The peft adapter: which method, where, how large."""
+
+    _argument_group_name = "adapter"
+    method: str = field(default="qpa-lora", metadata=_help("adapter method", choices=list(METHODS)))
+    rank: int = field(default=4, metadata=_help("LoRA/DoRA rank r"))
+    lora_alpha: float | None = field(default=None, metadata=_help("LoRA scaling alpha (default 2 * rank)"))
+    targets: list[str] = field(
+        default_factory=lambda: ["lm_head"], metadata=_help("modules to adapt (q_proj v_proj, c_attn...)")
+    )
+    dropout: float = field(default=0.0, metadata=_help("LoRA dropout probability"))
+
+    def __post_init__(self) -> None:
+        validate.one_of(self.method, "method", METHODS)
+        self.rank = validate.positive_int(self.rank, "rank")
+        if self.lora_alpha is not None:
+            self.lora_alpha = validate.positive_number(self.lora_alpha, "lora_alpha")
+        self.targets = list(validate.names(self.targets, "targets"))
+        self.dropout = validate.number(self.dropout, "dropout", minimum=0.0, maximum=0.999)
+
+    @property
+    def tuner(self) -> str:
+        return self.method.removeprefix("qpa-")
+
+    @property
+    def generated(self) -> bool:
+        return self.method.startswith("qpa-")
+
+
+@dataclass
+class GeneratorConfig:
+    """The QPA generator: backend and shots, the ansatz, the mapping MLP, the completion."""
+
+    _argument_group_name = "QPA generator (qpa-* methods)"
+    backend: str = field(
+        default="statevector", metadata=_help("statevector, aer_noisy:<device>, ibm:<device>")
+    )
+    shots_factor: float | None = field(
+        default=None, metadata=_help("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
+    )
+    engine: Literal["auto", "ptm", "aer"] = field(
+        default="auto", metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)")
+    )
+    chunk_size: int = field(default=2048, metadata=_help("n_mlp: weights per chunk (the MLP's output width)"))
+    reps: int = field(default=8, metadata=_help("ansatz layers L"))
+    rotation: Literal["ry", "rx"] = field(default="ry", metadata=_help("ansatz rotation"))
+    entanglement: Literal["linear", "circular"] = field(default="linear", metadata=_help("CNOT ladder"))
+    hidden: list[int] = field(default_factory=lambda: [32, 32], metadata=_help("mapping MLP hidden widths"))
+    activation: Literal["gelu", "relu", "tanh", "silu"] = field(
+        default="gelu", metadata=_help("mapping MLP activation")
+    )
+    gamma: float = field(default=0.1, metadata=_help("probability rescaling gamma"))
+    beta: float = field(default=0.60, metadata=_help("probability rescaling beta"))
+    alpha: float = field(default=0.15, metadata=_help("probability rescaling exponent alpha"))
+    completion: Literal["none", "gi", "uniform", "random"] = field(
+        default="none", metadata=_help("fill unmeasured states: gi (Generative Interpolation) or a control")
+    )
+    completion_hidden: list[int] = field(
+        default_factory=lambda: [16], metadata=_help("hidden widths of the GI network")
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, str) or not self.backend.strip():
+            raise InputError(f"backend must be a backend spec such as 'statevector', got {self.backend!r}")
+        if self.shots_factor is not None:
+            self.shots_factor = validate.positive_number(self.shots_factor, "shots_factor")
+        validate.one_of(self.engine, "engine", ENGINES)
+        self.chunk_size = validate.positive_int(self.chunk_size, "chunk_size")
+        self.reps = validate.positive_int(self.reps, "reps")
+        validate.one_of(self.rotation, "rotation", ROTATIONS)
+        validate.one_of(self.entanglement, "entanglement", ENTANGLEMENTS)
+        self.hidden = list(validate.positive_ints(self.hidden, "hidden", allow_empty=True))
+        validate.one_of(self.activation, "activation", ACTIVATIONS)
+        for name in ("gamma", "beta", "alpha"):
+            setattr(self, name, validate.positive_number(getattr(self, name), name))
+        validate.one_of(self.completion, "completion", MODES)
+        self.completion_hidden = list(validate.positive_ints(self.completion_hidden, "completion_hidden"))
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, randomness, precision and checkpoints."""
+
+    _argument_group_name = "training"
+    steps: int = field(default=30, metadata=_help("optimiser steps"))
+    batch_size: int = field(default=4, metadata=_help("sequences per micro-batch"))
+    grad_accum: int = field(default=1, metadata=_help("micro-batches per optimiser step"))
+    block_size: int = field(default=128, metadata=_help("tokens per training sequence"))
+    lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW)"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    warmup: int = field(default=3, metadata=_help("linear warm-up steps"))
+    schedule: Literal["cosine", "linear", "constant"] = field(
+        default="cosine", metadata=_help("learning-rate schedule after the warm-up")
+    )
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping (0: off)"))
+    seed: int = field(default=0, metadata=_help("seeds every initial value, the data order and the shots"))
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata=_help("bf16: autocast"))
+    save_every: int = field(default=10, metadata=_help("checkpoint interval in steps"))
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "block_size", "save_every"):
+            setattr(self, name, validate.positive_int(getattr(self, name), name))
+        self.lr = validate.positive_number(self.lr, "lr")
+        self.weight_decay = validate.number(self.weight_decay, "weight_decay", minimum=0.0)
+        self.warmup = validate.integer(self.warmup, "warmup", minimum=0)
+        validate.one_of(self.schedule, "schedule", SCHEDULES)
+        self.max_grad_norm = validate.number(self.max_grad_norm, "max_grad_norm", minimum=0.0)
+        self.seed = validate.integer(self.seed, "seed", minimum=0, maximum=2**63 - 1)
+        validate.one_of(self.precision, "precision", PRECISIONS)
+
+
+@dataclass
+class EvalConfig:
+    """How test perplexity is scored (see :mod:`qpa_qiskit.data`)."""
+
+    _argument_group_name = "evaluation"
+    eval_tokens: int | None = field(default=16_384, metadata=_help("tokens scored (0: the whole split)"))
+    eval_window: int = field(default=256, metadata=_help("context window of the scoring"))
+    eval_stride: int = field(default=192, metadata=_help("window stride"))
+    eval_batch: int = field(default=4, metadata=_help("windows per forward pass"))
+
+    def __post_init__(self) -> None:
+        if self.eval_tokens is not None:
+            self.eval_tokens = validate.integer(self.eval_tokens, "eval_tokens", minimum=0) or None
+        self.eval_window = validate.integer(self.eval_window, "eval_window", minimum=2)
+        self.eval_stride = validate.positive_int(self.eval_stride, "eval_stride")
+        if self.eval_stride > self.eval_window:
+            raise InputError(
+                f"eval_stride ({self.eval_stride}) must be at most eval_window ({self.eval_window})"
+            )
+        self.eval_batch = validate.positive_int(self.eval_batch, "eval_batch")
+
+
+SECTIONS: dict[str, type] = {
+    "task": TaskConfig,
+    "adapter": AdapterConfig,
+    "generator": GeneratorConfig,
+    "training": TrainingConfig,
+    "eval": EvalConfig,
+}
+
+# Settings a resumed run may change: how long it trains, how often it saves, how it is scored.
+RESUMABLE = frozenset({"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch"})
+
+
+def _section_of() -> dict[str, str]:
+    out = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            out[f.name] = section
+    return out
+
+
+FIELD_SECTION: dict[str, str] = _section_of()
+
+
+@dataclass
+class RunConfig:
+    """Every setting of a run, by section; see the module docstring."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise InputError(f"section {name!r} must be a {cls.__name__}")
+        gen = self.generator
+        method = self.adapter.method
+        if not self.adapter.generated:
+            if gen.completion != "none":
+                raise InputError(f"completion {gen.completion!r} is for qpa-* methods only, not {method!r}")
+            if gen.shots_factor is not None:
+                raise InputError(f"shots_factor applies to the qpa-* methods only, not {method!r}")
+
+    # ------------------------------------------------------------------ flat view
+    def flat(self) -> dict[str, Any]:
+        """Every field by its (unique) name: the names of the command-line options."""
+        return {k: v for section in SECTIONS for k, v in dataclasses.asdict(getattr(self, section)).items()}
+
+    def get(self, name: str) -> Any:
+        return getattr(getattr(self, FIELD_SECTION[name]), name)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with fields changed by name; every changed section is checked again."""
+        unknown = sorted(set(changes) - set(FIELD_SECTION))
+        if unknown:
+            raise InputError(f"unknown setting(s) {unknown}; accepted: {', '.join(sorted(FIELD_SECTION))}")
+        sections = {}
+        for section in SECTIONS:
+            mine = {k: v for k, v in changes.items() if FIELD_SECTION[k] == section}
+            current = getattr(self, section)
+            sections[section] = dataclasses.replace(current, **mine) if mine else current
+        return RunConfig(**sections)
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "the configuration") -> RunConfig:
+        """From the nested layout of ``config.json`` or a flat mapping of field names (a mix
+        works too). Unknown keys are refused with the accepted ones."""
+        if not isinstance(data, dict):
+            raise InputError(f"{source} must be a mapping of settings, got {type(data).__name__}")
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict):
+                for name, v in value.items():
+                    if FIELD_SECTION.get(name) != key:
+                        accepted = ", ".join(f.name for f in dataclasses.fields(SECTIONS[key]))
+                        raise InputError(
+                            f"{source}: unknown setting {key}.{name}; accepted in {key}: {accepted}"
+                        )
+                    flat[name] = v
+            elif key in FIELD_SECTION:
+                flat[key] = value
+            else:
+                raise InputError(
+                    f"{source}: unknown setting {key!r}; accepted: the sections {', '.join(SECTIONS)} "
+                    f"or the fields {', '.join(sorted(FIELD_SECTION))}"
+                )
+        try:
+            return RunConfig().replace(**flat)
+        except TypeError as exc:  # a section given a value of the wrong structure
+            raise InputError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RunConfig:
+        """A JSON or YAML file (by suffix: .yaml/.yml is YAML, anything else JSON)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(
+                f"cannot read the configuration file {path} ({type(exc).__name__}: {exc})"
+            ) from None
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+            kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
+            raise InputError(f"the configuration file {path} is not valid {kind}: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def changes(self, other: RunConfig) -> dict[str, tuple[Any, Any]]:
+        """Field name -> (this value, other value) for every field that differs."""
+        mine, theirs = self.flat(), other.flat()
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}

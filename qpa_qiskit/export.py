@@ -1,0 +1,43 @@
+"""A run's adapter as a plain peft adapter folder, usable with no qpa-qiskit at all.
+
+``PeftModel.from_pretrained(base_model, out_dir)`` loads it: the generated weights are
+materialised into peft's own tensors. ``qpa_export.json`` says which base model it belongs
+to. The folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import InputError
+from .files import atomic_directory
+from .train import Run
+
+
+def export(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the adapter of the run in `run_dir`, at its checkpoint, to the new folder `out_dir`."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not empty; export into a new folder")
+    with Run.open(run_dir, for_training=False) as run:
+        run.require_checkpoint()
+        run.label_final_weights()
+        try:
+            with atomic_directory(out) as tmp:
+                run.model.save_adapter(tmp, base_model_name=run.loaded.source)
+                info = {
+                    "base_model": run.loaded.name,
+                    "base_model_path": run.loaded.source,
+                    "gguf_file": run.loaded.gguf_file,
+                    "method": run.cfg.adapter.method,
+                    "step": run.step,
+                    "counts": run.model.counts(),
+                }
+                (tmp / "qpa_export.json").write_text(json.dumps(info, indent=2))
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the adapter to {out} ({type(exc).__name__}: {exc}); check that its "
+                "parent folder is writable and has free space"
+            ) from None
+    return out
