@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .adapters import METHODS, AdaptedModel, AdapterConfig
-from .backends import QPABackend
+from .backends import QPABackend, parse_spec
 from .data import blocks, load_wikitext, perplexity, tokenize
 from .errors import InputError
 from .files import atomic_directory, atomic_write
@@ -110,18 +110,31 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build(cfg: TrainConfig, loaded: LoadedModel | None = None) -> tuple[LoadedModel, AdaptedModel]:
+def build(
+    cfg: TrainConfig, loaded: LoadedModel | None = None, hardware_loop=None
+) -> tuple[LoadedModel, AdaptedModel]:
     """Model, tokenizer and adapter for a config; the backend only for QPA methods."""
     cfg.validate()
     backend = None
     if cfg.method.startswith("qpa-"):
         # on IBM Quantum the account opens when a job is due: a finished run reads its
         # recorded results (eval, export) with no account
-        deferred = {"connect": False} if QPABackend._parse(cfg.backend)[0] == "ibm" else {}
+        ibm = parse_spec(cfg.backend)[0] == "ibm"
+        deferred = {"connect": False, "hardware_loop": hardware_loop} if ibm else {}
         backend = QPABackend(cfg.backend, shots_factor=cfg.shots_factor, seed=cfg.seed, **deferred)
     loaded = loaded or load_model(cfg.model)
     _seed_everything(cfg.seed)  # adapter initialisation depends on the seed only
     return loaded, AdaptedModel(loaded.model, cfg.adapter(), backend=backend)
+
+
+class _HardwareBridge:
+    """The backend's hardware_loop: hands each evaluation to the run's jobs.HardwareLoop,
+    which is built after the backend (it takes the backend)."""
+
+    loop = None
+
+    def probabilities(self, backend, circuit, values, shots):
+        return self.loop.probabilities(circuit, values, shots)
 
 
 def _tqdm_log(message: str) -> None:
@@ -179,13 +192,15 @@ class Run:
             raise InputError(f"{self.dir} holds no run")
         cfg.validate()
         self.cfg = cfg
-        self.loaded, self.model = build(cfg, loaded)
+        ibm = cfg.method.startswith("qpa-") and parse_spec(cfg.backend)[0] == "ibm"
+        bridge = _HardwareBridge() if ibm else None
+        self.loaded, self.model = build(cfg, loaded, hardware_loop=bridge)
         self.hardware = None
         backend = self._backend()
         if backend is not None and backend.kind == "ibm":
             from .jobs import HardwareLoop
 
-            self.hardware = backend.runner = HardwareLoop(
+            self.hardware = bridge.loop = HardwareLoop(
                 self.dir / "jobs",
                 backend,
                 resubmit_unconfirmed=resubmit_unconfirmed,
@@ -226,7 +241,7 @@ class Run:
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
-                "backend": None if backend is None else backend._rng.bit_generator.state,
+                "backend": None if backend is None else backend.rng_state,
             },
         }
 
@@ -250,7 +265,7 @@ class Run:
         random.setstate(state["rng"]["python"])
         backend = self._backend()
         if backend is not None and state["rng"]["backend"] is not None:
-            backend._rng.bit_generator.state = state["rng"]["backend"]
+            backend.rng_state = state["rng"]["backend"]
         self._truncate_metrics()
 
     def _truncate_metrics(self) -> None:
