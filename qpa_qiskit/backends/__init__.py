@@ -28,13 +28,13 @@ from .core import (
     with_measurements,
 )
 from .devices import fake_device, fake_device_names, list_backends, noise_description, noise_model
-from .ibm import HardwareLoop, counts_to_probabilities, pub_counts, redact, secrets
+from .ibm import HardwareLoopLike, counts_to_probabilities, pub_counts, redact, secrets
 
 __all__ = [
     "ENGINES",
     "FAMILIES",
     "Family",
-    "HardwareLoop",
+    "HardwareLoopLike",
     "QPABackend",
     "SlowEngineWarning",
     "available_memory",

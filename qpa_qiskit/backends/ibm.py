@@ -27,7 +27,7 @@ from .devices import example_devices, fake_device
 TOKEN_VARIABLE = "QISKIT_IBM_TOKEN"
 
 
-class HardwareLoop(Protocol):
+class HardwareLoopLike(Protocol):
     """What ``hardware_loop=`` takes: it runs every evaluation of an ``ibm:`` backend."""
 
     def probabilities(
@@ -76,7 +76,7 @@ class IBMFamily(Family):
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
-        self.hardware_loop: HardwareLoop | None = options.get("hardware_loop")
+        self.hardware_loop: HardwareLoopLike | None = options.get("hardware_loop")
         loop = self.hardware_loop
         if loop is not None and not callable(getattr(loop, "probabilities", None)):
             raise InputError(
