@@ -294,7 +294,7 @@ class RuntimeJobs:
     def _job(self, job_id: str):
         if job_id not in self._jobs:
             self.backend.connect()
-            self._jobs[job_id] = self.backend._service.job(job_id)
+            self._jobs[job_id] = self.backend.service.job(job_id)
         return self._jobs[job_id]
 
     def status(self, job_id: str) -> str:
@@ -312,9 +312,7 @@ class RuntimeJobs:
     def find(self, tags: list[str]) -> list[str]:
         """Ids of the jobs carrying all `tags` on this device, newest first."""
         self.backend.connect()
-        jobs = self.backend._service.jobs(
-            job_tags=list(tags), backend_name=self.backend.device_name, limit=20
-        )
+        jobs = self.backend.service.jobs(job_tags=list(tags), backend_name=self.backend.device_name, limit=20)
         return [job.job_id() for job in jobs]
 
     def close(self) -> None:

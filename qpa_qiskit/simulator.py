@@ -19,6 +19,9 @@ errors, in the same order) but
 The result agrees with Aer's density-matrix simulation of the same ISA circuit to rounding
 (the test-suite checks 1e-10). Circuits or noise models it cannot represent exactly raise
 `UnsupportedCircuit` when compiled, so the caller can fall back to Aer.
+
+The noise comes as a :class:`~qpa_qiskit.noise.NoiseDescription`, never as an Aer
+``NoiseModel``: :mod:`qpa_qiskit.noise` is the one module that reads Aer's internals.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Delay, Measure, ParameterExpression
 from qiskit.quantum_info import DensityMatrix, Operator, SuperOp
+
+from .noise import NoiseDescription
 
 _PAULIS = np.array(
     [
@@ -45,6 +50,8 @@ _PAULIS = np.array(
 # (up to a global phase, which a channel does not see).
 _ROTATION_GATES = {"rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx", "u1"}
 _IGNORED = {"barrier"}
+# Fused blocks act on at most two qubits: `embed` lifts one- and two-qubit PTMs only.
+_MAX_BLOCK_QUBITS = 2
 
 
 class UnsupportedCircuit(ValueError):
@@ -227,42 +234,39 @@ class _LinearAngles:
 
 
 class PTMProgram:
-    """One ISA circuit compiled against one Aer noise model, ready to run many times."""
+    """One ISA circuit compiled against one noise description, ready to run many times.
 
-    def __init__(self, circuit: QuantumCircuit, noise_model=None, max_block_qubits: int = 2):
+    Args:
+        circuit: an ISA circuit (physical qubits) with final measurements.
+        noise: what the noise model applies (:func:`qpa_qiskit.noise.describe_noise`);
+            None for an ideal circuit.
+    """
+
+    def __init__(self, circuit: QuantumCircuit, noise: NoiseDescription | None = None) -> None:
+        if noise is not None and not isinstance(noise, NoiseDescription):
+            raise TypeError(
+                f"noise must be a NoiseDescription (qpa_qiskit.noise.describe_noise(noise_model)) "
+                f"or None, got {type(noise).__name__}"
+            )
         self.circuit = circuit
-        self.noise_model = noise_model
-        circuit = self._noise_passes(circuit, noise_model)
+        self.noise = noise or NoiseDescription()
+        if self.noise.has_noise_passes and any(isinstance(i.operation, Delay) for i in circuit.data):
+            # Aer runs the noise model's custom passes (relaxation during delays) on circuits
+            # that contain delays; those add Kraus channels this engine leaves to Aer.
+            raise UnsupportedCircuit("delays under a noise model with noise passes")
         self.parameters = list(circuit.parameters)
         self._angles = _LinearAngles(self.parameters)
-        self._compile(circuit, noise_model, max_block_qubits)
+        self._compile(circuit)
 
     # ----------------------------------------------------------------- compilation
-    @staticmethod
-    def _noise_passes(circuit: QuantumCircuit, noise_model) -> QuantumCircuit:
-        # Aer runs the noise model's custom passes (relaxation during delays) on circuits
-        # that contain delays; those add Kraus channels this engine leaves to Aer.
-        if noise_model is not None and noise_model._pass_manager() is not None:
-            if any(isinstance(i.operation, Delay) for i in circuit.data):
-                raise UnsupportedCircuit("delays under a noise model with noise passes")
-        return circuit
-
-    @staticmethod
-    def _error(noise_model, name: str, qubits: tuple[int, ...]):
+    def _error(self, name: str, qubits: tuple[int, ...]):
         """The QuantumError Aer applies after `name` on physical `qubits`, or None."""
-        if noise_model is None:
-            return None
-        local = noise_model._local_quantum_errors.get(name, {})
-        error = local.get(qubits)
-        if error is None:
-            error = noise_model._default_quantum_errors.get(name)
-        if getattr(noise_model, "_nonlocal_quantum_errors", None):
-            raise UnsupportedCircuit("non-local quantum errors")
+        error = self.noise.gate_error(name, qubits)
         if error is not None and error.num_qubits != len(qubits):
             raise UnsupportedCircuit(f"{error.num_qubits}-qubit error on a {len(qubits)}-qubit {name}")
         return error
 
-    def _compile(self, circuit: QuantumCircuit, noise_model, max_block_qubits: int) -> None:
+    def _compile(self, circuit: QuantumCircuit) -> None:
         qindex = {q: i for i, q in enumerate(circuit.qubits)}
         cindex = {c: i for i, c in enumerate(circuit.clbits)}
         active: list[int] = []
@@ -288,7 +292,7 @@ class PTMProgram:
         def place(qs: tuple[int, ...], factor) -> None:
             touching = [b for b in open_blocks if set(b.qubits) & set(qs)]
             union = set(qs).union(*[b.qubits for b in touching])
-            if len(union) > max_block_qubits:
+            if len(union) > _MAX_BLOCK_QUBITS:
                 # blocks reaching outside qs end here; those inside qs are absorbed
                 for b in [b for b in touching if not set(b.qubits) <= set(qs)]:
                     close(b)
@@ -313,7 +317,7 @@ class PTMProgram:
             if any(q in self.measured.values() for q in qs):
                 raise UnsupportedCircuit("operations after a measurement")
             if isinstance(op, Measure):
-                if self._error(noise_model, "measure", qs_phys) is not None:
+                if self._error("measure", qs_phys) is not None:
                     raise UnsupportedCircuit("quantum errors on measurements")
                 clbit = cindex[inst.clbits[0]]
                 if clbit in self.measured:
@@ -329,7 +333,7 @@ class PTMProgram:
                 "switch_case",
             ):
                 raise UnsupportedCircuit(f"control flow ({name})")
-            error = self._error(noise_model, name, qs_phys)
+            error = self._error(name, qs_phys)
             noise = None
             if error is not None:
                 key = ("err", name, qs_phys)
@@ -362,7 +366,7 @@ class PTMProgram:
         if sorted(self.measured) != list(range(len(circuit.clbits))):
             raise UnsupportedCircuit("some classical bits are never measured")
         self.n_clbits = len(circuit.clbits)
-        self.readout = readout_matrices(noise_model, [active[self.measured[c]] for c in range(self.n_clbits)])
+        self.readout = readout_matrices(self.noise, [active[self.measured[c]] for c in range(self.n_clbits)])
         self._block_rows = [b.angle_rows for b in self.blocks]
         # Light cone of the measurement: after the last block on a qubit only the Pauli
         # coefficients the measurement reads are kept (I and Z if measured, else I).
@@ -394,10 +398,6 @@ class PTMProgram:
             cached = [torch.empty(size, dtype=torch.float64) for _ in range(2)]
             self._buffer_pair = cached
         return cached
-
-    def release(self) -> None:
-        """Free the cached state buffers."""
-        self._buffer_pair = None
 
     def probabilities(self, values: np.ndarray, readout: bool = True) -> np.ndarray:
         """Exact noisy probabilities (B, 2^n_clbits) for parameter values (B, P).
@@ -532,21 +532,17 @@ class PTMProgram:
         return probs[[slots.get(b, 0) for b in range(n_sets)]]
 
 
-def readout_matrices(noise_model, qubits: list[int]) -> list[np.ndarray]:
+def readout_matrices(noise: NoiseDescription | None, qubits: list[int]) -> list[np.ndarray]:
     """Readout confusion P(read j | true i) of each measured physical qubit, in clbit order."""
     out = []
     for qubit in qubits:
-        err = None
-        if noise_model is not None:
-            err = noise_model._local_readout_errors.get((qubit,))
-            if err is None:
-                err = noise_model._default_readout_error
-        if err is None:
+        matrix = None if noise is None else noise.readout_error(qubit)
+        if matrix is None:
             out.append(np.eye(2))
-            continue
-        if err.number_of_qubits != 1:
+        elif matrix.shape != (2, 2):
             raise UnsupportedCircuit("correlated readout errors")
-        out.append(np.asarray(err.probabilities, dtype=float))
+        else:
+            out.append(matrix)
     return out
 
 

@@ -9,7 +9,8 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, ReadoutError
 
 from qpa_qiskit import QPABackend, ansatz
-from qpa_qiskit.backends import fake_device, measured_qubits
+from qpa_qiskit.backends import SlowEngineWarning, fake_device, measured_qubits
+from qpa_qiskit.noise import describe_noise
 from qpa_qiskit.simulator import PTMProgram, apply_readout
 
 
@@ -53,7 +54,7 @@ def test_exact_noisy_matches_aer_density_matrix(device, shape):
     values = rng.uniform(0, 2 * np.pi, (4, qc.num_parameters))
     values[2] = values[0]  # a duplicate of the base set
     values[3, :-1] = values[0, :-1]  # differs from the base only in the last parameter
-    program = PTMProgram(isa, device_noise(device))
+    program = PTMProgram(isa, describe_noise(device_noise(device)))
     reference = aer_density_matrix(isa, device, values)
     np.testing.assert_allclose(program.probabilities(values, readout=False), reference, atol=1e-10)
 
@@ -66,7 +67,7 @@ def test_parameter_shift_batch_matches_aer():
     from qpa_qiskit.qnn import shifted_parameter_sets
 
     values = shifted_parameter_sets(base)
-    program = PTMProgram(isa, device_noise("fake_brisbane"))
+    program = PTMProgram(isa, describe_noise(device_noise("fake_brisbane")))
     np.testing.assert_allclose(
         program.probabilities(values, readout=False),
         aer_density_matrix(isa, "fake_brisbane", values),
@@ -141,7 +142,8 @@ def test_ptm_engine_refuses_what_it_cannot_represent():
     qc.measure([0, 1], [0, 1])
     with pytest.raises(Exception, match="engine='ptm' cannot simulate"):
         QPABackend("aer_noisy:fake_brisbane", engine="ptm").probabilities(qc, [0.9])
-    probs = QPABackend("aer_noisy:fake_brisbane").probabilities(qc, [0.9])  # auto falls back to Aer
+    with pytest.warns(SlowEngineWarning, match="not linear"):  # auto falls back to Aer, and says so
+        probs = QPABackend("aer_noisy:fake_brisbane").probabilities(qc, [0.9])
     reference = QPABackend("aer_noisy:fake_brisbane", engine="aer").probabilities(qc, [0.9])
     np.testing.assert_allclose(probs, reference, atol=1e-12)
 
@@ -170,9 +172,43 @@ def test_random_circuits_with_ancilla_and_permuted_clbits_match_aer():
         qc.ry(t, int(rng.integers(5)))
     qc.measure([3, 0, 4, 1], [0, 1, 2, 3])  # qubit 2 is not measured
     values = rng.uniform(0, 2 * np.pi, (3, len(theta)))
-    program = PTMProgram(qc, device_noise("fake_brisbane"))
+    program = PTMProgram(qc, describe_noise(device_noise("fake_brisbane")))
     np.testing.assert_allclose(
         program.probabilities(values, readout=False),
         aer_density_matrix(qc, "fake_brisbane", values),
         atol=1e-10,
     )
+
+
+def test_noise_description_follows_aer_local_then_default():
+    from qiskit_aer.noise import depolarizing_error
+
+    model = NoiseModel()
+    default, local = depolarizing_error(0.01, 1), depolarizing_error(0.2, 1)
+    model.add_all_qubit_quantum_error(default, ["sx"])
+    model.add_quantum_error(local, ["sx"], [1])
+    model.add_all_qubit_readout_error(ReadoutError([[0.9, 0.1], [0.05, 0.95]]))
+    model.add_readout_error(ReadoutError([[0.7, 0.3], [0.0, 1.0]]), [2])
+    noise = describe_noise(model)
+    assert noise.gate_error("sx", (1,)) == local and noise.gate_error("sx", (0,)) == default
+    assert noise.gate_error("x", (0,)) is None
+    np.testing.assert_allclose(noise.readout_error(2), [[0.7, 0.3], [0.0, 1.0]])
+    np.testing.assert_allclose(noise.readout_error(0), [[0.9, 0.1], [0.05, 0.95]])
+    assert not noise.has_noise_passes and not noise.is_ideal and describe_noise(None).is_ideal
+    # and the engine applies exactly that: a circuit on qubits 0-2 against Aer with this model
+    qc = QuantumCircuit(3, 3)
+    qc.sx([0, 1, 2])
+    qc.cx(0, 2)
+    qc.measure([0, 1, 2], [0, 1, 2])
+    sim = AerSimulator(method="density_matrix", noise_model=model)
+    snap = qc.remove_final_measurements(inplace=False)
+    snap.save_probabilities([0, 1, 2])
+    reference = np.asarray(sim.run(snap).result().results[0].data.probabilities)
+    from qpa_qiskit.simulator import readout_matrices
+
+    exact = PTMProgram(qc, noise).probabilities(np.empty((1, 0)))
+    np.testing.assert_allclose(
+        exact[0], apply_readout(reference[None], readout_matrices(noise, [0, 1, 2]))[0]
+    )
+    with pytest.raises(TypeError, match="describe_noise"):
+        PTMProgram(qc, model)

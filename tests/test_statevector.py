@@ -21,7 +21,13 @@ def test_exact_matches_statevector(rotation, entanglement):
 
 def test_single_parameter_set_gives_one_row():
     qc = ansatz(3, 1)
-    assert QPABackend("ideal").probabilities(qc, np.zeros(3)).shape == (1, 8)
+    values = np.array([0.4, 1.1, 2.5])
+    probs = QPABackend("ideal").probabilities(qc, values)
+    assert probs.shape == (1, 8)
+    bare = qc.remove_final_measurements(inplace=False)
+    np.testing.assert_allclose(
+        probs[0], Statevector(bare.assign_parameters(values)).probabilities(), atol=1e-12
+    )
 
 
 def test_little_endian_order():

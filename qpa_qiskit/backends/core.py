@@ -1,0 +1,523 @@
+"""The :class:`QPABackend` facade, the registry of backend families, and what they share.
+
+Why a facade over a registry: every caller (the torch layer, the generator, training, job
+stores) needs the same few things of a backend: the ISA circuit, the number of outcome bits,
+shots, and probabilities (B, 2^N) of one submission. What differs between an exact
+simulator, a noisy simulator and IBM Quantum is how a prepared circuit is run. That part is a
+:class:`Family`, one module each (:mod:`.statevector`, :mod:`.aer_noisy`, :mod:`.ibm`),
+registered by name with :func:`register`; a spec ``"<family>:<device>"`` picks one. A new
+family is a new module and a ``register`` call; nothing here changes.
+
+The facade keeps what every family shares: spec parsing, option and input checks (through
+:mod:`qpa_qiskit.validate`), the per-circuit preparation cache, the shot sampler and its
+random state, and the width check against the device.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import Measure
+from qiskit.transpiler import generate_preset_pass_manager
+
+from ..errors import InputError, SpecError
+from ..validate import integer, number, positive_int
+
+# The most shots one parameter set can take: numpy's multinomial draws int64 counts.
+MAX_SHOTS = int(np.iinfo(np.int64).max)
+COMMON_OPTIONS = frozenset({"optimization_level", "seed_transpiler"})
+
+
+def _redact(text: str) -> str:
+    from .ibm import redact  # the ibm family owns the credentials; imported late (it imports us)
+
+    return redact(text)
+
+
+# --------------------------------------------------------------------------- registry
+class Family:
+    """One kind of backend: how a spec names its device and how a prepared circuit runs.
+
+    Subclasses set the class attributes, implement :meth:`probabilities`, and are made
+    available by :func:`register`. One instance belongs to one :class:`QPABackend`.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: the spec forms for error messages, e.g. ``'"aer_noisy:<fake device>"'``
+    forms: ClassVar[tuple[str, ...]] = ()
+    #: options accepted beyond :data:`COMMON_OPTIONS`
+    options: ClassVar[frozenset[str]] = frozenset()
+    #: the spec names a device after the colon
+    needs_device: ClassVar[bool] = True
+    #: it can only sample (no exact probabilities): shots or shots_factor are required
+    samples_only: ClassVar[bool] = False
+
+    def __init__(self, backend: QPABackend, options: dict[str, Any]) -> None:
+        self.backend = backend
+
+    @classmethod
+    def device_name(cls, text: str) -> str:
+        """The canonical device name of the text after the colon; SpecError if unknown."""
+        return text
+
+    @classmethod
+    def missing_device(cls) -> str:
+        """What to write after the colon, for the error of a spec that names no device."""
+        return ""
+
+    def opens_at_start(self) -> bool:
+        """Open the device when the backend is built (else on first use)."""
+        return False
+
+    def open_device(self) -> Any:
+        """The device (a qiskit BackendV2), or None where there is none (an ideal simulator)."""
+        return None
+
+    def transpile_target(self) -> Any:
+        """What the ISA circuit is transpiled for."""
+        return self.backend.connect()
+
+    def check_capacity(self, measured: QuantumCircuit) -> None:
+        """CapacityError if this circuit cannot be simulated here (before any work)."""
+
+    def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
+        """(B, 2^N) probabilities, exact when `shots` is None, else shot frequencies."""
+        raise NotImplementedError
+
+
+FAMILIES: dict[str, type[Family]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(family: type[Family]) -> type[Family]:
+    """Make a :class:`Family` available to specs under its name and aliases (a decorator)."""
+    FAMILIES[family.name] = family
+    for alias in (family.name, *family.aliases):
+        _ALIASES[alias] = family.name
+    return family
+
+
+def spec_forms() -> str:
+    """The accepted spec forms of every registered family, for error messages."""
+    return ", ".join(form for family in FAMILIES.values() for form in family.forms)
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``(family, device_name)`` of a backend spec, the device name canonical (or None).
+
+    ``"ideal"`` -> ``("statevector", None)``, ``"aer_noisy:Brisbane"`` ->
+    ``("aer_noisy", "fake_brisbane")``, ``"ibm:ibm_torino"`` -> ``("ibm", "ibm_torino")``.
+    Raises SpecError naming the accepted forms (and close matches) for anything else.
+    """
+    if not isinstance(spec, str):
+        raise SpecError(f"a backend spec is a string, got {type(spec).__name__}; accepted: {spec_forms()}")
+    text = spec.strip()
+    head, _, rest = text.partition(":")
+    key = head.strip().lower()
+    family = FAMILIES.get(_ALIASES.get(key, ""))
+    if family is None:
+        names = [*_ALIASES, *(f"{n}:" for n, f in FAMILIES.items() if f.needs_device)]
+        close = difflib.get_close_matches(text.lower(), names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"unknown backend spec {_redact(repr(spec))}.{hint} Accepted: {spec_forms()}")
+    rest = rest.strip()
+    if not family.needs_device:
+        if rest:
+            raise SpecError(
+                f"{family.name!r} takes no device, got {_redact(repr(spec))}. Accepted: {spec_forms()}"
+            )
+        return family.name, None
+    if not rest:
+        raise SpecError(
+            f"{_redact(repr(spec))} names no device: write {family.missing_device()}. "
+            f"Accepted: {spec_forms()}"
+        )
+    return family.name, family.device_name(rest)
+
+
+# --------------------------------------------------------------------------- circuits
+def measured_qubits(circuit: QuantumCircuit) -> list[int]:
+    """Qubit measured into each classical bit; all measurements must be final."""
+    qubit_of: dict[int, int] = {}
+    done: set[int] = set()
+    for inst in circuit.data:
+        qs = [circuit.find_bit(q).index for q in inst.qubits]
+        if isinstance(inst.operation, Measure):
+            c = circuit.find_bit(inst.clbits[0]).index
+            if c in qubit_of:
+                raise InputError(f"classical bit {c} is measured twice; measure each bit once")
+            qubit_of[c] = qs[0]
+            done.add(qs[0])
+        elif inst.operation.name != "barrier" and done.intersection(qs):
+            raise InputError(
+                f"{inst.operation.name!r} acts on a qubit after its measurement; "
+                "only final measurements are supported"
+            )
+    missing = [c for c in range(circuit.num_clbits) if c not in qubit_of]
+    if missing:
+        raise InputError(f"classical bits {missing} are never measured; measure every bit once")
+    return [qubit_of[c] for c in range(circuit.num_clbits)]
+
+
+def with_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
+    """The circuit itself if it measures; otherwise a copy measuring every qubit."""
+    if any(isinstance(i.operation, Measure) for i in circuit.data):
+        return circuit
+    if circuit.num_clbits:
+        raise InputError("the circuit has classical bits but no measurements")
+    return circuit.measure_all(inplace=False)
+
+
+def without_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
+    """ISA circuit with final measurements replaced by an exact probability snapshot."""
+    qubits = measured_qubits(circuit)
+    exact = circuit.remove_final_measurements(inplace=False)
+    exact.save_probabilities(qubits)
+    return exact
+
+
+def _param_key(value: Any) -> Any:
+    try:
+        hash(value)
+        return value
+    except TypeError:  # a matrix (a unitary gate) or another unhashable parameter
+        return value.tobytes() if isinstance(value, np.ndarray) else repr(value)
+
+
+def fingerprint(circuit: QuantumCircuit) -> int:
+    """A hash of what a circuit does: every instruction's name, parameters, qubits and bits.
+
+    Cheap next to a simulation (microseconds per instruction); it changes when the circuit
+    is edited in place, which an ``id()`` does not.
+    """
+    return hash(
+        (
+            circuit.num_qubits,
+            circuit.num_clbits,
+            tuple(
+                (
+                    inst.operation.name,
+                    tuple(_param_key(p) for p in inst.operation.params),
+                    inst.qubits,
+                    inst.clbits,
+                )
+                for inst in circuit.data
+            ),
+        )
+    )
+
+
+@dataclass
+class Prepared:
+    """What a backend builds once per circuit; the ISA circuit when it is first needed."""
+
+    circuit: QuantumCircuit
+    fingerprint: int
+    measured: QuantumCircuit
+    n_bits: int
+    parameters: list
+    transpile: Callable[[QuantumCircuit], QuantumCircuit]
+    extras: dict[str, Any] = field(default_factory=dict)
+    _isa: QuantumCircuit | None = None
+
+    @property
+    def isa(self) -> QuantumCircuit:
+        if self._isa is None:
+            self._isa = self.transpile(self.measured)
+        return self._isa
+
+    def isa_values(self, values: np.ndarray) -> np.ndarray:
+        """`values` (B, P) in circuit.parameters order -> columns in isa.parameters order."""
+        column = {p: i for i, p in enumerate(self.parameters)}
+        return values[:, [column[p] for p in self.isa.parameters]]
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a simulation now."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def aer_run(
+    simulator: Any,
+    circuit: QuantumCircuit,
+    prepared: Prepared,
+    values: np.ndarray,
+    shots: int | None,
+    seed: int,
+) -> np.ndarray:
+    """One Aer run of all B parameter sets: exact probabilities (a ``save_probabilities``
+    circuit, ``shots=None``) or shot frequencies, (B, 2^N)."""
+    n_sets = values.shape[0]
+    if prepared.parameters:
+        column = {p: i for i, p in enumerate(prepared.parameters)}
+        binds = [{p: values[:, column[p]] for p in circuit.parameters}]
+        circuits = [circuit]
+    else:  # no parameters to bind: B copies, so every row is its own experiment
+        binds, circuits = None, [circuit] * n_sets
+    result = simulator.run(circuits, parameter_binds=binds, shots=shots, seed_simulator=seed).result()
+    if not result.success:
+        raise RuntimeError(f"Aer failed: {result.status}")
+    if shots is None:
+        return np.array([np.asarray(result.results[b].data.probabilities) for b in range(n_sets)])
+    out = np.zeros((n_sets, 2**prepared.n_bits))
+    for b in range(n_sets):
+        for key, count in result.results[b].data.counts.items():
+            out[b, int(key, 16)] += count
+    return out / shots
+
+
+# --------------------------------------------------------------------------- backend
+class QPABackend:
+    """Probabilities of a parameterised circuit on an ideal, noisy or IBM backend.
+
+    Args:
+        spec: ``"statevector"``/``"ideal"``, ``"aer_noisy:<device>"`` or ``"ibm:<backend>"``
+            (:func:`parse_spec`; ``list_backends()`` lists them).
+        shots_factor: c > 0; sample n_shot = ceil(c * 2^N) shots per parameter set.
+        shots: an explicit shot count instead of ``shots_factor``.
+        seed: a non-negative integer seeding shot sampling, so a sequence of calls is
+            reproducible (:attr:`rng_state` saves and restores it exactly).
+        **options: ``optimization_level`` (0-3, default 1) and ``seed_transpiler`` (default 0)
+            for the ISA transpilation; ``engine`` ("auto", "ptm", "aer") on ``aer_noisy``;
+            ``service``, ``mode``, ``sampler_options``, ``connect`` and ``hardware_loop``
+            on ``ibm`` (``connect=False``: open the account only when a circuit must be
+            transpiled or a job submitted or fetched, so recorded results can be read with no
+            account; ``hardware_loop``: an object whose ``probabilities(backend, circuit,
+            values, shots)`` runs every evaluation, e.g. through recorded, resumable jobs).
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        shots_factor: float | None = None,
+        shots: int | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        self.spec = spec
+        self.kind, self.device_name = parse_spec(spec)
+        family = FAMILIES[self.kind]
+        accepted = COMMON_OPTIONS | family.options
+        unknown = set(options) - accepted
+        if unknown:
+            raise SpecError(
+                f"unknown option(s) {sorted(unknown)} for a {self.kind} backend; accepted: {sorted(accepted)}"
+            )
+        self.options = options
+        try:
+            self.optimization_level = integer(
+                options.get("optimization_level", 1), "optimization_level", minimum=0, maximum=3
+            )
+            self.seed_transpiler = integer(options.get("seed_transpiler", 0), "seed_transpiler", minimum=0)
+        except InputError as exc:
+            raise SpecError(str(exc)) from None
+        if shots_factor is not None and shots is not None:
+            raise InputError("give shots_factor or shots, not both")
+        self.shots_factor = None if shots_factor is None else number(shots_factor, "shots_factor", above=0)
+        self.shots = None if shots is None else positive_int(shots, "shots")
+        if self.shots is not None and self.shots > MAX_SHOTS:
+            raise InputError(f"shots must be at most {MAX_SHOTS}, got {shots!r}")
+        if family.samples_only and shots is None and shots_factor is None:
+            raise InputError(
+                f"{_redact(repr(spec))} runs on IBM Quantum, which samples: exact probabilities are "
+                "not possible there. Pass shots_factor=c (n_shot = ceil(c * 2^N)) or shots=n."
+            )
+        seed = None if seed is None else integer(seed, "seed", minimum=0)
+        self._rng = np.random.default_rng(seed)
+        self._prepared: dict[int, Prepared] = {}
+        self.last_job_id: str | None = None
+        self.device: Any = None
+        self.family: Family = family(self, options)
+        if self.family.opens_at_start():
+            self.connect()
+
+    # ------------------------------------------------------------------ description
+    @property
+    def name(self) -> str:
+        return self.kind if self.device_name is None else f"{self.kind}:{self.device_name}"
+
+    @property
+    def num_qubits(self) -> int | None:
+        """Qubits of the device, None for the statevector simulator (or before connecting)."""
+        return None if self.device is None else self.device.num_qubits
+
+    @property
+    def is_local_testing(self) -> bool:
+        return self.kind == "ibm" and str(self.device_name).startswith("fake_")
+
+    @property
+    def rng_state(self) -> dict:
+        """The shot sampler's numpy bit-generator state; set it to resume sampling exactly."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state: dict) -> None:
+        try:
+            self._rng.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise InputError(
+                f"rng_state must be a state read from QPABackend.rng_state "
+                f"({type(self._rng.bit_generator).__name__}): {exc}"
+            ) from None
+
+    @property
+    def service(self) -> Any:
+        """The QiskitRuntimeService of an ``ibm:`` backend, opening the account on first use
+        (None in local testing mode, ``ibm:fake_<device>``, which needs no account)."""
+        from .ibm import IBMFamily
+
+        if not isinstance(self.family, IBMFamily):
+            raise InputError(f"only ibm: backends have an IBM Quantum service, not {self.name!r}")
+        return self.family.service
+
+    def num_shots(self, n_qubits: int) -> int | None:
+        """Shots per parameter set for an N-qubit distribution; None means exact."""
+        if self.shots is not None:
+            return self.shots
+        if self.shots_factor is None:
+            return None
+        try:
+            wanted = math.ldexp(self.shots_factor, n_qubits)  # c * 2^N
+        except OverflowError:
+            wanted = math.inf
+        if not math.isfinite(wanted) or wanted > MAX_SHOTS:
+            raise InputError(
+                f"shots_factor={self.shots_factor:g} asks for {wanted:.3g} shots per parameter set "
+                f"of a {n_qubits}-bit distribution; at most {MAX_SHOTS:.3g} are possible. "
+                "Use a smaller shots_factor"
+            )
+        return math.ceil(wanted)
+
+    def __repr__(self) -> str:
+        shots = f", shots_factor={self.shots_factor}" if self.shots_factor else ""
+        shots += f", shots={self.shots}" if self.shots else ""
+        return f"QPABackend({self.name!r}{shots})"
+
+    # ------------------------------------------------------------------ device
+    def connect(self) -> Any:
+        """The device, opened on first use (an ``ibm:`` backend opens the account here)."""
+        if self.device is None:
+            self.device = self.family.open_device()
+            if self.device is not None:
+                for prepared in self._prepared.values():  # deferred width checks
+                    self._check_width(prepared.measured)
+        return self.device
+
+    def sampler(self) -> Any:
+        """The runtime Sampler of an ``ibm:`` backend, built once."""
+        from .ibm import IBMFamily
+
+        if not isinstance(self.family, IBMFamily):
+            raise InputError(f"only ibm: backends run a runtime Sampler, not {self.name!r}")
+        return self.family.sampler()
+
+    # ------------------------------------------------------------------ circuits
+    def _prepare(self, circuit: QuantumCircuit) -> Prepared:
+        if not isinstance(circuit, QuantumCircuit):
+            raise InputError(f"expected a qiskit QuantumCircuit, got {type(circuit).__name__}")
+        key = fingerprint(circuit)
+        hit = self._prepared.get(id(circuit))
+        if hit is not None and hit.circuit is circuit and hit.fingerprint == key:
+            return hit
+        measured = with_measurements(circuit)
+        measured_qubits(measured)
+        self._check_width(measured)
+        self.family.check_capacity(measured)
+
+        def transpile(measured: QuantumCircuit) -> QuantumCircuit:
+            pm = generate_preset_pass_manager(
+                optimization_level=self.optimization_level,
+                backend=self.family.transpile_target(),
+                seed_transpiler=self.seed_transpiler,
+            )
+            return pm.run(measured)
+
+        prepared = Prepared(circuit, key, measured, measured.num_clbits, list(circuit.parameters), transpile)
+        if self.device is not None or not self.family.needs_device:
+            prepared.isa  # noqa: B018 - transpile now: errors surface at the first call
+        self._prepared[id(circuit)] = prepared
+        return prepared
+
+    def _check_width(self, measured: QuantumCircuit) -> None:
+        if self.device is not None and measured.num_qubits > self.device.num_qubits:
+            raise InputError(
+                f"the circuit has {measured.num_qubits} qubits but {self.device_name} has "
+                f"{self.device.num_qubits}; use a larger device or fewer qubits"
+            )
+
+    def num_outcome_bits(self, circuit: QuantumCircuit) -> int:
+        """N: the distribution has 2^N outcomes (the circuit's classical bits)."""
+        return self._prepare(circuit).n_bits
+
+    def isa_circuit(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        """Exactly the circuit that runs: transpiled once, deterministically, measurements kept."""
+        return self._prepare(circuit).isa
+
+    @staticmethod
+    def _values(prepared: Prepared, parameter_values: Any) -> np.ndarray:
+        n_params = len(prepared.parameters)
+        if hasattr(parameter_values, "detach"):  # a torch tensor, maybe requiring grad
+            parameter_values = parameter_values.detach().cpu()
+        accepted = f"numbers of shape ({n_params},) or (B, {n_params})"
+        try:
+            values = np.asarray(parameter_values, dtype=float)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(
+                f"parameter values must be {accepted}, got {type(parameter_values).__name__}"
+            ) from None
+        if values.ndim == 1:
+            values = values[None, :]
+        if values.ndim != 2 or values.shape[1] != n_params or values.shape[0] < 1:
+            raise InputError(
+                f"parameter values must have shape ({n_params},) or (B, {n_params}) for a "
+                f"circuit with {n_params} parameters (in circuit.parameters order), "
+                f"got shape {np.shape(parameter_values)}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise InputError("parameter values must be finite numbers")
+        return values
+
+    # ------------------------------------------------------------------ evaluation
+    def probabilities(self, circuit: QuantumCircuit, parameter_values: Any = ()) -> np.ndarray:
+        """Outcome probabilities, float64 (B, 2^N), Qiskit little-endian order, rows sum to 1.
+
+        ``parameter_values`` has shape (P,) or (B, P) in ``circuit.parameters`` order (a numpy
+        array, a list or a torch tensor); all B sets go out in one submission. N is the number
+        of classical bits (every qubit is measured if the circuit has no measurements). A
+        circuit without parameters takes ``()``, ``[]`` or an array of shape (B, 0).
+        """
+        prepared = self._prepare(circuit)
+        values = self._values(prepared, parameter_values)
+        return self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
+
+    def sample(self, exact: np.ndarray, shots: int) -> np.ndarray:
+        """Shot frequencies: `shots` independent outcomes per row of exact probabilities.
+
+        This is the distribution a simulator's measurement sampling draws from; one
+        multinomial draw per parameter set is just the fastest way to draw it.
+        """
+        exact = np.clip(exact, 0.0, None)
+        counts = np.stack([self._rng.multinomial(shots, p / p.sum()) for p in exact])
+        return counts / shots
+
+    def simulator_seed(self) -> int:
+        """A seed for one simulator run, drawn from the shot sampler (reproducible with seed)."""
+        return int(self._rng.integers(2**31))

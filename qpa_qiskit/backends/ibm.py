@@ -1,0 +1,196 @@
+"""The ``ibm:<device>`` family: IBM Quantum through qiskit-ibm-runtime's client-side Sampler.
+
+Why it is shaped like this: hardware only samples (shots are required), the account may
+not be needed at all (``connect=False`` reads recorded results with none), and training runs
+every evaluation through recorded, resumable jobs: a ``hardware_loop`` given when the backend
+is built receives each call instead of the Sampler. ``ibm:fake_<device>`` runs the same code
+path in the runtime's local testing mode, with no account.
+
+This module also owns the credentials rule: :func:`redact` removes every token it knows of
+(the environment's and every saved account's) from a text, and every backend error that
+echoes user text (a spec, a device name, an exception message) goes through it, so a token
+typed by mistake as ``ibm:<token>`` is never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+import numpy as np
+from qiskit import QuantumCircuit
+
+from ..errors import AccountError, InputError, SpecError
+from .core import Family, Prepared, register
+from .devices import example_devices, fake_device
+
+TOKEN_VARIABLE = "QISKIT_IBM_TOKEN"
+
+
+class HardwareLoopLike(Protocol):
+    """What ``hardware_loop=`` takes: it runs every evaluation of an ``ibm:`` backend."""
+
+    def probabilities(
+        self, backend: Any, circuit: QuantumCircuit, values: np.ndarray, shots: int
+    ) -> np.ndarray:
+        """(B, 2^N) shot frequencies of `circuit` at `values` (B, P), like the Sampler path."""
+        ...
+
+
+def _saved_accounts() -> dict | None:
+    """The saved accounts (name -> settings), None if the account file cannot be read."""
+    try:
+        from qiskit_ibm_runtime import QiskitRuntimeService
+
+        return dict(QiskitRuntimeService.saved_accounts())
+    except Exception:
+        return None
+
+
+def secrets() -> list[str]:
+    """Credentials that must never be written anywhere: the token of the environment and of
+    every saved account (texts of 8 characters or more)."""
+    found = [os.environ.get(TOKEN_VARIABLE, "")]
+    found += [str(a.get("token") or "") for a in (_saved_accounts() or {}).values()]
+    return [s for s in found if len(s) >= 8]
+
+
+def redact(text: str) -> str:
+    """`text` with every credential replaced by ***."""
+    for secret in secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """``Type: message`` of an exception, credentials redacted, at most `limit` characters."""
+    return redact(f"{type(exc).__name__}: {exc}")[:limit]
+
+
+@register
+class IBMFamily(Family):
+    name = "ibm"
+    forms = ('"ibm:<backend>"', '"ibm:fake_<device>"')
+    options = frozenset({"service", "sampler_options", "mode", "connect", "hardware_loop"})
+    samples_only = True
+
+    def __init__(self, backend: Any, options: dict[str, Any]) -> None:
+        super().__init__(backend, options)
+        self.hardware_loop: HardwareLoopLike | None = options.get("hardware_loop")
+        loop = self.hardware_loop
+        if loop is not None and not callable(getattr(loop, "probabilities", None)):
+            raise InputError(
+                "hardware_loop must have a method probabilities(backend, circuit, values, shots), "
+                f"got {type(self.hardware_loop).__name__}"
+            )
+        self._service = options.get("service")
+        self._sampler = None
+
+    @classmethod
+    def device_name(cls, text: str) -> str:
+        return fake_device(text).name if text.lower().startswith("fake") else text
+
+    @classmethod
+    def missing_device(cls) -> str:
+        fakes = ", ".join(f"ibm:{d}" for d in example_devices())
+        return (
+            f'"ibm:<device of your IBM Quantum account>" (e.g. ibm:ibm_torino) '
+            f'or "ibm:fake_<device>" ({fakes})'
+        )
+
+    @property
+    def local_testing(self) -> bool:
+        return self.backend.is_local_testing
+
+    def opens_at_start(self) -> bool:
+        return self.local_testing or bool(self.backend.options.get("connect", True))
+
+    # ------------------------------------------------------------------ account
+    @property
+    def service(self) -> Any:
+        """The QiskitRuntimeService, opened on first use; None in local testing mode."""
+        if self.local_testing:
+            return None
+        if self._service is None:
+            self._service = self._open_account()
+        return self._service
+
+    def _open_account(self) -> Any:
+        try:
+            from qiskit_ibm_runtime import QiskitRuntimeService
+
+            return QiskitRuntimeService()
+        except Exception as exc:
+            spec = redact(repr(self.backend.spec))
+            message = f"cannot open an IBM Quantum account for {spec}: {describe(exc)}."
+            if not _saved_accounts() and not os.environ.get(TOKEN_VARIABLE):
+                message += (
+                    " No account is saved and QISKIT_IBM_TOKEN is not set: save one with "
+                    "QiskitRuntimeService.save_account(channel=..., token=..., instance=...) "
+                    "or set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE)."
+                )
+            message += " The ibm:fake_<device> specs run locally with no account."
+            raise AccountError(message) from None
+
+    def open_device(self) -> Any:
+        if self.local_testing:
+            return fake_device(self.backend.device_name)
+        service = self.service
+        try:
+            return service.backend(self.backend.device_name)
+        except Exception as exc:
+            raise SpecError(
+                f"IBM Quantum backend {redact(repr(self.backend.device_name))} is not available to "
+                f"this account ({describe(exc, 200)}); list yours with QiskitRuntimeService().backends()"
+            ) from None
+
+    def sampler(self) -> Any:
+        """The runtime Sampler, built once (local testing mode for fake devices).
+
+        The client-side ``executor_sampler.Sampler`` (``SamplerV2`` is deprecated since
+        qiskit-ibm-runtime 0.51).
+        """
+        if self._sampler is None:
+            from qiskit_ibm_runtime.executor_sampler import Sampler
+
+            mode = self.backend.options.get("mode") or self.backend.connect()
+            self._sampler = Sampler(mode=mode, options=self.backend.options.get("sampler_options"))
+        return self._sampler
+
+    # ------------------------------------------------------------------ evaluation
+    def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
+        assert shots is not None  # samples_only: the backend refuses to be built without shots
+        if self.hardware_loop is not None:
+            return self.hardware_loop.probabilities(self.backend, prepared.circuit, values, shots)
+        n_sets = values.shape[0]
+        if prepared.parameters:
+            job = self.sampler().run([(prepared.isa, prepared.isa_values(values))], shots=shots)
+        else:  # nothing to bind: one PUB of B * shots shots, cut into B independent rows
+            job = self.sampler().run([(prepared.isa,)], shots=shots * n_sets)
+        self.backend.last_job_id = job.job_id()
+        result = job.result()[0]
+        if prepared.parameters:
+            return counts_to_probabilities(result, prepared.isa, n_sets, shots)
+        bits = result.join_data(names=[c.name for c in prepared.isa.cregs])
+        out = np.zeros((n_sets, 2**prepared.isa.num_clbits))
+        for b in range(n_sets):
+            for value, count in bits.slice_shots(range(b * shots, (b + 1) * shots)).get_int_counts().items():
+                out[b, value] += count
+        return out / shots
+
+
+def pub_counts(pub_result: Any, isa: QuantumCircuit, n_sets: int) -> np.ndarray:
+    """Counts (B, 2^N), int64, of one Sampler PUB result over all classical bits of `isa`,
+    outcomes in Qiskit's little-endian order (the order of :meth:`QPABackend.probabilities`)."""
+    bits = pub_result.join_data(names=[c.name for c in isa.cregs])
+    out = np.zeros((n_sets, 2**isa.num_clbits), dtype=np.int64)
+    for b in range(n_sets):
+        loc = np.unravel_index(b, bits.shape) if bits.shape else None
+        for value, count in bits.get_int_counts(loc=loc).items():
+            out[b, value] += count
+    return out
+
+
+def counts_to_probabilities(pub_result: Any, isa: QuantumCircuit, n_sets: int, shots: int) -> np.ndarray:
+    """Turn one Sampler PUB result into (B, 2^N) probabilities over all classical bits."""
+    return pub_counts(pub_result, isa, n_sets) / shots

@@ -1,0 +1,50 @@
+"""The ``statevector`` family (alias ``ideal``): Aer's statevector method, no noise.
+
+Why: the exact reference every other family is compared with, and the fast backend for
+training without noise. Probabilities are exact unless shots are asked for; shots are then
+drawn from the exact distribution by the backend's own sampler (one multinomial draw per
+parameter set), so a seed makes them reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qiskit import QuantumCircuit
+
+from ..errors import CapacityError
+from .core import Family, Prepared, aer_run, available_memory, gib, register, without_measurements
+
+
+@register
+class StatevectorFamily(Family):
+    name = "statevector"
+    aliases = ("ideal",)
+    forms = ('"statevector" (or "ideal")',)
+    needs_device = False
+
+    def transpile_target(self) -> Any:
+        from qiskit_aer import AerSimulator
+
+        return AerSimulator()
+
+    def check_capacity(self, measured: QuantumCircuit) -> None:
+        need = 16 * 2**measured.num_qubits
+        if need > available_memory():
+            raise CapacityError(
+                f"statevector simulation of {measured.num_qubits} qubits needs {gib(need)} "
+                f"per parameter set; {gib(available_memory())} is available"
+            )
+
+    def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
+        from qiskit_aer import AerSimulator
+
+        sim = prepared.extras.get("simulator")
+        if sim is None:
+            sim = prepared.extras["simulator"] = AerSimulator(method="statevector")
+        exact = prepared.extras.get("exact")
+        if exact is None:
+            exact = prepared.extras["exact"] = without_measurements(prepared.isa)
+        probs = aer_run(sim, exact, prepared, values, None, self.backend.simulator_seed())
+        return probs if shots is None else self.backend.sample(probs, shots)
