@@ -12,7 +12,7 @@ from .circuits import ansatz
 from .completion import GenerativeInterpolation
 from .errors import AccountError, CapacityError, InputError, JobsError, QPAError, SpecError
 from .generator import QPAGenerator
-from .jobs import JobStore
+from .ibm import JobStore
 from .qnn import QuantumProbabilities
 from .train import Run, TrainConfig
 

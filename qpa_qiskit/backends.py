@@ -42,7 +42,7 @@ _COMMON_OPTIONS = {"optimization_level", "seed_transpiler"}
 _OPTIONS = {
     "statevector": _COMMON_OPTIONS,
     "aer_noisy": _COMMON_OPTIONS | {"engine"},
-    "ibm": _COMMON_OPTIONS | {"service", "sampler_options", "mode", "connect"},
+    "ibm": _COMMON_OPTIONS | {"service", "sampler_options", "mode", "connect", "hardware_loop"},
 }
 _SPEC_FORMS = '"statevector" (or "ideal"), "aer_noisy:<fake device>", "ibm:<backend>" or "ibm:fake_<device>"'
 
@@ -208,7 +208,10 @@ class QPABackend:
             for the ISA transpilation; ``engine`` ("auto", "ptm", "aer") on ``aer_noisy``;
             ``service``, ``mode``, ``sampler_options`` and ``connect`` on ``ibm``
             (``connect=False``: open the account only when a circuit must be transpiled or
-            a job submitted or fetched, so recorded results can be read with no account).
+            a job submitted or fetched, so recorded results can be read with no account);
+            ``hardware_loop`` on ``ibm``: an object whose
+            ``probabilities(backend, circuit, values, shots)`` runs every evaluation instead
+            of the Sampler (:class:`qpa_qiskit.ibm.HardwareLoop`: recorded, resumable jobs).
     """
 
     def __init__(
@@ -255,7 +258,7 @@ class QPABackend:
         self._rng = np.random.default_rng(seed)
         self._prepared: dict[int, tuple[QuantumCircuit, _Prepared]] = {}
         self.last_job_id: str | None = None
-        self.runner = None  # set by training in the loop: every job goes through a ledger
+        self._service = None  # the QiskitRuntimeService, once the account is open
         self.device = None
         self._sampler = None
         if self.kind == "aer_noisy":
@@ -321,6 +324,13 @@ class QPABackend:
             for _, prepared in self._prepared.values():  # deferred width checks
                 self._check_width(prepared.measured)
         return self.device
+
+    @property
+    def service(self):
+        """The QiskitRuntimeService of an ``ibm:`` device, opening the account on first use;
+        None for ``ibm:fake_<device>`` (the local testing mode has no service)."""
+        self.connect()
+        return self._service
 
     def _ibm_backend(self):
         if self.is_local_testing:
@@ -539,8 +549,8 @@ class QPABackend:
         return apply_readout(probs, matrices)
 
     def _run_ibm(self, prepared, values, shots):
-        if self.runner is not None:  # recorded, resumable jobs (qpa_qiskit.jobs.HardwareLoop)
-            return self.runner.probabilities(prepared.circuit, values, shots)
+        if self.options.get("hardware_loop") is not None:  # recorded, resumable jobs (qpa_qiskit.ibm)
+            return self.options["hardware_loop"].probabilities(self, prepared.circuit, values, shots)
         sampler = self.sampler()
         column = {p: i for i, p in enumerate(prepared.parameters)}
         isa_values = values[:, [column[p] for p in prepared.isa.parameters]]

@@ -6,7 +6,7 @@ every random state; written atomically). A directory that already holds a run is
 with ``resume=True`` and refused otherwise; nothing is ever silently overwritten.
 
 On an ``ibm:`` backend the run trains with the hardware in the loop: every QNN evaluation
-goes through a job store in ``<run>/jobs`` (see :mod:`qpa_qiskit.jobs`), labelled by its
+goes through a job store in ``<run>/jobs`` (see :mod:`qpa_qiskit.ibm`), labelled by its
 step, and the checkpoint is written after every step. A resumed run replays at most the
 step in flight, and that step collects its recorded jobs instead of submitting new ones.
 """
@@ -30,6 +30,7 @@ from .backends import QPABackend
 from .data import blocks, load_wikitext, perplexity, tokenize
 from .errors import InputError
 from .files import atomic_directory, atomic_write
+from .ibm import HardwareLoop
 from .models import LoadedModel, load_model
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -110,14 +111,19 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build(cfg: TrainConfig, loaded: LoadedModel | None = None) -> tuple[LoadedModel, AdaptedModel]:
-    """Model, tokenizer and adapter for a config; the backend only for QPA methods."""
+def build(
+    cfg: TrainConfig, loaded: LoadedModel | None = None, hardware_loop: HardwareLoop | None = None
+) -> tuple[LoadedModel, AdaptedModel]:
+    """Model, tokenizer and adapter for a config; the backend only for QPA methods (on
+    ``ibm:``, every evaluation goes through `hardware_loop` when given)."""
     cfg.validate()
     backend = None
     if cfg.method.startswith("qpa-"):
         # on IBM Quantum the account opens when a job is due: a finished run reads its
         # recorded results (eval, export) with no account
-        deferred = {"connect": False} if QPABackend._parse(cfg.backend)[0] == "ibm" else {}
+        deferred = {}
+        if QPABackend._parse(cfg.backend)[0] == "ibm":
+            deferred = {"connect": False, "hardware_loop": hardware_loop}
         backend = QPABackend(cfg.backend, shots_factor=cfg.shots_factor, seed=cfg.seed, **deferred)
     loaded = loaded or load_model(cfg.model)
     _seed_everything(cfg.seed)  # adapter initialisation depends on the seed only
@@ -179,22 +185,20 @@ class Run:
             raise InputError(f"{self.dir} holds no run")
         cfg.validate()
         self.cfg = cfg
-        self.loaded, self.model = build(cfg, loaded)
         self.hardware = None
-        backend = self._backend()
-        if backend is not None and backend.kind == "ibm":
-            from .jobs import HardwareLoop
-
-            self.hardware = backend.runner = HardwareLoop(
+        if cfg.method.startswith("qpa-") and QPABackend._parse(cfg.backend)[0] == "ibm":
+            self.hardware = HardwareLoop(
                 self.dir / "jobs",
-                backend,
                 resubmit_unconfirmed=resubmit_unconfirmed,
                 retry_failed=retry_failed,
                 log=_tqdm_log,
                 command=f"qpa train {self.dir} --resume",
             )
-            if not config_path.exists():  # a new run: account, device and width fail here, before any file
-                backend.isa_circuit(self.model.generator.circuit)
+        self.loaded, self.model = build(cfg, loaded, hardware_loop=self.hardware)
+        backend = self._backend()
+        if self.hardware is not None and not config_path.exists():
+            # a new run: account, device and width fail here, before any file
+            backend.isa_circuit(self.model.generator.circuit)
         self.params = self.model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay

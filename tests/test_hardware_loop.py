@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import make_corpus, tiny_cli_args, tiny_config
 
-from qpa_qiskit import AccountError, InputError, jobs
-from qpa_qiskit.jobs import JobsError, JobStore
+from qpa_qiskit import AccountError, InputError, JobsError
+from qpa_qiskit.ibm import JobStore, LocalTestingJobs, RuntimeJobs
 from qpa_qiskit.train import Run, TrainConfig, export
 
 KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))
@@ -57,8 +57,8 @@ def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch)
     def no_service(*args, **kwargs):
         raise AssertionError("export must not submit anything")
 
-    monkeypatch.setattr(jobs.RuntimeJobs, "submit", no_service)
-    monkeypatch.setattr(jobs.LocalTestingJobs, "submit", no_service)
+    monkeypatch.setattr(RuntimeJobs, "submit", no_service)
+    monkeypatch.setattr(LocalTestingJobs, "submit", no_service)
     out = export(tmp_path / "run", tmp_path / "adapter")  # the recorded weights job is read back
     assert (out / "adapter_config.json").exists()
     again = Run(tmp_path / "run", resume=True)
@@ -138,12 +138,12 @@ def test_sigkill_in_training_loses_nothing_and_pays_once(reference, tmp_path, po
 
 
 def test_a_failed_step_stops_training_until_retried(corpus, tmp_path, monkeypatch):
-    real_status = jobs.LocalTestingJobs.status
+    real_status = LocalTestingJobs.status
     device_down = [True]
     monkeypatch.setattr(
-        jobs.LocalTestingJobs, "status", lambda self, j: "ERROR" if device_down[0] else real_status(self, j)
+        LocalTestingJobs, "status", lambda self, j: "ERROR" if device_down[0] else real_status(self, j)
     )
-    monkeypatch.setattr(jobs.LocalTestingJobs, "error", lambda self, j: "Error code 8041: device offline")
+    monkeypatch.setattr(LocalTestingJobs, "error", lambda self, j: "Error code 8041: device offline")
     with pytest.raises(JobsError, match=r"8041.*--retry-failed"):
         Run(tmp_path / "run", config(corpus, steps=2)).train(progress=False)
     device_down[0] = False

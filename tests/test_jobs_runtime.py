@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from conftest import assert_sampled_from
 
-from qpa_qiskit import AccountError, InputError, QPABackend, SpecError, ansatz
+from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, SpecError, ansatz
 from qpa_qiskit.cli import main
-from qpa_qiskit.jobs import JobsError, JobStore, LocalTestingJobs, RuntimeJobs, with_retries
+from qpa_qiskit.errors import BusyError
+from qpa_qiskit.ibm import JobStore, LocalTestingJobs, RuntimeJobs, with_retries
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"  # 5 qubits: local jobs take a fraction of a second
@@ -92,7 +93,7 @@ def test_intent_without_id_is_found_by_its_tags(tmp_path):
     key, tags = store.key("batch", 0), store.tags("batch", 0)
     store.ledger.append("intent", key, attempt=1, tags=tags)
     # the job reached the service, then the process died before recording its id
-    job_id = service.submit(store._pubs(store.plan("batch")[0], store.values("batch")), store.shots, tags)
+    job_id = service.submit(store.job_pubs(store.plan("batch")[0], store.values("batch")), store.shots, tags)
     messages = []
     report = store.submit("batch", service, log=messages.append)
     assert report.found == [key] and report.submitted == []
@@ -393,7 +394,7 @@ def test_job_tags_reach_the_runtime_request(tmp_path):
 
     backend = QPABackend(DEVICE, shots=10, sampler_options={"default_shots": 7})
     tags = ["qpa", "qpa-run:abc", "qpa-step:step-000004", "qpa-job:0"]
-    options = RuntimeJobs(backend, "session")._sampler_options(tags)
+    options = RuntimeJobs(backend, "session").sampler_options(tags)
     assert options.default_shots == 7  # the user's sampler options are kept
     executor = sampler_option_to_executor_options(options)
     request = to_runtime_options(executor.environment, SimpleNamespace(name="ibm_x", _instance=None))
@@ -427,9 +428,9 @@ def test_two_processes_cannot_submit_or_collect_the_same_store_at_once(tmp_path,
     holder = os.open(store.root / ".lock", os.O_RDWR | os.O_CREAT)  # as another process would
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
-        with pytest.raises(JobsError, match="another process is working on"):
+        with pytest.raises(BusyError, match="another process is working on"):
             store.submit("batch", store.service(backend), log=quiet)
-        with pytest.raises(JobsError, match="another process"):
+        with pytest.raises(BusyError, match="another process"):
             store.collect("batch", store.service(backend), log=quiet)
         assert not store.ledger.records() and not archived_jobs(store)
         assert qpa_jobs("status", str(store.root)) == 0  # still shows what the ledger knows
