@@ -185,17 +185,16 @@ class Run:
             raise InputError(f"{self.dir} holds no run")
         cfg.validate()
         self.cfg = cfg
-        self.hardware = None
-        if cfg.method.startswith("qpa-") and QPABackend._parse(cfg.backend)[0] == "ibm":
-            self.hardware = HardwareLoop(
-                self.dir / "jobs",
-                resubmit_unconfirmed=resubmit_unconfirmed,
-                retry_failed=retry_failed,
-                log=_tqdm_log,
-                command=f"qpa train {self.dir} --resume",
-            )
-        self.loaded, self.model = build(cfg, loaded, hardware_loop=self.hardware)
+        loop = HardwareLoop(  # writes nothing until an ibm: backend evaluates through it
+            self.dir / "jobs",
+            resubmit_unconfirmed=resubmit_unconfirmed,
+            retry_failed=retry_failed,
+            log=_tqdm_log,
+            command=f"qpa train {self.dir} --resume",
+        )
+        self.loaded, self.model = build(cfg, loaded, hardware_loop=loop)
         backend = self._backend()
+        self.hardware = loop if backend is not None and backend.kind == "ibm" else None
         if self.hardware is not None and not config_path.exists():
             # a new run: account, device and width fail here, before any file
             backend.isa_circuit(self.model.generator.circuit)

@@ -47,7 +47,7 @@ def test_batch_submission_split_tagged_collected_in_backend_order(tmp_path):
     report = store.submit("batch", service, log=quiet)
     from qiskit_ibm_runtime import Batch
 
-    assert isinstance(service._mode, Batch)  # Batch execution mode, one for the whole store
+    assert isinstance(service.open(), Batch)  # Batch execution mode, one for the whole store
     service.close()
     assert report.submitted == ["batch/job-0000", "batch/job-0001", "batch/job-0002"]
     archived = sorted(archived_jobs(store), key=lambda r: r["created"])

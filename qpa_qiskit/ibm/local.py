@@ -52,8 +52,8 @@ class LocalTestingJobs(RuntimeJobs):
         return options
 
     def submit(self, pubs: list, shots: int, tags: list[str]) -> str:
-        job_id = super().submit(pubs, shots, tags)
-        job = self._jobs.pop(job_id)
+        job = self.run_sampler(pubs, shots, tags)
+        job_id = job.job_id()
         record: dict[str, Any] = {
             "job_id": job_id,
             "tags": list(tags),

@@ -84,12 +84,16 @@ class RuntimeJobs:
         options.environment.job_tags = list(tags)
         return options
 
-    def submit(self, pubs: list, shots: int, tags: list[str]) -> str:
-        """Submit one Sampler job; returns its id once the service has accepted it."""
+    def run_sampler(self, pubs: list, shots: int, tags: list[str]) -> Any:
+        """Run one Sampler job in the Batch or Session; returns the runtime's job object."""
         from qiskit_ibm_runtime.executor_sampler import Sampler
 
         sampler = Sampler(mode=self.open(), options=self.sampler_options(tags))
-        job = sampler.run(pubs, shots=shots)
+        return sampler.run(pubs, shots=shots)
+
+    def submit(self, pubs: list, shots: int, tags: list[str]) -> str:
+        """Submit one Sampler job; returns its id once the service has accepted it."""
+        job = self.run_sampler(pubs, shots, tags)
         self._jobs[job.job_id()] = job
         return job.job_id()
 
