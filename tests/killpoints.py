@@ -37,13 +37,13 @@ def kill_at(point: str, nth: int) -> None:
 
         Ledger.append = ledger_append
     elif point == "before-submit":
-        submit = RuntimeJobs.submit
+        run_sampler = RuntimeJobs.run_sampler  # where every submission leaves, local or not
 
         def before(self, *args, **kwargs):
             hit()
-            return submit(self, *args, **kwargs)
+            return run_sampler(self, *args, **kwargs)
 
-        RuntimeJobs.submit = before
+        RuntimeJobs.run_sampler = before
     elif point == "after-submit":
         local_submit = LocalTestingJobs.submit
 
