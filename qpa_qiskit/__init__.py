@@ -23,7 +23,7 @@ from .errors import (
 )
 from .export import export
 from .generator import QPAGenerator
-from .jobs import JobStore
+from .ibm import JobStore
 from .qnn import QuantumProbabilities
 from .train import Run, evaluate_run
 

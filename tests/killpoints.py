@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 
-from qpa_qiskit import jobs, train
+from qpa_qiskit import train
 from qpa_qiskit.cli import main
+from qpa_qiskit.ibm import Ledger, LocalTestingJobs, RuntimeJobs
 
 
 def kill_at(point: str, nth: int) -> None:
@@ -27,31 +28,31 @@ def kill_at(point: str, nth: int) -> None:
 
     if point.startswith("ledger:"):
         kind = point.split(":", 1)[1]
-        append = jobs.Ledger.append
+        append = Ledger.append
 
         def ledger_append(self, record_kind, key, **fields):
             if record_kind == kind:
                 hit()
             return append(self, record_kind, key, **fields)
 
-        jobs.Ledger.append = ledger_append
+        Ledger.append = ledger_append
     elif point == "before-submit":
-        submit = jobs.RuntimeJobs.submit
+        run_sampler = RuntimeJobs.run_sampler  # where every submission leaves, local or not
 
         def before(self, *args, **kwargs):
             hit()
-            return submit(self, *args, **kwargs)
+            return run_sampler(self, *args, **kwargs)
 
-        jobs.RuntimeJobs.submit = before
+        RuntimeJobs.run_sampler = before
     elif point == "after-submit":
-        local_submit = jobs.LocalTestingJobs.submit
+        local_submit = LocalTestingJobs.submit
 
         def after(self, *args, **kwargs):
             job_id = local_submit(self, *args, **kwargs)
             hit()
             return job_id
 
-        jobs.LocalTestingJobs.submit = after
+        LocalTestingJobs.submit = after
     elif point == "checkpoint":
         save = train.Run.save
 

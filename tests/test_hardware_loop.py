@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import make_corpus, tiny_cli_args, tiny_config
+from conftest import assert_sampled_from, make_corpus, tiny_cli_args, tiny_config
 
-from qpa_qiskit import AccountError, InputError, jobs
-from qpa_qiskit.jobs import JobsError, JobStore
+from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, ansatz
+from qpa_qiskit.ibm import HardwareLoop, JobStore, LocalTestingJobs, RuntimeJobs
 from qpa_qiskit.train import Run, TrainConfig, export
 
 KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))
@@ -57,12 +58,39 @@ def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch)
     def no_service(*args, **kwargs):
         raise AssertionError("export must not submit anything")
 
-    monkeypatch.setattr(jobs.RuntimeJobs, "submit", no_service)
-    monkeypatch.setattr(jobs.LocalTestingJobs, "submit", no_service)
+    monkeypatch.setattr(RuntimeJobs, "submit", no_service)
+    monkeypatch.setattr(LocalTestingJobs, "submit", no_service)
     out = export(tmp_path / "run", tmp_path / "adapter")  # the recorded weights job is read back
     assert (out / "adapter_config.json").exists()
     again = Run(tmp_path / "run", resume=True)
     assert again.evaluate()["perplexity"] == pytest.approx(before)
+
+
+def test_the_backend_runs_its_evaluations_through_the_hardware_loop(tmp_path, monkeypatch):
+    loop = HardwareLoop(tmp_path / "jobs", log=lambda m: None, poll=0.01)
+    backend = QPABackend(DEVICE, shots=1000, hardware_loop=loop)
+    circuit = ansatz(3, 1)
+    values = np.random.default_rng(5).uniform(0, 2 * np.pi, (4, circuit.num_parameters))
+    with pytest.raises(InputError, match="needs a label"):
+        backend.probabilities(circuit, values)
+    loop.label = "step-000001"
+    freqs = backend.probabilities(circuit, values)
+    store = JobStore(tmp_path / "jobs")
+    assert store.meta["kind"] == "training" and store.meta["backend"] == DEVICE
+    np.testing.assert_array_equal(store.values("step-000001")[0], values)
+    np.testing.assert_array_equal(freqs, store.probabilities("step-000001"))
+    assert_sampled_from(freqs, QPABackend("aer_noisy:fake_manila").probabilities(circuit, values), 1000)
+
+    def no_service(*args, **kwargs):
+        raise AssertionError("a replayed evaluation must not submit anything")
+
+    monkeypatch.setattr(LocalTestingJobs, "submit", no_service)
+    np.testing.assert_array_equal(backend.probabilities(circuit, values), freqs)  # collected, not paid again
+    loop.close()
+    other = QPABackend(DEVICE, shots=999, hardware_loop=HardwareLoop(tmp_path / "jobs"))
+    other.options["hardware_loop"].label = "step-000002"
+    with pytest.raises(InputError, match="with 1000 shots, not ibm:fake_manila with 999"):
+        other.probabilities(circuit, values)
 
 
 def test_a_replayed_step_with_other_values_is_refused(corpus, tmp_path):
@@ -138,12 +166,12 @@ def test_sigkill_in_training_loses_nothing_and_pays_once(reference, tmp_path, po
 
 
 def test_a_failed_step_stops_training_until_retried(corpus, tmp_path, monkeypatch):
-    real_status = jobs.LocalTestingJobs.status
+    real_status = LocalTestingJobs.status
     device_down = [True]
     monkeypatch.setattr(
-        jobs.LocalTestingJobs, "status", lambda self, j: "ERROR" if device_down[0] else real_status(self, j)
+        LocalTestingJobs, "status", lambda self, j: "ERROR" if device_down[0] else real_status(self, j)
     )
-    monkeypatch.setattr(jobs.LocalTestingJobs, "error", lambda self, j: "Error code 8041: device offline")
+    monkeypatch.setattr(LocalTestingJobs, "error", lambda self, j: "Error code 8041: device offline")
     with pytest.raises(JobsError, match=r"8041.*--retry-failed"):
         Run(tmp_path / "run", config(corpus, steps=2)).train(progress=False)
     device_down[0] = False
@@ -161,6 +189,7 @@ def test_a_finished_run_reads_its_recorded_results_with_no_account(corpus, tmp_p
     run = Run(tmp_path / "run", config(corpus, steps=1))
     run.train(progress=False)
     expected = run.evaluate()["perplexity"]  # records the weights-000001 job
+    recorded = JobStore(tmp_path / "run" / "jobs").probabilities("weights-000001")
     # make it a run on a real device, then take every credential away
     for name in ("config.json", "jobs/store.json"):
         path = tmp_path / "run" / name
@@ -169,7 +198,9 @@ def test_a_finished_run_reads_its_recorded_results_with_no_account(corpus, tmp_p
     again = Run(tmp_path / "run", resume=True)
     assert again.evaluate()["perplexity"] == pytest.approx(expected)
     assert (export(tmp_path / "run", tmp_path / "adapter") / "adapter_config.json").exists()
-    assert JobStore(tmp_path / "run" / "jobs").probabilities("weights-000001").shape == (1, 16)
+    np.testing.assert_array_equal(
+        JobStore(tmp_path / "run" / "jobs").probabilities("weights-000001"), recorded
+    )
     more = Run(tmp_path / "run", config(corpus, steps=2, backend="ibm:ibm_far_away"), resume=True)
     with pytest.raises(AccountError, match="save_account"):  # a new step needs the service
         more.train(progress=False)

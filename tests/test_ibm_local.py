@@ -21,14 +21,18 @@ def test_local_testing_end_to_end():
 
 
 def test_local_testing_trains():
+    """The parameter-shift gradient through the runtime's local mode is the noisy device's
+    exact gradient, up to shot noise (4000 shots: a standard deviation of 0.012 at most)."""
     qc = ansatz(2, 1)
-    upstream = torch.tensor([1.0, 0.0, 0.0, -1.0], dtype=torch.float64)
-    layer = QuantumProbabilities(QPABackend("ibm:fake_brisbane", shots=4000, seed=1), qc, init=[0.3, 1.2])
-    (layer() @ upstream).backward()
-    exact = QuantumProbabilities(QPABackend("aer_noisy:fake_brisbane"), qc, init=[0.3, 1.2])
-    (exact() @ upstream).backward()
-    # the shot-based parameter-shift estimate of the same noisy gradient: each component is
-    # half a difference of two frequencies of 4000 shots, standard deviation below 0.012
-    assert layer.theta.grad.shape == (2,)
-    np.testing.assert_allclose(layer.theta.grad.numpy(), exact.theta.grad.numpy(), atol=0.06)
-    assert np.abs(exact.theta.grad.numpy()).max() > 0.2  # a gradient that is not zero
+    weights = torch.tensor([1.0, 0.0, 0.0, -1.0], dtype=torch.float64)
+    grads = []
+    for backend in (
+        QPABackend("ibm:fake_brisbane", shots=4000, seed=1),
+        QPABackend("aer_noisy:fake_brisbane"),
+    ):
+        layer = QuantumProbabilities(backend, qc, init=[0.3, 1.2])
+        (layer() @ weights).backward()
+        grads.append(layer.theta.grad.numpy())
+    sampled, exact = grads
+    assert np.abs(exact).max() > 0.3  # a gradient worth checking
+    np.testing.assert_allclose(sampled, exact, atol=0.06)

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from qpa_qiskit import InputError
-from qpa_qiskit.jobs import MAX_EXECUTIONS, Ledger, plan_jobs
+from qpa_qiskit.ibm import MAX_EXECUTIONS, Ledger, plan_jobs
 
 
 def test_small_work_is_one_job():
@@ -40,7 +40,7 @@ def test_bad_plans():
         plan_jobs([1], shots=MAX_EXECUTIONS + 1)
     with pytest.raises(InputError, match="shots must be a positive integer"):
         plan_jobs([1], shots=0)
-    with pytest.raises(InputError, match="non-negative integers"):
+    with pytest.raises(InputError, match="parameter-set count must be an integer >= 0"):
         plan_jobs([-1], shots=10)
 
 

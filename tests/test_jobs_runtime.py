@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from conftest import assert_sampled_from
 
-from qpa_qiskit import AccountError, InputError, QPABackend, SpecError, ansatz
+from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, SpecError, ansatz
 from qpa_qiskit.cli import main
-from qpa_qiskit.jobs import JobsError, JobStore, LocalTestingJobs, RuntimeJobs, with_retries
+from qpa_qiskit.errors import BusyError
+from qpa_qiskit.ibm import JobStore, LocalTestingJobs, RuntimeJobs, with_retries
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"  # 5 qubits: local jobs take a fraction of a second
@@ -46,7 +47,7 @@ def test_batch_submission_split_tagged_collected_in_backend_order(tmp_path):
     report = store.submit("batch", service, log=quiet)
     from qiskit_ibm_runtime import Batch
 
-    assert isinstance(service._mode, Batch)  # Batch execution mode, one for the whole store
+    assert isinstance(service.open(), Batch)  # Batch execution mode, one for the whole store
     service.close()
     assert report.submitted == ["batch/job-0000", "batch/job-0001", "batch/job-0002"]
     archived = sorted(archived_jobs(store), key=lambda r: r["created"])
@@ -60,8 +61,9 @@ def test_batch_submission_split_tagged_collected_in_backend_order(tmp_path):
     assert len(report.collected) == 3 and not report.pending
     freqs = store.probabilities("batch")
     assert freqs.shape == (14, 8)
-    exact = QPABackend("aer_noisy:fake_manila").probabilities(circuit, np.concatenate(pubs))
-    assert_sampled_from(freqs, exact, 2000)  # rows in the order of the sets, outcomes as QPABackend
+    assert_sampled_from(
+        freqs, exact_probabilities(circuit, pubs), 2000
+    )  # rows in the order of the sets, outcomes as QPABackend
 
 
 def test_submit_and_collect_are_idempotent(tmp_path):
@@ -86,13 +88,18 @@ def test_submit_and_collect_are_idempotent(tmp_path):
     assert kinds.count("collected") == 2 and kinds.count("submitted") == 2
 
 
+def exact_probabilities(circuit, pubs) -> np.ndarray:
+    """What the collected frequencies sample: the noisy device's exact probabilities."""
+    return QPABackend("aer_noisy:fake_manila").probabilities(circuit, np.concatenate(pubs))
+
+
 def test_intent_without_id_is_found_by_its_tags(tmp_path):
-    store, backend, *_ = make_store(tmp_path / "b")
+    store, backend, circuit, pubs = make_store(tmp_path / "b")
     service = store.service(backend)
     key, tags = store.key("batch", 0), store.tags("batch", 0)
     store.ledger.append("intent", key, attempt=1, tags=tags)
     # the job reached the service, then the process died before recording its id
-    job_id = service.submit(store._pubs(store.plan("batch")[0], store.values("batch")), store.shots, tags)
+    job_id = service.submit(store.job_pubs(store.plan("batch")[0], store.values("batch")), store.shots, tags)
     messages = []
     report = store.submit("batch", service, log=messages.append)
     assert report.found == [key] and report.submitted == []
@@ -100,7 +107,7 @@ def test_intent_without_id_is_found_by_its_tags(tmp_path):
     assert len(archived_jobs(store)) == 1
     assert any("found job" in m for m in messages)
     store.collect("batch", service, log=quiet)
-    assert store.probabilities("batch").shape == (7, 8)
+    assert_sampled_from(store.probabilities("batch"), exact_probabilities(circuit, pubs), store.shots)
 
 
 def test_intent_with_no_job_is_reported_then_resubmitted_on_request(tmp_path):
@@ -159,7 +166,7 @@ def test_collect_retries_transient_errors_with_backoff(tmp_path):
 
 
 def test_failed_job_is_recorded_and_only_retried_on_request(tmp_path, monkeypatch):
-    store, backend, *_ = make_store(tmp_path / "b")
+    store, backend, circuit, pubs = make_store(tmp_path / "b")
     store.submit("batch", store.service(backend), log=quiet)
     first = store.ledger.state()["batch/job-0000"]["job_id"]
 
@@ -178,7 +185,7 @@ def test_failed_job_is_recorded_and_only_retried_on_request(tmp_path, monkeypatc
     state = store.ledger.state()["batch/job-0000"]
     assert state["earlier_job_ids"] == [first] and state["attempt"] == 2
     store.collect("batch", broken, log=quiet)
-    assert store.probabilities("batch").shape == (7, 8)
+    assert_sampled_from(store.probabilities("batch"), exact_probabilities(circuit, pubs), store.shots)
 
 
 def test_credentials_never_reach_ledger_logs_or_errors(tmp_path, monkeypatch, capsys):
@@ -279,9 +286,10 @@ def test_cli_dry_run_submit_status_collect_list_cancel(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("DONE") == 2 and "batch/job-0001" in out
     assert qpa_jobs("collect", str(store)) == 0
-    probs = np.load(store / "probabilities.npy")
-    assert probs.shape == (7, 8)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    probs = np.load(store / "probabilities.npy")  # the collected counts, in the order of the sets
+    recorded = JobStore(store)
+    np.testing.assert_array_equal(probs, recorded.probabilities("batch"))
+    assert_sampled_from(probs, exact_probabilities(ansatz(3, 1), recorded.values("batch")), 400)
     assert qpa_jobs("list", str(tmp_path / "jobs")) == 0
     assert "ibm:fake_manila" in capsys.readouterr().out
     assert qpa_jobs("cancel", str(store)) == 0
@@ -393,7 +401,7 @@ def test_job_tags_reach_the_runtime_request(tmp_path):
 
     backend = QPABackend(DEVICE, shots=10, sampler_options={"default_shots": 7})
     tags = ["qpa", "qpa-run:abc", "qpa-step:step-000004", "qpa-job:0"]
-    options = RuntimeJobs(backend, "session")._sampler_options(tags)
+    options = RuntimeJobs(backend, "session").sampler_options(tags)
     assert options.default_shots == 7  # the user's sampler options are kept
     executor = sampler_option_to_executor_options(options)
     request = to_runtime_options(executor.environment, SimpleNamespace(name="ibm_x", _instance=None))
@@ -427,9 +435,9 @@ def test_two_processes_cannot_submit_or_collect_the_same_store_at_once(tmp_path,
     holder = os.open(store.root / ".lock", os.O_RDWR | os.O_CREAT)  # as another process would
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
-        with pytest.raises(JobsError, match="another process is working on"):
+        with pytest.raises(BusyError, match="another process is working on"):
             store.submit("batch", store.service(backend), log=quiet)
-        with pytest.raises(JobsError, match="another process"):
+        with pytest.raises(BusyError, match="another process"):
             store.collect("batch", store.service(backend), log=quiet)
         assert not store.ledger.records() and not archived_jobs(store)
         assert qpa_jobs("status", str(store.root)) == 0  # still shows what the ledger knows

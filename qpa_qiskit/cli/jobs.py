@@ -20,15 +20,26 @@ _CREATE_OPTIONS = (
 
 
 def _load_array(path: str, what: str) -> np.ndarray:
+    """A finite, non-empty array of real numbers from a .npy file or a text table."""
+    import warnings
+
     from ..errors import InputError
 
+    hint = "give a .npy file or a text table of numbers"
     try:
-        array = np.load(path) if path.endswith(".npy") else np.loadtxt(path, ndmin=1)
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"cannot read {what} from {path!r} ({exc}); give a .npy file or a text table"
-        ) from None
-    return np.asarray(array, dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns about an empty file: it is refused below
+            array = np.load(path, allow_pickle=False) if path.endswith(".npy") else np.loadtxt(path, ndmin=1)
+    except (OSError, ValueError, EOFError) as exc:  # a UnicodeDecodeError (binary garbage) is a ValueError
+        raise InputError(f"cannot read {what} from {path!r} ({type(exc).__name__}: {exc}); {hint}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
+        kind = getattr(array, "dtype", type(array).__name__)
+        raise InputError(f"{what} in {path!r} are not real numbers ({kind}); {hint}")
+    if array.size == 0:
+        raise InputError(f"{what} file {path!r} is empty; {hint}")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{what} in {path!r} must be finite numbers (no nan or inf)")
+    return array.astype(float)
 
 
 def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarray], str]:
@@ -36,7 +47,9 @@ def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarra
     or one step at seeded random angles."""
     from ..errors import InputError
     from ..qnn import shifted_parameter_sets
+    from ..validate import integer
 
+    seed = integer(args.seed, "--seed", minimum=0)
     if args.theta and args.parameters:
         raise InputError("give --theta (training steps) or --parameters (parameter sets), not both")
     if args.parameters:
@@ -49,8 +62,8 @@ def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarra
         thetas = _load_array(args.theta, "angles")
         source = args.theta
     else:
-        thetas = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, n_params)
-        source = f"random angles (seed {args.seed})"
+        thetas = np.random.default_rng(seed).uniform(0, 2 * np.pi, n_params)
+        source = f"random angles (seed {seed})"
     thetas = thetas[None, :] if thetas.ndim == 1 else thetas
     if thetas.ndim != 2 or thetas.shape[1] != n_params:
         raise InputError(f"--theta needs shape ({n_params},) or (steps, {n_params}), got {thetas.shape}")
@@ -118,8 +131,8 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
     from ..backends import QPABackend
     from ..circuits import ansatz
-    from ..errors import InputError
-    from ..jobs import MAX_EXECUTIONS, JobsError, JobStore, plan_jobs
+    from ..errors import InputError, JobsError
+    from ..ibm import MAX_EXECUTIONS, JobStore, plan_jobs
 
     root = Path(args.store)
     backend = None
@@ -150,7 +163,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         reps, rotation = args.reps or 8, args.rotation or "ry"
         circuit = ansatz(args.qubits, reps, rotation=rotation)
         pubs, what = _batch_pubs(args, circuit.num_parameters)
-        max_executions = args.max_executions or MAX_EXECUTIONS
+        max_executions = MAX_EXECUTIONS if args.max_executions is None else args.max_executions
         isa = backend.isa_circuit(circuit)
         shots = backend.num_shots(args.qubits)
         plan = plan_jobs([len(p) for p in pubs], shots, max_executions)
@@ -201,13 +214,15 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
-    from ..jobs import JobsError, JobStore
+    from ..errors import BusyError, JobsError
+    from ..ibm import JobStore
 
     store = JobStore(args.store)
     if not args.offline:
         try:
             store.refresh(store.service())
-        except JobsError as exc:  # e.g. a `collect --wait` holds the store: show the ledger
+        except (BusyError, JobsError) as exc:  # a `collect --wait` holds the store, or the service
+            # cannot be reached: show what the ledger knows
             print(f"(not refreshed: {exc})")
     meta = store.meta
     print(
@@ -222,7 +237,7 @@ def cmd_jobs_collect(args: argparse.Namespace) -> int:
     import io
 
     from ..files import atomic_write
-    from ..jobs import JobStore
+    from ..ibm import JobStore
 
     store = JobStore(args.store)
     service = store.service()
@@ -251,19 +266,28 @@ def cmd_jobs_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
+    """One row per job store under the root; a store that cannot be read is listed with its
+    error after the table, and makes the exit status 2 (the others are still listed)."""
     from pathlib import Path
 
-    from ..jobs import JobStore
+    from ..errors import QPAError
+    from ..ibm import JobStore
 
     root = Path(args.root)
-    stores = sorted(p.parent for p in root.rglob("store.json")) if root.exists() else []
+    found = sorted(p.parent for p in root.rglob("store.json")) if root.is_dir() else []
+    # .<name>.* folders are temporaries of a store being created (or killed while created)
+    stores = [p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)]
     if not stores:
         print(f"no job stores under {root}")
         return 0
-    table = []
+    table, broken = [], []
     for path in stores:
-        store = JobStore(path)
-        rows = store.rows()
+        try:
+            store = JobStore(path)
+            rows = store.rows()
+        except QPAError as exc:
+            broken.append(f"{path}: cannot be read: {exc}")
+            continue
         submitted = sum(1 for r in rows if r["job_id"])
         collected = sum(1 for r in rows if r["last"] == "collected")
         failed = sum(1 for r in rows if r["last"] in ("failed", "cancelled"))
@@ -279,12 +303,18 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         ("collected", ">"),
         ("failed", ">"),
     ]
-    _print_table(columns, table)
+    if table:
+        _print_table(columns, table)
+    for line in broken:
+        print(line)
+    if broken:
+        print(f"{len(broken)} of {len(stores)} job store(s) cannot be read; see above")
+        return 2
     return 0
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
-    from ..jobs import JobStore
+    from ..ibm import JobStore
 
     store = JobStore(args.store)
     cancelled = store.cancel(store.service())
@@ -319,8 +349,8 @@ def add_commands(sub) -> None:
     q.add_argument("--shots", type=int, help="shots per parameter set instead of --shots-factor")
     q.add_argument("--theta", help="angles (P,) or (steps, P), .npy or text: forward + parameter-shift sets")
     q.add_argument("--parameters", help="parameter sets (B, P), .npy or text, evaluated as they are")
-    q.add_argument("--seed", type=int, default=0, help="random angles when neither file is given")
-    q.add_argument("--max-executions", type=int, help="per job (default: the runtime's 10,000,000)")
+    q.add_argument("--seed", type=int, default=0, help="seed (>= 0) of random angles if no file")
+    q.add_argument("--max-executions", type=int, help="per job, >= 1 (default: the runtime's 10,000,000)")
     q.add_argument("--dry-run", action="store_true", help="print the plan and cost; submit and write nothing")
     add_recovery_options(q, "a job")
     q.set_defaults(func=cmd_jobs_submit)
@@ -332,10 +362,14 @@ def add_commands(sub) -> None:
     q.add_argument("store")
     q.add_argument("--wait", action="store_true", help="poll until every submitted job has finished")
     q.add_argument(
-        "--poll", type=float, default=10.0, help="first polling interval in seconds (grows to 120)"
+        "--poll", type=float, default=10.0, help="first polling interval in seconds, > 0 (grows to 120)"
     )
     q.set_defaults(func=cmd_jobs_collect)
-    q = jobs.add_parser("list", help="job stores under a directory")
+    q = jobs.add_parser(
+        "list",
+        help="job stores under a directory; one that cannot be read is listed with its error "
+        "and makes the exit status 2",
+    )
     q.add_argument("root", nargs="?", default="jobs")
     q.set_defaults(func=cmd_jobs_list)
     q = jobs.add_parser("cancel", help="cancel every submitted job not yet finished")

@@ -1,0 +1,51 @@
+"""IBM Quantum jobs that survive days in a queue: planned under the runtime's limits,
+recorded in a durable ledger, collected exactly once.
+
+Hardware time is paid for and a queue may hold a job for days, while the process that
+submitted it may die at any moment. So everything about a job lives in a *job store*, a
+directory (``jobs/<name>`` for ``qpa jobs``, ``<run>/jobs`` for training in the loop)::
+
+    store.json          what runs: backend, shots, store id (the run tag); written once
+    circuit.qpy         the ISA circuit, transpiled once; every job of the store runs it
+    values/<label>.npz  the parameter sets of one evaluation, written before any submission
+    ledger.jsonl        append-only, fsynced: intent, submitted (job id), status, collected
+    counts/<key>.npz    the counts of one job, written atomically before its 'collected' record
+    local-service/      ibm:fake_<device> only: the stand-in for the service's own job store
+    .lock               held by the one process working on the store
+
+An *evaluation* (label ``batch``, ``step-000012``, ...) is one or more PUBs, each one
+circuit with an array of parameter sets; it is split into jobs (keys ``<label>/job-0000``)
+of at most :data:`MAX_EXECUTIONS` executions. The ledger decides everything: a job whose id
+is recorded is never submitted again, and an intent with no id (the process died during the
+call) is looked up on the service by its job tags before anything is resubmitted.
+
+Modules: :mod:`.plan` (jobs under the limit), :mod:`.ledger`, :mod:`.store` (the job store),
+:mod:`.service` (the real runtime, credential redaction), :mod:`.local` (the local-testing
+stand-in), :mod:`.retry` (transient failures), :mod:`.loop` (training with the hardware in
+the loop), :mod:`.npz` (the store's numpy files).
+"""
+
+from .ledger import Ledger
+from .local import LocalTestingJobs
+from .loop import HardwareLoop
+from .plan import MAX_EXECUTIONS, PlannedJob, plan_jobs
+from .retry import is_transient, with_retries
+from .service import MODES, RuntimeJobs, redact
+from .store import KINDS, JobStore, Report
+
+__all__ = [
+    "KINDS",
+    "MAX_EXECUTIONS",
+    "MODES",
+    "HardwareLoop",
+    "JobStore",
+    "Ledger",
+    "LocalTestingJobs",
+    "PlannedJob",
+    "Report",
+    "RuntimeJobs",
+    "is_transient",
+    "plan_jobs",
+    "redact",
+    "with_retries",
+]

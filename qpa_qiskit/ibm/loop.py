@@ -1,0 +1,99 @@
+"""Training with the hardware in the loop: each QNN evaluation becomes recorded jobs.
+
+A training step on IBM Quantum may wait hours in a queue, and the process may die while it
+waits. :class:`HardwareLoop` is what an ``ibm:`` backend is given as ``hardware_loop=``: it
+turns each evaluation into jobs of a job store in one Session, labelled by the training
+step, so a replayed step collects the jobs it already paid for instead of submitting more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qiskit import QuantumCircuit
+
+from ..errors import InputError, JobsError
+from ..validate import positive_number
+from .service import RuntimeJobs
+from .store import JobStore, check_label
+
+if TYPE_CHECKING:
+    from ..backends import QPABackend
+
+
+class HardwareLoop:
+    """Recorded, resumable jobs for the evaluations of an ``ibm:`` backend, in the job store
+    `root` (created on the first evaluation). Set :attr:`label` before each evaluation (the
+    training step); a replayed step with the same values collects its recorded jobs."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        resubmit_unconfirmed: bool = False,
+        retry_failed: bool = False,
+        log: Callable[[str], None] = print,
+        poll: float = 5.0,
+        command: str = "the same command",
+    ) -> None:
+        self.root = Path(root)
+        self.resubmit_unconfirmed = resubmit_unconfirmed
+        self.retry_failed = retry_failed
+        self.log = log
+        self.poll = positive_number(poll, "poll (seconds)")
+        self.command = command
+        self.label: str | None = None
+        self._store: JobStore | None = None
+        self._service: RuntimeJobs | None = None
+
+    def _open(self, backend: QPABackend, circuit: QuantumCircuit) -> JobStore:
+        if self._store is None:
+            if (self.root / "store.json").exists() or (self.root.exists() and not self.root.is_dir()):
+                self._store = JobStore(self.root)
+            else:
+                self._store = JobStore.create(self.root, backend, circuit, kind="training", mode="session")
+        return self._store
+
+    def probabilities(
+        self, backend: QPABackend, circuit: QuantumCircuit, values: np.ndarray, shots: int
+    ) -> np.ndarray:
+        """What ``backend.probabilities(circuit, values)`` returns, (B, 2^N), through
+        recorded jobs of the evaluation :attr:`label`: submitted once, then collected."""
+        if self.label is None:
+            raise InputError("a hardware evaluation needs a label (the training step) before it runs")
+        label = check_label(self.label)
+        store = self._open(backend, circuit)
+        if store.shots != shots or store.meta["backend"] != backend.name:
+            raise InputError(
+                f"{self.root} runs {store.meta['backend']} with {store.shots} shots, not "
+                f"{backend.name} with {shots}"
+            )
+        if self._service is None:
+            self._service = store.service(backend)
+        store.add(label, [values])
+        report = store.submit(
+            label,
+            self._service,
+            resubmit_unconfirmed=self.resubmit_unconfirmed,
+            retry_failed=self.retry_failed,
+            log=self.log,
+        )
+        if report.unconfirmed:
+            raise JobsError(store.unconfirmed_message(report.unconfirmed, self.command))
+        report = store.collect(label, self._service, wait=True, poll=self.poll, log=self.log)
+        if report.failed:
+            detail = "; ".join(f"{k}: {v}" for k, v in report.failed.items())
+            raise JobsError(
+                f"job(s) of {label} failed on {store.meta['backend']}: {detail}. To submit "
+                f"them again, run: {self.command} --retry-failed"
+            )
+        return store.probabilities(label)
+
+    def close(self) -> None:
+        """Close the Session; jobs already submitted run to the end."""
+        if self._service is not None:
+            self._service.close()
+            self._service = None
