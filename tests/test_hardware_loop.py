@@ -13,14 +13,16 @@ import torch
 from conftest import assert_sampled_from, make_corpus, tiny_cli_args, tiny_config
 
 from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, ansatz
+from qpa_qiskit.config import RunConfig
+from qpa_qiskit.export import export
 from qpa_qiskit.ibm import HardwareLoop, JobStore, LocalTestingJobs, RuntimeJobs
-from qpa_qiskit.train import Run, TrainConfig, export
+from qpa_qiskit.train import Run
 
 KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))
 DEVICE = "ibm:fake_manila"
 
 
-def config(corpus, **overrides) -> TrainConfig:
+def config(corpus, **overrides) -> RunConfig:
     settings = dict(reps=1, steps=3, save_every=10, eval_tokens=400, backend=DEVICE, shots_factor=8)
     return tiny_config(corpus, **{**settings, **overrides})
 
@@ -38,8 +40,9 @@ def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch)
     monkeypatch.setattr(qiskit_ibm_runtime, "Session", CountingSession)
     saves = []
     monkeypatch.setattr(Run, "save", lambda self, real=Run.save: saves.append(self.step) or real(self))
-    run = Run(tmp_path / "run", config(corpus))
+    run = Run.create(tmp_path / "run", config(corpus))
     run.train(progress=False)
+    run.close()
     assert saves == [1, 2, 3]  # on hardware the checkpoint follows every step
     assert len(sessions) == 1
     store = JobStore(tmp_path / "run" / "jobs")
@@ -62,7 +65,7 @@ def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch)
     monkeypatch.setattr(LocalTestingJobs, "submit", no_service)
     out = export(tmp_path / "run", tmp_path / "adapter")  # the recorded weights job is read back
     assert (out / "adapter_config.json").exists()
-    again = Run(tmp_path / "run", resume=True)
+    again = Run.open(tmp_path / "run", for_training=False)
     assert again.evaluate()["perplexity"] == pytest.approx(before)
 
 
@@ -94,8 +97,8 @@ def test_the_backend_runs_its_evaluations_through_the_hardware_loop(tmp_path, mo
 
 
 def test_a_replayed_step_with_other_values_is_refused(corpus, tmp_path):
-    run = Run(tmp_path / "run", config(corpus, steps=1))
-    run.train(progress=False)
+    with Run.create(tmp_path / "run", config(corpus, steps=1)) as run:
+        run.train(progress=False)
     store = JobStore(tmp_path / "run" / "jobs")
     with pytest.raises(JobsError, match="other parameter values"):
         store.add("step-000001", [store.values("step-000001")[0] + 0.1])
@@ -172,13 +175,16 @@ def test_a_failed_step_stops_training_until_retried(corpus, tmp_path, monkeypatc
         LocalTestingJobs, "status", lambda self, j: "ERROR" if device_down[0] else real_status(self, j)
     )
     monkeypatch.setattr(LocalTestingJobs, "error", lambda self, j: "Error code 8041: device offline")
-    with pytest.raises(JobsError, match=r"8041.*--retry-failed"):
-        Run(tmp_path / "run", config(corpus, steps=2)).train(progress=False)
+    with (
+        pytest.raises(JobsError, match=r"8041.*--retry-failed"),
+        Run.create(tmp_path / "run", config(corpus, steps=2)) as first,
+    ):
+        first.train(progress=False)
     device_down[0] = False
-    with pytest.raises(JobsError, match="8041"):  # recorded as failed: not resubmitted silently
-        Run(tmp_path / "run", resume=True).train(progress=False)
-    run = Run(tmp_path / "run", resume=True, retry_failed=True)
-    run.train(progress=False)
+    with pytest.raises(JobsError, match="8041"), Run.open(tmp_path / "run") as second:
+        second.train(progress=False)  # recorded as failed: not resubmitted silently
+    with Run.open(tmp_path / "run", hardware_options={"retry_failed": True}) as run:
+        run.train(progress=False)
     assert run.step == 2
     state = JobStore(tmp_path / "run" / "jobs").ledger.state()["step-000001/job-0000"]
     assert state["attempt"] == 2 and len(state["earlier_job_ids"]) == 1
@@ -186,30 +192,33 @@ def test_a_failed_step_stops_training_until_retried(corpus, tmp_path, monkeypatc
 
 def test_a_finished_run_reads_its_recorded_results_with_no_account(corpus, tmp_path, request):
     """eval and export of a hardware run use the ledger; the account opens only for a new job."""
-    run = Run(tmp_path / "run", config(corpus, steps=1))
-    run.train(progress=False)
-    expected = run.evaluate()["perplexity"]  # records the weights-000001 job
+    with Run.create(tmp_path / "run", config(corpus, steps=1)) as run:
+        run.train(progress=False)
+        expected = run.evaluate()["perplexity"]  # records the weights-000001 job
     recorded = JobStore(tmp_path / "run" / "jobs").probabilities("weights-000001")
     # make it a run on a real device, then take every credential away
     for name in ("config.json", "jobs/store.json"):
         path = tmp_path / "run" / name
         path.write_text(path.read_text().replace(DEVICE, "ibm:ibm_far_away"))
     request.getfixturevalue("no_ibm_account")
-    again = Run(tmp_path / "run", resume=True)
+    again = Run.open(tmp_path / "run", for_training=False)
     assert again.evaluate()["perplexity"] == pytest.approx(expected)
     assert (export(tmp_path / "run", tmp_path / "adapter") / "adapter_config.json").exists()
     np.testing.assert_array_equal(
         JobStore(tmp_path / "run" / "jobs").probabilities("weights-000001"), recorded
     )
-    more = Run(tmp_path / "run", config(corpus, steps=2, backend="ibm:ibm_far_away"), resume=True)
-    with pytest.raises(AccountError, match="save_account"):  # a new step needs the service
-        more.train(progress=False)
+    again.close()
+    with (
+        pytest.raises(AccountError, match="save_account"),
+        Run.open(tmp_path / "run", overrides={"steps": 2, "backend": "ibm:ibm_far_away"}) as more,
+    ):
+        more.train(progress=False)  # a new step needs the service
     assert "step-000002/job-0000" not in JobStore(tmp_path / "run" / "jobs").ledger.state()  # no intent
 
 
 def test_a_new_hardware_run_fails_before_writing_anything(corpus, tmp_path, no_ibm_account):
     with pytest.raises(AccountError):
-        Run(tmp_path / "run", config(corpus, backend="ibm:ibm_torino"))
+        Run.create(tmp_path / "run", config(corpus, backend="ibm:ibm_torino"))
     with pytest.raises(InputError, match="qubits but fake_athens has 5"):
-        Run(tmp_path / "run", config(corpus, backend="ibm:fake_athens", chunk_size=1))
+        Run.create(tmp_path / "run", config(corpus, backend="ibm:fake_athens", chunk_size=1))
     assert not (tmp_path / "run").exists()

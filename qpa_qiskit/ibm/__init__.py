@@ -25,12 +25,13 @@ stand-in), :mod:`.retry` (transient failures), :mod:`.loop` (training with the h
 the loop), :mod:`.npz` (the store's numpy files).
 """
 
+from ..backends.ibm import redact
 from .ledger import Ledger
 from .local import LocalTestingJobs
 from .loop import HardwareLoop
 from .plan import MAX_EXECUTIONS, PlannedJob, plan_jobs
 from .retry import is_transient, with_retries
-from .service import MODES, RuntimeJobs, redact
+from .service import MODES, RuntimeJobs
 from .store import KINDS, JobStore, Report
 
 __all__ = [

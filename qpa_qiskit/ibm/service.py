@@ -8,10 +8,10 @@ text that may be written or printed (errors, job messages) goes through :func:`r
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from ..backends.ibm import describe
 from ..errors import InputError
 from ..validate import one_of
 
@@ -21,29 +21,9 @@ if TYPE_CHECKING:
 MODES = ("batch", "session")
 
 
-def _secrets() -> list[str]:
-    """Credentials that must never be written anywhere: the token of the environment and of
-    every saved account."""
-    found = [os.environ.get("QISKIT_IBM_TOKEN", "")]
-    try:
-        from qiskit_ibm_runtime import QiskitRuntimeService
-
-        found += [str(a.get("token") or "") for a in QiskitRuntimeService.saved_accounts().values()]
-    except Exception:  # no readable account file: nothing saved to hide
-        pass
-    return [s for s in found if len(s) >= 8]
-
-
-def redact(text: str) -> str:
-    """`text` with every credential replaced by ***."""
-    for secret in _secrets():
-        text = text.replace(secret, "***")
-    return text
-
-
 def describe_error(exc: BaseException) -> str:
     """One line for an exception, credentials redacted, at most 500 characters."""
-    return redact(f"{type(exc).__name__}: {exc}")[:500]
+    return describe(exc, 500)
 
 
 def status_name(status: Any) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..backends import QPABackend, pub_counts
+from ..backends.ibm import redact
 from ..errors import InputError, JobsError, StateError
 from ..files import atomic_directory, atomic_write, exclusive, read_json
 from ..validate import one_of, positive_int, positive_number
@@ -34,7 +35,7 @@ from .local import LocalTestingJobs
 from .npz import npz_bytes, read_npz
 from .plan import MAX_EXECUTIONS, PlannedJob, plan_jobs
 from .retry import with_retries
-from .service import MODES, RuntimeJobs, describe_error, redact
+from .service import MODES, RuntimeJobs, describe_error
 
 KINDS = ("batch", "training")
 _META_KEYS = ("id", "kind", "backend", "mode", "shots", "n_bits", "parameters", "max_executions")
