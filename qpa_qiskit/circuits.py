@@ -5,16 +5,10 @@ from __future__ import annotations
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
-from .errors import InputError
+from . import validate
 
 ROTATIONS = ("ry", "rx")
 ENTANGLEMENTS = ("linear", "circular")
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def ansatz(
@@ -32,12 +26,10 @@ def ansatz(
     noise); ``entanglement`` is "linear" (CNOT q -> q+1) or "circular" (the ladder closed
     by CNOT n-1 -> 0, for n > 2).
     """
-    _positive_int("n_qubits", n_qubits)
-    _positive_int("reps", reps)
-    if rotation not in ROTATIONS:
-        raise InputError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
-    if entanglement not in ENTANGLEMENTS:
-        raise InputError(f"entanglement must be one of {ENTANGLEMENTS}, got {entanglement!r}")
+    n_qubits = validate.positive_int(n_qubits, "n_qubits")
+    reps = validate.positive_int(reps, "reps")
+    validate.one_of(rotation, "rotation", ROTATIONS)
+    validate.one_of(entanglement, "entanglement", ENTANGLEMENTS)
     theta = ParameterVector("θ", n_qubits * reps)
     qc = QuantumCircuit(n_qubits, n_qubits, name=f"qpa_{rotation}_{entanglement}_{n_qubits}x{reps}")
     for r in range(reps):

@@ -23,19 +23,18 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from . import validate
 from .adapters import METHODS
+from .backends import ENGINES
+from .circuits import ENTANGLEMENTS, ROTATIONS
 from .completion import MODES
 from .errors import InputError
+from .generator import ACTIVATIONS
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
-ROTATIONS = ("ry", "rx")
-ENTANGLEMENTS = ("linear", "circular")
-ACTIVATIONS = ("gelu", "relu", "tanh", "silu")
-ENGINES = ("auto", "ptm", "aer")
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -111,22 +110,24 @@ class GeneratorConfig:
     shots_factor: float | None = field(
         default=None, metadata=_help("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
     )
-    engine: Literal["auto", "ptm", "aer"] = field(
-        default="auto", metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)")
+    engine: str = field(
+        default="auto",
+        metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
     )
     chunk_size: int = field(default=2048, metadata=_help("n_mlp: weights per chunk (the MLP's output width)"))
     reps: int = field(default=8, metadata=_help("ansatz layers L"))
-    rotation: Literal["ry", "rx"] = field(default="ry", metadata=_help("ansatz rotation"))
-    entanglement: Literal["linear", "circular"] = field(default="linear", metadata=_help("CNOT ladder"))
+    rotation: str = field(default="ry", metadata=_help("ansatz rotation", choices=ROTATIONS))
+    entanglement: str = field(default="linear", metadata=_help("CNOT ladder", choices=ENTANGLEMENTS))
     hidden: list[int] = field(default_factory=lambda: [32, 32], metadata=_help("mapping MLP hidden widths"))
-    activation: Literal["gelu", "relu", "tanh", "silu"] = field(
-        default="gelu", metadata=_help("mapping MLP activation")
+    activation: str = field(
+        default="gelu", metadata=_help("mapping MLP activation", choices=tuple(ACTIVATIONS))
     )
     gamma: float = field(default=0.1, metadata=_help("probability rescaling gamma"))
     beta: float = field(default=0.60, metadata=_help("probability rescaling beta"))
     alpha: float = field(default=0.15, metadata=_help("probability rescaling exponent alpha"))
-    completion: Literal["none", "gi", "uniform", "random"] = field(
-        default="none", metadata=_help("fill unmeasured states: gi (Generative Interpolation) or a control")
+    completion: str = field(
+        default="none",
+        metadata=_help("fill unmeasured states: gi (Generative Interpolation) or a control", choices=MODES),
     )
     completion_hidden: list[int] = field(
         default_factory=lambda: [16], metadata=_help("hidden widths of the GI network")
@@ -143,7 +144,7 @@ class GeneratorConfig:
         validate.one_of(self.rotation, "rotation", ROTATIONS)
         validate.one_of(self.entanglement, "entanglement", ENTANGLEMENTS)
         self.hidden = list(validate.positive_ints(self.hidden, "hidden", allow_empty=True))
-        validate.one_of(self.activation, "activation", ACTIVATIONS)
+        validate.one_of(self.activation, "activation", tuple(ACTIVATIONS))
         for name in ("gamma", "beta", "alpha"):
             setattr(self, name, validate.positive_number(getattr(self, name), name))
         validate.one_of(self.completion, "completion", MODES)
@@ -162,12 +163,12 @@ class TrainingConfig:
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW)"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     warmup: int = field(default=3, metadata=_help("linear warm-up steps"))
-    schedule: Literal["cosine", "linear", "constant"] = field(
-        default="cosine", metadata=_help("learning-rate schedule after the warm-up")
+    schedule: str = field(
+        default="cosine", metadata=_help("learning-rate schedule after the warm-up", choices=SCHEDULES)
     )
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping (0: off)"))
     seed: int = field(default=0, metadata=_help("seeds every initial value, the data order and the shots"))
-    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata=_help("bf16: autocast"))
+    precision: str = field(default="fp32", metadata=_help("bf16: autocast", choices=PRECISIONS))
     save_every: int = field(default=10, metadata=_help("checkpoint interval in steps"))
 
     def __post_init__(self) -> None:
