@@ -66,7 +66,18 @@ def load_wikitext(source: str | Path, log=None) -> dict[str, str]:
     if found["train"] is None:
         log(f"notice: {folder} has no train split; training on the valid split ({found['valid'].name})")
         found["train"] = found["valid"]
-    return {split: path.read_text(encoding="utf-8") for split, path in found.items()}
+    texts = {}
+    for split, path in found.items():
+        try:
+            texts[split] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); WikiText-2 files are "
+                "UTF-8 text, one article line after another"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
+    return texts
 
 
 def tokenize(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tensor:

@@ -48,8 +48,8 @@ def test_starts_in_zero_and_measures_each_qubit_into_its_bit():
         (dict(n_qubits=0, reps=1), "n_qubits"),
         (dict(n_qubits=2, reps=-1), "reps"),
         (dict(n_qubits=2.5, reps=1), "n_qubits"),
-        (dict(n_qubits=2, reps=1, rotation="rz"), "'ry', 'rx'"),
-        (dict(n_qubits=2, reps=1, entanglement="full"), "'linear', 'circular'"),
+        (dict(n_qubits=2, reps=1, rotation="rz"), "rotation must be one of ry, rx; got 'rz'"),
+        (dict(n_qubits=2, reps=1, entanglement="full"), "one of linear, circular; got 'full'"),
     ],
 )
 def test_bad_arguments(kwargs, match):

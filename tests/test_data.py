@@ -38,6 +38,20 @@ def test_missing_data_errors(tmp_path):
         load_wikitext(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (bytes(range(256)) * 20, r"test.txt is not UTF-8 text \(byte 128"),
+        (b"\xff\xfe\x00\x00 utf-32?", "is not UTF-8 text"),
+    ],
+)
+def test_binary_data_files_are_named(tmp_path, content, match):
+    write(tmp_path, ["train.txt", "valid.txt"])
+    (tmp_path / "test.txt").write_bytes(content)
+    with pytest.raises(InputError, match=match):
+        load_wikitext(tmp_path)
+
+
 def test_shared_wikitext_loads():
     from pathlib import Path
 
