@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from qpa_qiskit import InputError, QPABackend, QuantumProbabilities, ansatz
 from qpa_qiskit.completion import GenerativeInterpolation, neighbour_index
@@ -116,29 +117,14 @@ def test_wrong_width_input():
 
 
 def test_study_shots_writes_table_and_plot(tmp_path):
-    from qpa_qiskit.config import RunConfig
     from qpa_qiskit.study import study_shots
 
     corpus = tmp_path / "wikitext"
     corpus.mkdir()
     for split in ("train", "valid", "test"):
         (corpus / f"{split}.txt").write_text("the cat sat on the mat . " * 200)
-    cfg = RunConfig.from_dict(
-        dict(
-            model="tiny-gpt2",
-            data=str(corpus),
-            rank=2,
-            chunk_size=64,
-            reps=1,
-            hidden=[8],
-            steps=2,
-            block_size=32,
-            eval_tokens=300,
-            eval_window=64,
-            eval_stride=48,
-            train_tokens=None,
-        )
-    )
+    # the defaults' learning rate and warm-up, a corpus of its own
+    cfg = tiny_config(corpus, reps=1, hidden=[8], steps=2, lr=1e-3, warmup=3, eval_tokens=300)
     rows = study_shots(
         cfg, tmp_path / "study", shots_factors=(1, 4), modes=("none", "gi"), tvd_samples=2, log=lambda m: None
     )
