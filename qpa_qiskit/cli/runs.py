@@ -189,7 +189,8 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="perplexity of a run's adapter on WikiText-2",
-                       parents=options(sections=("eval",)), formatter_class=formatter)  # fmt: skip
+                       description="Every evaluation option defaults to the run's stored setting.",
+                       parents=options(sections=("eval",)))  # fmt: skip
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["test", "valid"], default="test")
     data_help = next(f for f in dataclasses.fields(TaskConfig) if f.name == "data").metadata["help"]
