@@ -27,11 +27,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """The file appears whole or not at all, and is on disk when this returns."""
+    """The file appears whole or not at all, and is on disk when this returns. Its mode is
+    that of any new file (0666 less the umask), not the 0600 of a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -46,10 +54,12 @@ def atomic_write(path: Path, data: bytes) -> None:
 @contextmanager
 def atomic_directory(out: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `out` to fill; on success it becomes `out` (which must be
-    absent or an empty directory), on any error it is removed."""
+    absent or an empty directory), on any error it is removed. Its mode is that of any new
+    directory (0777 less the umask), not the 0700 of a temporary one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        tmp.chmod(0o777 & ~_umask())
         yield tmp
         if out.exists():
             out.rmdir()
