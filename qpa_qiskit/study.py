@@ -73,7 +73,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), log=print) -
     table = ["| method | test perplexity | trainable parameters | adapter weights generated | s/step |",
              "|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        gen = f"{r['generated']} ({r['qubits']} qubits)" if r["generated"] else "-"
+        gen = f"{r['generated']:,} ({r['qubits']} qubits)" if r["generated"] else "-"
         sec = f"{r['seconds_per_step']:.2f}" if r["seconds_per_step"] else "-"
         table.append(f"| {r['method']} | {r['perplexity']:.3f} | {r['trainable']:,} | {gen} | {sec} |")
     text = "\n".join(table)
