@@ -320,12 +320,18 @@ class Run:
     def save(self) -> None:
         buffer = io.BytesIO()
         torch.save(self._state(), buffer)
+        self._write(CHECKPOINT, buffer.getvalue())
+
+    def _write(self, name: str, data: bytes) -> None:
+        """Replace a file of the run atomically; a full disk or a permission problem is an
+        error that says the old file is intact and how to go on."""
         try:
-            atomic_write(self.dir / CHECKPOINT, buffer.getvalue())
+            atomic_write(self.dir / name, data)
         except OSError as exc:
             raise StateError(
-                f"cannot write {self.dir / CHECKPOINT} ({type(exc).__name__}: {exc}); the previous "
-                f"checkpoint is intact. Free some space, then run 'qpa train {self.dir} --resume'"
+                f"cannot write {self.dir / name} ({type(exc).__name__}: {exc}); nothing is lost, the "
+                f"previous {name} is intact. Free some space or fix the permissions, then run "
+                f"'qpa train {self.dir} --resume'"
             ) from None
 
     def _load_checkpoint(self) -> None:
@@ -372,7 +378,7 @@ class Run:
                     kept.append(line)
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a line cut short by the kill
-        atomic_write(metrics, "".join(ln + "\n" for ln in kept).encode())
+        self._write(METRICS, "".join(ln + "\n" for ln in kept).encode())
 
     # ------------------------------------------------------------------ data
     @property

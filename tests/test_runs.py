@@ -214,8 +214,32 @@ def test_eval_and_export_need_a_checkpoint(corpus, tmp_path, capsys):
     run.close()
     for command in (["eval", str(tmp_path / "r")], ["export", str(tmp_path / "r"), str(tmp_path / "x")]):
         assert main(command) == 2
-        assert "has no checkpoint yet" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "has no checkpoint yet" in err
     assert not (tmp_path / "x").exists()
+    assert main(quoted_command(err)) == 0  # the printed hint trains it
+    assert main(["export", str(tmp_path / "r"), str(tmp_path / "x")]) == 0
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import qpa_qiskit.train as train
+
+    assert main(["train", str(tmp_path / "r"), *tiny_cli_args(corpus, "--steps 2 --save-every 1")]) == 0
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train, "atomic_write", full)
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "r"), "--resume", "--steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing is lost" in err
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+    monkeypatch.undo()
+    assert main(quoted_command(err[err.index("Free some space") :])) == 0
 
 
 def test_data_is_stored_resolved_and_eval_takes_data(corpus, tmp_path, monkeypatch, capsys):
