@@ -132,10 +132,17 @@ def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None
     return cfg.replace(**{**(defaults or {}), **explicit_settings(args)})
 
 
+def _executor(args: argparse.Namespace):
+    from ..sweep import make_executor
+
+    return make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..study import compare
 
-    compare(_new_config(args), args.out, methods=args.methods)
+    cfg = _new_config(args)
+    compare(cfg, args.out, methods=args.methods, seeds=args.seeds, executor=_executor(args))
     return 0
 
 
@@ -148,8 +155,31 @@ def cmd_study(args: argparse.Namespace) -> int:
         shots_factors=args.shots_factors,
         modes=args.modes,
         tvd_samples=args.tvd_samples,
+        seeds=args.seeds,
+        executor=_executor(args),
     )
     return 0
+
+
+def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    """What every study takes: its folder, the seeds, and where its runs execute."""
+    from ..sweep import EXECUTORS
+
+    g = p.add_argument_group("study")
+    g.add_argument("--out", default=None,
+                   help=f"study folder (default {default_out}); an existing one of the same study is "
+                   "resumed: finished runs are skipped, killed ones resumed")  # fmt: skip
+    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds: one run per setting and seed")
+    g.add_argument("--config", help="settings from a JSON or YAML file")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: one run after another in this process; ray: each run a Ray task")  # fmt: skip
+    g.add_argument("--address", default=None,
+                   help="ray: 'auto' or ray://host:port joins a cluster; none: a local Ray")  # fmt: skip
+    g.add_argument("--cpus-per-run", type=float, default=None,
+                   help="torch threads of each run; ray: also the CPUs reserved for it (default 1 on ray, "
+                   "torch's choice locally)")  # fmt: skip
+    g.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="ray: GPUs reserved for each run (0.25: four runs share a GPU)")  # fmt: skip
 
 
 def _positive_float(text: str) -> float:
@@ -204,20 +234,18 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
 
     p = sub.add_parser("compare", help="base vs LoRA vs QPA-LoRA: perplexity and trainable counts",
                        parents=options(exclude=("method",)), formatter_class=formatter)  # fmt: skip
-    p.add_argument("--out", default=None, help="folder for the runs (default runs/compare-<time>)")
     p.add_argument("--methods", nargs="+", default=["lora", "qpa-lora"], help="methods to train")
-    p.add_argument("--config", help="settings from a JSON or YAML file")
+    add_sweep_options(p, "runs/compare-<time>")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("study", help="sweeps of short QPA-LoRA fine-tunes: 'qpa study shots'",
                        parents=options(exclude=("method", "shots_factor", "completion")),
                        formatter_class=formatter)  # fmt: skip
     p.add_argument("study", choices=["shots"], help="shots: shot factor c x completion mode")
-    p.add_argument("--out", default=None, help="folder for the runs (default runs/study-shots-<time>)")
     p.add_argument("--shots-factors", type=_positive_float, nargs="+", default=[1, 2, 5, 20])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
-    p.add_argument("--config", help="settings from a JSON or YAML file")
+    add_sweep_options(p, "runs/study-shots-<time>")
     p.set_defaults(func=cmd_study)
     if not suppress_defaults:
         p.set_defaults(**STUDY_DEFAULTS)
