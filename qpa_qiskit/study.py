@@ -44,9 +44,13 @@ def _seeds(seeds) -> list[int]:
     return seeds
 
 
-def _public(result: dict) -> dict:
-    """A trial's result without its timing (results.json must not depend on the machine)."""
-    return {k: v for k, v in result.items() if k != "seconds_per_step"}
+def _write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> None:
+    """``results.json``: the aggregated rows and every finished run, sorted by name, with no
+    timing (the file must not depend on the machine or the order the runs finished in)."""
+    trials = sorted(({k: v for k, v in r.items() if k != "seconds_per_step"} for r in results),
+                    key=lambda r: r["name"])  # fmt: skip
+    summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials}
+    _write(out, "results.json", json.dumps({**summary, "failed": sorted(failures)}, indent=2))
 
 
 def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), executor=None, log=print):
@@ -116,9 +120,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
         table.append(f"| {r['method']} | {ppl} | {r['trainable']:,} | {gen} | {sec} |")
     text = "\n".join(table)
     log("\n" + text)
-    trials_out = sorted((_public(r) for r in results), key=lambda r: r["name"])
-    summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials_out}
-    _write(out, "results.json", json.dumps({**summary, "failed": sorted(failures)}, indent=2))
+    _write_results(out, cfg, seeds, rows, results, failures)
     _write(out, "results.md", text + "\n")
     return rows
 
@@ -184,9 +186,7 @@ def study_shots(
         rows.append({"shots_factor": c, "shots": shots, "completion": mode, "seeds": len(mine),
                      "perplexity": ppl, "perplexity_std": ppl_std, "tvd": tvd, "tvd_std": tvd_std,
                      "trainable": mine[0]["counts"]["trainable"]})  # fmt: skip
-    trials_out = sorted((_public(r) for r in results), key=lambda r: r["name"])
-    summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials_out}
-    _write(out, "results.json", json.dumps({**summary, "failed": sorted(failures)}, indent=2))
+    _write_results(out, cfg, seeds, rows, results, failures)
     if any(r["shots_factor"] is None for r in rows) and len(rows) == len(settings):
         table = _table(rows, modes)
         _write(out, "results.md", table + "\n")

@@ -179,7 +179,7 @@ class LocalExecutor:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = None if threads is None else validate.positive_int(threads, "threads")
 
-    def run(self, study_dir: Path, trials: list[Trial], progress: Progress, log) -> dict[str, str]:
+    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
         import torch
 
         before = torch.get_num_threads()
@@ -246,7 +246,7 @@ class RayExecutor:
                 raise InputError(f"cannot start or join {where} ({type(exc).__name__}: {exc})") from None
         return ray
 
-    def run(self, study_dir: Path, trials: list[Trial], progress: Progress, log) -> dict[str, str]:
+    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
         ray = self._init()
         task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run)(_ray_trial)
         threads = max(1, int(self.cpus_per_run))
@@ -291,11 +291,11 @@ def make_executor(
 def prepare_folder(out: Path, kind: str, definition: dict) -> None:
     """A new study folder, or the folder of the same study (resumed). Anything else is refused."""
     marker = out / STUDY
+    wanted = {"study": kind, **definition}
     if marker.exists():
         stored = json.loads(marker.read_text(encoding="utf-8"))
-        if stored != {"study": kind, **definition}:
-            differ = sorted(k for k in {*stored, "study", *definition}
-                            if stored.get(k) != {"study": kind, **definition}.get(k))  # fmt: skip
+        if stored != wanted:
+            differ = sorted(k for k in {*stored, *wanted} if stored.get(k) != wanted.get(k))
             raise InputError(
                 f"{out} holds another study (different {', '.join(differ)}); give the same settings "
                 "to resume it, or choose a new --out folder"
@@ -303,7 +303,7 @@ def prepare_folder(out: Path, kind: str, definition: dict) -> None:
         return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and holds no study; choose a new --out folder")
-    atomic_write(marker, json.dumps({"study": kind, **definition}, indent=2, sort_keys=True).encode())
+    atomic_write(marker, json.dumps(wanted, indent=2, sort_keys=True).encode())
 
 
 def run_study(
@@ -328,7 +328,7 @@ def run_study(
     bar = Progress(len(trials), len(trials) - len(todo), f"{kind} ({executor.name})", enabled=progress)
     start = time.monotonic()
     try:
-        failures = executor.run(out, todo, bar, log) if todo else {}
+        failures = executor.run(out, todo, bar) if todo else {}
     finally:
         bar.close()
     results = [r for t in trials if (r := read_result(out, t)) is not None]
