@@ -32,6 +32,7 @@ from .circuits import ENTANGLEMENTS, ROTATIONS
 from .completion import MODES
 from .errors import InputError
 from .generator import ACTIVATIONS
+from .noise import NoiseSettings
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
@@ -114,6 +115,15 @@ class GeneratorConfig:
         default="auto",
         metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
     )
+    noise_scale: float = field(
+        default=1.0,
+        metadata=_help("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
+    )
+    gate_error: bool = field(default=True, metadata=_help("aer_noisy: simulate the depolarising gate errors"))
+    thermal_relaxation: bool = field(
+        default=True, metadata=_help("aer_noisy: simulate thermal relaxation (T1, T2) during gates")
+    )
+    readout_error: bool = field(default=True, metadata=_help("aer_noisy: simulate readout errors"))
     chunk_size: int = field(default=2048, metadata=_help("n_mlp: weights per chunk (the MLP's output width)"))
     reps: int = field(default=8, metadata=_help("ansatz layers L"))
     rotation: str = field(default="ry", metadata=_help("ansatz rotation", choices=ROTATIONS))
@@ -139,6 +149,14 @@ class GeneratorConfig:
         if self.shots_factor is not None:
             self.shots_factor = validate.positive_number(self.shots_factor, "shots_factor")
         validate.one_of(self.engine, "engine", ENGINES)
+        noise = NoiseSettings(self.noise_scale, self.gate_error, self.thermal_relaxation, self.readout_error)
+        self.noise_scale = noise.scale
+        if not noise.is_device and not self.backend.strip().lower().startswith("aer_noisy"):
+            raise InputError(
+                f"{noise.describe()} applies to aer_noisy:<device> backends, which simulate a noise model; "
+                f"backend {self.backend!r} has none to scale or switch. Use an aer_noisy backend or drop "
+                "--noise-scale and the --no-* noise switches"
+            )
         self.chunk_size = validate.positive_int(self.chunk_size, "chunk_size")
         self.reps = validate.positive_int(self.reps, "reps")
         validate.one_of(self.rotation, "rotation", ROTATIONS)

@@ -254,3 +254,358 @@ def _plot(rows: list[dict], modes, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- noise study
+@measure("noise_tvd")
+def noise_tvd(run, samples: int = 20) -> dict[str, float]:
+    """At the run's final circuit angles: the total variation distance between the ideal
+    and the backend's exact noisy distributions (``tvd_noise``), and between shot samples
+    and that same backend's exact distribution (``tvd_shots``, mean over `samples`)."""
+    from .train import build_backend
+
+    quantum = run.model.generator.quantum
+    theta = quantum.theta.detach().numpy()
+    ideal = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
+    exact_backend = build_backend(run.cfg.replace(shots_factor=None))
+    exact = exact_backend.probabilities(quantum.circuit, theta)[0]
+    shots = 0.0
+    if quantum.shots is not None:
+        draws = [quantum.backend.probabilities(quantum.circuit, theta)[0] for _ in range(samples)]
+        shots = float(np.mean([0.5 * np.abs(d - exact).sum() for d in draws]))
+    return {"tvd_noise": 0.5 * float(np.abs(exact - ideal).sum()), "tvd_shots": shots}
+
+
+def backend_label(spec: str) -> str:
+    """A short, file-name-safe label of a backend spec (``aer_noisy:noise_models/x.json`` -> x)."""
+    head, _, device = spec.partition(":")
+    if not device:
+        return "ideal" if head.strip().lower() in ("statevector", "ideal") else head.strip()
+    return Path(device.strip()).stem.removeprefix("fake_") if device.endswith(".json") else device.strip()
+
+
+def _noisy(spec: str) -> bool:
+    return spec.strip().lower().startswith("aer_noisy:")
+
+
+def study_noise(
+    cfg: RunConfig,
+    out: str | Path | None = None,
+    backends=("statevector", "aer_noisy:brisbane", "aer_noisy:torino"),
+    rotations=("ry", "rx"),
+    noise_scales=(1.0,),
+    chunk_sizes=None,
+    shots_factors=(20.0,),
+    lora_rank: int = 4,
+    tvd_samples: int = 20,
+    seeds=(0,),
+    executor=None,
+    log=print,
+) -> list[dict]:
+    """QPA-LoRA on a grid of backends x rotations x noise scales x chunk sizes x shot
+    factors (None: exact probabilities) for every seed, with plain LoRA of rank `lora_rank`
+    beside it: test perplexity, trainable parameters, and the noise and shot TVDs at the
+    trained angles; mean and standard deviation over seeds, and each noisy setting's
+    difference to the ideal one paired by seed.
+
+    ``statevector`` runs once per setting (noise scales do not apply to it). Runs that
+    differ in one setting share every other initial value (components are seeded by name).
+    """
+    from . import validate
+    from .sweep import LocalExecutor
+
+    out = default_out(out, "runs/study-noise-%Y%m%d-%H%M%S")
+    seeds = _seeds(seeds)
+    backends = list(validate.names(list(backends), "backends"))
+    rotations = [validate.one_of(r, "rotation", ("ry", "rx")) for r in rotations]
+    noise_scales = [validate.number(s, "noise scale", minimum=0.0) for s in noise_scales]
+    chunk_sizes = list(validate.positive_ints(chunk_sizes or [cfg.generator.chunk_size], "chunk_sizes"))
+    shots_factors = [
+        None if c is None else validate.positive_number(c, "shots factor") for c in shots_factors
+    ]
+    lora_rank = validate.positive_int(lora_rank, "lora_rank")
+    for name, values in (
+        ("backends", backends),
+        ("rotations", rotations),
+        ("noise scales", noise_scales),
+        ("chunk sizes", chunk_sizes),
+        ("shot factors", shots_factors),
+    ):
+        if not values or len(set(values)) != len(values):
+            raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
+    labels = [backend_label(b) for b in backends]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"backends {backends} have the same label {labels}; give each device once")
+
+    trials = []
+    for seed in seeds:
+        name = f"lora-r{lora_rank}" + (f"-s{seed}" if len(seeds) > 1 else "")
+        rcfg = cfg.replace(
+            method="lora",
+            rank=lora_rank,
+            backend="statevector",
+            shots_factor=None,
+            completion="none",
+            noise_scale=1.0,
+            gate_error=True,
+            thermal_relaxation=True,
+            readout_error=True,
+            seed=seed,
+        )
+        trials.append(Trial(name, rcfg, {"method": "lora", "seed": seed}))
+    for spec, label in zip(backends, labels, strict=True):
+        for rotation in rotations:
+            for scale in noise_scales if _noisy(spec) else [1.0]:
+                for chunk in chunk_sizes:
+                    for c in shots_factors:
+                        for seed in seeds:
+                            parts = [label, rotation]
+                            parts += [f"x{scale:g}"] if len(noise_scales) > 1 and _noisy(spec) else []
+                            parts += [f"k{chunk}"] if len(chunk_sizes) > 1 else []
+                            parts += ["exact" if c is None else f"c{c:g}"] if len(shots_factors) > 1 else []
+                            parts += [f"s{seed}"] if len(seeds) > 1 else []
+                            noise = (
+                                {}
+                                if _noisy(spec)
+                                else dict(gate_error=True, thermal_relaxation=True, readout_error=True)
+                            )
+                            rcfg = cfg.replace(
+                                method="qpa-lora",
+                                backend=spec,
+                                rotation=rotation,
+                                noise_scale=scale,
+                                chunk_size=chunk,
+                                shots_factor=c,
+                                seed=seed,
+                                **noise,
+                            )
+                            axes = {
+                                "method": "qpa-lora",
+                                "backend": spec,
+                                "label": label,
+                                "rotation": rotation,
+                                "noise_scale": scale,
+                                "chunk_size": chunk,
+                                "shots_factor": c,
+                                "seed": seed,
+                            }
+                            trials.append(
+                                Trial("-".join(parts), rcfg, axes, {"noise_tvd": {"samples": tvd_samples}})
+                            )
+    definition = {
+        "config": cfg.to_dict(),
+        "backends": backends,
+        "rotations": rotations,
+        "noise_scales": noise_scales,
+        "chunk_sizes": chunk_sizes,
+        "shots_factors": shots_factors,
+        "lora_rank": lora_rank,
+        "seeds": seeds,
+        "tvd_samples": tvd_samples,
+    }
+    results, failures = run_study(out, "noise", definition, trials, executor or LocalExecutor(), log=log)
+    rows = _noise_rows(results, labels)
+    _write_results(out, cfg, seeds, rows, results, failures)
+    if rows:
+        text = _noise_table(rows, cfg, seeds)
+        _write(out, "results.md", text + "\n")
+        written = [out / "results.md", out / "noise-params.png"]
+        _noise_plot_params(rows, out / "noise-params.png")
+        if len(noise_scales) > 1:
+            _noise_plot_scales(rows, out / "noise-scales.png")
+            written.append(out / "noise-scales.png")
+        log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
+    return rows
+
+
+SETTING = ("label", "rotation", "noise_scale", "chunk_size", "shots_factor")
+
+
+def _noise_rows(results: list[dict], labels: list[str]) -> list[dict]:
+    """One row per setting: mean and std over seeds, and (noisy settings) the difference to
+    the ideal setting of the same rotation, chunk size and shots, paired by seed."""
+    rows = []
+    lora = [r for r in results if r["axes"]["method"] == "lora"]
+    if lora:
+        ppl, std = mean_std(r["perplexity"] for r in lora)
+        rows.append(
+            {
+                "method": "lora",
+                "label": "classical",
+                "rotation": None,
+                "noise_scale": None,
+                "chunk_size": None,
+                "shots_factor": None,
+                "seeds": len(lora),
+                "perplexity": ppl,
+                "perplexity_std": std,
+                "trainable": lora[0]["counts"]["trainable"],
+                "qubits": None,
+            }
+        )
+    quantum = [r for r in results if r["axes"]["method"] == "qpa-lora"]
+    order = {label: i for i, label in enumerate(labels)}
+    settings = sorted(
+        {tuple(r["axes"][k] for k in SETTING) for r in quantum},
+        key=lambda s: (order.get(s[0], len(order)), s[1], s[2], s[3], -1 if s[4] is None else s[4]),
+    )
+    by_seed = {(tuple(r["axes"][k] for k in SETTING), r["axes"]["seed"]): r for r in quantum}
+    for setting in settings:
+        mine = [r for r in quantum if tuple(r["axes"][k] for k in SETTING) == setting]
+        ppl, std = mean_std(r["perplexity"] for r in mine)
+        tvd_noise, tvd_noise_std = mean_std(r["tvd_noise"] for r in mine)
+        tvd_shots, tvd_shots_std = mean_std(r["tvd_shots"] for r in mine)
+        row = dict(zip(SETTING, setting, strict=True))
+        row.update(
+            {
+                "method": "qpa-lora",
+                "backend": mine[0]["axes"]["backend"],
+                "seeds": len(mine),
+                "perplexity": ppl,
+                "perplexity_std": std,
+                "tvd_noise": tvd_noise,
+                "tvd_noise_std": tvd_noise_std,
+                "tvd_shots": tvd_shots,
+                "tvd_shots_std": tvd_shots_std,
+                "trainable": mine[0]["counts"]["trainable"],
+                "qubits": mine[0]["counts"].get("qubits"),
+            }
+        )
+        ideal = ("ideal", setting[1], 1.0, setting[3], setting[4])
+        pairs = [
+            r["perplexity"] - by_seed[(ideal, r["axes"]["seed"])]["perplexity"]
+            for r in mine
+            if (ideal, r["axes"]["seed"]) in by_seed
+        ]
+        if setting[0] != "ideal" and pairs:
+            diff, diff_std = mean_std(pairs)
+            row.update({"vs_ideal": diff, "vs_ideal_std": diff_std, "vs_ideal_pairs": len(pairs)})
+        rows.append(row)
+    return rows
+
+
+def _reading(row: dict) -> str:
+    """Whether a paired difference to ideal is larger than its spread over seeds."""
+    if "vs_ideal" not in row:
+        return "-"
+    diff, std, n = row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"]
+    text = f"{diff:+.3f}" + (f" ± {std:.3f}" if n > 1 else "")
+    if n < 2:
+        return text + " (one seed: no spread)"
+    if abs(diff) > 2 * std / np.sqrt(n):
+        return text + (" worse" if diff > 0 else " better") + " (mean beyond 2 standard errors)"
+    return text + " (within the spread)"
+
+
+def _noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
+    note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
+    t = cfg.training
+    lines = [
+        f"QPA-LoRA under device noise: {cfg.task.model}, {t.steps} steps of {t.batch_size}x{t.block_size}, "
+        f"{note}; perplexity on the test split ({cfg.eval.eval_tokens or 'all'} tokens).",
+        "",
+        "| backend | rotation | noise scale | chunk | shots | test perplexity | vs ideal (paired by seed) "
+        "| TVD ideal-noisy | TVD shots-exact | trainable | qubits |",
+        "|" + "---|" * 11,
+    ]
+    for r in rows:
+        if r["method"] == "lora":
+            ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+            lines.append(f"| LoRA (classical) | - | - | - | - | {ppl} | - | - | - | {r['trainable']:,} | - |")
+            continue
+        shots = "exact" if r["shots_factor"] is None else f"c={r['shots_factor']:g}"
+        scale = "-" if r["label"] == "ideal" else f"{r['noise_scale']:g}"
+        lines.append(
+            f"| {r['label']} | {r['rotation'].upper()} | {scale} | {r['chunk_size']} | {shots} | "
+            f"{_cell(r, 'perplexity', 3)} | {_reading(r)} | {_cell(r, 'tvd_noise', 4)} | "
+            f"{_cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |"
+        )
+    return "\n".join(lines)
+
+
+def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] == "qpa-lora":
+            out.setdefault((r["label"], r["rotation"], r["noise_scale"], r["shots_factor"]), []).append(r)
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _noise_plot_params(rows: list[dict], path: Path) -> None:
+    """Perplexity against trainable parameters, one series per noise setting (as in the
+    published figure), LoRA as the classical reference."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (label, rotation, scale, c), series in sorted(_series(rows).items(), key=lambda kv: str(kv[0])):
+        series = sorted(series, key=lambda r: r["trainable"])
+        name = f"{label} {rotation.upper()}" + (f" x{scale:g}" if label != "ideal" and scale != 1 else "")
+        name += "" if c is None else f" c={c:g}"
+        ax.errorbar(
+            [r["trainable"] for r in series],
+            [r["perplexity"] for r in series],
+            yerr=[r["perplexity_std"] for r in series],
+            marker="o",
+            capsize=3,
+            label=name,
+            linestyle="--" if label == "ideal" else "-",
+        )
+    for r in rows:
+        if r["method"] == "lora":
+            ax.errorbar(
+                [r["trainable"]],
+                [r["perplexity"]],
+                yerr=[r["perplexity_std"]],
+                marker="s",
+                color="black",
+                capsize=3,
+                linestyle="none",
+                label="LoRA (classical)",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test perplexity")
+    seeds = max(r["seeds"] for r in rows)
+    ax.set_title("QPA-LoRA: ideal vs device noise" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _noise_plot_scales(rows: list[dict], path: Path) -> None:
+    """Perplexity against the noise scale per device and rotation; ideal as a dashed line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] == "qpa-lora" and r["label"] != "ideal":
+            groups.setdefault((r["label"], r["rotation"], r["chunk_size"], r["shots_factor"]), []).append(r)
+    for (label, rotation, chunk, c), series in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        series = sorted(series, key=lambda r: r["noise_scale"])
+        ax.errorbar(
+            [r["noise_scale"] for r in series],
+            [r["perplexity"] for r in series],
+            yerr=[r["perplexity_std"] for r in series],
+            marker="o",
+            capsize=3,
+            label=f"{label} {rotation.upper()} k={chunk}" + ("" if c is None else f" c={c:g}"),
+        )
+    for r in rows:
+        if r["method"] == "qpa-lora" and r["label"] == "ideal":
+            ax.axhline(r["perplexity"], linestyle="--", linewidth=1, color="gray")
+    ax.set_xlabel("noise scale s (errors x s, T1 and T2 / s)")
+    ax.set_ylabel("test perplexity")
+    ax.set_title("QPA-LoRA against noise strength (dashed: ideal)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

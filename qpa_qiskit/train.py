@@ -113,6 +113,12 @@ def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
     options: dict[str, Any] = {}
     if family == "aer_noisy":
         options["engine"] = gen.engine
+        options.update(
+            noise_scale=gen.noise_scale,
+            gate_error=gen.gate_error,
+            thermal_relaxation=gen.thermal_relaxation,
+            readout_error=gen.readout_error,
+        )
     elif gen.engine != "auto":
         raise InputError(f"engine {gen.engine!r} applies to aer_noisy backends only, not {gen.backend!r}")
     if family == "ibm":

@@ -58,7 +58,7 @@ BAD_INPUTS = [
         "aer_noisy with an empty device",
         lambda: QPABackend("aer_noisy:"),
         SpecError,
-        r"names no device: write \"aer_noisy:<fake device>\", e.g. aer_noisy:fake_brisbane",
+        r"names no device: write \"aer_noisy:<device>\", e.g. aer_noisy:.*aer_noisy:fake_brisbane",
     ),
     ("aer_noisy with no colon", lambda: QPABackend("aer_noisy"), SpecError, "Accepted: .*aer_noisy:<fake"),
     ("ibm with no device", lambda: QPABackend("ibm:", shots=10), SpecError, r"ibm:fake_<device>.*ibm:fake_"),
@@ -122,7 +122,8 @@ def test_bad_input_is_a_clear_error(description, call, error, fragment):
     [
         ("ideal", ("statevector", None)),
         (" Statevector ", ("statevector", None)),
-        ("aer_noisy:Brisbane", ("aer_noisy", "fake_brisbane")),
+        ("aer_noisy:Brisbane", ("aer_noisy", "brisbane")),  # the snapshot in noise_models/
+        ("aer_noisy:Fake_Brisbane", ("aer_noisy", "fake_brisbane")),
         ("ibm:ibm_torino", ("ibm", "ibm_torino")),
         ("IBM:FakeManila", ("ibm", "fake_manila")),
     ],

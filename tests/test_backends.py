@@ -23,7 +23,8 @@ from qpa_qiskit.cli import main
         ("ideal", "statevector", None),
         ("aer_noisy:fake_brisbane", "aer_noisy", "fake_brisbane"),
         ("aer_noisy:FAKE_Brisbane", "aer_noisy", "fake_brisbane"),
-        ("aer_noisy:brisbane", "aer_noisy", "fake_brisbane"),
+        ("aer_noisy:brisbane", "aer_noisy", "brisbane"),  # the snapshot in noise_models/
+        ("aer_noisy:Torino", "aer_noisy", "torino"),
         ("aer_noisy:fake_torino", "aer_noisy", "fake_torino"),
         ("aer_noisy:athens", "aer_noisy", "fake_athens"),
         ("ibm:fake_brisbane", "ibm", "fake_brisbane"),
@@ -53,7 +54,11 @@ def test_unknown_spec_or_device(spec, match):
 
 
 def test_unknown_option_lists_accepted():
-    with pytest.raises(SpecError, match=r"accepted: \['engine', 'optimization_level', 'seed_transpiler'\]"):
+    with pytest.raises(
+        SpecError,
+        match=r"accepted: \['engine', 'gate_error', 'noise_scale', 'optimization_level', 'readout_error', "
+        r"'seed_transpiler', 'thermal_relaxation'\]",
+    ):
         QPABackend("aer_noisy:fake_brisbane", method="mps")
     with pytest.raises(SpecError, match="engine must be one of"):
         QPABackend("aer_noisy:fake_brisbane", engine="fast")

@@ -1,4 +1,10 @@
-"""The ``aer_noisy:<fake device>`` family: a fake IBM device's ISA and Aer noise model.
+"""The ``aer_noisy:<device>`` family: a device's ISA and Aer noise model, for a fake IBM
+device or a noise-model snapshot (:mod:`qpa_qiskit.noise.snapshot`), at any noise scale and
+with any noise component switched off (:mod:`qpa_qiskit.noise.settings`).
+
+The ISA circuit is always transpiled for the device as calibrated: a scaled or switched noise
+model changes the noise, never the physical qubits a circuit runs on, so a sweep over noise
+scales compares like with like.
 
 Why two engines: a training step evaluates the forward parameter set and 2P shifted sets of
 one circuit. The ``ptm`` engine (:mod:`qpa_qiskit.simulator`) computes their exact noisy
@@ -16,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import CapacityError, InputError, SpecError
+from ..noise import NoiseSettings, Snapshot, check_scale
+from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator import PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
 from ..validate import one_of
 from .core import (
@@ -28,7 +36,14 @@ from .core import (
     register,
     without_measurements,
 )
-from .devices import example_devices, fake_device, noise_description, noise_model
+from .devices import (
+    example_devices,
+    noise_description,
+    noise_model,
+    noise_source,
+    noisy_device_name,
+    snapshot_names,
+)
 
 ENGINES = ("auto", "ptm", "aer")
 
@@ -40,8 +55,8 @@ class SlowEngineWarning(UserWarning):
 @register
 class AerNoisyFamily(Family):
     name = "aer_noisy"
-    forms = ('"aer_noisy:<fake device>"',)
-    options = frozenset({"engine"})
+    forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
+    options = frozenset({"engine", *NOISE_OPTIONS})
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
@@ -49,20 +64,59 @@ class AerNoisyFamily(Family):
             self.engine = one_of(options.get("engine", "auto"), "engine", ENGINES)
         except InputError as exc:
             raise SpecError(str(exc)) from None
+        self.settings = NoiseSettings.from_options(options)
 
     def opens_at_start(self) -> bool:
         return True
 
     @classmethod
     def device_name(cls, text: str) -> str:
-        return fake_device(text).name
+        return noisy_device_name(text)
 
     @classmethod
     def missing_device(cls) -> str:
-        return f'"aer_noisy:<fake device>", e.g. aer_noisy:{", aer_noisy:".join(example_devices())}'
+        names = [*snapshot_names()[:2], *example_devices()]
+        return f'"aer_noisy:<device>", e.g. aer_noisy:{", aer_noisy:".join(names)}'
 
     def open_device(self) -> Any:
-        return fake_device(self.backend.device_name)
+        """The device as calibrated (scale 1): what circuits are transpiled for."""
+        source = noise_source(self.backend.device_name)
+        return source.device() if isinstance(source, Snapshot) else source
+
+    def noise_device(self) -> Any:
+        """The device as simulated: its calibration scaled by ``noise_scale``."""
+        if self.settings.scale == 1.0:
+            return self.backend.connect()
+        source = noise_source(self.backend.device_name)
+        snapshot = source if isinstance(source, Snapshot) else Snapshot.from_fake_device(source.name)
+        return snapshot.device(self.settings.scale)
+
+    def noise_model(self) -> Any:
+        """The Aer noise model this backend simulates (scaled and switched)."""
+        return noise_model(self.backend.device_name, self.settings)
+
+    def noise_description(self):
+        return noise_description(self.backend.device_name, self.settings)
+
+    def check_scale(self, prepared: Prepared) -> None:
+        """InputError if the noise scale makes a probability invalid on this circuit's qubits."""
+        if self.settings.scale <= 1.0 or prepared.extras.get("scale_checked"):
+            return
+        target = self.backend.connect().target
+        gates: dict[tuple[str, tuple[int, ...]], float] = {}
+        for inst in prepared.isa.data:
+            name = inst.operation.name
+            qubits = tuple(prepared.isa.find_bit(q).index for q in inst.qubits)
+            props = target[name].get(qubits) if name in target.operation_names else None
+            if props is not None and props.error is not None and name not in ("measure", "reset"):
+                gates[(name, qubits)] = props.error
+        readout = {}
+        for q in measured_qubits(prepared.isa):
+            props = target["measure"].get((q,)) if "measure" in target.operation_names else None
+            if props is not None and props.error is not None:
+                readout[q] = {"readout_error": props.error}  # what Aer's model flips with
+        check_scale(self.settings.scale, gates, readout, self.backend.name)
+        prepared.extras["scale_checked"] = True
 
     def program(self, prepared: Prepared) -> PTMProgram | None:
         """The circuit compiled for the PTM engine, or None where Aer runs it; built once."""
@@ -70,7 +124,7 @@ class AerNoisyFamily(Family):
             program = None
             if self.engine != "aer":
                 try:
-                    program = PTMProgram(prepared.isa, noise_description(self.backend.device_name))
+                    program = PTMProgram(prepared.isa, self.noise_description())
                 except UnsupportedCircuit as exc:
                     if self.engine == "ptm":
                         raise InputError(
@@ -87,6 +141,7 @@ class AerNoisyFamily(Family):
         return prepared.extras["program"]
 
     def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
+        self.check_scale(prepared)
         program = self.program(prepared)
         if program is not None:
             need = program.memory_bytes(values.shape[0])
@@ -112,7 +167,7 @@ class AerNoisyFamily(Family):
             )
         from qiskit_aer import AerSimulator
 
-        sim = AerSimulator(method="density_matrix", noise_model=noise_model(self.backend.device_name))
+        sim = AerSimulator(method="density_matrix", noise_model=self.noise_model())
         seed = self.backend.simulator_seed()
         if shots is not None:
             return aer_run(sim, isa, prepared, values, shots, seed)
@@ -121,7 +176,7 @@ class AerNoisyFamily(Family):
             exact = prepared.extras["exact"] = without_measurements(isa)
         probs = aer_run(sim, exact, prepared, values, None, seed)
         try:
-            matrices = readout_matrices(noise_description(self.backend.device_name), measured_qubits(isa))
+            matrices = readout_matrices(self.noise_description(), measured_qubits(isa))
         except UnsupportedCircuit as exc:
             raise InputError(
                 f"exact probabilities are not possible: {exc}; pass shots or shots_factor"

@@ -28,6 +28,7 @@ from qiskit.circuit import Measure
 from qiskit.transpiler import generate_preset_pass_manager
 
 from ..errors import InputError, SpecError
+from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..validate import integer, number, positive_int
 
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
@@ -113,7 +114,7 @@ def spec_forms() -> str:
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``(family, device_name)`` of a backend spec, the device name canonical (or None).
 
-    ``"ideal"`` -> ``("statevector", None)``, ``"aer_noisy:Brisbane"`` ->
+    ``"ideal"`` -> ``("statevector", None)``, ``"aer_noisy:Fake_Brisbane"`` ->
     ``("aer_noisy", "fake_brisbane")``, ``"ibm:ibm_torino"`` -> ``("ibm", "ibm_torino")``.
     Raises SpecError naming the accepted forms (and close matches) for anything else.
     """
@@ -317,6 +318,13 @@ class QPABackend:
         family = FAMILIES[self.kind]
         accepted = COMMON_OPTIONS | family.options
         unknown = set(options) - accepted
+        if unknown & set(NOISE_OPTIONS):
+            raise SpecError(
+                f"{', '.join(sorted(unknown & set(NOISE_OPTIONS)))} set(s) the strength or components of "
+                f"a simulated noise model, which only aer_noisy:<device> backends have; {self.kind} "
+                + ("is noiseless" if self.kind == "statevector" else "runs IBM's own noise")
+                + ". Use an aer_noisy backend or drop the option"
+            )
         if unknown:
             raise SpecError(
                 f"unknown option(s) {sorted(unknown)} for a {self.kind} backend; accepted: {sorted(accepted)}"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import os
 import re
 import warnings
 from typing import Any
 
 from ..errors import SpecError
-from ..noise import NoiseDescription, describe_noise
+from ..noise import NoiseDescription, NoiseSettings, Snapshot, describe_noise, find_snapshot, snapshot_names
 
 
 @functools.cache
@@ -75,24 +76,71 @@ def fake_device(name: str) -> Any:
     return _instance(table[key])
 
 
-@functools.cache
-def noise_model(device_name: str) -> Any:
-    """Aer's noise model of a fake device, ``NoiseModel.from_backend``: gate errors
-    (depolarising and thermal relaxation) and readout errors from its calibration data.
+def noise_source(device_name: str) -> Any:
+    """What an ``aer_noisy`` device name stands for: a :class:`~qpa_qiskit.noise.Snapshot`
+    (a snapshot file, or ``<name>.json`` in ``noise_models/``) or a live fake device."""
+    path = find_snapshot(device_name)
+    return Snapshot.load(path) if path is not None else fake_device(device_name)
 
-    It is the model qiskit-ibm-runtime's client-side Sampler simulates with in local testing
-    mode, so ``aer_noisy:fake_x`` and ``ibm:fake_x`` sample the same distributions (a test
-    checks this).
-    """
+
+def noisy_device_name(text: str) -> str:
+    """The canonical ``aer_noisy`` device name: a snapshot's path or name, or a fake device's
+    name; SpecError naming the snapshots and fake devices otherwise."""
+    path = find_snapshot(text)
+    if path is not None:
+        Snapshot.load(path)  # a malformed file fails now, naming itself
+        named = not (text.strip().lower().endswith(".json") or "/" in text or os.sep in text)
+        return path.stem if named else str(path)
+    try:
+        return fake_device(text).name
+    except SpecError as exc:
+        names = snapshot_names()
+        found = f" Snapshots in noise_models/: {', '.join(names)}." if names else ""
+        raise SpecError(f"{exc}.{found} A snapshot file can be given by its path (.json)") from None
+
+
+_NOISE: dict[tuple, dict[str, Any]] = {}
+
+
+def _noise(device_name: str, settings: NoiseSettings | None) -> dict[str, Any]:
+    """The cache entry of one device and settings: its noise model, and its description
+    once asked for. Keyed by the snapshot's data (not its name), so an edited file is new."""
     from qiskit_aer.noise import NoiseModel
 
-    return NoiseModel.from_backend(fake_device(device_name))
+    settings = settings or NoiseSettings()
+    source = noise_source(device_name)
+    key = (source.key if isinstance(source, Snapshot) else source.name, settings)
+    if key not in _NOISE:
+        if isinstance(source, Snapshot):
+            device = source.device(settings.scale)
+        elif settings.scale != 1.0:
+            device = Snapshot.from_fake_device(source.name).device(settings.scale)
+        else:
+            device = source
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _NOISE[key] = {"model": NoiseModel.from_backend(device, **settings.switches)}
+    return _NOISE[key]
 
 
-@functools.cache
-def noise_description(device_name: str) -> NoiseDescription:
+def noise_model(device_name: str, settings: NoiseSettings | None = None) -> Any:
+    """Aer's noise model of a device, ``NoiseModel.from_backend``: gate errors (depolarising
+    and thermal relaxation) and readout errors from its calibration data, scaled and switched
+    by `settings` (:mod:`qpa_qiskit.noise.settings`); built once per device and settings.
+
+    For a fake device as calibrated it is the model qiskit-ibm-runtime's client-side Sampler
+    simulates with in local testing mode, so ``aer_noisy:fake_x`` and ``ibm:fake_x`` sample
+    the same distributions (a test checks this).
+    """
+    return _noise(device_name, settings)["model"]
+
+
+def noise_description(device_name: str, settings: NoiseSettings | None = None) -> NoiseDescription:
     """The :class:`~qpa_qiskit.noise.NoiseDescription` of :func:`noise_model`, built once."""
-    return describe_noise(noise_model(device_name))
+    entry = _noise(device_name, settings)
+    if "description" not in entry:
+        entry["description"] = describe_noise(entry["model"])
+    return entry["description"]
 
 
 def list_backends() -> list[tuple[str, int | None]]:
@@ -101,6 +149,11 @@ def list_backends() -> list[tuple[str, int | None]]:
     instances = [_instance(cls) for cls in _fake_device_classes().values()]
     devices = sorted((dev.name, dev.num_qubits) for dev in instances)
     rows += [(f"aer_noisy:{name}", n) for name, n in devices]
+    for name in snapshot_names():
+        try:
+            rows.append((f"aer_noisy:{name}", Snapshot.load(find_snapshot(name)).num_qubits))
+        except SpecError:
+            continue  # a malformed file in a snapshot folder is reported when it is used
     rows += [(f"ibm:{name}", n) for name, n in devices]
     rows.append(("ibm:<device of your IBM Quantum account>", None))
     return rows

@@ -2,6 +2,7 @@
 
 * :mod:`.quantum`: ``backends``, ``demo``;
 * :mod:`.runs`: ``train``, ``eval``, ``export``, ``compare``, ``study``;
+* :mod:`.noise`: ``noise snapshot|show``;
 * :mod:`.jobs`: ``jobs submit|status|collect|list|cancel``.
 
 Every error qpa-qiskit raises on purpose (:class:`~qpa_qiskit.errors.QPAError`) is printed
@@ -14,7 +15,7 @@ import argparse
 import sys
 
 from ..errors import QPAError
-from . import jobs, quantum, runs
+from . import jobs, noise, quantum, runs
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     quantum.add_commands(sub)
     runs.add_commands(sub, suppress_defaults=suppress_defaults)
+    noise.add_commands(sub)
     jobs.add_commands(sub)
     return parser
 

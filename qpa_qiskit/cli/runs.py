@@ -161,6 +161,27 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_noise(args: argparse.Namespace) -> int:
+    from ..study import study_noise
+
+    # the noise switches are checked against the first noisy backend (statevector has none)
+    noisy = [b for b in args.backends if b.strip().lower().startswith("aer_noisy:")]
+    study_noise(
+        _new_config(args, {**STUDY_DEFAULTS, "backend": noisy[0] if noisy else "statevector"}),
+        args.out,
+        backends=args.backends,
+        rotations=args.rotations,
+        noise_scales=args.noise_scales,
+        chunk_sizes=args.chunk_sizes,
+        shots_factors=args.shots_factors,
+        lora_rank=args.lora_rank,
+        tvd_samples=args.tvd_samples,
+        seeds=args.seeds,
+        executor=_executor(args),
+    )
+    return 0
+
+
 def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """What every study takes: its folder, the seeds, and where its runs execute."""
     from ..sweep import EXECUTORS
@@ -192,9 +213,24 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _scale(text: str) -> float:
+    from .. import validate
+    from ..errors import InputError
+
+    try:
+        return validate.number(float(text), "a noise scale", minimum=0.0)
+    except (ValueError, InputError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shots_factor(text: str) -> float | None:
+    return None if text.strip().lower() == "exact" else _positive_float(text)
+
+
 def add_commands(sub, suppress_defaults: bool = False) -> None:
     """The run commands. With `suppress_defaults` the configuration options default to
     :data:`NOT_GIVEN`, so :func:`given_options` tells what was given."""
+    from ..circuits import ROTATIONS
     from ..completion import MODES
     from ..config import FIELD_SECTION, TaskConfig
 
@@ -238,14 +274,56 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     add_sweep_options(p, "runs/compare-<time>")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("study", help="sweeps of short QPA-LoRA fine-tunes: 'qpa study shots'",
-                       parents=options(exclude=("method", "shots_factor", "completion")),
-                       formatter_class=formatter)  # fmt: skip
-    p.add_argument("study", choices=["shots"], help="shots: shot factor c x completion mode")
+    study = sub.add_parser("study", help="sweeps of short QPA-LoRA fine-tunes: 'qpa study shots|noise'")
+    studies = study.add_subparsers(dest="study", required=True)
+    p = studies.add_parser("shots", help="shot factor c x completion mode",
+                           parents=options(exclude=("method", "shots_factor", "completion")),
+                           formatter_class=formatter)  # fmt: skip
     p.add_argument("--shots-factors", type=_positive_float, nargs="+", default=[1, 2, 5, 20])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
     add_sweep_options(p, "runs/study-shots-<time>")
     p.set_defaults(func=cmd_study)
+
+    excluded = ("method", "shots_factor", "backend", "rotation", "noise_scale", "chunk_size")
+    p = studies.add_parser(
+        "noise",
+        help="ideal vs device noise: backends x rotations x noise scales, LoRA beside",
+        parents=options(exclude=excluded),
+        formatter_class=formatter,
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["statevector", "aer_noisy:brisbane", "aer_noisy:torino"],
+        help="statevector and aer_noisy:<fake device | snapshot> specs",
+    )
+    p.add_argument("--rotations", nargs="+", choices=ROTATIONS, default=list(ROTATIONS))
+    p.add_argument(
+        "--noise-scales",
+        type=_scale,
+        nargs="+",
+        default=[1.0],
+        help="noise scales s of the aer_noisy backends (errors x s, T1 and T2 / s)",
+    )
+    p.add_argument(
+        "--chunk-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="chunk sizes (set the qubits and trainable parameters; default the config's 2048)",
+    )
+    p.add_argument(
+        "--shots-factors",
+        type=_shots_factor,
+        nargs="+",
+        default=[20.0],
+        help="c: n_shot = c 2^N; 'exact' for exact probabilities (noise without shot noise)",
+    )
+    p.add_argument("--lora-rank", type=int, default=4, help="rank of the classical LoRA reference")
+    p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
+    add_sweep_options(p, "runs/study-noise-<time>")
+    p.set_defaults(func=cmd_study_noise)
     if not suppress_defaults:
-        p.set_defaults(**STUDY_DEFAULTS)
+        for name in ("shots", "noise"):
+            studies.choices[name].set_defaults(**STUDY_DEFAULTS)
