@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import QPABackend
+from .backends import QPABackend, parse_spec
 from .completion import MODES
 from .config import RunConfig
 from .errors import InputError
@@ -226,13 +226,9 @@ def _table(rows: list[dict], modes) -> str:
 
 
 def _plot(rows: list[dict], modes, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     exact = next(r for r in rows if r["shots_factor"] is None)
-    fig, (ax_ppl, ax_tvd) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure((10, 4))
+    ax_ppl, ax_tvd = fig.subplots(1, 2)
     for mode in modes:
         keys = ("shots_factor", "perplexity", "perplexity_std", "tvd", "tvd_std")
         points = sorted(tuple(r[k] for k in keys) for r in rows
@@ -253,7 +249,6 @@ def _plot(rows: list[dict], modes, path: Path) -> None:
     fig.suptitle(f"QPA-LoRA, completion of finite-shot distributions{spread}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- noise study
@@ -333,6 +328,12 @@ def study_noise(
     ):
         if not values or len(set(values)) != len(values):
             raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
+    for spec in backends:  # every backend is checked before anything runs (a missing snapshot, a typo)
+        family, _ = parse_spec(spec)
+        if family not in ("statevector", "aer_noisy"):
+            raise InputError(
+                f"noise-study backends are simulators, statevector and aer_noisy:<device>; not {spec!r}"
+            )
     labels = [backend_label(b) for b in backends]
     if len(set(labels)) != len(labels):
         raise InputError(f"backends {backends} have the same label {labels}; give each device once")
@@ -531,20 +532,19 @@ def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
-def _pyplot():
-    import matplotlib
+def _figure(size: tuple[float, float]):
+    """A matplotlib Figure drawn without pyplot: saving it never touches the caller's
+    backend or open figures (a notebook that runs a study keeps its inline plots)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=size)
 
 
 def _noise_plot_params(rows: list[dict], path: Path) -> None:
     """Perplexity against trainable parameters, one series per noise setting (as in the
     published figure), LoRA as the classical reference."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = _figure((7, 4.5))
+    ax = fig.subplots()
     for (label, rotation, scale, c), series in sorted(_series(rows).items(), key=lambda kv: str(kv[0])):
         series = sorted(series, key=lambda r: r["trainable"])
         name = f"{label} {rotation.upper()}" + (f" x{scale:g}" if label != "ideal" and scale != 1 else "")
@@ -578,13 +578,12 @@ def _noise_plot_params(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _noise_plot_scales(rows: list[dict], path: Path) -> None:
     """Perplexity against the noise scale per device and rotation; ideal as a dashed line."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = _figure((7, 4.5))
+    ax = fig.subplots()
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["method"] == "qpa-lora" and r["label"] != "ideal":
@@ -608,4 +607,3 @@ def _noise_plot_scales(rows: list[dict], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -306,3 +306,14 @@ def test_cli_show_bad_input_is_one_line(capsys):
     assert main(["noise", "show", "fake_manila", "--noise-scale", "-2"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("qpa: error:") == 2
+
+
+def test_cli_snapshot_of_ibm_device_without_an_account(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["noise", "snapshot", "ibm:ibm_torino", "-o", "t.json"]) == 2
+    err = capsys.readouterr().err
+    assert "save_account" in err and "Traceback" not in err
+    assert not (tmp_path / "t.json").exists()

@@ -1,0 +1,50 @@
+"""The notebooks run headless, start to end, on a tiny model (papermill)."""
+
+from pathlib import Path
+
+import pytest
+from conftest import make_corpus
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.slow
+def test_ideal_vs_noisy_notebook_runs_headless(tmp_path):
+    import json
+
+    import papermill
+
+    corpus = make_corpus(tmp_path / "wikitext")
+    out = tmp_path / "out.ipynb"
+    study = tmp_path / "study"
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "ideal_vs_noisy.ipynb"),
+        str(out),
+        parameters={
+            "model": "tiny-gpt2",
+            "data": str(corpus),
+            "devices": ["aer_noisy:brisbane", "aer_noisy:fake_torino"],
+            "seeds": [0, 1],
+            "steps": 2,
+            "eval_tokens": 400,
+            "study_dir": str(study),
+            "qubits": 5,
+            "settings": {
+                "block_size": 32,
+                "chunk_size": 64,
+                "reps": 2,
+                "hidden": [16],
+                "train_tokens": 0,
+                "eval_window": 64,
+                "eval_stride": 48,
+            },
+        },
+        cwd=str(NOTEBOOKS),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    results = json.loads((study / "results.json").read_text())
+    assert len(results["trials"]) == 2 * (1 + 3 * 2)  # LoRA + 3 backends x 2 rotations, 2 seeds
+    cells = json.loads(out.read_text())["cells"]
+    text = json.dumps([c.get("outputs", []) for c in cells])
+    assert "image/png" in text and "whole device" in text and "vs ideal over 2 seeds" in text
