@@ -3,7 +3,8 @@
 A small parameterised circuit and a classical mapping network generate the adapter weights
 of a classical LLM: backends and circuits (the quantum half), a torch layer with
 parameter-shift gradients, the parameter generator, completion of finite-shot data, and
-peft adapters whose weights it generates, and IBM Quantum job stores that survive restarts.
+peft adapters whose weights it generates, device noise as reproducible data, and IBM
+Quantum job stores that survive restarts.
 """
 
 from .adapters import AdaptedModel
@@ -24,6 +25,7 @@ from .errors import (
 from .export import export
 from .generator import QPAGenerator
 from .ibm import JobStore
+from .noise import NoiseSettings, Snapshot
 from .qnn import QuantumProbabilities
 from .train import Run, evaluate_run
 
@@ -39,12 +41,14 @@ __all__ = [
     "InputError",
     "JobStore",
     "JobsError",
+    "NoiseSettings",
     "QPABackend",
     "QPAError",
     "QPAGenerator",
     "QuantumProbabilities",
     "Run",
     "RunConfig",
+    "Snapshot",
     "SpecError",
     "StateError",
     "TaskConfig",

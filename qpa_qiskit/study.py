@@ -393,8 +393,15 @@ def study_noise(
                             trials.append(
                                 Trial("-".join(parts), rcfg, axes, {"noise_tvd": {"samples": tvd_samples}})
                             )
+    # the fields the grid sets are not part of the study's identity: the same grid from a base
+    # configuration with another backend or seed is the same study
+    axes = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor", "seed")
+    base = {
+        section: {k: v for k, v in fields.items() if k not in axes}
+        for section, fields in cfg.to_dict().items()
+    }
     definition = {
-        "config": cfg.to_dict(),
+        "config": base,
         "backends": backends,
         "rotations": rotations,
         "noise_scales": noise_scales,
@@ -405,7 +412,7 @@ def study_noise(
         "tvd_samples": tvd_samples,
     }
     results, failures = run_study(out, "noise", definition, trials, executor or LocalExecutor(), log=log)
-    rows = _noise_rows(results, labels)
+    rows = _noise_rows(results, labels, rotations)
     _write_results(out, cfg, seeds, rows, results, failures)
     if rows:
         text = _noise_table(rows, cfg, seeds)
@@ -422,7 +429,7 @@ def study_noise(
 SETTING = ("label", "rotation", "noise_scale", "chunk_size", "shots_factor")
 
 
-def _noise_rows(results: list[dict], labels: list[str]) -> list[dict]:
+def _noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> list[dict]:
     """One row per setting: mean and std over seeds, and (noisy settings) the difference to
     the ideal setting of the same rotation, chunk size and shots, paired by seed."""
     rows = []
@@ -448,7 +455,13 @@ def _noise_rows(results: list[dict], labels: list[str]) -> list[dict]:
     order = {label: i for i, label in enumerate(labels)}
     settings = sorted(
         {tuple(r["axes"][k] for k in SETTING) for r in quantum},
-        key=lambda s: (order.get(s[0], len(order)), s[1], s[2], s[3], -1 if s[4] is None else s[4]),
+        key=lambda s: (
+            order.get(s[0], len(order)),
+            rotations.index(s[1]) if s[1] in rotations else len(rotations),
+            s[2],
+            s[3],
+            -1 if s[4] is None else s[4],
+        ),
     )
     by_seed = {(tuple(r["axes"][k] for k in SETTING), r["axes"]["seed"]): r for r in quantum}
     for setting in settings:

@@ -103,6 +103,17 @@ def test_noise_study_grid_tables_and_measures(corpus, tmp_path):
         **QUIET,
     )
     assert (out / "results.json").read_text() == before
+    # the same grid from a base configuration with another backend and seed is the same study
+    grid = dict(
+        backends=("statevector", "aer_noisy:fake_manila"),
+        rotations=("ry",),
+        noise_scales=(0.5, 1.0),
+        chunk_sizes=(64, 32),
+        shots_factors=(20, None),
+        seeds=(0, 1),
+        tvd_samples=3,
+    )
+    assert study_noise(small(corpus, backend="aer_noisy:fake_manila", seed=4), out, **grid, **QUIET) == rows
 
 
 def test_runs_differing_in_backend_rotation_or_noise_share_initial_values(corpus, tmp_path):

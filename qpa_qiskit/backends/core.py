@@ -296,7 +296,9 @@ class QPABackend:
         seed: a non-negative integer seeding shot sampling, so a sequence of calls is
             reproducible (:attr:`rng_state` saves and restores it exactly).
         **options: ``optimization_level`` (0-3, default 1) and ``seed_transpiler`` (default 0)
-            for the ISA transpilation; ``engine`` ("auto", "ptm", "aer") on ``aer_noisy``;
+            for the ISA transpilation; ``engine`` ("auto", "ptm", "aer"), ``noise_scale``
+            (every error x s, T1 and T2 / s) and the switches ``gate_error``,
+            ``thermal_relaxation``, ``readout_error`` on ``aer_noisy``;
             ``service``, ``mode``, ``sampler_options``, ``connect`` and ``hardware_loop``
             on ``ibm`` (``connect=False``: open the account only when a circuit must be
             transpiled or a job submitted or fetched, so recorded results can be read with no
@@ -415,7 +417,9 @@ class QPABackend:
         return math.ceil(wanted)
 
     def __repr__(self) -> str:
-        shots = f", shots_factor={self.shots_factor}" if self.shots_factor else ""
+        settings = getattr(self.family, "settings", None)
+        shots = "" if settings is None or settings.is_device else f", {settings.describe()}"
+        shots += f", shots_factor={self.shots_factor}" if self.shots_factor else ""
         shots += f", shots={self.shots}" if self.shots else ""
         return f"QPABackend({self.name!r}{shots})"
 
