@@ -14,6 +14,15 @@ from qpa_qiskit.sweep import RESULT
 from qpa_qiskit.train import Run, evaluate_run
 
 QUIET = dict(log=lambda m: None)
+GRID = dict(
+    backends=("statevector", "aer_noisy:fake_manila"),
+    rotations=("ry",),
+    noise_scales=(0.5, 1.0),
+    chunk_sizes=(64, 32),
+    shots_factors=(20, None),
+    seeds=(0, 1),
+    tvd_samples=3,
+)
 
 
 def small(corpus, **overrides):
@@ -22,18 +31,7 @@ def small(corpus, **overrides):
 
 def test_noise_study_grid_tables_and_measures(corpus, tmp_path):
     out = tmp_path / "s"
-    rows = study_noise(
-        small(corpus),
-        out,
-        backends=("statevector", "aer_noisy:fake_manila"),
-        rotations=("ry",),
-        noise_scales=(0.5, 1.0),
-        chunk_sizes=(64, 32),
-        shots_factors=(20, None),
-        seeds=(0, 1),
-        tvd_samples=3,
-        **QUIET,
-    )
+    rows = study_noise(small(corpus), out, **GRID, **QUIET)
     names = sorted(p.parent.name for p in out.glob(f"*/{RESULT}"))
     # LoRA x 2 seeds + (ideal: 2 chunks x 2 shots + manila: 2 scales x 2 chunks x 2 shots) x 2 seeds
     assert len(names) == 2 + (4 + 8) * 2
@@ -90,30 +88,10 @@ def test_noise_study_grid_tables_and_measures(corpus, tmp_path):
     assert (out / "noise-params.png").stat().st_size > 0 and (out / "noise-scales.png").stat().st_size > 0
     # running it again trains nothing and gives the same results file
     before = (out / "results.json").read_text()
-    study_noise(
-        small(corpus),
-        out,
-        backends=("statevector", "aer_noisy:fake_manila"),
-        rotations=("ry",),
-        noise_scales=(0.5, 1.0),
-        chunk_sizes=(64, 32),
-        shots_factors=(20, None),
-        seeds=(0, 1),
-        tvd_samples=3,
-        **QUIET,
-    )
+    study_noise(small(corpus), out, **GRID, **QUIET)
     assert (out / "results.json").read_text() == before
     # the same grid from a base configuration with another backend and seed is the same study
-    grid = dict(
-        backends=("statevector", "aer_noisy:fake_manila"),
-        rotations=("ry",),
-        noise_scales=(0.5, 1.0),
-        chunk_sizes=(64, 32),
-        shots_factors=(20, None),
-        seeds=(0, 1),
-        tvd_samples=3,
-    )
-    assert study_noise(small(corpus, backend="aer_noisy:fake_manila", seed=4), out, **grid, **QUIET) == rows
+    assert study_noise(small(corpus, backend="aer_noisy:fake_manila", seed=4), out, **GRID, **QUIET) == rows
 
 
 def test_runs_differing_in_backend_rotation_or_noise_share_initial_values(corpus, tmp_path):
