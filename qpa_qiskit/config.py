@@ -119,11 +119,16 @@ class GeneratorConfig:
         default=1.0,
         metadata=_help("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
     )
-    gate_error: bool = field(default=True, metadata=_help("aer_noisy: simulate the depolarising gate errors"))
-    thermal_relaxation: bool = field(
-        default=True, metadata=_help("aer_noisy: simulate thermal relaxation (T1, T2) during gates")
+    gate_error: bool = field(
+        default=True, metadata=_help("aer_noisy: the depolarising gate errors (on; --no-gate-error: off)")
     )
-    readout_error: bool = field(default=True, metadata=_help("aer_noisy: simulate readout errors"))
+    thermal_relaxation: bool = field(
+        default=True,
+        metadata=_help("aer_noisy: relaxation (T1, T2) in gates (on; --no-thermal-relaxation: off)"),
+    )
+    readout_error: bool = field(
+        default=True, metadata=_help("aer_noisy: the readout errors (on; --no-readout-error: off)")
+    )
     chunk_size: int = field(default=2048, metadata=_help("n_mlp: weights per chunk (the MLP's output width)"))
     reps: int = field(default=8, metadata=_help("ansatz layers L"))
     rotation: str = field(default="ry", metadata=_help("ansatz rotation", choices=ROTATIONS))
