@@ -1,4 +1,10 @@
-"""Torch layer: circuit angles in, 2^N outcome probabilities out, parameter-shift gradients."""
+"""Torch layer: circuit angles in, 2^N outcome probabilities out, exact or shot-based gradients.
+
+Two ways to the vector-Jacobian product g · dp/dθ: the adjoint method (``QPABackend.vjp``:
+exact probabilities, about three passes over the circuit) where the backend gives exact
+probabilities, else the parameter-shift rule (2P + 1 parameter sets in one submission, the
+estimator shots need). Both are exact for exact backends and agree to rounding.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ from qiskit.circuit import Parameter
 
 from .backends import QPABackend
 from .errors import InputError
+from .validate import one_of
+
+GRADIENTS = ("auto", "adjoint", "shift")
 
 # Gates exp(-i θ G / 2) with G a Pauli string: the two-term shift rule with ±π/2 is exact.
 SHIFT_RULE_GATES = frozenset({"rx", "ry", "rz", "rxx", "ryy", "rzz", "rzx"})
@@ -60,14 +69,33 @@ class _ParameterShift(torch.autograd.Function):
         return grad.to(grad_output.dtype), None, None
 
 
+class _Adjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, theta, layer, needs_grad):  # type: ignore[override]
+        values = theta.detach().cpu().double().numpy()
+        probs = layer.backend.probabilities(layer.circuit, values)
+        ctx.layer, ctx.values = layer, values
+        return torch.from_numpy(probs[0]).to(device=theta.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        upstream = grad_output.detach().cpu().double().numpy()
+        _, grad = ctx.layer.backend.vjp(ctx.layer.circuit, ctx.values, upstream)
+        return torch.from_numpy(grad).to(device=grad_output.device, dtype=grad_output.dtype), None, None
+
+
 class QuantumProbabilities(torch.nn.Module):
     """The 2^N outcome probabilities of `circuit` on `backend`, with trainable angles.
 
-    ``forward()`` returns a float64 tensor of shape (2^N,). When gradients are needed the
-    forward set and all 2P shifted sets go to the backend as one submission; backward forms
-    the vector-Jacobian product g · (p(θ+π/2 e_k) - p(θ-π/2 e_k)) / 2 directly from the
-    upstream gradient g. Exact backends give exact gradients; with shots it is the standard
-    shot-based parameter-shift estimator.
+    ``forward()`` returns a float64 tensor of shape (2^N,). Gradients (``gradient``):
+
+    * ``"adjoint"``: the backend's exact vector-Jacobian product (:meth:`QPABackend.vjp`),
+      for backends with exact probabilities (``statevector``, ``aer_noisy`` without shots);
+    * ``"shift"``: the forward set and all 2P shifted sets go to the backend as one
+      submission; backward forms g · (p(θ+π/2 e_k) - p(θ-π/2 e_k)) / 2 from the upstream
+      gradient g. Exact backends give exact gradients; with shots it is the standard
+      shot-based parameter-shift estimator;
+    * ``"auto"`` (default): ``"adjoint"`` where the backend can, else ``"shift"``.
 
     Args:
         backend: a :class:`QPABackend`.
@@ -81,6 +109,7 @@ class QuantumProbabilities(torch.nn.Module):
         completion_hidden: hidden widths of the GI network.
         seed: seeds the completion's own initial values and random stream (see
             :mod:`qpa_qiskit.seeding`); None draws them from torch's global stream.
+        gradient: "auto", "adjoint" or "shift" (above).
     """
 
     def __init__(
@@ -91,10 +120,12 @@ class QuantumProbabilities(torch.nn.Module):
         completion: str = "none",
         completion_hidden: tuple[int, ...] = (16,),
         seed: int | None = None,
+        gradient: str = "auto",
     ) -> None:
         super().__init__()
         if not isinstance(backend, QPABackend):
             raise InputError(f"backend must be a QPABackend, got {type(backend).__name__}")
+        gradient = one_of(gradient, "gradient", GRADIENTS)
         check_shift_rule(circuit)
         n = circuit.num_parameters
         if n == 0:
@@ -123,13 +154,21 @@ class QuantumProbabilities(torch.nn.Module):
                     seed=0 if seed is None else derived_seed(seed, "completion-random"),
                 )
         self.shots = backend.num_shots(n_bits)
+        reason = backend.gradient_unavailable(circuit)
+        if gradient == "adjoint" and reason is not None:
+            raise InputError(f"gradient='adjoint' is not possible on {backend.name}: {reason}")
+        self.gradient = "shift" if gradient == "shift" or reason is not None else "adjoint"
 
     def forward(self) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and self.theta.requires_grad
-        probs = _ParameterShift.apply(self.theta, self, needs_grad)
+        method = _Adjoint if self.gradient == "adjoint" else _ParameterShift
+        probs = method.apply(self.theta, self, needs_grad)
         if self.completion is not None:
             probs = self.completion(probs, shots=self.shots)
         return probs
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend.name!r}, parameters={self.theta.numel()}, outcomes={self.n_outcomes}"
+        return (
+            f"backend={self.backend.name!r}, parameters={self.theta.numel()}, outcomes={self.n_outcomes}, "
+            f"gradient={self.gradient!r}"
+        )

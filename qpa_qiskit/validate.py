@@ -101,3 +101,28 @@ def names(values: Any, name: str) -> tuple[str, ...]:
     if not all(isinstance(v, str) and v.strip() for v in values):
         raise InputError(f"{name} must be a non-empty list of names, got {list(values)!r}")
     return tuple(values)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_UNITS.update({"tb": 10**12, "tib": 2**40})
+
+
+def memory_size(value: Any, name: str) -> int:
+    """Bytes: a positive integer, or a string such as "12GiB", "500MB" (units B, kB, MB, GB, KiB,
+    MiB, GiB)."""
+    accepted = 'a positive number of bytes or a size such as "12GiB" or "500MB"'
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(digits) :]
+        try:
+            amount = float(digits)
+        except ValueError:
+            amount = math.nan
+        if unit not in _UNITS or not math.isfinite(amount) or amount <= 0:
+            raise InputError(f"{name} must be {accepted}, got {value!r}")
+        return int(amount * _UNITS[unit])
+    out = _integer(value)
+    if out is None or out < 1:
+        raise InputError(f"{name} must be {accepted}, got {value!r}")
+    return out

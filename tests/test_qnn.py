@@ -51,16 +51,29 @@ def test_gradient_matches_qiskit_machine_learning():
 
 def test_one_submission_per_step(monkeypatch):
     qc = ansatz(3, 2)
-    backend = QPABackend("statevector")
+    backend = QPABackend("statevector", shots_factor=10)  # shots: the parameter-shift rule
     calls = []
     original = backend.probabilities
     monkeypatch.setattr(backend, "probabilities", lambda c, v: calls.append(np.shape(v)) or original(c, v))
     layer = QuantumProbabilities(backend, qc)
+    assert layer.gradient == "shift"
     layer().sum().backward()
     assert calls == [(13, 6)]
     with torch.no_grad():
         layer()
     assert calls[-1] == (6,)
+
+
+def test_adjoint_step_is_one_forward_and_one_vjp(monkeypatch):
+    qc = ansatz(3, 2)
+    backend = QPABackend("statevector")
+    calls = []
+    probs, vjp = backend.probabilities, backend.vjp
+    monkeypatch.setattr(backend, "probabilities", lambda c, v: calls.append(np.shape(v)) or probs(c, v))
+    monkeypatch.setattr(backend, "vjp", lambda c, v, g: calls.append(("vjp", np.shape(g))) or vjp(c, v, g))
+    layer = QuantumProbabilities(backend, qc)
+    layer().sum().backward()
+    assert calls == [(6,), ("vjp", (8,))]
 
 
 def test_shifted_sets_layout():

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import CapacityError, InputError, SpecError
 from ..noise import NoiseSettings, Snapshot, check_scale
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
-from ..simulator import PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
+from ..simulator import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
 from ..validate import one_of
 from .core import (
     Family,
@@ -56,7 +56,7 @@ class SlowEngineWarning(UserWarning):
 class AerNoisyFamily(Family):
     name = "aer_noisy"
     forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
-    options = frozenset({"engine", *NOISE_OPTIONS})
+    options = frozenset({"engine", "memory_budget", *NOISE_OPTIONS})
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
@@ -152,7 +152,7 @@ class AerNoisyFamily(Family):
                     f"per set); {gib(available_memory())} is available. Use fewer qubits or "
                     "fewer parameter sets per call"
                 )
-            exact = program.probabilities(values)
+            exact = program.probabilities(prepared.isa_values(values))
             return exact if shots is None else self.backend.sample(exact, shots)
         return self._aer(prepared, values, shots)
 
@@ -182,3 +182,27 @@ class AerNoisyFamily(Family):
                 f"exact probabilities are not possible: {exc}; pass shots or shots_factor"
             ) from None
         return apply_readout(probs, matrices)
+
+    def gradient_unavailable(self, prepared: Prepared) -> str | None:
+        self.check_scale(prepared)
+        if self.program(prepared) is None:
+            why = (
+                "engine='aer' was chosen"
+                if self.engine == "aer"
+                else "the PTM engine cannot run this circuit"
+            )
+            return f"exact gradients need the PTM engine, and {why}"
+        return None
+
+    def vjp(
+        self, prepared: Prepared, values: np.ndarray, upstream: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        program = self.program(prepared)
+        budget = self.backend.memory_budget
+        try:
+            probs, grad, _ = program.vjp(prepared.isa_values(values[None, :])[0], upstream, budget)
+        except MemoryBudgetError as exc:
+            raise CapacityError(
+                f"{exc}; raise the backend option memory_budget (e.g. '16GiB') or use fewer qubits"
+            ) from None
+        return probs, prepared.circuit_gradient(grad)

@@ -3,7 +3,8 @@
 Why: the exact reference every other family is compared with, and the fast backend for
 training without noise. Probabilities are exact unless shots are asked for; shots are then
 drawn from the exact distribution by the backend's own sampler (one multinomial draw per
-parameter set), so a seed makes them reproducible.
+parameter set), so a seed makes them reproducible. Exact gradients come from the adjoint
+method on the statevector (:mod:`qpa_qiskit.simulator.statevector`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..errors import CapacityError
+from ..simulator import StatevectorProgram, UnsupportedCircuit
 from .core import Family, Prepared, aer_run, available_memory, gib, register, without_measurements
 
 
@@ -23,6 +25,7 @@ class StatevectorFamily(Family):
     aliases = ("ideal",)
     forms = ('"statevector" (or "ideal")',)
     needs_device = False
+    options = frozenset({"memory_budget"})
 
     def transpile_target(self) -> Any:
         from qiskit_aer import AerSimulator
@@ -48,3 +51,26 @@ class StatevectorFamily(Family):
             exact = prepared.extras["exact"] = without_measurements(prepared.isa)
         probs = aer_run(sim, exact, prepared, values, None, self.backend.simulator_seed())
         return probs if shots is None else self.backend.sample(probs, shots)
+
+    def program(self, prepared: Prepared) -> StatevectorProgram | None:
+        """The ISA circuit compiled for the adjoint method, or None if it cannot be; built once."""
+        if "program" not in prepared.extras:
+            try:
+                prepared.extras["program"] = StatevectorProgram(prepared.isa)
+            except UnsupportedCircuit as exc:
+                prepared.extras["program"] = None
+                prepared.extras["unsupported"] = str(exc)
+        return prepared.extras["program"]
+
+    def gradient_unavailable(self, prepared: Prepared) -> str | None:
+        if self.program(prepared) is None:
+            return (
+                f"the statevector adjoint engine cannot run this circuit ({prepared.extras['unsupported']})"
+            )
+        return None
+
+    def vjp(
+        self, prepared: Prepared, values: np.ndarray, upstream: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        probs, grad, _ = self.program(prepared).vjp(prepared.isa_values(values[None, :])[0], upstream)
+        return probs, prepared.circuit_gradient(grad)

@@ -35,7 +35,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Delay, Measure, ParameterExpression
 from qiskit.quantum_info import DensityMatrix, Operator, SuperOp
 
-from .noise import NoiseDescription
+from ..noise import NoiseDescription
+from .checkpoints import MIN_SLOTS, BufferPool, reverse_sweep
 
 _PAULIS = np.array(
     [
@@ -56,6 +57,19 @@ _MAX_BLOCK_QUBITS = 2
 
 class UnsupportedCircuit(ValueError):
     """The circuit or noise model has a feature the PTM engine does not represent exactly."""
+
+
+def size_text(n: float) -> str:
+    """Bytes for people: '512 MiB', '1.5 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
+
+
+class MemoryBudgetError(ValueError):
+    """A memory budget too small for even the least a computation needs (the message says how much)."""
 
 
 def pauli_basis(k: int) -> np.ndarray:
@@ -131,6 +145,11 @@ class _Rotation:
             m = self.noise @ m
         return m
 
+    def derivative(self, angle: float) -> np.ndarray:
+        """dR/da = -sin(a) a1 + cos(a) a2 = (R(a + pi/2) - R(a - pi/2)) / 2: the shift rule, exactly."""
+        m = -np.sin(angle) * self.a1 + np.cos(angle) * self.a2
+        return m if self.noise is None else self.noise @ m
+
 
 @dataclass
 class _Block:
@@ -177,6 +196,21 @@ class _Block:
                 col += 1
         return out
 
+    def derivatives(self, angles: np.ndarray) -> list[np.ndarray]:
+        """d(block PTM)/d(angle) for each rotation of the block, at one set of its angles."""
+        rotations = [i for i, f in enumerate(self.factors) if isinstance(f, _Rotation)]
+        fixed = [
+            f if isinstance(f, np.ndarray) else f.matrices(np.array([angles[rotations.index(i)]]))[0]
+            for i, f in enumerate(self.factors)
+        ]
+        out = []
+        for k, i in enumerate(rotations):
+            d = np.eye(fixed[0].shape[1])
+            for m, factor in enumerate(fixed):
+                d = (self.factors[i].derivative(angles[k]) if m == i else factor) @ d
+            out.append(d)
+        return out
+
 
 def _rotation_terms(gate_name: str, gate_cls) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a0, a1, a2) with PTM(gate(a)) = a0 + cos(a) a1 + sin(a) a2.
@@ -221,6 +255,14 @@ class _LinearAngles:
         self.constants.append(const)
         self.coefficients.append(coeffs)
         return len(self.constants) - 1
+
+    def pullback(self, grad_angles: np.ndarray) -> np.ndarray:
+        """dL/d(parameters) (P,) from dL/d(angles) (n_angles,): the transpose of the affine map."""
+        grad = np.zeros(len(self.parameters))
+        for row, coeffs in enumerate(self.coefficients):
+            for col, c in coeffs.items():
+                grad[col] += c * grad_angles[row]
+        return grad
 
     def evaluate(self, values: np.ndarray) -> np.ndarray:
         """values (B, P) -> angles (n_angles, B)."""
@@ -383,6 +425,13 @@ class PTMProgram:
                 self._select.append(per_qubit[0])
             else:
                 self._select.append([4 * i + k for i in per_qubit[0] for k in per_qubit[1]])
+        # the state's axis sizes before each block, and after the last
+        sizes = [4] * self.n_qubits
+        self._sizes = [tuple(sizes)]
+        for keep in self._keep:
+            for q, components in keep.items():
+                sizes[q] = len(components)
+            self._sizes.append(tuple(sizes))
 
     # ----------------------------------------------------------------- execution
     def memory_bytes(self, n_sets: int) -> int:
@@ -438,11 +487,7 @@ class PTMProgram:
         n = self.n_qubits
         sizes = [4] * n
         buffers = self._buffers(len(order) * 4**n)
-        zero = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # |0><0|: (I, X, Y, Z)
-        init = zero
-        for _ in range(n - 1):
-            init = torch.outer(init, zero).reshape(-1)
-        buffers[0][: 4**n].copy_(init)
+        buffers[0][: 4**n].copy_(self._initial_state())
         current = 0
         n_rows = 1
         births = np.bincount(birth[birth >= 0], minlength=len(self.blocks))
@@ -479,6 +524,151 @@ class PTMProgram:
         state = buffers[current][: n_rows * math.prod(sizes)].view(n_rows, *sizes)
         slots = {b: i for i, b in enumerate(order)}
         return state, sizes, slots
+
+    # ----------------------------------------------------------------- gradients
+    def state_bytes(self) -> int:
+        """Bytes of one state (the largest, before the light cone shrinks it)."""
+        return 8 * 4**self.n_qubits
+
+    def vjp_memory(self, slots: int) -> int:
+        """Bytes :meth:`vjp` holds with `slots` state buffers: the buffers, the backward
+        observable (two), and the temporaries of one non-neighbouring block (two)."""
+        return (slots + 4) * self.state_bytes()
+
+    def vjp(
+        self, values: np.ndarray, upstream: np.ndarray, memory_budget: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Exact probabilities p(θ) and the vector-Jacobian product upstream · dp/dθ.
+
+        The adjoint method: the state goes forward once; the upstream gradient goes backward
+        once as an observable (through the readout confusion, then the transpose of each
+        block's PTM); at each block the derivative of its PTM (the shift rule, exactly) is
+        contracted between the stored state before the block and the observable after it.
+        States are held in at most ``memory_budget`` bytes (default: all of them, if that
+        fits) and recomputed from checkpoints between them (:mod:`.checkpoints`).
+
+        Args:
+            values: one parameter set (P,), in ``self.parameters`` order.
+            upstream: dL/dp (2^n_clbits,), for the probabilities with readout errors.
+            memory_budget: bytes for the sweep; at least ``vjp_memory(MIN_SLOTS)``.
+
+        Returns:
+            (p (2^n_clbits,), gradient (P,), stats: slots used and forward steps run).
+        """
+        values = np.asarray(values, dtype=float).reshape(-1)
+        upstream = np.asarray(upstream, dtype=float).reshape(-1)
+        if upstream.shape != (2**self.n_clbits,):
+            raise ValueError(f"upstream must have shape ({2**self.n_clbits},), got {upstream.shape}")
+        angles = self._angles.evaluate(values[None, :])[:, 0]
+        mats, derivs = [], []
+        for j, block in enumerate(self.blocks):
+            a = angles[self._block_rows[j]]
+            select = self._select[j]
+            mats.append(torch.from_numpy(np.ascontiguousarray(block.matrices(a[None, :])[0][select])))
+            derivs.append([torch.from_numpy(np.ascontiguousarray(d[select])) for d in block.derivatives(a)])
+        n_steps = len(self.blocks)
+        slots = max(MIN_SLOTS, n_steps)  # every state before a block, the first included
+        if memory_budget is not None:
+            slots = min(slots, memory_budget // self.state_bytes() - 4)
+            if slots < MIN_SLOTS:
+                raise MemoryBudgetError(
+                    f"a memory budget of {size_text(memory_budget)} cannot hold the adjoint sweep of "
+                    f"{self.n_qubits} qubits: it needs at least {size_text(self.vjp_memory(MIN_SLOTS))} "
+                    f"({MIN_SLOTS + 4} states of {size_text(self.state_bytes())})"
+                )
+        size = 4**self.n_qubits
+        pool = BufferPool(lambda: torch.empty(size, dtype=torch.float64), slots)
+
+        def view(buffer: torch.Tensor, j: int) -> torch.Tensor:
+            shape = self._sizes[j]
+            return buffer[: math.prod(shape)].view(1, *shape)
+
+        def forward(j: int, x: torch.Tensor, out: torch.Tensor) -> None:
+            self._apply(mats[j], view(x, j), view(out, j + 1), self.blocks[j].qubits, self._sizes[j])
+
+        # the forward pass, storing nothing, for p and the observable it starts from
+        initial = pool.take()
+        view(initial, 0).copy_(self._initial_state().view(1, *self._sizes[0]))
+        scratch = [pool.take(), pool.take()]
+        x = initial
+        for j in range(n_steps):
+            out = scratch[j % 2]
+            forward(j, x, out)
+            x = out
+        final = view(x, n_steps)
+        probs = self._measure(final, list(self._sizes[n_steps]), {0: 0}, 1, True)[0]
+        observable = [torch.zeros(size, dtype=torch.float64), torch.empty(size, dtype=torch.float64)]
+        self._observable(upstream, view(observable[0], n_steps))
+        for b in scratch:
+            pool.give(b)
+
+        grad_angles = np.zeros(len(angles))
+        current = [0]
+
+        def backward(j: int, x: torch.Tensor) -> None:
+            block = self.blocks[j]
+            lam = view(observable[current[0]], j + 1)
+            rows = self._block_rows[j]
+            if rows:
+                outer = self._outer(lam, view(x, j), block.qubits, self._sizes[j + 1])
+                for row, d in zip(rows, derivs[j], strict=True):
+                    grad_angles[row] += float(torch.sum(outer * d))
+            if j > 0:  # the observable before block j: the transposed block applied to it
+                nxt = view(observable[1 - current[0]], j)
+                self._apply(mats[j].T, lam, nxt, block.qubits, self._sizes[j + 1])
+                current[0] = 1 - current[0]
+
+        steps = reverse_sweep(n_steps, initial, forward, backward, pool)
+        grad = self._angles.pullback(grad_angles)
+        return probs, grad, {"slots": pool.peak, "forward_steps": n_steps + steps}
+
+    def _initial_state(self) -> torch.Tensor:
+        zero = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # |0><0|: (I, X, Y, Z)
+        init = zero
+        for _ in range(self.n_qubits - 1):
+            init = torch.outer(init, zero).reshape(-1)
+        return init
+
+    def _observable(self, upstream: np.ndarray, out: torch.Tensor) -> None:
+        """Write into `out` (the final state's layout) the covector L = out · state, for
+        L = upstream · p: the transpose of what :meth:`_measure` does to the final state."""
+        g = apply_readout(upstream[None, :], self.readout, transpose=False)  # through C^T
+        h = np.array([[0.5, 0.5], [0.5, -0.5]])
+        g = apply_readout(g, [h] * self.n_clbits, transpose=False)  # through (I, Z) -> outcomes
+        measured_q = {q: c for c, q in self.measured.items()}
+        kept = sorted(measured_q)
+        sizes = out.shape[1:]
+        index: list = [slice(None)]
+        for q in range(self.n_qubits):
+            if q in measured_q:
+                index.append(slice(0, 4, 3) if sizes[q] == 4 else slice(None))
+            else:
+                index.append(0)
+        order = [0] + [1 + kept.index(self.measured[c]) for c in reversed(range(self.n_clbits))]
+        g = torch.from_numpy(g.reshape([1] + [2] * self.n_clbits)).permute(np.argsort(order).tolist())
+        out.zero_()
+        out[tuple(index)] = g
+
+    @staticmethod
+    def _outer(lam: torch.Tensor, x: torch.Tensor, qubits, sizes) -> torch.Tensor:
+        """G[o, i] = sum over the other axes of lam[o, ...] x[i, ...], on the block's axes."""
+        first, last = qubits[0], qubits[-1]
+        d_out = math.prod(lam.shape[1 + q] for q in qubits)
+        d_in = math.prod(x.shape[1 + q] for q in qubits)
+        if last - first == len(qubits) - 1:
+            lead = math.prod(sizes[:first])
+            tail = math.prod(sizes[last + 1 :])
+            if tail == 1:
+                return lam.reshape(lead, d_out).T @ x.reshape(lead, d_in)
+            lam3, x3 = lam.reshape(lead, d_out, tail), x.reshape(lead, d_in, tail)
+            if tail < 16:  # short rows: einsum's own plan is fastest (measured at 10 qubits)
+                return torch.einsum("lot,lit->oi", lam3, x3)
+            return torch.bmm(lam3, x3.transpose(1, 2)).sum(0)
+        axes = [1 + q for q in qubits]
+        others = [a for a in range(1, x.dim()) if a not in axes]
+        lam_m = lam.permute([0, *axes, *others]).reshape(d_out, -1)
+        x_m = x.permute([0, *axes, *others]).reshape(d_in, -1)
+        return lam_m @ x_m.T
 
     @staticmethod
     def _apply(matrix: np.ndarray, x: torch.Tensor, out: torch.Tensor, qubits, sizes) -> None:
