@@ -255,3 +255,47 @@ def test_bad_gradient_inputs():
     bare = QuantumCircuit(1)
     bare.ry(theta, 0)
     assert backend.vjp(bare, [0.4], [1.0, -1.0])[1] == pytest.approx([-np.sin(0.4)])  # d cos(t) / dt
+
+
+# ---------------------------------------------------------------- memory: shots walk chunks
+@pytest.mark.parametrize("rows", [2, 3, 7])
+def test_chunked_branch_walk_gives_the_same_probabilities(rows):
+    backend = QPABackend("aer_noisy:fake_brisbane")
+    circuit = ansatz(5, 2, rotation="rx", entanglement="circular")
+    program = backend.family.program(backend._prepare(circuit))
+    theta = RNG.uniform(0, 2 * np.pi, circuit.num_parameters)
+    sets = shifted_parameter_sets(theta)
+    sets[5] = sets[0]  # a set equal to the first rides along with it
+    free = program.probabilities(sets)
+    assert program.last_walk == {"chunks": 1, "rows": len(sets) - 1, "sets": len(sets)}
+    budget = program.memory_bytes(rows)
+    chunked = program.probabilities(sets, memory_budget=budget)
+    walk = program.last_walk
+    assert walk["rows"] == rows and program.memory_bytes(walk["rows"]) <= budget
+    assert walk["chunks"] == int(np.ceil((len(sets) - 2) / (rows - 1)))
+    np.testing.assert_allclose(chunked, free, atol=1e-13, rtol=0)
+    independent = RNG.uniform(0, 2 * np.pi, (6, circuit.num_parameters))  # all branch at once
+    np.testing.assert_allclose(
+        program.probabilities(independent, memory_budget=budget),
+        program.probabilities(independent),
+        atol=1e-13,
+    )
+
+
+def test_shot_step_within_a_budget_through_the_layer():
+    circuit = ansatz(4, 2)
+    init = RNG.uniform(0, 2 * np.pi, circuit.num_parameters)
+    grads = []
+    for options in ({}, {"memory_budget": 6 * 8 * 4**4}):  # two rows at a time
+        backend = QPABackend("aer_noisy:fake_brisbane", shots_factor=20, seed=5, **options)
+        layer = QuantumProbabilities(backend, circuit, init=init)
+        layer().sum().backward()
+        grads.append(layer.theta.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-12)
+
+
+def test_budget_below_one_branch_says_what_one_needs():
+    backend = QPABackend("aer_noisy:fake_brisbane", shots_factor=2, memory_budget="40kB")
+    expected = r"one branch of the parameter-set tree needs 48 KiB \(8 KiB a state\)"
+    with pytest.raises(CapacityError, match=expected):
+        backend.probabilities(ansatz(5, 1), RNG.uniform(0, 1, (3, 5)))

@@ -144,15 +144,14 @@ class AerNoisyFamily(Family):
         self.check_scale(prepared)
         program = self.program(prepared)
         if program is not None:
-            need = program.memory_bytes(values.shape[0])
-            if need > available_memory():
-                raise CapacityError(
-                    f"exact noisy simulation of {program.n_qubits} qubits for {values.shape[0]} "
-                    f"parameter sets needs {gib(need)} ({gib(program.memory_bytes(1) / 2)} "
-                    f"per set); {gib(available_memory())} is available. Use fewer qubits or "
-                    "fewer parameter sets per call"
+            try:
+                exact = program.probabilities(
+                    prepared.isa_values(values), memory_budget=self.backend.memory_budget
                 )
-            exact = program.probabilities(prepared.isa_values(values))
+            except MemoryBudgetError as exc:
+                raise CapacityError(
+                    f"{exc}; raise the backend option memory_budget (e.g. '16GiB') or use fewer qubits"
+                ) from None
             return exact if shots is None else self.backend.sample(exact, shots)
         return self._aer(prepared, values, shots)
 

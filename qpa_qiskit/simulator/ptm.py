@@ -435,8 +435,14 @@ class PTMProgram:
 
     # ----------------------------------------------------------------- execution
     def memory_bytes(self, n_sets: int) -> int:
-        """Peak state memory for n_sets parameter sets (two ping-pong buffers)."""
-        return 2 * n_sets * 4**self.n_qubits * 8
+        """Peak state memory of :meth:`probabilities` walking `n_sets` rows of the branch tree
+        at once: two ping-pong buffers of n_sets states, and the two states a chunk starts
+        from and hands on."""
+        return (2 * n_sets + 2) * self.state_bytes()
+
+    def rows_within(self, memory_budget: int) -> int:
+        """How many rows of the branch tree fit in `memory_budget` bytes (see :meth:`memory_bytes`)."""
+        return max(0, (memory_budget // self.state_bytes() - 2) // 2)
 
     def _buffers(self, size: int) -> list[torch.Tensor]:
         # Kept between calls: fresh multi-GB allocations cost more in page faults than the
@@ -448,17 +454,49 @@ class PTMProgram:
             self._buffer_pair = cached
         return cached
 
-    def probabilities(self, values: np.ndarray, readout: bool = True) -> np.ndarray:
+    def probabilities(
+        self, values: np.ndarray, readout: bool = True, memory_budget: int | None = None
+    ) -> np.ndarray:
         """Exact noisy probabilities (B, 2^n_clbits) for parameter values (B, P).
 
         ``readout=False`` leaves out the readout errors: the distribution of the state
         right before measurement, as Aer's ``save_probabilities`` reports it.
+
+        The B sets form a tree: each branches off the first where its angles first differ.
+        Within ``memory_budget`` bytes (default: no limit) the branches are walked in chunks
+        of as many rows as fit, in order of their branch points; each chunk starts from the
+        first set's state saved where the chunk's first branch begins, so the first set is
+        recomputed only from there, and memory stays within the budget for any B.
         """
         values = np.atleast_2d(np.asarray(values, dtype=float))
         n_sets = values.shape[0]
         angles = self._angles.evaluate(values)  # (A, B)
-        state, sizes, slots = self._run(self._plan(angles), angles)
-        return self._measure(state, sizes, slots, n_sets, readout)
+        birth, order = self._plan(angles)
+        per_chunk = len(order)
+        if memory_budget is not None:
+            per_chunk = min(per_chunk, self.rows_within(memory_budget))
+            if per_chunk < min(2, len(order)):
+                raise MemoryBudgetError(
+                    f"a memory budget of {size_text(memory_budget)} cannot hold the noisy simulation of "
+                    f"{self.n_qubits} qubits: one branch of the parameter-set tree needs "
+                    f"{size_text(self.memory_bytes(2))} ({size_text(self.state_bytes())} a state)"
+                )
+        branches = order[1:]
+        step = max(1, per_chunk - 1)
+        groups = [branches[i : i + step] for i in range(0, len(branches), step)] or [[]]
+        out = np.empty((n_sets, 2**self.n_clbits))
+        start, initial = 0, self._initial_state()
+        for c, group in enumerate(groups):
+            save_at = int(birth[groups[c + 1][0]]) if c + 1 < len(groups) else None
+            state, sizes, saved = self._run(angles, [0, *group], birth, start, initial, save_at)
+            probs = self._measure(state, sizes, readout)
+            if c == 0:
+                out[:] = probs[0]  # sets equal to the first follow it
+            out[group] = probs[1:]
+            start, initial = save_at, saved
+        #: how the last call walked the tree, so its memory can be checked
+        self.last_walk = {"chunks": len(groups), "rows": min(per_chunk, len(order)), "sets": n_sets}
+        return out
 
     def _plan(self, angles: np.ndarray):
         """Birth block of each parameter set: the first block where its angles differ."""
@@ -474,37 +512,47 @@ class PTMProgram:
         order = [0, *sorted(np.nonzero(birth >= 0)[0].tolist(), key=lambda b: (birth[b], b))]
         return birth, order
 
-    def _run(self, plan, angles: np.ndarray):
-        """Apply every block to all live parameter sets; returns (state, axis sizes, slots).
+    def _run(
+        self,
+        angles: np.ndarray,
+        rows: list[int],
+        birth: np.ndarray,
+        start: int,
+        initial: torch.Tensor,
+        save_at: int | None = None,
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """Walk the blocks from `start` for the sets `rows` (the first set, then branches in
+        order of birth); returns (state, axis sizes, first set's state before `save_at`).
 
-        The state is one tensor (rows, q_0, ..., q_{n-1}) in a fixed layout: live sets are
-        the leading rows, so a set branching off is appended in place, and a block on
-        neighbouring qubits is a (batched) matrix product on a view, with no transposes.
-        A qubit's axis shrinks to the coefficients the measurement reads (I and Z, or I
-        alone) after the last block that touches it.
+        `initial` is the first set's state before block `start`. The state is one tensor
+        (rows, q_0, ..., q_{n-1}) in a fixed layout: live sets are the leading rows, so a set
+        branching off is appended in place, and a block on neighbouring qubits is a
+        (batched) matrix product on a view, with no transposes. A qubit's axis shrinks to
+        the coefficients the measurement reads (I and Z, or I alone) after the last block
+        that touches it.
         """
-        birth, order = plan
         n = self.n_qubits
-        sizes = [4] * n
-        buffers = self._buffers(len(order) * 4**n)
-        buffers[0][: 4**n].copy_(self._initial_state())
+        sizes = list(self._sizes[start])
+        buffers = self._buffers(len(rows) * 4**n)
+        buffers[0][: math.prod(sizes)].copy_(initial.reshape(-1))
         current = 0
         n_rows = 1
-        births = np.bincount(birth[birth >= 0], minlength=len(self.blocks))
-        for j, block in enumerate(self.blocks):
+        births = np.bincount([int(birth[r]) for r in rows[1:]], minlength=len(self.blocks))
+        saved = None
+        for j in range(start, len(self.blocks)):
+            block = self.blocks[j]
+            if j == save_at:
+                saved = buffers[current][: math.prod(sizes)].clone()
             n_new = n_rows + int(births[j])
             size = math.prod(sizes)
             x = buffers[current][: n_new * size].view(n_new, *sizes)
             if n_new > n_rows:  # new branches start from the forward set's state
                 x[n_rows:].copy_(x[:1].expand(n_new - n_rows, *sizes))
-            keep = self._keep[j]
-            new_sizes = list(sizes)
-            for q, components in keep.items():
-                new_sizes[q] = len(components)
+            new_sizes = list(self._sizes[j + 1])
             out = buffers[1 - current][: n_new * math.prod(new_sizes)].view(n_new, *new_sizes)
-            rows = self._block_rows[j]
-            if rows:
-                key = angles[rows][:, order[:n_new]].T  # (n_new, rotations in the block)
+            block_rows = self._block_rows[j]
+            if block_rows:
+                key = angles[block_rows][:, rows[:n_new]].T  # (n_new, rotations in the block)
                 uniq, inverse = np.unique(key, axis=0, return_inverse=True)
                 inverse = inverse.reshape(-1)
                 mats = block.matrices(uniq)
@@ -522,8 +570,7 @@ class PTMProgram:
             sizes = new_sizes
             n_rows = n_new
         state = buffers[current][: n_rows * math.prod(sizes)].view(n_rows, *sizes)
-        slots = {b: i for i, b in enumerate(order)}
-        return state, sizes, slots
+        return state, sizes, saved
 
     # ----------------------------------------------------------------- gradients
     def state_bytes(self) -> int:
@@ -596,7 +643,7 @@ class PTMProgram:
             forward(j, x, out)
             x = out
         final = view(x, n_steps)
-        probs = self._measure(final, list(self._sizes[n_steps]), {0: 0}, 1, True)[0]
+        probs = self._measure(final, list(self._sizes[n_steps]), True)[0]
         observable = [torch.zeros(size, dtype=torch.float64), torch.empty(size, dtype=torch.float64)]
         self._observable(upstream, view(observable[0], n_steps))
         for b in scratch:
@@ -697,9 +744,8 @@ class PTMProgram:
         inverse = np.argsort([0, *axes, *others]).tolist()
         out.copy_(result.view(shape).permute(inverse))
 
-    def _measure(
-        self, state: torch.Tensor, sizes: list[int], slots, n_sets: int, readout: bool
-    ) -> np.ndarray:
+    def _measure(self, state: torch.Tensor, sizes: list[int], readout: bool) -> np.ndarray:
+        """Outcome probabilities (rows, 2^n_clbits) of the final states (rows, q_0, ...)."""
         measured_q = {q: c for c, q in self.measured.items()}
         # Only the I and Z coefficients of measured qubits, and the I coefficient of the
         # others, enter the outcome distribution: take them as strided views first.
@@ -719,7 +765,7 @@ class PTMProgram:
         probs = apply_readout(sub.reshape(sub.shape[0], -1), [h] * self.n_clbits, transpose=False)
         if readout:
             probs = apply_readout(probs, self.readout)
-        return probs[[slots.get(b, 0) for b in range(n_sets)]]
+        return probs
 
 
 def readout_matrices(noise: NoiseDescription | None, qubits: list[int]) -> list[np.ndarray]:
