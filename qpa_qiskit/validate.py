@@ -126,3 +126,27 @@ def memory_size(value: Any, name: str) -> int:
     if out is None or out < 1:
         raise InputError(f"{name} must be {accepted}, got {value!r}")
     return out
+
+
+def torch_device(value: Any, name: str) -> str:
+    """A torch device that exists here: "cpu", or "cuda"/"cuda:<index>" with a CUDA device."""
+    import torch
+
+    accepted = "'cpu', or 'cuda' / 'cuda:<index>' where torch sees a CUDA device"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"{name} must be {accepted}, got {value!r}") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise InputError(f"{name} must be {accepted}, got {value!r}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InputError(
+            f"{name}={value!r}, but torch {torch.__version__} sees no CUDA device here; use 'cpu'"
+        )
+    index = 0 if device.index is None else device.index
+    if index >= count:
+        raise InputError(f"{name}={value!r}, but torch sees {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+    return f"cuda:{index}"

@@ -299,3 +299,41 @@ def test_budget_below_one_branch_says_what_one_needs():
     expected = r"one branch of the parameter-set tree needs 48 KiB \(8 KiB a state\)"
     with pytest.raises(CapacityError, match=expected):
         backend.probabilities(ansatz(5, 1), RNG.uniform(0, 1, (3, 5)))
+
+
+# ---------------------------------------------------------------- torch device
+def test_engine_on_an_explicit_torch_device():
+    circuit = ansatz(4, 2)
+    theta, upstream = random_inputs(circuit)
+    default = QPABackend("aer_noisy:fake_brisbane")
+    on_cpu = QPABackend("aer_noisy:fake_brisbane", torch_device="cpu")
+    np.testing.assert_array_equal(on_cpu.probabilities(circuit, theta), default.probabilities(circuit, theta))
+    np.testing.assert_array_equal(
+        on_cpu.vjp(circuit, theta, upstream)[1], default.vjp(circuit, theta, upstream)[1]
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_engine_on_cuda_equals_cpu():  # pragma: no cover - runs where a GPU is
+    circuit = ansatz(6, 3, entanglement="circular")
+    theta, upstream = random_inputs(circuit)
+    cpu = QPABackend("aer_noisy:fake_brisbane")
+    gpu = QPABackend("aer_noisy:fake_brisbane", torch_device="cuda")
+    np.testing.assert_allclose(
+        gpu.probabilities(circuit, theta), cpu.probabilities(circuit, theta), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        gpu.vjp(circuit, theta, upstream)[1], cpu.vjp(circuit, theta, upstream)[1], atol=1e-10
+    )
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("tpu", "torch_device must be 'cpu', or 'cuda'"), (3, "torch_device must be"), ("mps", "must be")]
+    + ([] if torch.cuda.is_available() else [("cuda", "sees no CUDA device here; use 'cpu'")]),
+)
+def test_bad_torch_device(value, message):
+    with pytest.raises(SpecError, match=message):
+        QPABackend("aer_noisy:fake_brisbane", torch_device=value)
+    with pytest.raises(SpecError, match="unknown option"):
+        QPABackend("statevector", torch_device="cpu")

@@ -1,6 +1,7 @@
 """Noise-model snapshots, noise scale and components, and ``qpa noise``."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -317,3 +318,20 @@ def test_cli_snapshot_of_ibm_device_without_an_account(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert "save_account" in err and "Traceback" not in err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_readme_noise_commands_run_as_written(tmp_path, capsys, monkeypatch):
+    """The `qpa noise` block of the README's Noise section, line by line, then its printed hint."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Noise:", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    assert len(lines) >= 3 and all(words[0] == "qpa" for words in lines)
+    monkeypatch.chdir(tmp_path)
+    for words in lines:
+        assert main(words[1:]) == 0, words
+    out = capsys.readouterr().out
+    hint = out.split("--backend ", 1)[1].split()[0]
+    assert hint == "aer_noisy:my_models/kyiv.json" and f"--backend {hint}" in section
+    probabilities = QPABackend(hint).probabilities(ansatz(2, 1), np.zeros(2))
+    assert probabilities.shape == (1, 4) and "noise x2" in out

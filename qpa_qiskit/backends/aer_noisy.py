@@ -25,7 +25,7 @@ from ..errors import CapacityError, InputError, SpecError
 from ..noise import NoiseSettings, Snapshot, check_scale
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
-from ..validate import one_of
+from ..validate import one_of, torch_device
 from .core import (
     Family,
     Prepared,
@@ -56,12 +56,13 @@ class SlowEngineWarning(UserWarning):
 class AerNoisyFamily(Family):
     name = "aer_noisy"
     forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
-    options = frozenset({"engine", "memory_budget", *NOISE_OPTIONS})
+    options = frozenset({"engine", "memory_budget", "torch_device", *NOISE_OPTIONS})
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
         try:
             self.engine = one_of(options.get("engine", "auto"), "engine", ENGINES)
+            self.torch_device = torch_device(options.get("torch_device", "cpu"), "torch_device")
         except InputError as exc:
             raise SpecError(str(exc)) from None
         self.settings = NoiseSettings.from_options(options)
@@ -124,7 +125,7 @@ class AerNoisyFamily(Family):
             program = None
             if self.engine != "aer":
                 try:
-                    program = PTMProgram(prepared.isa, self.noise_description())
+                    program = PTMProgram(prepared.isa, self.noise_description(), device=self.torch_device)
                 except UnsupportedCircuit as exc:
                     if self.engine == "ptm":
                         raise InputError(

@@ -316,8 +316,11 @@ class QPABackend:
             reproducible (:attr:`rng_state` saves and restores it exactly).
         **options: ``optimization_level`` (0-3, default 1) and ``seed_transpiler`` (default 0)
             for the ISA transpilation; ``engine`` ("auto", "ptm", "aer"), ``noise_scale``
-            (every error x s, T1 and T2 / s) and the switches ``gate_error``,
-            ``thermal_relaxation``, ``readout_error`` on ``aer_noisy``;
+            (every error x s, T1 and T2 / s), the switches ``gate_error``,
+            ``thermal_relaxation``, ``readout_error``, and ``torch_device`` ("cpu", "cuda",
+            "cuda:1": where the PTM engine's states live) on ``aer_noisy``;
+            ``memory_budget`` (bytes or "12GiB"; default half the available memory: what a
+            simulation and its gradients may hold) on ``statevector`` and ``aer_noisy``;
             ``service``, ``mode``, ``sampler_options``, ``connect`` and ``hardware_loop``
             on ``ibm`` (``connect=False``: open the account only when a circuit must be
             transpiled or a job submitted or fetched, so recorded results can be read with no

@@ -282,9 +282,14 @@ class PTMProgram:
         circuit: an ISA circuit (physical qubits) with final measurements.
         noise: what the noise model applies (:func:`qpa_qiskit.noise.describe_noise`);
             None for an ideal circuit.
+        device: the torch device the states live on ("cpu", "cuda", "cuda:1"); results come
+            back as numpy arrays either way.
     """
 
-    def __init__(self, circuit: QuantumCircuit, noise: NoiseDescription | None = None) -> None:
+    def __init__(
+        self, circuit: QuantumCircuit, noise: NoiseDescription | None = None, device: str = "cpu"
+    ) -> None:
+        self.device = torch.device(device)
         if noise is not None and not isinstance(noise, NoiseDescription):
             raise TypeError(
                 f"noise must be a NoiseDescription (qpa_qiskit.noise.describe_noise(noise_model)) "
@@ -450,7 +455,7 @@ class PTMProgram:
         cached = getattr(self, "_buffer_pair", None)
         if cached is None or cached[0].numel() < size:
             self._buffer_pair = None
-            cached = [torch.empty(size, dtype=torch.float64) for _ in range(2)]
+            cached = [torch.empty(size, dtype=torch.float64, device=self.device) for _ in range(2)]
             self._buffer_pair = cached
         return cached
 
@@ -611,8 +616,8 @@ class PTMProgram:
         for j, block in enumerate(self.blocks):
             a = angles[self._block_rows[j]]
             select = self._select[j]
-            mats.append(torch.from_numpy(np.ascontiguousarray(block.matrices(a[None, :])[0][select])))
-            derivs.append([torch.from_numpy(np.ascontiguousarray(d[select])) for d in block.derivatives(a)])
+            mats.append(self._tensor(block.matrices(a[None, :])[0][select]))
+            derivs.append([self._tensor(d[select]) for d in block.derivatives(a)])
         n_steps = len(self.blocks)
         slots = max(MIN_SLOTS, n_steps)  # every state before a block, the first included
         if memory_budget is not None:
@@ -624,7 +629,7 @@ class PTMProgram:
                     f"({MIN_SLOTS + 4} states of {size_text(self.state_bytes())})"
                 )
         size = 4**self.n_qubits
-        pool = BufferPool(lambda: torch.empty(size, dtype=torch.float64), slots)
+        pool = BufferPool(lambda: torch.empty(size, dtype=torch.float64, device=self.device), slots)
 
         def view(buffer: torch.Tensor, j: int) -> torch.Tensor:
             shape = self._sizes[j]
@@ -644,7 +649,7 @@ class PTMProgram:
             x = out
         final = view(x, n_steps)
         probs = self._measure(final, list(self._sizes[n_steps]), True)[0]
-        observable = [torch.zeros(size, dtype=torch.float64), torch.empty(size, dtype=torch.float64)]
+        observable = [torch.empty(size, dtype=torch.float64, device=self.device) for _ in range(2)]
         self._observable(upstream, view(observable[0], n_steps))
         for b in scratch:
             pool.give(b)
@@ -669,8 +674,13 @@ class PTMProgram:
         grad = self._angles.pullback(grad_angles)
         return probs, grad, {"slots": pool.peak, "forward_steps": n_steps + steps}
 
+    def _tensor(self, matrix: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(matrix)).to(self.device)
+
     def _initial_state(self) -> torch.Tensor:
-        zero = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)  # |0><0|: (I, X, Y, Z)
+        zero = torch.tensor(
+            [1.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=self.device
+        )  # |0><0|: I, X, Y, Z
         init = zero
         for _ in range(self.n_qubits - 1):
             init = torch.outer(init, zero).reshape(-1)
@@ -692,7 +702,7 @@ class PTMProgram:
             else:
                 index.append(0)
         order = [0] + [1 + kept.index(self.measured[c]) for c in reversed(range(self.n_clbits))]
-        g = torch.from_numpy(g.reshape([1] + [2] * self.n_clbits)).permute(np.argsort(order).tolist())
+        g = self._tensor(g.reshape([1] + [2] * self.n_clbits)).permute(np.argsort(order).tolist())
         out.zero_()
         out[tuple(index)] = g
 
@@ -718,9 +728,10 @@ class PTMProgram:
         return lam_m @ x_m.T
 
     @staticmethod
-    def _apply(matrix: np.ndarray, x: torch.Tensor, out: torch.Tensor, qubits, sizes) -> None:
-        """out = matrix acting on the axes of `qubits` of x (rows, q_0, ..., q_{n-1})."""
-        m = torch.from_numpy(np.ascontiguousarray(matrix))
+    def _apply(matrix, x: torch.Tensor, out: torch.Tensor, qubits, sizes) -> None:
+        """out = matrix (numpy or torch) acting on the axes of `qubits` of x (rows, q_0, ..., q_{n-1})."""
+        m = matrix if isinstance(matrix, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(matrix))
+        m = m.to(x.device).contiguous()
         d_out, d_in = m.shape
         rows = x.shape[0]
         first, last = qubits[0], qubits[-1]
@@ -732,7 +743,7 @@ class PTMProgram:
             elif tail >= 8:
                 torch.matmul(m, x.view(lead, d_in, tail), out=out.view(lead, d_out, tail))
             else:  # a short tail: one product with the matrix widened by the tail
-                wide = torch.kron(m, torch.eye(tail, dtype=m.dtype))
+                wide = torch.kron(m, torch.eye(tail, dtype=m.dtype, device=m.device))
                 torch.mm(x.view(lead, d_in * tail), wide.T, out=out.view(lead, d_out * tail))
             return
         # qubits apart: bring them forward, multiply, put them back
@@ -759,7 +770,7 @@ class PTMProgram:
         kept = sorted(measured_q)
         # (batch, clbit n-1, ..., clbit 0): a row-major flatten is then little-endian
         order = [0] + [1 + kept.index(self.measured[c]) for c in reversed(range(self.n_clbits))]
-        sub = sub.permute(order).contiguous().numpy()
+        sub = sub.permute(order).contiguous().cpu().numpy()
         # Pauli coefficients (r_I, r_Z) of each measured qubit -> outcome probabilities
         h = np.array([[0.5, 0.5], [0.5, -0.5]])
         probs = apply_readout(sub.reshape(sub.shape[0], -1), [h] * self.n_clbits, transpose=False)
