@@ -1,9 +1,14 @@
 """Benchmarks, run as scripts: ``python -m qpa_qiskit.bench qnn`` and ``... bench train``.
 
-``qnn`` times one forward+backward training step of :class:`QuantumProbabilities` against
-qiskit-machine-learning's ``SamplerQNN`` + ``TorchConnector`` on the same circuit, the same
-ISA transpilation, the same shots and the same noise model, side by side in one run, and
-prints medians and ratios. ``train`` times optimiser steps of ``qpa-lora`` against ``lora``
+``qnn`` prints a scaling table: one forward+backward training step of
+:class:`QuantumProbabilities` for N qubits, exact (adjoint gradients) and shot mode
+(parameter shift), with its time and peak memory, beside ONE circuit of Aer's own method
+(density matrix for noisy backends) and qiskit-machine-learning's ``SamplerQNN`` +
+``TorchConnector`` step on the same ISA circuit, noise model and shots; each cell runs in a
+process of its own. For our noisy cells it also prints a lower bound: the bytes the engine
+reads and writes per step divided by the memory bandwidth measured in the same run. A
+baseline predicted to take longer than ``--baseline-limit`` is extrapolated from its
+measured growth, and marked so. ``train`` times optimiser steps of ``qpa-lora`` against ``lora``
 on the same model, targets, data and batch (median of several steps after a warm-up).
 """
 
@@ -36,47 +41,74 @@ def _time_steps(step: Callable[[], None], repeats: int, budget_s: float) -> tupl
     return statistics.median(times), len(times), first
 
 
-def _ours(spec: str, circuit, init: np.ndarray, shots_factor: float):
+def _peak_rss() -> int:
+    """Peak resident memory of this process, bytes: VmHWM (getrusage's ru_maxrss would carry
+    the parent's peak into a spawned child on Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource  # not Linux: the best there is
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None):
     from .backends import QPABackend
     from .qnn import QuantumProbabilities
 
-    layer = QuantumProbabilities(QPABackend(spec, shots_factor=shots_factor, seed=1), circuit, init=init)
+    backend = QPABackend(spec, shots_factor=shots_factor, seed=1)
+    layer = QuantumProbabilities(backend, circuit, init=init)
     upstream = torch.from_numpy(np.random.default_rng(2).normal(size=layer.n_outcomes))
 
     def step() -> None:
         layer.zero_grad()
         (layer() @ upstream).backward()
 
+    return step, layer.gradient, backend.program(circuit)
+
+
+def _aer_circuit(spec: str, circuit, init: np.ndarray):
+    """Aer's own method on the same ISA circuit and noise model: ONE exact circuit."""
+    from qiskit_aer import AerSimulator
+
+    from .backends import QPABackend, measured_qubits
+
+    backend = QPABackend(spec)
+    isa = backend.isa_circuit(circuit)
+    exact = isa.remove_final_measurements(inplace=False)
+    exact.save_probabilities(measured_qubits(isa))
+    if spec == "statevector":
+        sim = AerSimulator(method="statevector")
+    else:
+        sim = AerSimulator(method="density_matrix", noise_model=backend.family.noise_model())
+    bound = exact.assign_parameters(dict(zip(circuit.parameters, init, strict=True)))
+
+    def step() -> None:
+        sim.run(bound).result()
+
     return step
 
 
-def _baseline(spec: str, circuit, init: np.ndarray, shots: int):
+def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
+    """qiskit-machine-learning's SamplerQNN + TorchConnector (Aer SamplerV2), same ISA and noise."""
     from qiskit_aer.primitives import SamplerV2
     from qiskit_machine_learning.connectors import TorchConnector
     from qiskit_machine_learning.neural_networks import SamplerQNN
 
-    from .backends import fake_device, noise_model
+    from .backends import QPABackend
 
-    if spec == "statevector":
-        sampler = SamplerV2(default_shots=shots, seed=1)
-        pass_manager = None
-    else:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        device_name = spec.split(":", 1)[1]
-        sampler = SamplerV2(
-            default_shots=shots,
-            seed=1,
-            options={"backend_options": {"noise_model": noise_model(device_name)}},
-        )
-        pass_manager = generate_preset_pass_manager(
-            optimization_level=1, backend=fake_device(device_name), seed_transpiler=0
-        )
-    qnn = SamplerQNN(
-        circuit=circuit, sampler=sampler, weight_params=list(circuit.parameters), pass_manager=pass_manager
+    backend = QPABackend(spec)
+    isa = backend.isa_circuit(circuit)
+    options = (
+        {} if spec == "statevector" else {"backend_options": {"noise_model": backend.family.noise_model()}}
     )
-    model = TorchConnector(qnn, initial_weights=init)
-    upstream = torch.from_numpy(np.random.default_rng(2).normal(size=2**circuit.num_clbits)).float()
+    sampler = SamplerV2(default_shots=shots, seed=1, options=options)
+    qnn = SamplerQNN(circuit=isa, sampler=sampler, weight_params=list(isa.parameters))
+    model = TorchConnector(
+        qnn, initial_weights=init[[list(circuit.parameters).index(p) for p in isa.parameters]]
+    )
+    upstream = torch.from_numpy(np.random.default_rng(2).normal(size=2**isa.num_clbits)).float()
 
     def step() -> None:
         model.zero_grad()
@@ -85,42 +117,143 @@ def _baseline(spec: str, circuit, init: np.ndarray, shots: int):
     return step
 
 
-def bench_qnn(args: argparse.Namespace) -> None:
-    from .backends import QPABackend
+def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats: int, budget: float) -> dict:
+    """One cell of the scaling table, in a process of its own (so its peak memory is its own)."""
     from .circuits import ansatz
 
-    specs = ["statevector", f"aer_noisy:{args.device}"]
-    rows = []
+    circuit = ansatz(n, reps)
+    init = np.random.default_rng(0).uniform(0, 2 * np.pi, circuit.num_parameters)
+    out: dict = {"P": circuit.num_parameters}
+    if kind == "ours":
+        step, gradient, program = _layer_step(spec, circuit, init, None if mode == "exact" else c)
+        out["gradient"] = gradient
+    elif kind == "aer":
+        step = _aer_circuit(spec, circuit, init)
+    else:
+        step = _qml_step(spec, circuit, init, int(np.ceil(c * 2**n)))
+    before = None if kind != "ours" or program is None else program.bytes_moved
+    seconds, samples, first = _time_steps(step, repeats, budget)
+    out.update(seconds=seconds, samples=samples, first=first, peak_rss=_peak_rss())
+    if before is not None:
+        out["bytes_per_step"] = (program.bytes_moved - before) / (samples + 1)
+    return out
+
+
+def _in_child(*args) -> dict:
+    """Run :func:`_cell` in a fresh process; an error or a kill is reported, not raised."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        try:
+            return pool.apply(_cell, args)
+        except Exception as exc:  # a baseline that fails is a row that says so
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def memory_bandwidth(size_mb: int = 512, repeats: int = 7) -> float:
+    """Bytes per second a tensor copy moves (read + write), median over repeats."""
+    src = torch.ones(size_mb * 2**20 // 8, dtype=torch.float64)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return 2 * src.numel() * 8 / statistics.median(times)
+
+
+def _extrapolate(history: list[tuple[int, float]], n: int, growth: float) -> float:
+    """Seconds at n from the last measured points (their own growth per qubit, else `growth`)."""
+    (n1, t1) = history[-1]
+    if len(history) >= 2:
+        n0, t0 = history[-2]
+        growth = max(growth, (t1 / t0) ** (1 / (n1 - n0)))
+    return t1 * growth ** (n - n1)
+
+
+def bench_qnn(args: argparse.Namespace) -> None:
+    modes = args.modes
+    bandwidth = memory_bandwidth()
     print(
-        f"One training step (forward + parameter-shift backward), reps={args.reps}, "
-        f"shots = ceil({args.shots_factor} * 2^N), torch threads={torch.get_num_threads()}; "
-        f"medians over up to {args.repeats} steps after a warm-up step.",
+        f"One training step (forward + backward) of QuantumProbabilities, reps={args.reps}, "
+        f"c={args.shots_factor} (n_shot = c 2^N) in shot mode, torch threads={torch.get_num_threads()}; "
+        f"medians over up to {args.repeats} steps after a warm-up; memory bandwidth (tensor copy) "
+        f"{bandwidth / 1e9:.1f} GB/s.",
         flush=True,
     )
-    for n in args.qubits:
-        circuit = ansatz(n, args.reps)
-        init = np.random.default_rng(0).uniform(0, 2 * np.pi, circuit.num_parameters)
-        for spec in specs:
-            ours, n_ours, _ = _time_steps(
-                _ours(spec, circuit, init, args.shots_factor), args.repeats, args.budget
-            )
-            print(f"  N={n} {spec}: qpa-qiskit {ours:.3f} s (n={n_ours})", flush=True)
-            if args.no_baseline:
-                base, n_base = float("nan"), 0
-            else:
-                shots = QPABackend("statevector", shots_factor=args.shots_factor).num_shots(n)
-                base, n_base, _ = _time_steps(
-                    _baseline(spec, circuit, init, shots), args.repeats, args.budget
+    rows = []
+    history: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+    for spec in args.backends:
+        for mode in modes:
+            for n in args.qubits:
+                row = {"spec": spec, "mode": mode, "N": n}
+                row["ours"] = _in_child(
+                    "ours", spec, n, args.reps, mode, args.shots_factor, args.repeats, args.budget
                 )
-                print(f"  N={n} {spec}: SamplerQNN+TorchConnector {base:.3f} s (n={n_base})", flush=True)
-            rows.append((n, circuit.num_parameters, spec, ours, n_ours, base, n_base))
+                kinds = ["aer"] + (["qml"] if mode == "shots" and not args.no_baseline else [])
+                for kind in kinds:
+                    past = history.setdefault((spec, mode, kind), [])
+                    growth = 2.0 if spec == "statevector" else 4.0
+                    guess = _extrapolate(past, n, growth) if past else 0.0
+                    if guess > args.baseline_limit:
+                        row[kind] = {"seconds": guess, "extrapolated": True}
+                    else:
+                        row[kind] = _in_child(
+                            kind, spec, n, args.reps, mode, args.shots_factor, args.repeats, args.budget
+                        )
+                        if "seconds" in row[kind]:
+                            past.append((n, row[kind]["seconds"]))
+                rows.append(row)
+                print("  " + _scaling_line(row, bandwidth), flush=True)
     print()
-    print("| N | P | backend | qpa-qiskit s/step | baseline s/step | speed-up |")
-    print("|---|---|---|---|---|---|")
-    for n, p, spec, ours, n_ours, base, n_base in rows:
-        print(
-            f"| {n} | {p} | {spec} | {ours:.3f} (n={n_ours}) | {base:.2f} (n={n_base}) | {base / ours:.0f}x |"
+    print(_scaling_table(rows, bandwidth))
+
+
+def _seconds(cell: dict) -> str:
+    if "error" in cell:
+        return "failed"
+    mark = "~" if cell.get("extrapolated") else ""
+    tail = " (extrapolated)" if cell.get("extrapolated") else f" (n={cell['samples']})"
+    return f"{mark}{cell['seconds']:.3g}{tail}"
+
+
+def _memory(cell: dict) -> str:
+    return f"{cell['peak_rss'] / 2**30:.2f}" if "peak_rss" in cell else "-"
+
+
+def _scaling_line(row: dict, bandwidth: float) -> str:
+    return (
+        " | ".join(
+            f"{k}: {_seconds(row[k])} s, {_memory(row[k])} GiB" for k in ("ours", "aer", "qml") if k in row
         )
+        + f"  [{row['spec']} {row['mode']} N={row['N']}]"
+    )
+
+
+def _scaling_table(rows: list[dict], bandwidth: float) -> str:
+    lines = [
+        "| backend | mode | N | P | ours s/step | ours peak GiB | bound s | ours / bound | "
+        "Aer one circuit s | Aer peak GiB | ours step / Aer circuit | "
+        "SamplerQNN+TorchConnector s/step | its peak GiB | its step / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2g}" if a and b else "-"
+
+    for row in rows:
+        ours, aer, qml = row["ours"], row["aer"], row.get("qml", {})
+        bound = ours["bytes_per_step"] / bandwidth if ours.get("bytes_per_step") else None
+        t = ours.get("seconds")
+        lines.append(
+            f"| {row['spec']} | {row['mode']} | {row['N']} | {ours.get('P', '-')} | {_seconds(ours)} | "
+            f"{_memory(ours)} | {f'{bound:.3g}' if bound else '-'} | {ratio(t, bound)} | {_seconds(aer)} | "
+            f"{_memory(aer)} | {ratio(t, aer.get('seconds'))} | {_seconds(qml) if qml else '-'} | "
+            f"{_memory(qml)} | {ratio(qml.get('seconds'), t)} |"
+        )
+    return "\n".join(lines)
 
 
 def bench_train(args: argparse.Namespace) -> None:
@@ -163,14 +296,21 @@ def bench_train(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m qpa_qiskit.bench")
     sub = parser.add_subparsers(dest="bench", required=True)
-    p = sub.add_parser("qnn", help="QuantumProbabilities step vs SamplerQNN + TorchConnector")
-    p.add_argument("--qubits", type=int, nargs="+", default=[7, 10])
+    p = sub.add_parser("qnn", help="scaling table: our step against Aer and SamplerQNN + TorchConnector")
+    p.add_argument("--qubits", type=int, nargs="+", default=list(range(4, 14)))
+    p.add_argument("--backends", nargs="+", default=["aer_noisy:fake_brisbane", "statevector"])
+    p.add_argument("--modes", nargs="+", choices=["exact", "shots"], default=["exact", "shots"])
     p.add_argument("--reps", type=int, default=8)
     p.add_argument("--shots-factor", type=float, default=20.0)
-    p.add_argument("--device", default="fake_brisbane")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per cell (after a warm-up)")
     p.add_argument("--budget", type=float, default=240.0, help="seconds per cell before stopping early")
-    p.add_argument("--no-baseline", action="store_true", help="time qpa-qiskit only")
+    p.add_argument(
+        "--baseline-limit",
+        type=float,
+        default=600.0,
+        help="a baseline predicted to take longer than this (s) is extrapolated, not run",
+    )
+    p.add_argument("--no-baseline", action="store_true", help="leave out SamplerQNN + TorchConnector")
     p.set_defaults(func=bench_qnn)
     p = sub.add_parser("train", help="training step time of qpa-lora against lora")
     p.add_argument("--model", default="smollm2-135m")

@@ -171,7 +171,7 @@ def test_budget_changes_memory_not_the_gradient():
     backend = QPABackend("aer_noisy:fake_brisbane")
     circuit = ansatz(5, 3, rotation="rx")
     theta, upstream = random_inputs(circuit)
-    program = backend.family.program(backend._prepare(circuit))
+    program = backend.program(circuit)
     _, free, stats = program.vjp(theta, upstream)
     assert stats["slots"] == len(program.blocks)
     for slots in (MIN_SLOTS, 5, 8):
@@ -262,7 +262,7 @@ def test_bad_gradient_inputs():
 def test_chunked_branch_walk_gives_the_same_probabilities(rows):
     backend = QPABackend("aer_noisy:fake_brisbane")
     circuit = ansatz(5, 2, rotation="rx", entanglement="circular")
-    program = backend.family.program(backend._prepare(circuit))
+    program = backend.program(circuit)
     theta = RNG.uniform(0, 2 * np.pi, circuit.num_parameters)
     sets = shifted_parameter_sets(theta)
     sets[5] = sets[0]  # a set equal to the first rides along with it

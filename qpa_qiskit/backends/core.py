@@ -93,6 +93,10 @@ class Family:
         """(B, 2^N) probabilities, exact when `shots` is None, else shot frequencies."""
         raise NotImplementedError
 
+    def program(self, prepared: Prepared) -> Any:
+        """The circuit compiled for this family's own engine, or None where there is none."""
+        return None
+
     def gradient_unavailable(self, prepared: Prepared) -> str | None:
         """None where :meth:`vjp` gives exact gradients of this circuit, else why it cannot."""
         return f"{self.name} backends have no engine for exact gradients"
@@ -546,6 +550,11 @@ class QPABackend:
         prepared = self._prepare(circuit)
         values = self._values(prepared, parameter_values)
         return self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
+
+    def program(self, circuit: QuantumCircuit) -> Any:
+        """The ISA circuit compiled for this backend's own engine (a PTMProgram on aer_noisy, a
+        StatevectorProgram on statevector), or None where Aer or IBM runs it."""
+        return self.family.program(self._prepare(circuit))
 
     @property
     def memory_budget(self) -> int:

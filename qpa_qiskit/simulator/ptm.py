@@ -303,6 +303,9 @@ class PTMProgram:
             raise UnsupportedCircuit("delays under a noise model with noise passes")
         self.parameters = list(circuit.parameters)
         self._angles = _LinearAngles(self.parameters)
+        #: bytes the state operations have read and written so far (each operand once): what
+        #: a memory-bound lower bound on the time divides by the bandwidth
+        self.bytes_moved = 0
         self._compile(circuit)
 
     # ----------------------------------------------------------------- compilation
@@ -553,6 +556,7 @@ class PTMProgram:
             x = buffers[current][: n_new * size].view(n_new, *sizes)
             if n_new > n_rows:  # new branches start from the forward set's state
                 x[n_rows:].copy_(x[:1].expand(n_new - n_rows, *sizes))
+                self.bytes_moved += 2 * (n_new - n_rows) * size * 8
             new_sizes = list(self._sizes[j + 1])
             out = buffers[1 - current][: n_new * math.prod(new_sizes)].view(n_new, *new_sizes)
             block_rows = self._block_rows[j]
@@ -706,9 +710,9 @@ class PTMProgram:
         out.zero_()
         out[tuple(index)] = g
 
-    @staticmethod
-    def _outer(lam: torch.Tensor, x: torch.Tensor, qubits, sizes) -> torch.Tensor:
+    def _outer(self, lam: torch.Tensor, x: torch.Tensor, qubits, sizes) -> torch.Tensor:
         """G[o, i] = sum over the other axes of lam[o, ...] x[i, ...], on the block's axes."""
+        self.bytes_moved += (lam.numel() + x.numel()) * 8
         first, last = qubits[0], qubits[-1]
         d_out = math.prod(lam.shape[1 + q] for q in qubits)
         d_in = math.prod(x.shape[1 + q] for q in qubits)
@@ -727,9 +731,9 @@ class PTMProgram:
         x_m = x.permute([0, *axes, *others]).reshape(d_in, -1)
         return lam_m @ x_m.T
 
-    @staticmethod
-    def _apply(matrix, x: torch.Tensor, out: torch.Tensor, qubits, sizes) -> None:
+    def _apply(self, matrix, x: torch.Tensor, out: torch.Tensor, qubits, sizes) -> None:
         """out = matrix (numpy or torch) acting on the axes of `qubits` of x (rows, q_0, ..., q_{n-1})."""
+        self.bytes_moved += (x.numel() + out.numel()) * 8
         m = matrix if isinstance(matrix, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(matrix))
         m = m.to(x.device).contiguous()
         d_out, d_in = m.shape

@@ -78,6 +78,7 @@ class StatevectorProgram:
         n = self.n_qubits = len(active)
         self.parameters = list(circuit.parameters)
         self._angles = _LinearAngles(self.parameters)
+        self.bytes_moved = 0  # state bytes read and written so far, each operand once
         self.measured: dict[int, int] = {}
         # (qubits, view shape or None, matrix or generator G in the view's bit order, angle row)
         self._ops: list[tuple[tuple[int, ...], tuple[int, ...] | None, np.ndarray, int | None]] = []
@@ -145,6 +146,7 @@ class StatevectorProgram:
         mats = self._matrices(angles)
         for (axes, shape, _, _), u in zip(self._ops, mats, strict=True):
             psi = _apply(u, psi, axes, shape, self.n_qubits)
+        self.bytes_moved += len(self._ops) * 2 * psi.nbytes
         return psi, mats
 
     def _probabilities(self, psi: np.ndarray) -> np.ndarray:
@@ -182,5 +184,7 @@ class StatevectorProgram:
                 g_psi = _apply(m, psi, axes, shape, n)
                 d_psi = -0.5 * np.sin(a / 2) * psi - 0.5j * np.cos(a / 2) * g_psi
                 grad_angles[row] += 2.0 * np.real(np.vdot(lam, d_psi))
+                self.bytes_moved += 7 * psi.nbytes  # G psi, d psi, the product with lam
             lam = _apply(inverse, lam, axes, shape, n)
+            self.bytes_moved += 4 * psi.nbytes
         return probs, self._angles.pullback(grad_angles), {"passes": 3}
