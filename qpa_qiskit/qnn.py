@@ -73,14 +73,16 @@ class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, layer, needs_grad):  # type: ignore[override]
         values = theta.detach().cpu().double().numpy()
-        probs = layer.backend.probabilities(layer.circuit, values)
-        ctx.layer, ctx.values = layer, values
-        return torch.from_numpy(probs[0]).to(device=theta.device)
+        if needs_grad:
+            probs, ctx.pullback = layer.backend.vjp(layer.circuit, values)
+        else:
+            probs = layer.backend.probabilities(layer.circuit, values)[0]
+        return torch.from_numpy(probs).to(device=theta.device)
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
-        upstream = grad_output.detach().cpu().double().numpy()
-        _, grad = ctx.layer.backend.vjp(ctx.layer.circuit, ctx.values, upstream)
+        grad = ctx.pullback(grad_output.detach().cpu().double().numpy())
+        del ctx.pullback  # what the forward pass kept for this backward pass goes now
         return torch.from_numpy(grad).to(device=grad_output.device, dtype=grad_output.dtype), None, None
 
 

@@ -17,6 +17,7 @@ Both read the noise through :mod:`qpa_qiskit.noise`; only Aer's own run takes th
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -194,15 +195,13 @@ class AerNoisyFamily(Family):
             return f"exact gradients need the PTM engine, and {why}"
         return None
 
-    def vjp(
-        self, prepared: Prepared, values: np.ndarray, upstream: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        program = self.program(prepared)
-        budget = self.backend.memory_budget
+    def vjp(self, prepared: Prepared, values: np.ndarray) -> tuple[np.ndarray, Callable]:
         try:
-            probs, grad, _ = program.vjp(prepared.isa_values(values[None, :])[0], upstream, budget)
+            probs, pullback = self.program(prepared).vjp(
+                prepared.isa_values(values[None, :])[0], self.backend.memory_budget
+            )
         except MemoryBudgetError as exc:
             raise CapacityError(
                 f"{exc}; raise the backend option memory_budget (e.g. '16GiB') or use fewer qubits"
             ) from None
-        return probs, prepared.circuit_gradient(grad)
+        return probs, lambda upstream: prepared.circuit_gradient(pullback(upstream)[0])

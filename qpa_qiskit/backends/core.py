@@ -101,10 +101,9 @@ class Family:
         """None where :meth:`vjp` gives exact gradients of this circuit, else why it cannot."""
         return f"{self.name} backends have no engine for exact gradients"
 
-    def vjp(
-        self, prepared: Prepared, values: np.ndarray, upstream: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact p (2^N,) and upstream · dp/dθ (P,) for one parameter set (circuit order)."""
+    def vjp(self, prepared: Prepared, values: np.ndarray) -> tuple[np.ndarray, Callable]:
+        """Exact p (2^N,) for one parameter set (circuit order), and the pullback that maps
+        dL/dp to dL/dθ (circuit order)."""
         raise NotImplementedError
 
 
@@ -575,16 +574,15 @@ class QPABackend:
             )
         return self.family.gradient_unavailable(prepared)
 
-    def vjp(
-        self, circuit: QuantumCircuit, parameter_values: Any, upstream: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact probabilities p (2^N,) and the vector-Jacobian product upstream · dp/dθ (P,).
+    def vjp(self, circuit: QuantumCircuit, parameter_values: Any) -> tuple[np.ndarray, Callable]:
+        """Exact probabilities p (2^N,) and ``pullback(upstream) -> upstream · dp/dθ (P,)``.
 
-        For one parameter set (P,) in ``circuit.parameters`` order and dL/dp (2^N,), by the
-        adjoint method: about three passes over the circuit instead of the 2P + 1 circuits of
-        the parameter-shift rule, equal to it to rounding. Backends that sample, and
-        circuits an exact engine cannot run, raise InputError saying why
-        (:meth:`gradient_unavailable`).
+        For one parameter set (P,) in ``circuit.parameters`` order, by the adjoint method:
+        the forward pass here keeps what the backward one needs (within ``memory_budget``),
+        and the pullback, given dL/dp (2^N,), runs the backward pass: about three passes over
+        the circuit instead of the 2P + 1 circuits of the parameter-shift rule, equal to it
+        to rounding. Backends that sample, and circuits an exact engine cannot run, raise
+        InputError saying why (:meth:`gradient_unavailable`).
         """
         prepared = self._prepare(circuit)
         values = self._values(prepared, parameter_values)
@@ -592,15 +590,21 @@ class QPABackend:
             raise InputError(
                 f"vjp takes one parameter set of shape ({len(prepared.parameters)},), got {values.shape}"
             )
-        upstream = np.asarray(
-            upstream.detach().cpu() if hasattr(upstream, "detach") else upstream, dtype=float
-        )
-        if upstream.shape != (2**prepared.n_bits,):
-            raise InputError(f"upstream must have shape ({2**prepared.n_bits},), got {upstream.shape}")
         reason = self.gradient_unavailable(circuit)
         if reason is not None:
             raise InputError(f"no exact gradients here: {reason}")
-        return self.family.vjp(prepared, values[0], upstream)
+        probs, family_pullback = self.family.vjp(prepared, values[0])
+        n_out = 2**prepared.n_bits
+
+        def pullback(upstream: Any) -> np.ndarray:
+            if hasattr(upstream, "detach"):
+                upstream = upstream.detach().cpu()
+            upstream = np.asarray(upstream, dtype=float)
+            if upstream.shape != (n_out,):
+                raise InputError(f"upstream must have shape ({n_out},), got {upstream.shape}")
+            return family_pullback(upstream)
+
+        return probs, pullback
 
     def sample(self, exact: np.ndarray, shots: int) -> np.ndarray:
         """Shot frequencies: `shots` independent outcomes per row of exact probabilities.

@@ -9,6 +9,7 @@ method on the statevector (:mod:`qpa_qiskit.simulator.statevector`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,6 @@ class StatevectorFamily(Family):
             )
         return None
 
-    def vjp(
-        self, prepared: Prepared, values: np.ndarray, upstream: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        probs, grad, _ = self.program(prepared).vjp(prepared.isa_values(values[None, :])[0], upstream)
-        return probs, prepared.circuit_gradient(grad)
+    def vjp(self, prepared: Prepared, values: np.ndarray) -> tuple[np.ndarray, Callable]:
+        probs, pullback = self.program(prepared).vjp(prepared.isa_values(values[None, :])[0])
+        return probs, lambda upstream: prepared.circuit_gradient(pullback(upstream)[0])

@@ -27,6 +27,7 @@ The noise comes as a :class:`~qpa_qiskit.noise.NoiseDescription`, never as an Ae
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -591,30 +592,27 @@ class PTMProgram:
         observable (two), and the temporaries of one non-neighbouring block (two)."""
         return (slots + 4) * self.state_bytes()
 
-    def vjp(
-        self, values: np.ndarray, upstream: np.ndarray, memory_budget: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Exact probabilities p(θ) and the vector-Jacobian product upstream · dp/dθ.
+    def vjp(self, values: np.ndarray, memory_budget: int | None = None) -> tuple[np.ndarray, Callable]:
+        """Exact probabilities p(θ), and the function that maps dL/dp to dL/dθ.
 
         The adjoint method: the state goes forward once; the upstream gradient goes backward
         once as an observable (through the readout confusion, then the transpose of each
         block's PTM); at each block the derivative of its PTM (the shift rule, exactly) is
-        contracted between the stored state before the block and the observable after it.
-        States are held in at most ``memory_budget`` bytes (default: all of them, if that
-        fits) and recomputed from checkpoints between them (:mod:`.checkpoints`).
+        contracted between the state before the block and the observable after it. When
+        every state fits in ``memory_budget`` bytes (default: no limit) the forward pass keeps
+        them for the backward one; otherwise the backward pass recomputes them from
+        checkpoints within the budget (:mod:`.checkpoints`).
 
         Args:
             values: one parameter set (P,), in ``self.parameters`` order.
-            upstream: dL/dp (2^n_clbits,), for the probabilities with readout errors.
-            memory_budget: bytes for the sweep; at least ``vjp_memory(MIN_SLOTS)``.
+            memory_budget: bytes; at least ``vjp_memory(MIN_SLOTS)``.
 
         Returns:
-            (p (2^n_clbits,), gradient (P,), stats: slots used and forward steps run).
+            (p (2^n_clbits,), pullback), ``pullback(upstream)`` -> (gradient (P,), stats: the
+            state buffers held and the forward steps run). ``upstream`` is dL/dp for the
+            probabilities with readout errors; the pullback may be called once.
         """
         values = np.asarray(values, dtype=float).reshape(-1)
-        upstream = np.asarray(upstream, dtype=float).reshape(-1)
-        if upstream.shape != (2**self.n_clbits,):
-            raise ValueError(f"upstream must have shape ({2**self.n_clbits},), got {upstream.shape}")
         angles = self._angles.evaluate(values[None, :])[:, 0]
         mats, derivs = [], []
         for j, block in enumerate(self.blocks):
@@ -623,7 +621,7 @@ class PTMProgram:
             mats.append(self._tensor(block.matrices(a[None, :])[0][select]))
             derivs.append([self._tensor(d[select]) for d in block.derivatives(a)])
         n_steps = len(self.blocks)
-        slots = max(MIN_SLOTS, n_steps)  # every state before a block, the first included
+        slots = n_steps + 1  # every state before a block, and the final one
         if memory_budget is not None:
             slots = min(slots, memory_budget // self.state_bytes() - 4)
             if slots < MIN_SLOTS:
@@ -632,8 +630,9 @@ class PTMProgram:
                     f"{self.n_qubits} qubits: it needs at least {size_text(self.vjp_memory(MIN_SLOTS))} "
                     f"({MIN_SLOTS + 4} states of {size_text(self.state_bytes())})"
                 )
+        keep_all = slots == n_steps + 1
         size = 4**self.n_qubits
-        pool = BufferPool(lambda: torch.empty(size, dtype=torch.float64, device=self.device), slots)
+        pool = BufferPool(lambda: torch.empty(size, dtype=torch.float64, device=self.device), max(slots, 3))
 
         def view(buffer: torch.Tensor, j: int) -> torch.Tensor:
             shape = self._sizes[j]
@@ -642,41 +641,56 @@ class PTMProgram:
         def forward(j: int, x: torch.Tensor, out: torch.Tensor) -> None:
             self._apply(mats[j], view(x, j), view(out, j + 1), self.blocks[j].qubits, self._sizes[j])
 
-        # the forward pass, storing nothing, for p and the observable it starts from
+        # the forward pass, for p; it keeps every state if they all fit
         initial = pool.take()
         view(initial, 0).copy_(self._initial_state().view(1, *self._sizes[0]))
-        scratch = [pool.take(), pool.take()]
+        states = [initial]  # with keep_all: the state before every block
+        scratch = [] if keep_all else [pool.take(), pool.take()]
         x = initial
         for j in range(n_steps):
-            out = scratch[j % 2]
+            out = pool.take() if keep_all else scratch[j % 2]
             forward(j, x, out)
+            if keep_all:
+                states.append(out)
             x = out
-        final = view(x, n_steps)
-        probs = self._measure(final, list(self._sizes[n_steps]), True)[0]
-        observable = [torch.empty(size, dtype=torch.float64, device=self.device) for _ in range(2)]
-        self._observable(upstream, view(observable[0], n_steps))
-        for b in scratch:
+        probs = self._measure(view(x, n_steps), list(self._sizes[n_steps]), True)[0]
+        for b in [states.pop()] if keep_all else scratch:  # the final state is not needed again
             pool.give(b)
 
-        grad_angles = np.zeros(len(angles))
-        current = [0]
+        def pullback(upstream: np.ndarray) -> tuple[np.ndarray, dict]:
+            upstream = np.asarray(upstream, dtype=float).reshape(-1)
+            if upstream.shape != (2**self.n_clbits,):
+                raise ValueError(f"upstream must have shape ({2**self.n_clbits},), got {upstream.shape}")
+            observable = [torch.empty(size, dtype=torch.float64, device=self.device) for _ in range(2)]
+            self._observable(upstream, view(observable[0], n_steps))
+            grad_angles = np.zeros(len(angles))
+            current = 0
 
-        def backward(j: int, x: torch.Tensor) -> None:
-            block = self.blocks[j]
-            lam = view(observable[current[0]], j + 1)
-            rows = self._block_rows[j]
-            if rows:
-                outer = self._outer(lam, view(x, j), block.qubits, self._sizes[j + 1])
-                for row, d in zip(rows, derivs[j], strict=True):
-                    grad_angles[row] += float(torch.sum(outer * d))
-            if j > 0:  # the observable before block j: the transposed block applied to it
-                nxt = view(observable[1 - current[0]], j)
-                self._apply(mats[j].T, lam, nxt, block.qubits, self._sizes[j + 1])
-                current[0] = 1 - current[0]
+            def backward(j: int, x: torch.Tensor) -> None:
+                nonlocal current
+                block = self.blocks[j]
+                lam = view(observable[current], j + 1)
+                rows = self._block_rows[j]
+                if rows:
+                    outer = self._outer(lam, view(x, j), block.qubits, self._sizes[j + 1])
+                    for row, d in zip(rows, derivs[j], strict=True):
+                        grad_angles[row] += float(torch.sum(outer * d))
+                if j > 0:  # the observable before block j: the transposed block applied to it
+                    nxt = view(observable[1 - current], j)
+                    self._apply(mats[j].T, lam, nxt, block.qubits, self._sizes[j + 1])
+                    current = 1 - current
 
-        steps = reverse_sweep(n_steps, initial, forward, backward, pool)
-        grad = self._angles.pullback(grad_angles)
-        return probs, grad, {"slots": pool.peak, "forward_steps": n_steps + steps}
+            if keep_all:
+                for j in range(n_steps - 1, -1, -1):
+                    backward(j, states[j])
+                    pool.give(states.pop())
+                again = 0
+            else:
+                again = reverse_sweep(n_steps, states.pop(), forward, backward, pool)
+            stats = {"slots": pool.peak, "forward_steps": n_steps + again}
+            return self._angles.pullback(grad_angles), stats
+
+        return probs, pullback
 
     def _tensor(self, matrix: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(matrix)).to(self.device)

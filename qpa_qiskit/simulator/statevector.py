@@ -10,6 +10,8 @@ applied locally: dL/da = 2 Re <lambda| dU/da |psi>.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Measure, ParameterExpression
@@ -161,30 +163,36 @@ class StatevectorProgram:
         angles = self._angles.evaluate(values)
         return np.stack([self._probabilities(self._run(angles[:, b])[0]) for b in range(values.shape[0])])
 
-    def vjp(self, values: np.ndarray, upstream: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Exact p(θ) (2^n_clbits,) and upstream · dp/dθ (P,), by the adjoint method."""
+    def vjp(self, values: np.ndarray) -> tuple[np.ndarray, Callable]:
+        """Exact p(θ) (2^n_clbits,) and ``pullback(upstream) -> (upstream · dp/dθ (P,), stats)``,
+        by the adjoint method; the pullback starts from the final state and undoes the gates."""
         values = np.asarray(values, dtype=float).reshape(-1)
-        upstream = np.asarray(upstream, dtype=float).reshape(-1)
-        if upstream.shape != (2**self.n_clbits,):
-            raise ValueError(f"upstream must have shape ({2**self.n_clbits},), got {upstream.shape}")
         n = self.n_qubits
         angles = self._angles.evaluate(values[None, :])[:, 0]
-        psi, mats = self._run(angles)
-        probs = self._probabilities(psi)
-        # L = sum_x upstream[outcome(x)] |psi_x|^2: a diagonal observable O on the full state
-        diagonal = np.transpose(upstream.reshape([2] * self.n_clbits), np.argsort(self._order))
-        lam = (diagonal.reshape(self._observable_shape) * psi.reshape([2] * n)).reshape(-1)  # O psi
-        grad_angles = np.zeros(len(angles))
-        for (axes, shape, m, row), u in zip(reversed(self._ops), reversed(mats), strict=True):
-            inverse = u.conj().T
-            psi = _apply(inverse, psi, axes, shape, n)  # the state before this gate
-            if row is not None:
-                # dU/da = -sin(a/2)/2 I - i cos(a/2)/2 G
-                a = angles[row]
-                g_psi = _apply(m, psi, axes, shape, n)
-                d_psi = -0.5 * np.sin(a / 2) * psi - 0.5j * np.cos(a / 2) * g_psi
-                grad_angles[row] += 2.0 * np.real(np.vdot(lam, d_psi))
-                self.bytes_moved += 7 * psi.nbytes  # G psi, d psi, the product with lam
-            lam = _apply(inverse, lam, axes, shape, n)
-            self.bytes_moved += 4 * psi.nbytes
-        return probs, self._angles.pullback(grad_angles), {"passes": 3}
+        final, mats = self._run(angles)
+        probs = self._probabilities(final)
+
+        def pullback(upstream: np.ndarray) -> tuple[np.ndarray, dict]:
+            upstream = np.asarray(upstream, dtype=float).reshape(-1)
+            if upstream.shape != (2**self.n_clbits,):
+                raise ValueError(f"upstream must have shape ({2**self.n_clbits},), got {upstream.shape}")
+            # L = sum_x upstream[outcome(x)] |psi_x|^2: a diagonal observable O on the full state
+            diagonal = np.transpose(upstream.reshape([2] * self.n_clbits), np.argsort(self._order))
+            psi = final
+            lam = (diagonal.reshape(self._observable_shape) * psi.reshape([2] * n)).reshape(-1)  # O psi
+            grad_angles = np.zeros(len(angles))
+            for (axes, shape, m, row), u in zip(reversed(self._ops), reversed(mats), strict=True):
+                inverse = u.conj().T
+                psi = _apply(inverse, psi, axes, shape, n)  # the state before this gate
+                if row is not None:
+                    # dU/da = -sin(a/2)/2 I - i cos(a/2)/2 G
+                    a = angles[row]
+                    g_psi = _apply(m, psi, axes, shape, n)
+                    d_psi = -0.5 * np.sin(a / 2) * psi - 0.5j * np.cos(a / 2) * g_psi
+                    grad_angles[row] += 2.0 * np.real(np.vdot(lam, d_psi))
+                    self.bytes_moved += 7 * psi.nbytes  # G psi, d psi, the product with lam
+                lam = _apply(inverse, lam, axes, shape, n)
+                self.bytes_moved += 4 * psi.nbytes
+            return self._angles.pullback(grad_angles), {"passes": 3}
+
+        return probs, pullback
