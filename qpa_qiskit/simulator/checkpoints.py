@@ -26,6 +26,7 @@ class BufferPool:
         self._make = make
         self.capacity = capacity
         self._free: list[Any] = []
+        self.buffers: list[Any] = []  # every buffer made, to hand on for reuse when done
         self.made = 0
         self.in_use = 0
         self.peak = 0
@@ -38,6 +39,7 @@ class BufferPool:
                 raise RuntimeError(f"the sweep needs more than its {self.capacity} state buffers")
             buffer = self._make()
             self.made += 1
+            self.buffers.append(buffer)
         self.in_use += 1
         self.peak = max(self.peak, self.in_use)
         return buffer

@@ -304,6 +304,7 @@ class PTMProgram:
             raise UnsupportedCircuit("delays under a noise model with noise passes")
         self.parameters = list(circuit.parameters)
         self._angles = _LinearAngles(self.parameters)
+        self._spare_states: list[torch.Tensor] = []  # buffers of the last gradient, for the next
         #: bytes the state operations have read and written so far (each operand once): what
         #: a memory-bound lower bound on the time divides by the bandwidth
         self.bytes_moved = 0
@@ -632,7 +633,14 @@ class PTMProgram:
                 )
         keep_all = slots == n_steps + 1
         size = 4**self.n_qubits
-        pool = BufferPool(lambda: torch.empty(size, dtype=torch.float64, device=self.device), max(slots, 3))
+        spare = self._spare_states
+        del spare[max(slots, MIN_SLOTS) :]  # never more than this budget holds
+
+        def make() -> torch.Tensor:
+            # states of an earlier step are reused: fresh gigabytes cost page faults each step
+            return spare.pop() if spare else torch.empty(size, dtype=torch.float64, device=self.device)
+
+        pool = BufferPool(make, max(slots, MIN_SLOTS))
 
         def view(buffer: torch.Tensor, j: int) -> torch.Tensor:
             shape = self._sizes[j]
@@ -688,6 +696,7 @@ class PTMProgram:
             else:
                 again = reverse_sweep(n_steps, states.pop(), forward, backward, pool)
             stats = {"slots": pool.peak, "forward_steps": n_steps + again}
+            spare.extend(pool.buffers)
             return self._angles.pullback(grad_angles), stats
 
         return probs, pullback
