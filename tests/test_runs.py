@@ -265,14 +265,19 @@ def test_gradient_accumulation_generates_once_and_equals_one_batch(corpus, tmp_p
     many = Run.create(tmp_path / "many", config(corpus, batch_size=2, grad_accum=2))
     calls = []
     backend = many.model.generator.quantum.backend
-    real = backend.probabilities
-    monkeypatch.setattr(backend, "probabilities", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("probabilities", "vjp"):  # shift rule: one batch; adjoint: one forward pass
+        real = getattr(backend, name)
+        monkeypatch.setattr(
+            backend, name, lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k)
+        )
     loss_many = many.accumulate_gradients()
-    assert len(calls) == 1  # one circuit evaluation (forward + shifts) per optimiser step
+    assert calls == ["vjp"]  # one circuit evaluation per optimiser step, its gradient exact
     loss_one = one.accumulate_gradients()
     assert loss_many == pytest.approx(loss_one, rel=1e-6)
     for name, p in one.params.items():
-        assert torch.allclose(p.grad, many.params[name].grad, rtol=1e-5, atol=1e-9), name
+        # equal up to float32 summation order: a few ulp of the tensor's largest entries
+        scale = float(p.grad.abs().max())
+        assert torch.allclose(p.grad, many.params[name].grad, rtol=1e-5, atol=1e-6 * scale), name
     assert one.model.generator.quantum.theta.grad.abs().sum() > 0
     one.close()
     many.close()
