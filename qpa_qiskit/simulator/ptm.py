@@ -719,19 +719,10 @@ class PTMProgram:
         g = apply_readout(upstream[None, :], self.readout, transpose=False)  # through C^T
         h = np.array([[0.5, 0.5], [0.5, -0.5]])
         g = apply_readout(g, [h] * self.n_clbits, transpose=False)  # through (I, Z) -> outcomes
-        measured_q = {q: c for c, q in self.measured.items()}
-        kept = sorted(measured_q)
-        sizes = out.shape[1:]
-        index: list = [slice(None)]
-        for q in range(self.n_qubits):
-            if q in measured_q:
-                index.append(slice(0, 4, 3) if sizes[q] == 4 else slice(None))
-            else:
-                index.append(0)
-        order = [0] + [1 + kept.index(self.measured[c]) for c in reversed(range(self.n_clbits))]
+        index, order = self._readout_view(out.shape[1:])
         g = self._tensor(g.reshape([1] + [2] * self.n_clbits)).permute(np.argsort(order).tolist())
         out.zero_()
-        out[tuple(index)] = g
+        out[index] = g
 
     def _outer(self, lam: torch.Tensor, x: torch.Tensor, qubits, sizes) -> torch.Tensor:
         """G[o, i] = sum over the other axes of lam[o, ...] x[i, ...], on the block's axes."""
@@ -782,22 +773,28 @@ class PTMProgram:
         inverse = np.argsort([0, *axes, *others]).tolist()
         out.copy_(result.view(shape).permute(inverse))
 
-    def _measure(self, state: torch.Tensor, sizes: list[int], readout: bool) -> np.ndarray:
-        """Outcome probabilities (rows, 2^n_clbits) of the final states (rows, q_0, ...)."""
+    def _readout_view(self, sizes) -> tuple[tuple, list[int]]:
+        """(index, order): ``state[index].permute(order)`` is (rows, clbit n-1, ..., clbit 0)
+        over the (I, Z) coefficients, so a row-major flatten is little-endian in clbits.
+
+        Only the I and Z coefficients of measured qubits, and the I coefficient of the
+        others, enter the outcome distribution: the index takes them as strided views.
+        """
         measured_q = {q: c for c, q in self.measured.items()}
-        # Only the I and Z coefficients of measured qubits, and the I coefficient of the
-        # others, enter the outcome distribution: take them as strided views first.
         index: list = [slice(None)]
         for q in range(self.n_qubits):
             if q in measured_q:
                 index.append(slice(0, 4, 3) if sizes[q] == 4 else slice(None))
             else:
                 index.append(0)
-        sub = state[tuple(index)]  # (batch, measured qubits in ascending order)
-        kept = sorted(measured_q)
-        # (batch, clbit n-1, ..., clbit 0): a row-major flatten is then little-endian
+        kept = sorted(measured_q)  # the measured qubits' axes remain, in ascending order
         order = [0] + [1 + kept.index(self.measured[c]) for c in reversed(range(self.n_clbits))]
-        sub = sub.permute(order).contiguous().cpu().numpy()
+        return tuple(index), order
+
+    def _measure(self, state: torch.Tensor, sizes: list[int], readout: bool) -> np.ndarray:
+        """Outcome probabilities (rows, 2^n_clbits) of the final states (rows, q_0, ...)."""
+        index, order = self._readout_view(sizes)
+        sub = state[index].permute(order).contiguous().cpu().numpy()
         # Pauli coefficients (r_I, r_Z) of each measured qubit -> outcome probabilities
         h = np.array([[0.5, 0.5], [0.5, -0.5]])
         probs = apply_readout(sub.reshape(sub.shape[0], -1), [h] * self.n_clbits, transpose=False)
