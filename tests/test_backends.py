@@ -56,8 +56,8 @@ def test_unknown_spec_or_device(spec, match):
 def test_unknown_option_lists_accepted():
     with pytest.raises(
         SpecError,
-        match=r"accepted: \['engine', 'gate_error', 'noise_scale', 'optimization_level', 'readout_error', "
-        r"'seed_transpiler', 'thermal_relaxation'\]",
+        match=r"accepted: \['engine', 'gate_error', 'memory_budget', 'noise_scale', 'optimization_level', "
+        r"'readout_error', 'seed_transpiler', 'thermal_relaxation', 'torch_device'\]",
     ):
         QPABackend("aer_noisy:fake_brisbane", method="mps")
     with pytest.raises(SpecError, match="engine must be one of"):
@@ -143,7 +143,9 @@ def test_noisy_too_large_says_how_much_memory():
     qc = QuantumCircuit(16)
     for q in range(15):
         qc.cx(q, q + 1)
-    with pytest.raises(CapacityError, match=r"16 qubits .* needs .*GiB"):
+    with pytest.raises(
+        CapacityError, match=r"16 qubits: it needs at least 128 GiB \(32 GiB a state\).* available"
+    ):
         QPABackend("aer_noisy:fake_brisbane").probabilities(qc)
 
 

@@ -303,7 +303,7 @@ def test_shot_step_within_a_budget_through_the_layer():
 
 def test_budget_below_one_branch_says_what_one_needs():
     backend = QPABackend("aer_noisy:fake_brisbane", shots_factor=2, memory_budget="40kB")
-    expected = r"one branch of the parameter-set tree needs 48 KiB \(8 KiB a state\)"
+    expected = r"needs at least 48 KiB \(8 KiB a state\); raise the backend option memory_budget"
     with pytest.raises(CapacityError, match=expected):
         backend.probabilities(ansatz(5, 1), RNG.uniform(0, 1, (3, 5)))
 
@@ -346,3 +346,16 @@ def test_bad_torch_device(value, message):
         QPABackend("aer_noisy:fake_brisbane", torch_device=value)
     with pytest.raises(SpecError, match="unknown option"):
         QPABackend("statevector", torch_device="cpu")
+
+
+@pytest.mark.parametrize("n_qubits", [1, 2])
+def test_adjoint_on_circuits_of_one_or_two_blocks(n_qubits):
+    """Fewer blocks than the sweep's minimum of buffers (this once refused a 2-qubit circuit)."""
+    circuit = ansatz(n_qubits, 1)
+    backend = QPABackend("aer_noisy:fake_brisbane")
+    theta, upstream = random_inputs(circuit)
+    assert len(backend.program(circuit).blocks) <= 2
+    probs, grad = adjoint_vjp(backend, circuit, theta, upstream)
+    ref_probs, ref_grad = shift_vjp(backend, circuit, theta, upstream)
+    np.testing.assert_allclose(grad, ref_grad, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(probs, ref_probs, atol=1e-12, rtol=0)

@@ -151,9 +151,7 @@ class AerNoisyFamily(Family):
                     prepared.isa_values(values), memory_budget=self.backend.memory_budget
                 )
             except MemoryBudgetError as exc:
-                raise CapacityError(
-                    f"{exc}; raise the backend option memory_budget (e.g. '16GiB') or use fewer qubits"
-                ) from None
+                raise self._too_little_memory(exc) from None
             return exact if shots is None else self.backend.sample(exact, shots)
         return self._aer(prepared, values, shots)
 
@@ -201,7 +199,15 @@ class AerNoisyFamily(Family):
                 prepared.isa_values(values[None, :])[0], self.backend.memory_budget
             )
         except MemoryBudgetError as exc:
-            raise CapacityError(
-                f"{exc}; raise the backend option memory_budget (e.g. '16GiB') or use fewer qubits"
-            ) from None
+            raise self._too_little_memory(exc) from None
         return probs, lambda upstream: prepared.circuit_gradient(pullback(upstream)[0])
+
+    @staticmethod
+    def _too_little_memory(exc: MemoryBudgetError) -> CapacityError:
+        available = available_memory()
+        if exc.need > available:
+            return CapacityError(f"{exc}; {gib(available)} is available here: use fewer qubits")
+        return CapacityError(
+            f"{exc}; raise the backend option memory_budget (up to the {gib(available)} available) "
+            "or use fewer qubits"
+        )

@@ -72,6 +72,10 @@ def size_text(n: float) -> str:
 class MemoryBudgetError(ValueError):
     """A memory budget too small for even the least a computation needs (the message says how much)."""
 
+    def __init__(self, message: str, need: int) -> None:
+        super().__init__(message)
+        self.need = need  # bytes: the least the computation can run in
+
 
 def pauli_basis(k: int) -> np.ndarray:
     """Pauli matrices on k qubits, index sum_i p_i 4^(k-1-i) for the i-th qarg.
@@ -485,11 +489,14 @@ class PTMProgram:
         per_chunk = len(order)
         if memory_budget is not None:
             per_chunk = min(per_chunk, self.rows_within(memory_budget))
-            if per_chunk < min(2, len(order)):
+            least = min(2, len(order))  # the first set, and one branch beside it if there are any
+            if per_chunk < least:
+                need = self.memory_bytes(least)
                 raise MemoryBudgetError(
                     f"a memory budget of {size_text(memory_budget)} cannot hold the noisy simulation of "
-                    f"{self.n_qubits} qubits: one branch of the parameter-set tree needs "
-                    f"{size_text(self.memory_bytes(2))} ({size_text(self.state_bytes())} a state)"
+                    f"{self.n_qubits} qubits: it needs at least {size_text(need)} "
+                    f"({size_text(self.state_bytes())} a state)",
+                    need,
                 )
         branches = order[1:]
         step = max(1, per_chunk - 1)
@@ -624,13 +631,16 @@ class PTMProgram:
         n_steps = len(self.blocks)
         slots = n_steps + 1  # every state before a block, and the final one
         if memory_budget is not None:
-            slots = min(slots, memory_budget // self.state_bytes() - 4)
-            if slots < MIN_SLOTS:
+            fits = memory_budget // self.state_bytes() - 4
+            if fits < min(MIN_SLOTS, slots):
+                need = self.vjp_memory(min(MIN_SLOTS, slots))
                 raise MemoryBudgetError(
                     f"a memory budget of {size_text(memory_budget)} cannot hold the adjoint sweep of "
-                    f"{self.n_qubits} qubits: it needs at least {size_text(self.vjp_memory(MIN_SLOTS))} "
-                    f"({MIN_SLOTS + 4} states of {size_text(self.state_bytes())})"
+                    f"{self.n_qubits} qubits: it needs at least {size_text(need)} "
+                    f"({need // self.state_bytes()} states of {size_text(self.state_bytes())})",
+                    need,
                 )
+            slots = min(slots, fits)
         keep_all = slots == n_steps + 1
         size = 4**self.n_qubits
         spare = self._spare_states
