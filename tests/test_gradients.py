@@ -27,6 +27,16 @@ def shift_vjp(backend, circuit, theta, upstream):
     return probs[0], 0.5 * (probs[1::2] - probs[2::2]) @ upstream
 
 
+def assert_adjoint_equals_shift(backend, circuit):
+    """Probabilities to 1e-12 and the vector-Jacobian product to 1e-10, at random inputs."""
+    theta, upstream = random_inputs(circuit)
+    probs, grad = adjoint_vjp(backend, circuit, theta, upstream)
+    ref_probs, ref_grad = shift_vjp(backend, circuit, theta, upstream)
+    np.testing.assert_allclose(probs, ref_probs, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(grad, ref_grad, atol=1e-10, rtol=0)
+    assert np.abs(ref_grad).max() > 1e-3  # not a vacuous comparison
+
+
 def random_inputs(circuit):
     theta = RNG.uniform(0, 2 * np.pi, circuit.num_parameters)
     upstream = RNG.normal(size=2**circuit.num_qubits)
@@ -48,14 +58,7 @@ SHAPES = [
 @pytest.mark.parametrize("spec", ["aer_noisy:fake_brisbane", "aer_noisy:torino", "aer_noisy:fake_athens"])
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_noisy_adjoint_equals_parameter_shift(spec, shape):
-    backend = QPABackend(spec)
-    circuit = ansatz(**shape)
-    theta, upstream = random_inputs(circuit)
-    probs, grad = adjoint_vjp(backend, circuit, theta, upstream)
-    ref_probs, ref_grad = shift_vjp(backend, circuit, theta, upstream)
-    np.testing.assert_allclose(probs, ref_probs, atol=1e-12, rtol=0)
-    np.testing.assert_allclose(grad, ref_grad, atol=1e-10, rtol=0)
-    assert np.abs(ref_grad).max() > 1e-3  # not a vacuous comparison
+    assert_adjoint_equals_shift(QPABackend(spec), ansatz(**shape))
 
 
 def test_routing_really_happens_in_the_routed_cases():
@@ -77,21 +80,12 @@ def test_routing_really_happens_in_the_routed_cases():
 )
 def test_noisy_adjoint_for_every_switch_and_scale(options):
     backend = QPABackend("aer_noisy:fake_brisbane", **options)
-    circuit = ansatz(4, 2, rotation="rx", entanglement="circular")
-    theta, upstream = random_inputs(circuit)
-    _, grad = adjoint_vjp(backend, circuit, theta, upstream)
-    np.testing.assert_allclose(grad, shift_vjp(backend, circuit, theta, upstream)[1], atol=1e-10, rtol=0)
+    assert_adjoint_equals_shift(backend, ansatz(4, 2, rotation="rx", entanglement="circular"))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_statevector_adjoint_equals_parameter_shift(shape):
-    backend = QPABackend("statevector")
-    circuit = ansatz(**shape)
-    theta, upstream = random_inputs(circuit)
-    probs, grad = adjoint_vjp(backend, circuit, theta, upstream)
-    ref_probs, ref_grad = shift_vjp(backend, circuit, theta, upstream)
-    np.testing.assert_allclose(probs, ref_probs, atol=1e-12, rtol=0)
-    np.testing.assert_allclose(grad, ref_grad, atol=1e-10, rtol=0)
+    assert_adjoint_equals_shift(QPABackend("statevector"), ansatz(**shape))
 
 
 def general_circuit():
@@ -353,9 +347,5 @@ def test_adjoint_on_circuits_of_one_or_two_blocks(n_qubits):
     """Fewer blocks than the sweep's minimum of buffers (this once refused a 2-qubit circuit)."""
     circuit = ansatz(n_qubits, 1)
     backend = QPABackend("aer_noisy:fake_brisbane")
-    theta, upstream = random_inputs(circuit)
     assert len(backend.program(circuit).blocks) <= 2
-    probs, grad = adjoint_vjp(backend, circuit, theta, upstream)
-    ref_probs, ref_grad = shift_vjp(backend, circuit, theta, upstream)
-    np.testing.assert_allclose(grad, ref_grad, atol=1e-10, rtol=0)
-    np.testing.assert_allclose(probs, ref_probs, atol=1e-12, rtol=0)
+    assert_adjoint_equals_shift(backend, circuit)
