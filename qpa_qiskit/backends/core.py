@@ -565,7 +565,9 @@ class QPABackend:
 
     def gradient_unavailable(self, circuit: QuantumCircuit) -> str | None:
         """None where :meth:`vjp` gives exact gradients of this circuit, else why it cannot."""
-        prepared = self._prepare(circuit)
+        return self._gradient_unavailable(self._prepare(circuit))
+
+    def _gradient_unavailable(self, prepared: Prepared) -> str | None:
         shots = self.num_shots(prepared.n_bits)
         if shots is not None:
             return (
@@ -590,7 +592,7 @@ class QPABackend:
             raise InputError(
                 f"vjp takes one parameter set of shape ({len(prepared.parameters)},), got {values.shape}"
             )
-        reason = self.gradient_unavailable(circuit)
+        reason = self._gradient_unavailable(prepared)  # prepared once per step, not twice
         if reason is not None:
             raise InputError(f"no exact gradients here: {reason}")
         probs, family_pullback = self.family.vjp(prepared, values[0])
