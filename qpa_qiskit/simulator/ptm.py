@@ -51,7 +51,7 @@ _PAULIS = np.array(
 # Gates whose unitary is cos(a/2) I - i sin(a/2) G for a fixed Hermitian involution G
 # (up to a global phase, which a channel does not see).
 _ROTATION_GATES = {"rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx", "u1"}
-_IGNORED = {"barrier"}
+IGNORED_INSTRUCTIONS = {"barrier"}
 # Fused blocks act on at most two qubits: `embed` lifts one- and two-qubit PTMs only.
 _MAX_BLOCK_QUBITS = 2
 
@@ -240,7 +240,7 @@ def _rotation_terms(gate_name: str, gate_cls) -> tuple[np.ndarray, np.ndarray, n
     return a0, a1, a2
 
 
-class _LinearAngles:
+class LinearAngles:
     """Angles of all parameterised gates as an affine function of the parameter values."""
 
     def __init__(self, parameters: list) -> None:
@@ -307,7 +307,7 @@ class PTMProgram:
             # that contain delays; those add Kraus channels this engine leaves to Aer.
             raise UnsupportedCircuit("delays under a noise model with noise passes")
         self.parameters = list(circuit.parameters)
-        self._angles = _LinearAngles(self.parameters)
+        self._angles = LinearAngles(self.parameters)
         self._spare_states: list[torch.Tensor] = []  # buffers of the last gradient, for the next
         #: bytes the state operations have read and written so far (each operand once): what
         #: a memory-bound lower bound on the time divides by the bandwidth
@@ -327,7 +327,7 @@ class PTMProgram:
         cindex = {c: i for i, c in enumerate(circuit.clbits)}
         active: list[int] = []
         for inst in circuit.data:
-            if inst.operation.name in _IGNORED:
+            if inst.operation.name in IGNORED_INSTRUCTIONS:
                 continue
             for q in inst.qubits:
                 if qindex[q] not in active:
@@ -366,7 +366,7 @@ class PTMProgram:
         for inst in circuit.data:
             op = inst.operation
             name = op.name
-            if name in _IGNORED:
+            if name in IGNORED_INSTRUCTIONS:
                 continue
             qs_phys = tuple(qindex[q] for q in inst.qubits)
             qs = tuple(local[q] for q in qs_phys)

@@ -17,7 +17,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Measure, ParameterExpression
 from qiskit.quantum_info import Operator
 
-from .ptm import _IGNORED, UnsupportedCircuit, _LinearAngles
+from .ptm import IGNORED_INSTRUCTIONS, LinearAngles, UnsupportedCircuit
 
 # exp(-i a G / 2) with G a Pauli string (p and u1 are rz up to a global phase)
 _ROTATIONS = {"rx", "ry", "rz", "p", "u1", "rxx", "ryy", "rzz", "rzx"}
@@ -73,13 +73,12 @@ class StatevectorProgram:
     def __init__(self, circuit: QuantumCircuit) -> None:
         qindex = {q: i for i, q in enumerate(circuit.qubits)}
         cindex = {c: i for i, c in enumerate(circuit.clbits)}
-        active = sorted(
-            {qindex[q] for inst in circuit.data if inst.operation.name not in _IGNORED for q in inst.qubits}
-        )
+        gates = [inst for inst in circuit.data if inst.operation.name not in IGNORED_INSTRUCTIONS]
+        active = sorted({qindex[q] for inst in gates for q in inst.qubits})
         local = {q: i for i, q in enumerate(active)}
         n = self.n_qubits = len(active)
         self.parameters = list(circuit.parameters)
-        self._angles = _LinearAngles(self.parameters)
+        self._angles = LinearAngles(self.parameters)
         self.bytes_moved = 0  # state bytes read and written so far, each operand once
         self.measured: dict[int, int] = {}
         # (qubits, view shape or None, matrix or generator G in the view's bit order, angle row)
@@ -87,7 +86,7 @@ class StatevectorProgram:
         cache: dict = {}
         for inst in circuit.data:
             op = inst.operation
-            if op.name in _IGNORED:
+            if op.name in IGNORED_INSTRUCTIONS:
                 continue
             axes = tuple(local[qindex[q]] for q in inst.qubits)
             if any(a in self.measured.values() for a in axes):
