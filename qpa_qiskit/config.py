@@ -76,19 +76,28 @@ class AdapterConfig:
 
     _argument_group_name = "adapter"
     method: str = field(default="qpa-lora", metadata=_help("adapter method", choices=list(METHODS)))
-    rank: int = field(default=4, metadata=_help("LoRA/DoRA rank r"))
+    rank: int = field(default=4, metadata=_help("LoRA/DoRA/VeRA rank r"))
     lora_alpha: float | None = field(default=None, metadata=_help("LoRA scaling alpha (default 2 * rank)"))
-    targets: list[str] = field(
-        default_factory=lambda: ["lm_head"], metadata=_help("modules to adapt (q_proj v_proj, c_attn...)")
+    targets: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "modules to adapt (q_proj v_proj, c_attn...); default lm_head (lora, dora, vera, ia3), "
+            "each layer's feed-forward output (ffa); prefix takes none"
+        ),
     )
-    dropout: float = field(default=0.0, metadata=_help("LoRA dropout probability"))
+    bottleneck: int = field(default=16, metadata=_help("FFA: the adapter's hidden width"))
+    prefix_tokens: int = field(default=8, metadata=_help("prefix tuning: virtual tokens per layer"))
+    dropout: float = field(default=0.0, metadata=_help("LoRA/VeRA dropout probability"))
 
     def __post_init__(self) -> None:
         validate.one_of(self.method, "method", METHODS)
         self.rank = validate.positive_int(self.rank, "rank")
         if self.lora_alpha is not None:
             self.lora_alpha = validate.positive_number(self.lora_alpha, "lora_alpha")
-        self.targets = list(validate.names(self.targets, "targets"))
+        if self.targets is not None:
+            self.targets = list(validate.names(self.targets, "targets"))
+        self.bottleneck = validate.positive_int(self.bottleneck, "bottleneck")
+        self.prefix_tokens = validate.positive_int(self.prefix_tokens, "prefix_tokens")
         self.dropout = validate.number(self.dropout, "dropout", minimum=0.0, maximum=0.999)
 
     @property

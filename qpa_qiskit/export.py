@@ -2,7 +2,8 @@
 
 ``PeftModel.from_pretrained(base_model, out_dir)`` loads it: the generated weights are
 materialised into peft's own tensors. ``qpa_export.json`` says which base model it belongs
-to. The folder appears complete or not at all.
+to and how to load it. A method whose tuner is written here (``ffa``) needs its module
+imported first, which registers the tuner with peft. The folder appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -10,9 +11,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .adapters import TUNERS
 from .errors import InputError
 from .files import atomic_directory
 from .train import Run
+
+
+def loads_with(tuner: str) -> str:
+    """How the exported folder loads, in words (written into ``qpa_export.json``)."""
+    how = "PeftModel.from_pretrained(base_model, folder)"
+    if TUNERS[tuner].loads_without_qpa:
+        return how
+    return f"{how} after 'import qpa_qiskit.adapters.ffa', which registers the {tuner} tuner with peft"
 
 
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
@@ -32,6 +42,7 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
                     "gguf_file": run.loaded.gguf_file,
                     "method": run.cfg.adapter.method,
                     "step": run.step,
+                    "loads_with": loads_with(run.cfg.adapter.tuner),
                     "counts": run.model.counts(),
                 }
                 (tmp / "qpa_export.json").write_text(json.dumps(info, indent=2))

@@ -88,20 +88,19 @@ def model_positions(loaded: LoadedModel) -> int | None:
 
 
 def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
-    """Training blocks and evaluation windows must fit the model's context."""
+    """Training blocks and evaluation windows, with a prefix's virtual tokens, must fit the
+    model's context."""
     positions = model_positions(loaded)
     if positions is None:
         return
-    if cfg.training.block_size > positions:
-        raise InputError(
-            f"block_size {cfg.training.block_size} is longer than the {positions} positions of "
-            f"{loaded.name}; use at most {positions}"
-        )
-    if cfg.eval.eval_window > positions:
-        raise InputError(
-            f"eval_window {cfg.eval.eval_window} is longer than the {positions} positions of "
-            f"{loaded.name}; use at most {positions}"
-        )
+    prefix = cfg.adapter.prefix_tokens if cfg.adapter.tuner == "prefix" else 0
+    extra = f" with the {prefix} prefix tokens" if prefix else ""
+    for name, length in (("block_size", cfg.training.block_size), ("eval_window", cfg.eval.eval_window)):
+        if length + prefix > positions:
+            raise InputError(
+                f"{name} {length}{extra} is longer than the {positions} positions of {loaded.name}; "
+                f"use at most {positions - prefix}" + (" or fewer --prefix-tokens" if prefix else "")
+            )
 
 
 def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
