@@ -33,24 +33,24 @@ def default_out(out, pattern: str) -> Path:
     return Path(out or time.strftime(pattern))
 
 
-def _write(out: Path, name: str, text: str) -> None:
+def write_file(out: Path, name: str, text: str) -> None:
     atomic_write(out / name, text.encode())
 
 
-def _seeds(seeds) -> list[int]:
+def check_seeds(seeds) -> list[int]:
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
     return seeds
 
 
-def _write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> None:
+def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> None:
     """``results.json``: the aggregated rows and every finished run, sorted by name, with no
     timing (the file must not depend on the machine or the order the runs finished in)."""
     trials = sorted(({k: v for k, v in r.items() if k != "seconds_per_step"} for r in results),
                     key=lambda r: r["name"])  # fmt: skip
     summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials}
-    _write(out, "results.json", json.dumps({**summary, "failed": sorted(failures)}, indent=2))
+    write_file(out, "results.json", json.dumps({**summary, "failed": sorted(failures)}, indent=2))
 
 
 def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), executor=None, log=print):
@@ -61,7 +61,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
     from .train import evaluate, load_texts
 
     out = default_out(out, "runs/compare-%Y%m%d-%H%M%S")
-    seeds = _seeds(seeds)
+    seeds = check_seeds(seeds)
 
     def for_method(method: str, seed: int) -> RunConfig:
         generated = method.startswith("qpa-")
@@ -92,7 +92,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
             loaded.model, loaded, cfg.eval, load_texts(cfg, log), precision=cfg.training.precision
         )
         base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
-        _write(out, "base.json", json.dumps(base, indent=2))
+        write_file(out, "base.json", json.dumps(base, indent=2))
     t = cfg.training
     log(f"model {cfg.task.model}, data {cfg.task.data}, {t.steps} steps of {t.batch_size}x{t.block_size}")
     rows = [{"method": "base", "perplexity": base["perplexity"], "std": 0.0, "seeds": 1, "trainable": 0,
@@ -120,8 +120,8 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
         table.append(f"| {r['method']} | {ppl} | {r['trainable']:,} | {gen} | {sec} |")
     text = "\n".join(table)
     log("\n" + text)
-    _write_results(out, cfg, seeds, rows, results, failures)
-    _write(out, "results.md", text + "\n")
+    write_results(out, cfg, seeds, rows, results, failures)
+    write_file(out, "results.md", text + "\n")
     return rows
 
 
@@ -163,7 +163,7 @@ def study_shots(
     for mode in modes:
         if mode not in MODES:
             raise InputError(f"completion mode must be one of {', '.join(MODES)}, got {mode!r}")
-    seeds = _seeds(seeds)
+    seeds = check_seeds(seeds)
     settings = [(None, "none")] + [(c, mode) for c in shots_factors for mode in modes]
     trials = []
     for c, mode in settings:
@@ -186,16 +186,16 @@ def study_shots(
         rows.append({"shots_factor": c, "shots": shots, "completion": mode, "seeds": len(mine),
                      "perplexity": ppl, "perplexity_std": ppl_std, "tvd": tvd, "tvd_std": tvd_std,
                      "trainable": mine[0]["counts"]["trainable"]})  # fmt: skip
-    _write_results(out, cfg, seeds, rows, results, failures)
+    write_results(out, cfg, seeds, rows, results, failures)
     if any(r["shots_factor"] is None for r in rows) and len(rows) == len(settings):
         table = _table(rows, modes)
-        _write(out, "results.md", table + "\n")
+        write_file(out, "results.md", table + "\n")
         _plot(rows, modes, out / "shots.png")
         log("\n" + table + f"\n\nwritten: {out / 'results.md'}, {out / 'shots.png'}")
     return rows
 
 
-def _cell(row: dict, key: str, digits: int) -> str:
+def cell(row: dict, key: str, digits: int) -> str:
     """`mean` or `mean ± std` (several seeds)."""
     text = f"{row[key]:.{digits}f}"
     return text + (f" ± {row[key + '_std']:.{digits}f}" if row["seeds"] > 1 else "")
@@ -216,18 +216,18 @@ def _table(rows: list[dict], modes) -> str:
     for c in sorted({r["shots_factor"] for r in rows if r["shots_factor"] is not None}):
         by_mode = {r["completion"]: r for r in rows if r["shots_factor"] == c}
         shots = next(iter(by_mode.values()))["shots"]
-        ppl = " | ".join(_cell(by_mode[m], "perplexity", 3) for m in modes)
-        tvd = " | ".join(_cell(by_mode[m], "tvd", 4) for m in modes)
+        ppl = " | ".join(cell(by_mode[m], "perplexity", 3) for m in modes)
+        tvd = " | ".join(cell(by_mode[m], "tvd", 4) for m in modes)
         lines.append(f"| {c:g} | {shots} | {ppl} | {tvd} |")
     # exact probabilities leave nothing unmeasured: every mode is the identity there
-    ppl = " | ".join(_cell(exact, "perplexity", 3) for _ in modes)
+    ppl = " | ".join(cell(exact, "perplexity", 3) for _ in modes)
     lines.append(f"| exact | - | {ppl} | " + " | ".join("0" for _ in modes) + " |")
     return "\n".join(lines)
 
 
 def _plot(rows: list[dict], modes, path: Path) -> None:
     exact = next(r for r in rows if r["shots_factor"] is None)
-    fig = _figure((10, 4))
+    fig = figure((10, 4))
     ax_ppl, ax_tvd = fig.subplots(1, 2)
     for mode in modes:
         keys = ("shots_factor", "perplexity", "perplexity_std", "tvd", "tvd_std")
@@ -310,7 +310,7 @@ def study_noise(
     from .sweep import LocalExecutor
 
     out = default_out(out, "runs/study-noise-%Y%m%d-%H%M%S")
-    seeds = _seeds(seeds)
+    seeds = check_seeds(seeds)
     backends = list(validate.names(list(backends), "backends"))
     rotations = [validate.one_of(r, "rotation", ("ry", "rx")) for r in rotations]
     noise_scales = [validate.number(s, "noise scale", minimum=0.0) for s in noise_scales]
@@ -413,10 +413,10 @@ def study_noise(
     }
     results, failures = run_study(out, "noise", definition, trials, executor or LocalExecutor(), log=log)
     rows = _noise_rows(results, labels, rotations)
-    _write_results(out, cfg, seeds, rows, results, failures)
+    write_results(out, cfg, seeds, rows, results, failures)
     if rows:
         text = _noise_table(rows, cfg, seeds)
-        _write(out, "results.md", text + "\n")
+        write_file(out, "results.md", text + "\n")
         written = [out / "results.md", out / "noise-params.png"]
         _noise_plot_params(rows, out / "noise-params.png")
         if len(noise_scales) > 1:
@@ -498,17 +498,22 @@ def _noise_rows(results: list[dict], labels: list[str], rotations: list[str]) ->
     return rows
 
 
-def _reading(row: dict) -> str:
-    """Whether a paired difference to ideal is larger than its spread over seeds."""
-    if "vs_ideal" not in row:
-        return "-"
-    diff, std, n = row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"]
+def paired_reading(diff: float, std: float, n: int) -> str:
+    """A perplexity difference paired by seed, its spread, and whether the mean is larger
+    than two standard errors (worse: higher perplexity)."""
     text = f"{diff:+.3f}" + (f" ± {std:.3f}" if n > 1 else "")
     if n < 2:
         return text + " (one seed: no spread)"
     if abs(diff) > 2 * std / np.sqrt(n):
         return text + (" worse" if diff > 0 else " better") + " (mean beyond 2 standard errors)"
     return text + " (within the spread)"
+
+
+def _reading(row: dict) -> str:
+    """Whether a paired difference to ideal is larger than its spread over seeds."""
+    if "vs_ideal" not in row:
+        return "-"
+    return paired_reading(row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"])
 
 
 def _noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
@@ -531,8 +536,8 @@ def _noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
         scale = "-" if r["label"] == "ideal" else f"{r['noise_scale']:g}"
         lines.append(
             f"| {r['label']} | {r['rotation'].upper()} | {scale} | {r['chunk_size']} | {shots} | "
-            f"{_cell(r, 'perplexity', 3)} | {_reading(r)} | {_cell(r, 'tvd_noise', 4)} | "
-            f"{_cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |"
+            f"{cell(r, 'perplexity', 3)} | {_reading(r)} | {cell(r, 'tvd_noise', 4)} | "
+            f"{cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |"
         )
     return "\n".join(lines)
 
@@ -545,7 +550,7 @@ def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
-def _figure(size: tuple[float, float]):
+def figure(size: tuple[float, float]):
     """A matplotlib Figure drawn without pyplot: saving it never touches the caller's
     backend or open figures (a notebook that runs a study keeps its inline plots)."""
     from matplotlib.figure import Figure
@@ -556,7 +561,7 @@ def _figure(size: tuple[float, float]):
 def _noise_plot_params(rows: list[dict], path: Path) -> None:
     """Perplexity against trainable parameters, one series per noise setting (as in the
     published figure), LoRA as the classical reference."""
-    fig = _figure((7, 4.5))
+    fig = figure((7, 4.5))
     ax = fig.subplots()
     for (label, rotation, scale, c), series in sorted(_series(rows).items(), key=lambda kv: str(kv[0])):
         series = sorted(series, key=lambda r: r["trainable"])
@@ -595,7 +600,7 @@ def _noise_plot_params(rows: list[dict], path: Path) -> None:
 
 def _noise_plot_scales(rows: list[dict], path: Path) -> None:
     """Perplexity against the noise scale per device and rotation; ideal as a dashed line."""
-    fig = _figure((7, 4.5))
+    fig = figure((7, 4.5))
     ax = fig.subplots()
     groups: dict[tuple, list[dict]] = {}
     for r in rows:

@@ -182,6 +182,26 @@ def cmd_study_noise(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_params(args: argparse.Namespace) -> int:
+    from ..study_params import study_params
+
+    study_params(
+        _new_config(args, STUDY_DEFAULTS),
+        args.out,
+        methods=args.methods,
+        ranks=args.ranks,
+        vera_ranks=args.vera_ranks,
+        prefix_tokens=args.prefix_token_counts,
+        bottlenecks=args.bottlenecks,
+        chunk_sizes=args.chunk_sizes,
+        reps=args.reps_values,
+        reps_methods=args.reps_methods,
+        seeds=args.seeds,
+        executor=_executor(args),
+    )
+    return 0
+
+
 def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """What every study takes: its folder, the seeds, and where its runs execute."""
     from ..sweep import EXECUTORS
@@ -241,7 +261,8 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
         return [parent]
 
     formatter = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("train", help="fine-tune with lora, dora, qpa-lora or qpa-dora", parents=options(),
+    p = sub.add_parser("train", help="fine-tune with an adapter (lora, dora, prefix, ffa, vera, ia3, qpa-*)",
+                       parents=options(),
                        formatter_class=formatter)  # fmt: skip
     p.add_argument("run_dir", help="run folder (created; an existing run needs --resume)")
     p.add_argument(
@@ -274,7 +295,7 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     add_sweep_options(p, "runs/compare-<time>")
     p.set_defaults(func=cmd_compare)
 
-    study = sub.add_parser("study", help="sweeps of short QPA-LoRA fine-tunes: 'qpa study shots|noise'")
+    study = sub.add_parser("study", help="sweeps of short fine-tunes: 'qpa study shots|noise|params'")
     studies = study.add_subparsers(dest="study", required=True)
     p = studies.add_parser("shots", help="shot factor c x completion mode",
                            parents=options(exclude=("method", "shots_factor", "completion")),
@@ -324,6 +345,31 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
     add_sweep_options(p, "runs/study-noise-<time>")
     p.set_defaults(func=cmd_study_noise)
+    from ..study_params import PARAMS_METHODS
+
+    excluded = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "reps", "shots_factor",
+                "completion")  # fmt: skip
+    p = studies.add_parser(
+        "params",
+        help="perplexity against trainable parameters: every adapter over its sizes, QPA over chunk "
+        "sizes and L",
+        parents=options(exclude=excluded),
+        formatter_class=formatter,
+    )
+    p.add_argument("--methods", nargs="+", choices=PARAMS_METHODS, default=list(PARAMS_METHODS))
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16], help="LoRA and DoRA ranks")
+    p.add_argument("--vera-ranks", type=int, nargs="+", default=[256], help="VeRA ranks")
+    p.add_argument("--prefix-token-counts", type=int, nargs="+", default=[8],
+                   help="prefix tuning virtual tokens")  # fmt: skip
+    p.add_argument("--bottlenecks", type=int, nargs="+", default=[16], help="FFA bottleneck widths")
+    p.add_argument("--chunk-sizes", type=int, nargs="+", default=[512, 2048, 8192],
+                   help="QPA chunk sizes (set the qubits and the mapping's size)")  # fmt: skip
+    p.add_argument("--reps-values", type=int, nargs="+", default=[2, 8, 16],
+                   help="ansatz layers L swept for --reps-methods at the config's chunk size")  # fmt: skip
+    p.add_argument("--reps-methods", nargs="+", default=["qpa-lora"],
+                   choices=[m for m in PARAMS_METHODS if m.startswith("qpa-")])  # fmt: skip
+    add_sweep_options(p, "runs/study-params-<time>")
+    p.set_defaults(func=cmd_study_params)
     if not suppress_defaults:
-        for name in ("shots", "noise"):
+        for name in ("shots", "noise", "params"):
             studies.choices[name].set_defaults(**STUDY_DEFAULTS)

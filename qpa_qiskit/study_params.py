@@ -1,0 +1,348 @@
+"""``qpa study params``: test perplexity against trainable parameters for every adapter.
+
+The published QPA picture for one model: the classical methods over their sizes (LoRA and
+DoRA over ranks, prefix tuning over virtual tokens, FFA over bottleneck widths, VeRA over
+ranks, IA3), and the QPA versions over chunk sizes (so over qubit counts and mapping sizes)
+and ansatz layers L, each for several seeds. Every QPA row is set against the classical run
+nearest to it in trainable parameters (on a log scale), paired by seed, with a reading of
+whether the difference is larger than the spread over seeds. The runs go through the study
+runner (:func:`~qpa_qiskit.sweep.run_study`), so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from . import validate
+from .adapters import METHODS, TUNERS
+from .config import RunConfig
+from .errors import InputError
+from .study import check_seeds, default_out, figure, paired_reading, write_file, write_results
+from .sweep import Trial, mean_std, run_study
+
+PARAMS_METHODS = (
+    "lora",
+    "dora",
+    "prefix",
+    "ffa",
+    "vera",
+    "ia3",
+    "qpa-lora",
+    "qpa-dora",
+    "qpa-prefix",
+    "qpa-ffa",
+)
+# the fields a grid sets, left out of the study's identity
+GRID_FIELDS = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "reps", "seed",
+               "shots_factor", "completion")  # fmt: skip
+SETTING = ("method", "size", "chunk_size", "reps")
+
+
+def _distinct(values, name: str, check) -> list:
+    values = [check(v, name) for v in values]
+    if not values or len(set(values)) != len(values):
+        raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
+    return values
+
+
+def params_trials(
+    cfg: RunConfig,
+    methods,
+    ranks,
+    vera_ranks,
+    prefix_tokens,
+    bottlenecks,
+    chunk_sizes,
+    reps,
+    chunk_methods,
+    reps_methods,
+    seeds,
+) -> list[Trial]:
+    """The grid: each classical method over its sizes; the QPA methods in `chunk_methods` over
+    `chunk_sizes` at the configuration's L, the others at the middle chunk size; the methods in
+    `reps_methods` also over `reps` at the middle chunk size."""
+    middle = sorted(chunk_sizes)[len(chunk_sizes) // 2]
+    settings: list[tuple[str, dict, dict]] = []  # (name, changes, axes)
+    for method in methods:
+        tuner = TUNERS[method.removeprefix("qpa-")]
+        if method.startswith("qpa-"):
+            grid = [(k, cfg.generator.reps) for k in (chunk_sizes if method in chunk_methods else [middle])]
+            if method in reps_methods:
+                grid += [(middle, L) for L in reps if (middle, L) not in grid]
+            for chunk, layers in grid:
+                changes = {"method": method, "chunk_size": chunk, "reps": layers}
+                size = getattr(cfg.adapter, tuner.size) if tuner.size else None
+                axes = {"method": method, "size": size, "chunk_size": chunk, "reps": layers}
+                settings.append((f"{method}-k{chunk}-L{layers}", changes, axes))
+            continue
+        sizes = {"rank": vera_ranks if method == "vera" else ranks, "prefix_tokens": prefix_tokens,
+                 "bottleneck": bottlenecks}.get(tuner.size, [None])  # fmt: skip
+        for size in sizes:
+            changes = {"method": method, "shots_factor": None, "completion": "none"}
+            if tuner.size:
+                changes[tuner.size] = size
+            tag = {"rank": "r", "prefix_tokens": "p", "bottleneck": "b"}.get(tuner.size, "")
+            name = method + (f"-{tag}{size}" if tuner.size else "")
+            settings.append(
+                (name, changes, {"method": method, "size": size, "chunk_size": None, "reps": None})
+            )
+    trials = []
+    for name, changes, axes in settings:
+        for seed in seeds:
+            trials.append(
+                Trial(
+                    name + (f"-s{seed}" if len(seeds) > 1 else ""),
+                    cfg.replace(**changes, seed=seed),  # every setting is checked here, before anything runs
+                    {**axes, "seed": seed},
+                )
+            )
+    return trials
+
+
+def study_params(
+    cfg: RunConfig,
+    out: str | Path | None = None,
+    methods=PARAMS_METHODS,
+    ranks=(1, 4, 16),
+    vera_ranks=(256,),
+    prefix_tokens=(8,),
+    bottlenecks=(16,),
+    chunk_sizes=(512, 2048, 8192),
+    reps=(2, 8, 16),
+    chunk_methods=("qpa-lora", "qpa-dora"),
+    reps_methods=("qpa-lora",),
+    seeds=(0,),
+    executor=None,
+    log=print,
+) -> list[dict]:
+    """Run the grid (see :func:`params_trials`) and write ``results.json``, ``results.md`` and
+    the plots ``params.png`` (perplexity against trainable parameters), ``qubits.png`` (qubits
+    against trainable parameters) and ``reps.png`` (perplexity against L)."""
+    from .models import load_model
+    from .sweep import LocalExecutor
+    from .train import evaluate, load_texts
+
+    out = default_out(out, "runs/study-params-%Y%m%d-%H%M%S")
+    seeds = check_seeds(seeds)
+    methods = _distinct(methods, "methods", lambda m, n: validate.one_of(m, n, METHODS))
+    ranks = _distinct(ranks, "ranks", validate.positive_int)
+    vera_ranks = _distinct(vera_ranks, "vera ranks", validate.positive_int)
+    prefix_tokens = _distinct(prefix_tokens, "prefix tokens", validate.positive_int)
+    bottlenecks = _distinct(bottlenecks, "bottlenecks", validate.positive_int)
+    chunk_sizes = _distinct(chunk_sizes, "chunk sizes", validate.positive_int)
+    reps = _distinct(reps, "reps", validate.positive_int)
+    generated = tuple(m for m in METHODS if m.startswith("qpa-"))
+    chunk_methods = [validate.one_of(m, "chunk methods", generated) for m in chunk_methods]
+    reps_methods = [validate.one_of(m, "reps methods", generated) for m in reps_methods]
+    trials = params_trials(cfg, methods, ranks, vera_ranks, prefix_tokens, bottlenecks, chunk_sizes, reps,
+                           chunk_methods, reps_methods, seeds)  # fmt: skip
+    base_cfg = {
+        section: {k: v for k, v in fields.items() if k not in GRID_FIELDS}
+        for section, fields in cfg.to_dict().items()
+    }
+    definition = {
+        "config": base_cfg,
+        "methods": methods,
+        "ranks": ranks,
+        "vera_ranks": vera_ranks,
+        "prefix_tokens": prefix_tokens,
+        "bottlenecks": bottlenecks,
+        "chunk_sizes": chunk_sizes,
+        "reps": reps,
+        "chunk_methods": chunk_methods,
+        "reps_methods": reps_methods,
+        "seeds": seeds,
+    }
+    results, failures = run_study(out, "params", definition, trials, executor or LocalExecutor(), log=log)
+    base_file = out / "base.json"
+    if base_file.exists():
+        base = json.loads(base_file.read_text())
+    else:
+        loaded = load_model(cfg.task.model)
+        result = evaluate(
+            loaded.model, loaded, cfg.eval, load_texts(cfg, log), precision=cfg.training.precision
+        )
+        base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
+        write_file(out, "base.json", json.dumps(base, indent=2))
+    rows = params_rows(results, methods)
+    write_results(out, cfg, seeds, rows, results, failures)
+    if rows:
+        text = params_table(rows, cfg, seeds, base)
+        write_file(out, "results.md", text + "\n")
+        written = [out / "results.md", out / "params.png", out / "qubits.png"]
+        plot_params(rows, base, out / "params.png")
+        plot_qubits(rows, out / "qubits.png")
+        if any(r["reps"] is not None for r in rows):
+            plot_reps(rows, out / "reps.png")
+            written.append(out / "reps.png")
+        log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
+    return rows
+
+
+def _key(r: dict) -> tuple:
+    return tuple(r["axes"][k] for k in SETTING)
+
+
+def params_rows(results: list[dict], methods: list[str]) -> list[dict]:
+    """One row per setting: perplexity mean and std over seeds, counts; for QPA rows the
+    nearest classical row in trainable parameters and the difference to it paired by seed."""
+    order = {m: i for i, m in enumerate(methods)}
+    settings = sorted({_key(r) for r in results},
+                      key=lambda s: (order.get(s[0], len(order)), *(v or 0 for v in s[1:])))  # fmt: skip
+    rows = []
+    for setting in settings:
+        mine = [r for r in results if _key(r) == setting]
+        ppl, std = mean_std(r["perplexity"] for r in mine)
+        counts = mine[0]["counts"]
+        row = dict(zip(SETTING, setting, strict=True))
+        row.update(
+            size_field=TUNERS[setting[0].removeprefix("qpa-")].size,
+            generated=counts.get("generated", 0),
+            qubits=counts.get("qubits"),
+            trainable=counts["trainable"],
+            seeds=len(mine),
+            perplexity=ppl,
+            perplexity_std=std,
+            by_seed={r["axes"]["seed"]: r["perplexity"] for r in mine},
+        )
+        rows.append(row)
+    classical = [r for r in rows if not r["method"].startswith("qpa-")]
+    for row in rows:
+        if not row["method"].startswith("qpa-") or not classical:
+            continue
+        peer = min(classical, key=lambda c: abs(math.log(c["trainable"] / row["trainable"])))
+        pairs = [p - peer["by_seed"][s] for s, p in row["by_seed"].items() if s in peer["by_seed"]]
+        row["peer"] = _label(peer)
+        row["peer_trainable"] = peer["trainable"]
+        if pairs:
+            diff, diff_std = mean_std(pairs)
+            row.update(vs_peer=diff, vs_peer_std=diff_std, vs_peer_pairs=len(pairs))
+    for row in rows:
+        row["by_seed"] = {str(k): v for k, v in sorted(row["by_seed"].items())}
+    return rows
+
+
+def _label(row: dict) -> str:
+    """A row's method and its size: ``lora r=4``, ``qpa-lora k=2048 L=8``."""
+    if row["method"].startswith("qpa-"):
+        return f"{row['method']} k={row['chunk_size']} L={row['reps']}"
+    tag = {"rank": "r", "prefix_tokens": "tokens", "bottleneck": "b"}.get(row["size_field"])
+    return row["method"] + (f" {tag}={row['size']}" if tag else "")
+
+
+def params_table(rows: list[dict], cfg: RunConfig, seeds, base: dict) -> str:
+    note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
+    t = cfg.training
+    lines = [
+        f"Perplexity against trainable parameters: {cfg.task.model}, {t.steps} steps of "
+        f"{t.batch_size}x{t.block_size} at lr {t.lr:g}, {note}; test perplexity over "
+        f"{base['tokens']:,} tokens (base model {base['perplexity']:.3f}).",
+        "",
+        "| method | trainable | qubits | weights generated | test perplexity | nearest classical peer "
+        "| vs peer (paired by seed) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+        qubits = "-" if r["qubits"] is None else str(r["qubits"])
+        generated = f"{r['generated']:,}" if r["generated"] else "-"
+        peer = f"{r['peer']} ({r['peer_trainable']:,})" if "peer" in r else "-"
+        vs = paired_reading(r["vs_peer"], r["vs_peer_std"], r["vs_peer_pairs"]) if "vs_peer" in r else "-"
+        lines.append(f"| {_label(r)} | {r['trainable']:,} | {qubits} | {generated} | {ppl} | {peer} | {vs} |")
+    return "\n".join(lines)
+
+
+def _families(rows: list[dict], only_l: bool = True) -> dict[str, list[dict]]:
+    """Rows per method, for lines: QPA rows at the most common L (the chunk-size sweep)."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["method"], []).append(r)
+    if only_l:
+        for method, series in out.items():
+            if method.startswith("qpa-"):
+                common = max({r["reps"] for r in series}, key=lambda L: sum(r["reps"] == L for r in series))
+                out[method] = [r for r in series if r["reps"] == common]
+    return out
+
+
+def plot_params(rows: list[dict], base: dict, path: Path) -> None:
+    """Perplexity against trainable parameters (log axis): classical methods open markers,
+    QPA methods filled, in the colour of their classical tuner."""
+    fig = figure((8, 5))
+    ax = fig.subplots()
+    colours = {t: f"C{i}" for i, t in enumerate(TUNERS)}
+    for method, series in _families(rows).items():
+        series = sorted(series, key=lambda r: r["trainable"])
+        quantum = method.startswith("qpa-")
+        ax.errorbar(
+            [r["trainable"] for r in series],
+            [r["perplexity"] for r in series],
+            yerr=[r["perplexity_std"] for r in series],
+            marker="o" if quantum else "s",
+            markerfacecolor=None if quantum else "white",
+            color=colours[method.removeprefix("qpa-")],
+            linestyle="-" if quantum else "--",
+            capsize=3,
+            label=method,
+        )
+    ax.axhline(base["perplexity"], color="gray", linewidth=1, linestyle=":", label="base model")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test perplexity")
+    seeds = max(r["seeds"] for r in rows)
+    ax.set_title(
+        "Perplexity against trainable parameters" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else "")
+    )
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_qubits(rows: list[dict], path: Path) -> None:
+    """Qubits N against trainable parameters of each QPA setting, chunk sizes annotated."""
+    fig = figure((7, 4.5))
+    ax = fig.subplots()
+    colours = {t: f"C{i}" for i, t in enumerate(TUNERS)}
+    for method, series in _families(rows).items():
+        if not method.startswith("qpa-"):
+            continue
+        series = sorted(series, key=lambda r: r["trainable"])
+        ax.plot([r["trainable"] for r in series], [r["qubits"] for r in series], marker="o",
+                color=colours[method.removeprefix("qpa-")], label=method)  # fmt: skip
+        for r in series:
+            ax.annotate(f"k={r['chunk_size']}", (r["trainable"], r["qubits"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("qubits N")
+    ax.set_title("QPA: qubits against trainable parameters (k: chunk size)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_reps(rows: list[dict], path: Path) -> None:
+    """Perplexity against the ansatz layers L at a fixed chunk size."""
+    fig = figure((7, 4.5))
+    ax = fig.subplots()
+    for method, series in _families(rows, only_l=False).items():
+        if not method.startswith("qpa-"):
+            continue
+        by_chunk: dict[int, list[dict]] = {}
+        for r in series:
+            by_chunk.setdefault(r["chunk_size"], []).append(r)
+        for chunk, group in sorted(by_chunk.items()):
+            if len(group) < 2:
+                continue
+            group = sorted(group, key=lambda r: r["reps"])
+            ax.errorbar([r["reps"] for r in group], [r["perplexity"] for r in group],
+                        yerr=[r["perplexity_std"] for r in group], marker="o", capsize=3,
+                        label=f"{method} k={chunk}")  # fmt: skip
+    ax.set_xlabel("ansatz layers L")
+    ax.set_ylabel("test perplexity")
+    ax.set_title("QPA: perplexity against circuit depth")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
