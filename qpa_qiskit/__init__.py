@@ -27,6 +27,7 @@ from .generator import QPAGenerator
 from .ibm import JobStore
 from .noise import NoiseSettings, Snapshot
 from .qnn import QuantumProbabilities
+from .quantum_train import QuantumTrain
 from .train import Run, evaluate_run
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "QPAError",
     "QPAGenerator",
     "QuantumProbabilities",
+    "QuantumTrain",
     "Run",
     "RunConfig",
     "Snapshot",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..generator import QPAGenerator
+from ..generator import QPAGenerator, split_weights
 from ..seeding import torch_seeded
 from .registry import TUNERS, Tuner
 
@@ -82,13 +82,9 @@ class AdaptedModel(nn.Module):
     def generated_tensors(self) -> dict[str, torch.Tensor]:
         """The generator's output split into the peft tensors it replaces."""
         assert self.generator is not None
-        vector = self.generator()
-        out, start = {}, 0
         dtype = next(iter(self.peft_model.parameters())).dtype
-        for name, shape in zip(self.generated_names, self.generated_shapes, strict=True):
-            out[name] = vector[start : start + shape.numel()].reshape(shape).to(dtype)
-            start += shape.numel()
-        return out
+        shapes = dict(zip(self.generated_names, self.generated_shapes, strict=True))
+        return split_weights(self.generator(), shapes, dtype)
 
     def forward(self, **batch):
         if self.generator is None:
