@@ -203,6 +203,9 @@ def test_export_refuses_non_empty_target(corpus, tmp_path):
         (dict(method="prefix", targets=["c_attn"]), InputError, "prefix tuning .* takes no --targets"),
         (dict(method="qpa-prefix", prefix_tokens=240), InputError,
          "block_size 32 with the 240 prefix tokens is longer than the 256 positions .* fewer --prefix-"),
+        (dict(backend="aer_noisy:fake_athens", chunk_size=8), InputError,
+         r"578 weights in chunks of 8 are 73 chunks, which need 7 qubits; aer_noisy:fake_athens has 5\. "
+         "Use a chunk size of at least 19"),
         (dict(bottleneck=0), InputError, "bottleneck must be a positive integer"),
         (dict(prefix_tokens=-1), InputError, "prefix_tokens must be a positive integer"),
     ],
