@@ -44,7 +44,7 @@ def cnn() -> nn.Module:
 
 
 def train(model: nn.Module, data, epochs: int, lr: float, seed: int, batch: int = 64) -> float:
-    """Adam on cross-entropy; returns the test accuracy."""
+    """Adam on cross-entropy, mini-batches in a seeded order; returns the test accuracy."""
     x_tr, y_tr, x_te, y_te = data
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-size", type=int, default=128, help="weights per chunk of the generator")
     p.add_argument("--reps", type=int, default=8, help="ansatz layers L")
     p.add_argument("--hidden", type=int, nargs="*", default=[16], help="mapping network hidden widths")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the classical training")
+    p.add_argument("--qt-lr", type=float, default=5e-3, help="Adam learning rate of Quantum-Train")
     p.add_argument("--backend", default="statevector", help="statevector or aer_noisy:<device>")
     p.add_argument("--out", help="write the results as JSON to this file")
     args = p.parse_args(argv)
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         torch.manual_seed(seed)
         start = time.perf_counter()
         model = cnn()
-        acc = train(model, data, args.epochs, 1e-3, seed)
+        acc = train(model, data, args.epochs, args.lr, seed)
         results["classical"].append({"seed": seed, "accuracy": acc, "seconds": time.perf_counter() - start,
                                      "trainable": sum(p.numel() for p in model.parameters()),
                                      "weights": sum(p.numel() for p in model.parameters())})  # fmt: skip
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
         qt = QuantumTrain(cnn(), QPABackend(args.backend, seed=seed),
                           GeneratorConfig(chunk_size=args.chunk_size, reps=args.reps, hidden=args.hidden),
                           seed=seed)  # fmt: skip
-        acc = train(qt, data, args.epochs, 1e-2, seed)
+        acc = train(qt, data, args.epochs, args.qt_lr, seed)
         counts = qt.counts()
         seconds = time.perf_counter() - start
         results["quantum-train"].append({"seed": seed, "accuracy": acc, "seconds": seconds,
