@@ -101,6 +101,18 @@ def params_trials(
     return trials
 
 
+def check_fits(trials: list[Trial], model) -> None:
+    """Every adapter of the grid fits the model (targets, ranks, widths, prefix), checked on
+    the base model before any run starts (the tuner builds its peft config, nothing else)."""
+    seen = set()
+    for trial in trials:
+        adapter = trial.config.adapter
+        key = json.dumps(trial.config.to_dict()["adapter"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            TUNERS[adapter.tuner].peft_config(adapter, model)
+
+
 def study_params(
     cfg: RunConfig,
     out: str | Path | None = None,
@@ -155,12 +167,13 @@ def study_params(
         "reps_methods": reps_methods,
         "seeds": seeds,
     }
+    loaded = load_model(cfg.task.model)
+    check_fits(trials, loaded.model)
     results, failures = run_study(out, "params", definition, trials, executor or LocalExecutor(), log=log)
     base_file = out / "base.json"
     if base_file.exists():
         base = json.loads(base_file.read_text())
     else:
-        loaded = load_model(cfg.task.model)
         result = evaluate(
             loaded.model, loaded, cfg.eval, load_texts(cfg, log), precision=cfg.training.precision
         )

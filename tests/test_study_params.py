@@ -29,6 +29,7 @@ def small(corpus, **overrides):
     return tiny_config(corpus, **{"steps": 2, "reps": 2, "hidden": [8], "eval_tokens": 300, **overrides})
 
 
+@pytest.mark.slow
 def test_params_study_grid_rows_and_plots(corpus, tmp_path):
     out = tmp_path / "s"
     rows = study_params(small(corpus), out, **GRID, **QUIET)
