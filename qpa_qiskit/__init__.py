@@ -3,8 +3,9 @@
 A small parameterised circuit and a classical mapping network generate the adapter weights
 of a classical LLM: backends and circuits (the quantum half), a torch layer with
 parameter-shift gradients, the parameter generator, completion of finite-shot data, and
-peft adapters whose weights it generates, device noise as reproducible data, and IBM
-Quantum job stores that survive restarts.
+peft adapters whose weights it generates (LoRA, DoRA, prefix tuning, feed-forward adapters),
+Quantum-Train for whole networks, device noise as reproducible data, and IBM Quantum job
+stores that survive restarts.
 """
 
 from .adapters import AdaptedModel
