@@ -13,7 +13,6 @@ this module) before ``PeftModel.from_pretrained``.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -146,8 +145,14 @@ class FFAModel(BaseTuner):
         self._replace_module(parent, target_name, layer, target)
 
 
-if FFA_TYPE.lower() not in {str(t).lower() for t in __import__("peft").mapping.PEFT_TYPE_TO_CONFIG_MAPPING}:
-    _add_peft_type(FFA_TYPE)
-    register_peft_method(name=FFA_TYPE.lower(), config_cls=FFAConfig, model_cls=FFAModel)
+def _register() -> None:
+    """Once per process (a reloaded module finds the type registered already)."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
-__all__ = ["FFAConfig", "FFALayer", "FFAModel", "enum"]
+    if _add_peft_type(FFA_TYPE) not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        register_peft_method(name=FFA_TYPE.lower(), config_cls=FFAConfig, model_cls=FFAModel)
+
+
+_register()
+
+__all__ = ["FFAConfig", "FFALayer", "FFAModel"]
