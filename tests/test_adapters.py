@@ -101,6 +101,13 @@ def test_ffa_starts_as_the_identity_and_sits_after_the_feed_forward_block():
         assert torch.allclose(layer(x), expect, atol=1e-6)
 
 
+def test_prefix_starts_small_like_a_generated_one():
+    prefix = adapted("prefix").peft_model.prompt_encoder["default"].embedding.weight
+    assert 0.005 < prefix.std().item() < 0.015  # peft's own start is N(0, 1)
+    again = adapted("prefix").peft_model.prompt_encoder["default"].embedding.weight
+    assert torch.equal(prefix, again)  # seeded by the adapter's stream
+
+
 def test_prefix_tuning_refuses_a_model_without_a_key_value_cache():
     class NoCache(nn.Module):
         def __init__(self):

@@ -68,6 +68,8 @@ class AdaptedModel(nn.Module):
             raise InputError(f"method {adapter.method!r} needs a QPABackend")
         with torch_seeded(seed, "adapter"):
             self.peft_model = get_peft_model(model, peft_config)
+            if tuner.initialize is not None:
+                tuner.initialize(self.peft_model)
         self.generated_names: list[str] = []
         self.generator: QPAGenerator | None = None
         if adapter.generated:
