@@ -223,18 +223,25 @@ def params_rows(results: list[dict], methods: list[str]) -> list[dict]:
         rows.append(row)
     classical = [r for r in rows if not r["method"].startswith("qpa-")]
     for row in rows:
-        if not row["method"].startswith("qpa-") or not classical:
+        if not row["method"].startswith("qpa-"):
             continue
-        peer = min(classical, key=lambda c: abs(math.log(c["trainable"] / row["trainable"])))
-        pairs = [p - peer["by_seed"][s] for s, p in row["by_seed"].items() if s in peer["by_seed"]]
-        row["peer"] = _label(peer)
-        row["peer_trainable"] = peer["trainable"]
-        if pairs:
-            diff, diff_std = mean_std(pairs)
-            row.update(vs_peer=diff, vs_peer_std=diff_std, vs_peer_pairs=len(pairs))
+        own = [c for c in classical if c["method"] == row["method"].removeprefix("qpa-")]
+        for key, pool in (("peer", classical), ("own", own)):  # any method; the same tuner
+            if pool:
+                _pair(row, min(pool, key=lambda c: abs(math.log(c["trainable"] / row["trainable"]))), key)
     for row in rows:
         row["by_seed"] = {str(k): v for k, v in sorted(row["by_seed"].items())}
     return rows
+
+
+def _pair(row: dict, peer: dict, key: str) -> None:
+    """Record `peer` under `key` in `row`, with the perplexity difference paired by seed."""
+    row[key] = _label(peer)
+    row[f"{key}_trainable"] = peer["trainable"]
+    pairs = [p - peer["by_seed"][s] for s, p in row["by_seed"].items() if s in peer["by_seed"]]
+    if pairs:
+        diff, diff_std = mean_std(pairs)
+        row.update({f"vs_{key}": diff, f"vs_{key}_std": diff_std, f"vs_{key}_pairs": len(pairs)})
 
 
 def _label(row: dict) -> str:
@@ -254,16 +261,25 @@ def params_table(rows: list[dict], cfg: RunConfig, seeds, base: dict) -> str:
         f"{base['tokens']:,} tokens (base model {base['perplexity']:.3f}).",
         "",
         "| method | trainable | qubits | weights generated | test perplexity | nearest classical peer "
-        "| vs peer (paired by seed) |",
-        "|---|---|---|---|---|---|---|",
+        "| vs peer (paired by seed) | nearest of its own tuner | vs own tuner (paired by seed) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def versus(r: dict, key: str) -> tuple[str, str]:
+        if key not in r:
+            return "-", "-"
+        peer = f"{r[key]} ({r[f'{key}_trainable']:,})"
+        if f"vs_{key}" not in r:
+            return peer, "-"
+        return peer, paired_reading(r[f"vs_{key}"], r[f"vs_{key}_std"], r[f"vs_{key}_pairs"])
+
     for r in rows:
         ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
         qubits = "-" if r["qubits"] is None else str(r["qubits"])
         generated = f"{r['generated']:,}" if r["generated"] else "-"
-        peer = f"{r['peer']} ({r['peer_trainable']:,})" if "peer" in r else "-"
-        vs = paired_reading(r["vs_peer"], r["vs_peer_std"], r["vs_peer_pairs"]) if "vs_peer" in r else "-"
-        lines.append(f"| {_label(r)} | {r['trainable']:,} | {qubits} | {generated} | {ppl} | {peer} | {vs} |")
+        cells = [_label(r), f"{r['trainable']:,}", qubits, generated, ppl]
+        cells += [*versus(r, "peer"), *versus(r, "own")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -83,6 +83,12 @@ def test_the_peer_difference_is_paired_by_seed():
     quantum = rows[-1]
     assert quantum["peer"] == "lora r=1" and quantum["peer_trainable"] == 1000
     assert quantum["vs_peer"] == pytest.approx(-0.5) and quantum["vs_peer_std"] == pytest.approx(0.0)
+    assert quantum["own"] == "lora r=1" and quantum["vs_own_pairs"] == 2
+    results += [result("dora", 0, 18.0, 1400, size=1), result("dora", 1, 22.0, 1400, size=1)]
+    quantum = params_rows(results, ["lora", "dora", "qpa-lora"])[-1]
+    assert quantum["peer"] == "dora r=1" and quantum["vs_peer"] == pytest.approx(0.5)
+    assert quantum["vs_peer_std"] == pytest.approx(2**0.5)  # the sample std of +1.5 and -0.5
+    assert quantum["own"] == "lora r=1" and quantum["vs_own"] == pytest.approx(-0.5)
 
 
 @pytest.mark.parametrize(
