@@ -343,6 +343,9 @@ def plot_qubits(rows: list[dict], path: Path) -> None:
         for r in series:
             ax.annotate(f"k={r['chunk_size']}", (r["trainable"], r["qubits"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("qubits N")
