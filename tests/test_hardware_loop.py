@@ -219,6 +219,6 @@ def test_a_finished_run_reads_its_recorded_results_with_no_account(corpus, tmp_p
 def test_a_new_hardware_run_fails_before_writing_anything(corpus, tmp_path, no_ibm_account):
     with pytest.raises(AccountError):
         Run.create(tmp_path / "run", config(corpus, backend="ibm:ibm_torino"))
-    with pytest.raises(InputError, match="qubits but fake_athens has 5"):
+    with pytest.raises(InputError, match="which need 10 qubits; ibm:fake_athens has 5"):
         Run.create(tmp_path / "run", config(corpus, backend="ibm:fake_athens", chunk_size=1))
     assert not (tmp_path / "run").exists()

@@ -127,7 +127,7 @@ def test_ctrl_c_hint_is_a_working_command(corpus, tmp_path):
     """SIGINT a training run, then run exactly the command its message prints."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run_dir = tmp_path / "r"
-    args = tiny_cli_args(corpus, "--steps 400 --save-every 1")
+    args = tiny_cli_args(corpus, "--steps 20000 --save-every 1")  # cannot finish before the signal
     victim = subprocess.Popen([sys.executable, "-m", "qpa_qiskit.cli", "train", str(run_dir), *args],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     metrics = run_dir / "metrics.jsonl"
