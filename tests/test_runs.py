@@ -128,8 +128,11 @@ def test_ctrl_c_hint_is_a_working_command(corpus, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run_dir = tmp_path / "r"
     args = tiny_cli_args(corpus, "--steps 20000 --save-every 1")  # cannot finish before the signal
+    # a shell that runs the test-suite in the background starts it with SIGINT ignored, and the
+    # child would inherit that: give it the default disposition, as a terminal would
     victim = subprocess.Popen([sys.executable, "-m", "qpa_qiskit.cli", "train", str(run_dir), *args],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
