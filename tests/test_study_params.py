@@ -112,8 +112,10 @@ def test_bad_input_is_refused_before_any_run(corpus, tmp_path, kwargs, match):
 def test_cli(corpus, tmp_path, capsys):
     out = tmp_path / "cli"
     args = tiny_cli_args(corpus, f"--steps 1 --reps-values 1 --eval-tokens 200 --seeds 0 --out {out} "
-                                 "--methods lora qpa-lora ia3 --ranks 1 --chunk-sizes 64")  # fmt: skip
+                                 "--methods lora qpa-lora qpa-dora ia3 --ranks 1 --chunk-sizes 32 64 "
+                                 "--chunk-methods qpa-dora")  # fmt: skip
     assert main(["study", "params", *args]) == 0
     printed = capsys.readouterr().out
     assert "| qpa-lora k=64 L=8 |" in printed and "| qpa-lora k=64 L=1 |" in printed and "| ia3 |" in printed
+    assert "| qpa-dora k=32 L=8 |" in printed and "| qpa-lora k=32 L=8 |" not in printed  # --chunk-methods
     assert (out / "results.md").exists() and (out / "reps.png").exists()

@@ -195,6 +195,7 @@ def cmd_study_params(args: argparse.Namespace) -> int:
         bottlenecks=args.bottlenecks,
         chunk_sizes=args.chunk_sizes,
         reps=args.reps_values,
+        chunk_methods=args.chunk_methods,
         reps_methods=args.reps_methods,
         seeds=args.seeds,
         executor=_executor(args),
@@ -364,8 +365,11 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     p.add_argument("--bottlenecks", type=int, nargs="+", default=[16], help="FFA bottleneck widths")
     p.add_argument("--chunk-sizes", type=int, nargs="+", default=[512, 2048, 8192],
                    help="QPA chunk sizes (set the qubits and the mapping's size)")  # fmt: skip
+    p.add_argument("--chunk-methods", nargs="+", default=["qpa-lora", "qpa-dora"],
+                   choices=[m for m in PARAMS_METHODS if m.startswith("qpa-")],
+                   help="QPA methods swept over --chunk-sizes; the others run at the middle one")  # fmt: skip
     p.add_argument("--reps-values", type=int, nargs="+", default=[2, 8, 16],
-                   help="ansatz layers L swept for --reps-methods at the config's chunk size")  # fmt: skip
+                   help="ansatz layers L swept for --reps-methods at the middle chunk size")  # fmt: skip
     p.add_argument("--reps-methods", nargs="+", default=["qpa-lora"],
                    choices=[m for m in PARAMS_METHODS if m.startswith("qpa-")])  # fmt: skip
     add_sweep_options(p, "runs/study-params-<time>")
