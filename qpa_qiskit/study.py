@@ -37,6 +37,15 @@ def write_file(out: Path, name: str, text: str) -> None:
     atomic_write(out / name, text.encode())
 
 
+def config_without(cfg: RunConfig, fields) -> dict:
+    """The configuration by section, less the fields a study's grid sets: its identity, so the
+    same grid from a base configuration that differs only in those fields is the same study."""
+    return {
+        section: {k: v for k, v in values.items() if k not in fields}
+        for section, values in cfg.to_dict().items()
+    }
+
+
 def check_seeds(seeds) -> list[int]:
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -396,12 +405,8 @@ def study_noise(
     # the fields the grid sets are not part of the study's identity: the same grid from a base
     # configuration with another backend or seed is the same study
     axes = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor", "seed")
-    base = {
-        section: {k: v for k, v in fields.items() if k not in axes}
-        for section, fields in cfg.to_dict().items()
-    }
     definition = {
-        "config": base,
+        "config": config_without(cfg, axes),
         "backends": backends,
         "rotations": rotations,
         "noise_scales": noise_scales,

@@ -19,7 +19,7 @@ from . import validate
 from .adapters import METHODS, TUNERS
 from .config import RunConfig
 from .errors import InputError
-from .study import check_seeds, default_out, figure, paired_reading, write_file, write_results
+from .study import check_seeds, config_without, default_out, figure, paired_reading, write_file, write_results
 from .sweep import Trial, mean_std, run_study
 
 PARAMS_METHODS = (
@@ -150,12 +150,8 @@ def study_params(
     reps_methods = [validate.one_of(m, "reps methods", generated) for m in reps_methods]
     trials = params_trials(cfg, methods, ranks, vera_ranks, prefix_tokens, bottlenecks, chunk_sizes, reps,
                            chunk_methods, reps_methods, seeds)  # fmt: skip
-    base_cfg = {
-        section: {k: v for k, v in fields.items() if k not in GRID_FIELDS}
-        for section, fields in cfg.to_dict().items()
-    }
     definition = {
-        "config": base_cfg,
+        "config": config_without(cfg, GRID_FIELDS),
         "methods": methods,
         "ranks": ranks,
         "vera_ranks": vera_ranks,
