@@ -30,6 +30,7 @@ from ..validate import one_of, torch_device
 from .core import (
     Family,
     Prepared,
+    aer_expectation_values,
     aer_run,
     available_memory,
     gib,
@@ -122,11 +123,21 @@ class AerNoisyFamily(Family):
 
     def program(self, prepared: Prepared) -> PTMProgram | None:
         """The circuit compiled for the PTM engine, or None where Aer runs it; built once."""
-        if "program" not in prepared.extras:
+        return self._compiled(prepared, "program", prepared.isa)
+
+    def _unmeasured(self, prepared: Prepared) -> Any:
+        if "unmeasured" not in prepared.extras:
+            prepared.extras["unmeasured"] = prepared.isa.remove_final_measurements(inplace=False)
+        return prepared.extras["unmeasured"]
+
+    def _compiled(self, prepared: Prepared, key: str, circuit: Any) -> PTMProgram | None:
+        """`circuit` (the ISA circuit, or it without measurements) compiled for the PTM engine
+        and kept as ``prepared.extras[key]``; None where Aer runs it (warned once, and why)."""
+        if key not in prepared.extras:
             program = None
             if self.engine != "aer":
                 try:
-                    program = PTMProgram(prepared.isa, self.noise_description(), device=self.torch_device)
+                    program = PTMProgram(circuit, self.noise_description(), device=self.torch_device)
                 except UnsupportedCircuit as exc:
                     if self.engine == "ptm":
                         raise InputError(
@@ -137,10 +148,10 @@ class AerNoisyFamily(Family):
                         "it runs on Aer's density-matrix method instead, which is 30-170x slower. "
                         "Pass engine='aer' to choose Aer and silence this warning.",
                         SlowEngineWarning,
-                        stacklevel=4,
+                        stacklevel=5,
                     )
-            prepared.extras["program"] = program
-        return prepared.extras["program"]
+            prepared.extras[key] = program
+        return prepared.extras[key]
 
     def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
         self.check_scale(prepared)
@@ -155,7 +166,27 @@ class AerNoisyFamily(Family):
             return exact if shots is None else self.backend.sample(exact, shots)
         return self._aer(prepared, values, shots)
 
-    def _aer(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
+    def expectation_values(
+        self, prepared: Prepared, values: np.ndarray, terms: list[dict[int, int]]
+    ) -> np.ndarray:
+        """Exact noisy expectation values: gate errors and relaxation, no readout error (the
+        values are of the state before measurement, as Aer's EstimatorV2 reports them)."""
+        self.check_scale(prepared)
+        unmeasured = self._unmeasured(prepared)
+        program = self._compiled(prepared, "estimator_program", unmeasured)
+        if program is not None:
+            try:
+                return program.expectation_values(
+                    prepared.isa_values(values), terms, memory_budget=self.backend.memory_budget
+                )
+            except MemoryBudgetError as exc:
+                raise self._too_little_memory(exc) from None
+        return aer_expectation_values(
+            self._density_matrix_simulator(prepared), unmeasured, prepared, values, terms
+        )
+
+    def _density_matrix_simulator(self, prepared: Prepared) -> Any:
+        """Aer's density-matrix method with this noise model, after checking it fits in memory."""
         isa = prepared.isa
         n_active = len({q for i in isa.data if i.operation.name != "barrier" for q in i.qubits})
         need = 16 * 4**n_active
@@ -166,7 +197,11 @@ class AerNoisyFamily(Family):
             )
         from qiskit_aer import AerSimulator
 
-        sim = AerSimulator(method="density_matrix", noise_model=self.noise_model())
+        return AerSimulator(method="density_matrix", noise_model=self.noise_model())
+
+    def _aer(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
+        isa = prepared.isa
+        sim = self._density_matrix_simulator(prepared)
         seed = self.backend.simulator_seed()
         if shots is not None:
             return aer_run(sim, isa, prepared, values, shots, seed)

@@ -93,6 +93,13 @@ class Family:
         """(B, 2^N) probabilities, exact when `shots` is None, else shot frequencies."""
         raise NotImplementedError
 
+    def expectation_values(
+        self, prepared: Prepared, values: np.ndarray, terms: list[dict[int, int]]
+    ) -> np.ndarray:
+        """Exact expectation values (B, K) of Pauli terms ({physical qubit: 1 X, 2 Y, 3 Z}) on
+        the state the ISA circuit prepares before its measurements."""
+        raise InputError(f"{self.name} backends compute no exact expectation values")
+
     def program(self, prepared: Prepared) -> Any:
         """The circuit compiled for this family's own engine, or None where there is none."""
         return None
@@ -198,6 +205,37 @@ def without_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
     return exact
 
 
+def is_isa(circuit: QuantumCircuit, target: Any) -> bool:
+    """True when every instruction of the circuit is native to `target` on its qubits (barriers
+    aside) and the circuit fits the target: such a circuit runs as given, not transpiled."""
+    if target.num_qubits is not None and circuit.num_qubits > target.num_qubits:
+        return False
+    for inst in circuit.data:
+        name = inst.operation.name
+        if name == "barrier":
+            continue
+        if inst.is_control_flow():
+            return False
+        qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+        if not target.instruction_supported(name, qargs):
+            return False
+    return True
+
+
+def pauli_terms(labels: list[str], n_qubits: int) -> list[dict[int, int]]:
+    """Pauli labels (Qiskit order: the last character is qubit 0) -> {qubit: 1 X, 2 Y, 3 Z}
+    for the qubits that carry a non-identity Pauli; InputError for a malformed label."""
+    terms = []
+    for label in labels:
+        if not isinstance(label, str) or len(label) != n_qubits or set(label) - set("IXYZ"):
+            raise InputError(
+                f"a Pauli observable is a string of {n_qubits} characters from I, X, Y, Z "
+                f"(one per qubit of the circuit, qubit 0 last), got {label!r}"
+            )
+        terms.append({q: "IXYZ".index(c) for q, c in enumerate(reversed(label)) if c != "I"})
+    return terms
+
+
 def _param_key(value: Any) -> Any:
     try:
         hash(value)
@@ -288,15 +326,7 @@ def aer_run(
     """One Aer run of all B parameter sets: exact probabilities (a ``save_probabilities``
     circuit, ``shots=None``) or shot frequencies, (B, 2^N)."""
     n_sets = values.shape[0]
-    if prepared.parameters:
-        column = {p: i for i, p in enumerate(prepared.parameters)}
-        binds = [{p: values[:, column[p]] for p in circuit.parameters}]
-        circuits = [circuit]
-    else:  # no parameters to bind: B copies, so every row is its own experiment
-        binds, circuits = None, [circuit] * n_sets
-    result = simulator.run(circuits, parameter_binds=binds, shots=shots, seed_simulator=seed).result()
-    if not result.success:
-        raise RuntimeError(f"Aer failed: {result.status}")
+    result = _aer_result(simulator, circuit, prepared, values, shots, seed)
     if shots is None:
         return np.array([np.asarray(result.results[b].data.probabilities) for b in range(n_sets)])
     out = np.zeros((n_sets, 2**prepared.n_bits))
@@ -304,6 +334,54 @@ def aer_run(
         for key, count in result.results[b].data.counts.items():
             out[b, int(key, 16)] += count
     return out / shots
+
+
+def _aer_result(
+    simulator: Any,
+    circuit: QuantumCircuit,
+    prepared: Prepared,
+    values: np.ndarray,
+    shots: int | None,
+    seed: int,
+) -> Any:
+    """One Aer run of `circuit` for every parameter set (B, P) in ``prepared.parameters`` order."""
+    if prepared.parameters:
+        column = {p: i for i, p in enumerate(prepared.parameters)}
+        binds = [{p: values[:, column[p]] for p in circuit.parameters}]
+        circuits = [circuit]
+    else:  # no parameters to bind: B copies, so every row is its own experiment
+        binds, circuits = None, [circuit] * values.shape[0]
+    result = simulator.run(circuits, parameter_binds=binds, shots=shots, seed_simulator=seed).result()
+    if not result.success:
+        raise RuntimeError(f"Aer failed: {result.status}")
+    return result
+
+
+def aer_expectation_values(
+    simulator: Any,
+    unmeasured: QuantumCircuit,
+    prepared: Prepared,
+    values: np.ndarray,
+    terms: list[dict[int, int]],
+) -> np.ndarray:
+    """Exact expectation values (B, K) of Pauli terms on physical qubits, by one Aer run with
+    a ``save_expectation_value`` per term (what Aer's EstimatorV2 does)."""
+    from qiskit.quantum_info import Pauli
+
+    circuit = unmeasured.copy()
+    for k, term in enumerate(terms):
+        if term:
+            qubits = sorted(term)
+            label = "".join("IXYZ"[term[q]] for q in reversed(qubits))
+            circuit.save_expectation_value(Pauli(label), qubits, label=f"term{k}")
+    result = _aer_result(simulator, circuit, prepared, values, None, 0)
+    out = np.ones((values.shape[0], len(terms)))
+    for b in range(values.shape[0]):
+        data = result.data(b)
+        for k, term in enumerate(terms):
+            if term:
+                out[b, k] = float(np.real(data[f"term{k}"]))
+    return out
 
 
 # --------------------------------------------------------------------------- backend
@@ -484,15 +562,9 @@ class QPABackend:
         self._check_width(measured)
         self.family.check_capacity(measured)
 
-        def transpile(measured: QuantumCircuit) -> QuantumCircuit:
-            pm = generate_preset_pass_manager(
-                optimization_level=self.optimization_level,
-                backend=self.family.transpile_target(),
-                seed_transpiler=self.seed_transpiler,
-            )
-            return pm.run(measured)
-
-        prepared = Prepared(circuit, key, measured, measured.num_clbits, list(circuit.parameters), transpile)
+        prepared = Prepared(
+            circuit, key, measured, measured.num_clbits, list(circuit.parameters), self.transpile
+        )
         if self.device is not None or not self.family.needs_device:
             prepared.isa  # noqa: B018 - transpile now: errors surface at the first call
         self._prepared[id(circuit)] = prepared
@@ -504,6 +576,25 @@ class QPABackend:
                 f"the circuit has {measured.num_qubits} qubits but {self.device_name} has "
                 f"{self.device.num_qubits}; use a larger device or fewer qubits"
             )
+
+    def transpile(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        """The circuit as it runs here: as given when it is already ISA for the device (every
+        instruction native on its qubits, :func:`is_isa`), else transpiled for it,
+        deterministically (``optimization_level``, ``seed_transpiler``)."""
+        source = self.family.transpile_target()
+        if is_isa(circuit, source.target):
+            return circuit
+        pm = generate_preset_pass_manager(
+            optimization_level=self.optimization_level, backend=source, seed_transpiler=self.seed_transpiler
+        )
+        return pm.run(circuit)
+
+    @property
+    def noise_model(self) -> Any:
+        """The Aer NoiseModel this backend simulates, None where it simulates none (statevector,
+        ibm: the device's own noise)."""
+        model = getattr(self.family, "noise_model", None)
+        return None if model is None else model()
 
     def num_outcome_bits(self, circuit: QuantumCircuit) -> int:
         """N: the distribution has 2^N outcomes (the circuit's classical bits)."""
@@ -549,6 +640,30 @@ class QPABackend:
         prepared = self._prepare(circuit)
         values = self._values(prepared, parameter_values)
         return self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
+
+    def expectation_values(
+        self, circuit: QuantumCircuit, observables: list[str], parameter_values: Any = ()
+    ) -> np.ndarray:
+        """Exact expectation values, float64 (B, K), of K Pauli observables on the state the
+        circuit prepares, for parameter values (P,) or (B, P) in ``circuit.parameters`` order.
+
+        ``observables`` are Pauli labels over the circuit's qubits (``"IZX"``: X on qubit 0,
+        Z on qubit 1); they follow the circuit's qubits through the transpiler's layout and
+        routing. The circuit must not measure (the values are of the state, and readout
+        errors, which act on measurements, do not enter); gate errors and relaxation do on
+        noisy backends. Exact always: ``shots`` settings are for :meth:`probabilities`.
+        """
+        if any(isinstance(i.operation, Measure) for i in getattr(circuit, "data", ())):
+            raise InputError(
+                "expectation values are of the state before measurement: pass the circuit without "
+                "measurements (circuit.remove_final_measurements(inplace=False))"
+            )
+        prepared = self._prepare(circuit)
+        values = self._values(prepared, parameter_values)
+        terms = pauli_terms(list(observables), circuit.num_qubits)
+        physical = measured_qubits(prepared.isa)  # virtual qubit i was measured into clbit i
+        placed = [{physical[q]: pauli for q, pauli in term.items()} for term in terms]
+        return self.family.expectation_values(prepared, values, placed)
 
     def program(self, circuit: QuantumCircuit) -> Any:
         """The ISA circuit compiled for this backend's own engine (a PTMProgram on aer_noisy, a

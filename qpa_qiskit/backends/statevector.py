@@ -17,7 +17,16 @@ from qiskit import QuantumCircuit
 
 from ..errors import CapacityError
 from ..simulator import StatevectorProgram, UnsupportedCircuit
-from .core import Family, Prepared, aer_run, available_memory, gib, register, without_measurements
+from .core import (
+    Family,
+    Prepared,
+    aer_expectation_values,
+    aer_run,
+    available_memory,
+    gib,
+    register,
+    without_measurements,
+)
 
 
 @register
@@ -52,6 +61,16 @@ class StatevectorFamily(Family):
             exact = prepared.extras["exact"] = without_measurements(prepared.isa)
         probs = aer_run(sim, exact, prepared, values, None, self.backend.simulator_seed())
         return probs if shots is None else self.backend.sample(probs, shots)
+
+    def expectation_values(
+        self, prepared: Prepared, values: np.ndarray, terms: list[dict[int, int]]
+    ) -> np.ndarray:
+        from qiskit_aer import AerSimulator
+
+        unmeasured = prepared.extras.get("unmeasured")
+        if unmeasured is None:
+            unmeasured = prepared.extras["unmeasured"] = prepared.isa.remove_final_measurements(inplace=False)
+        return aer_expectation_values(AerSimulator(method="statevector"), unmeasured, prepared, values, terms)
 
     def program(self, prepared: Prepared) -> StatevectorProgram | None:
         """The ISA circuit compiled for the adjoint method, or None if it cannot be; built once."""

@@ -333,6 +333,8 @@ class PTMProgram:
                 if qindex[q] not in active:
                     active.append(qindex[q])
         active.sort()
+        if not active:
+            raise UnsupportedCircuit("the circuit acts on no qubit")
         local = {q: i for i, q in enumerate(active)}
         self.n_qubits = len(active)
         self.physical_qubits = active
@@ -417,8 +419,6 @@ class PTMProgram:
             place(qs, ptm_cache[key])
         for b in list(open_blocks):
             close(b)
-        if not self.measured:
-            raise UnsupportedCircuit("the circuit measures nothing")
         if sorted(self.measured) != list(range(len(circuit.clbits))):
             raise UnsupportedCircuit("some classical bits are never measured")
         self.n_clbits = len(circuit.clbits)
@@ -426,26 +426,31 @@ class PTMProgram:
         self._block_rows = [b.angle_rows for b in self.blocks]
         # Light cone of the measurement: after the last block on a qubit only the Pauli
         # coefficients the measurement reads are kept (I and Z if measured, else I).
+        self._select, self._sizes = self._light_cone({q: (0, 3) for q in self.measured.values()})
+        self._cones: dict[tuple, tuple[list, list]] = {}
+
+    def _light_cone(self, reads: dict[int, tuple[int, ...]]) -> tuple[list, list]:
+        """(select, sizes): the rows of each block's PTM to compute, and the state's axis sizes
+        before each block and after the last, when the end of the circuit reads the Pauli
+        components `reads[q]` (sorted, 0 = I first) of local qubit q and only I of the others."""
         last = {q: j for j, b in enumerate(self.blocks) for q in b.qubits}
-        measured = set(self.measured.values())
-        self._keep = [
-            {q: ([0, 3] if q in measured else [0]) for q in b.qubits if last[q] == j}
-            for j, b in enumerate(self.blocks)
+        keeps = [
+            {q: list(reads.get(q, (0,))) for q in b.qubits if last[q] == j} for j, b in enumerate(self.blocks)
         ]
-        self._select = []
-        for b, keep in zip(self.blocks, self._keep, strict=True):
+        select = []
+        for b, keep in zip(self.blocks, keeps, strict=True):
             per_qubit = [keep.get(q, [0, 1, 2, 3]) for q in b.qubits]
             if len(per_qubit) == 1:
-                self._select.append(per_qubit[0])
+                select.append(per_qubit[0])
             else:
-                self._select.append([4 * i + k for i in per_qubit[0] for k in per_qubit[1]])
-        # the state's axis sizes before each block, and after the last
+                select.append([4 * i + k for i in per_qubit[0] for k in per_qubit[1]])
         sizes = [4] * self.n_qubits
-        self._sizes = [tuple(sizes)]
-        for keep in self._keep:
+        all_sizes = [tuple(sizes)]
+        for keep in keeps:
             for q, components in keep.items():
                 sizes[q] = len(components)
-            self._sizes.append(tuple(sizes))
+            all_sizes.append(tuple(sizes))
+        return select, all_sizes
 
     # ----------------------------------------------------------------- execution
     def memory_bytes(self, n_sets: int) -> int:
@@ -482,6 +487,59 @@ class PTMProgram:
         first set's state saved where the chunk's first branch begins, so the first set is
         recomputed only from there, and memory stays within the budget for any B.
         """
+        if not self.measured:
+            raise UnsupportedCircuit("the circuit measures nothing")
+        return self._walk(
+            values,
+            memory_budget,
+            (self._select, self._sizes),
+            2**self.n_clbits,
+            lambda state, sizes: self._measure(state, sizes, readout),
+        )
+
+    def expectation_values(
+        self, values: np.ndarray, terms: list[dict[int, int]], memory_budget: int | None = None
+    ) -> np.ndarray:
+        """Exact expectation values (B, K) of K Pauli strings on the state the circuit prepares.
+
+        Each term maps a physical qubit of the circuit to its Pauli (1 = X, 2 = Y, 3 = Z;
+        qubits not named carry I). In the Pauli picture a state's coefficient of a Pauli
+        string IS its expectation value, so the end of the circuit reads them directly; the
+        light cone keeps just the components the terms name. Gate errors and relaxation
+        apply; readout errors do not (they act on measurements, and there are none).
+        """
+        local = {p: i for i, p in enumerate(self.physical_qubits)}
+        reads: dict[int, set[int]] = {}
+        vanish = np.zeros(len(terms), dtype=bool)  # X or Y on a qubit no gate touches: |0> gives 0
+        for k, term in enumerate(terms):
+            for q, pauli in term.items():
+                if q in local:
+                    reads.setdefault(local[q], {0}).add(pauli)
+                elif pauli in (1, 2):
+                    vanish[k] = True
+        key = tuple(sorted((q, tuple(sorted(c))) for q, c in reads.items()))
+        if key not in self._cones:
+            self._cones[key] = self._light_cone(dict(key))
+        select, sizes = self._cones[key]
+        final = [sorted(reads.get(q, (0,))) for q in range(self.n_qubits)]  # the last axis sizes
+
+        def read(state: torch.Tensor, _sizes: list[int]) -> np.ndarray:
+            out = np.zeros((state.shape[0], len(terms)))
+            for k, term in enumerate(terms):
+                if vanish[k]:
+                    continue
+                index = [slice(None)]
+                for q in range(self.n_qubits):
+                    pauli = term.get(self.physical_qubits[q], 0)
+                    index.append(final[q].index(pauli))
+                out[:, k] = state[tuple(index)].cpu().numpy()
+            return out
+
+        return self._walk(values, memory_budget, (select, sizes), len(terms), read)
+
+    def _walk(self, values, memory_budget, cone, width, read) -> np.ndarray:
+        """Walk the branch tree of the parameter sets (B, P) within the memory budget and
+        `read` (B, width) from each final state; `cone` is a light cone (select, sizes)."""
         values = np.atleast_2d(np.asarray(values, dtype=float))
         n_sets = values.shape[0]
         angles = self._angles.evaluate(values)  # (A, B)
@@ -501,12 +559,12 @@ class PTMProgram:
         branches = order[1:]
         step = max(1, per_chunk - 1)
         groups = [branches[i : i + step] for i in range(0, len(branches), step)] or [[]]
-        out = np.empty((n_sets, 2**self.n_clbits))
+        out = np.empty((n_sets, width))
         start, initial = 0, self._initial_state()
         for c, group in enumerate(groups):
             save_at = int(birth[groups[c + 1][0]]) if c + 1 < len(groups) else None
-            state, sizes, saved = self._run(angles, [0, *group], birth, start, initial, save_at)
-            probs = self._measure(state, sizes, readout)
+            state, sizes, saved = self._run(angles, [0, *group], birth, start, initial, save_at, cone)
+            probs = read(state, sizes)
             if c == 0:
                 out[:] = probs[0]  # sets equal to the first follow it
             out[group] = probs[1:]
@@ -537,6 +595,7 @@ class PTMProgram:
         start: int,
         initial: torch.Tensor,
         save_at: int | None = None,
+        cone: tuple[list, list] | None = None,
     ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
         """Walk the blocks from `start` for the sets `rows` (the first set, then branches in
         order of birth); returns (state, axis sizes, first set's state before `save_at`).
@@ -549,7 +608,8 @@ class PTMProgram:
         that touches it.
         """
         n = self.n_qubits
-        sizes = list(self._sizes[start])
+        select_rows, cone_sizes = cone or (self._select, self._sizes)
+        sizes = list(cone_sizes[start])
         buffers = self._buffers(len(rows) * 4**n)
         buffers[0][: math.prod(sizes)].copy_(initial.reshape(-1))
         current = 0
@@ -566,7 +626,7 @@ class PTMProgram:
             if n_new > n_rows:  # new branches start from the forward set's state
                 x[n_rows:].copy_(x[:1].expand(n_new - n_rows, *sizes))
                 self.bytes_moved += 2 * (n_new - n_rows) * size * 8
-            new_sizes = list(self._sizes[j + 1])
+            new_sizes = list(cone_sizes[j + 1])
             out = buffers[1 - current][: n_new * math.prod(new_sizes)].view(n_new, *new_sizes)
             block_rows = self._block_rows[j]
             if block_rows:
@@ -577,7 +637,7 @@ class PTMProgram:
             else:
                 mats = block.matrices(np.empty((1, 0)))
                 inverse = np.zeros(n_new, dtype=int)
-            select = self._select[j]
+            select = select_rows[j]
             base = inverse[0]
             self._apply(mats[base][select], x, out, block.qubits, sizes)
             for slot in np.nonzero(inverse != base)[0].tolist():

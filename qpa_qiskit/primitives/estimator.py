@@ -1,0 +1,171 @@
+"""``Estimator``: Qiskit's ``BaseEstimatorV2`` on a QPABackend's exact expectation values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.primitives import BaseEstimatorV2, PrimitiveJob, PrimitiveResult, PubResult
+from qiskit.primitives.containers import DataBin
+from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPubLike
+from qiskit.quantum_info import SparseObservable, SparsePauliOp
+
+from ..validate import number
+from .common import (
+    Derived,
+    FallbackNotice,
+    aer_options,
+    flat_values,
+    make_rng,
+    resolve_backend,
+    unsupported,
+)
+
+
+@dataclass
+class _Plan:
+    """How one circuit runs: without its final measurements on the fast path, or why not."""
+
+    circuit: QuantumCircuit
+    unmeasured: QuantumCircuit
+    fallback: str | None = None
+    isa: QuantumCircuit | None = None  # for the Aer fallback, transpiled once
+
+
+def pauli_terms(observable: dict[str, float]) -> dict[str, complex]:
+    """An ObservablesArray element ({label: coefficient}, labels maybe with projectors such as
+    ``0``, ``+``, ``r``) as Pauli labels and coefficients."""
+    if all(set(label) <= set("IXYZ") for label in observable):
+        return dict(observable)
+    expanded = SparsePauliOp.from_sparse_observable(SparseObservable.from_list(list(observable.items())))
+    out: dict[str, complex] = {}
+    for label, coeff in expanded.to_list():
+        out[label] = out.get(label, 0) + coeff
+    return out
+
+
+class Estimator(BaseEstimatorV2):
+    """Expectation values of observables on circuits, exact, on a QPABackend.
+
+    The values are computed exactly: on ``statevector`` from the state; on ``aer_noisy:``
+    by the PTM engine, whose state IS the vector of Pauli expectation values, so each
+    observable's Pauli terms are read off the final state directly. Noise on expectation
+    values: the device's gate errors and thermal relaxation (as scaled or switched by the
+    backend's noise options); NOT readout errors, which act on measurements, as in Aer's
+    ``EstimatorV2``. Final measurements in a circuit are removed first.
+
+    With ``precision == 0`` (the default) the values are exact and ``stds`` are 0; with
+    ``precision > 0`` each value gets Gaussian noise of that standard deviation, drawn from
+    the seeded stream, and ``stds`` report it.
+
+    Args:
+        backend: a :class:`~qpa_qiskit.QPABackend` (built without shots) or a spec string,
+            ``"statevector"`` or ``"aer_noisy:<device or snapshot>"``.
+        default_precision: precision of a PUB that names none (>= 0).
+        seed: seeds the precision noise (an int, a numpy Generator, or None): one random stream
+            for the estimator's lifetime, so the same sequence of runs gives the same values.
+        **options: backend options, with a spec string only.
+
+    Observables are on the circuit's qubits: for an abstract circuit they follow its qubits
+    through the transpiler; for an ISA circuit they are on the device's qubits (as for IBM's
+    primitives, ``observable.apply_layout(isa.layout)``). Circuits with mid-circuit
+    measurements, resets or control flow run on Aer's ``EstimatorV2`` with the same noise
+    model instead (warned once per circuit).
+    """
+
+    def __init__(
+        self, backend: Any, *, default_precision: float = 0.0, seed: Any = None, **options: Any
+    ) -> None:
+        self.backend = resolve_backend(backend, options, "Estimator")
+        self._default_precision = number(default_precision, "default_precision", minimum=0)
+        self._seed = seed
+        self._rng = make_rng(seed)
+        self._plans = Derived(self._plan)
+        self._notice = FallbackNotice("Estimator")
+
+    @property
+    def default_precision(self) -> float:
+        return self._default_precision
+
+    @property
+    def seed(self) -> Any:
+        return self._seed
+
+    def run(self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None) -> PrimitiveJob:
+        if precision is None:
+            precision = self._default_precision
+        coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+        for i, pub in enumerate(coerced):
+            if pub.precision < 0:
+                raise ValueError(f"PUB {i} has precision {pub.precision}; precision must be >= 0")
+        job = PrimitiveJob(self._run, coerced)
+        job._submit()
+        return job
+
+    def _plan(self, circuit: QuantumCircuit) -> _Plan:
+        unmeasured = circuit.remove_final_measurements(inplace=False)
+        return _Plan(circuit, unmeasured, unsupported(unmeasured, after_measure_ok=False))
+
+    def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
+        plans = self._plans.lookup([pub.circuit for pub in pubs])
+        results: list[PubResult | None] = [None] * len(pubs)
+        groups: dict[int, list[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan.fallback is not None:
+                results[i] = self._aer(pubs[i], plan)
+            else:
+                groups.setdefault(id(plan), []).append(i)
+        for members in groups.values():
+            plan = plans[members[0]]
+            parameters = plan.circuit.parameters
+            flat = [flat_values(pubs[i].parameter_values, parameters) for i in members]
+            observables = [[pauli_terms(o) for o in pubs[i].observables.ravel()] for i in members]
+            labels = sorted({label for group in observables for o in group for label in o})
+            values = self.backend.expectation_values(plan.unmeasured, labels, np.concatenate(flat))
+            column = {label: k for k, label in enumerate(labels)}
+            start = 0
+            for i, rows, terms in zip(members, flat, observables, strict=True):
+                coefficients = np.zeros((len(terms), len(labels)), dtype=complex)
+                for o, term in enumerate(terms):
+                    for label, coeff in term.items():
+                        coefficients[o, column[label]] += coeff
+                table = values[start : start + len(rows)] @ coefficients.real.T  # (param sets, observables)
+                start += len(rows)
+                results[i] = self._result(pubs[i], table)
+        return PrimitiveResult(results, metadata={"version": 2})
+
+    def _result(self, pub: EstimatorPub, table: np.ndarray) -> PubResult:
+        """Broadcast parameter sets against observables (Qiskit's PUB rules) and add noise."""
+        sets = np.arange(table.shape[0]).reshape(pub.parameter_values.shape)
+        observables = np.arange(table.shape[1]).reshape(pub.observables.shape)
+        sets, observables = np.broadcast_arrays(sets, observables)
+        evs = table[sets, observables]
+        if pub.precision > 0:
+            evs = evs + self._rng.normal(0.0, pub.precision, evs.shape)
+        stds = np.full(evs.shape, float(pub.precision))
+        return PubResult(
+            DataBin(evs=evs, stds=stds, shape=evs.shape),
+            metadata={"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata},
+        )
+
+    def _aer(self, pub: EstimatorPub, plan: _Plan) -> PubResult:
+        from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+        self._notice.tell(id(plan), plan.fallback)
+        if plan.isa is None:
+            plan.isa = self.backend.transpile(plan.circuit)
+        values = pub.parameter_values.as_array(plan.circuit.parameters)
+        columns = [list(plan.circuit.parameters).index(p) for p in plan.isa.parameters]
+        observables = pub.observables
+        if plan.isa.layout is not None:
+            observables = observables.apply_layout(plan.isa.layout)
+        seed = int(self._rng.integers(2**31))
+        estimator = AerEstimator(options=aer_options(self.backend, seed))
+        result = estimator.run([(plan.isa, observables, values[..., columns], pub.precision)]).result()[0]
+        return PubResult(
+            result.data,
+            metadata={"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata},
+        )

@@ -1,0 +1,196 @@
+"""``Sampler``: Qiskit's ``BaseSamplerV2`` on a QPABackend's exact distributions."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qiskit import ClassicalRegister, QuantumCircuit
+from qiskit.circuit import Measure
+from qiskit.primitives import BaseSamplerV2, PrimitiveJob, PrimitiveResult, SamplerPubResult
+from qiskit.primitives.containers import BitArray, DataBin
+from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
+
+from ..validate import positive_int
+from .common import (
+    Derived,
+    FallbackNotice,
+    aer_options,
+    flat_values,
+    make_rng,
+    resolve_backend,
+    unsupported,
+)
+
+
+@dataclass
+class _Plan:
+    """How one circuit runs: its measured qubits in one register (the fast path), or why not."""
+
+    circuit: QuantumCircuit
+    canonical: QuantumCircuit | None = None  # gates as given, then one measurement per qubit read
+    n_read: int = 0  # distinct qubits read, the canonical register's width
+    registers: list[tuple[str, int, np.ndarray]] = field(default_factory=list)  # name, bits, source
+    fallback: str | None = None
+    isa: QuantumCircuit | None = None  # for the Aer fallback, transpiled once
+
+
+class Sampler(BaseSamplerV2):
+    """Samples of circuits' measurements from their exact distribution on a QPABackend.
+
+    Each parameter set's outcome distribution is computed exactly (statevector, or the exact
+    noisy PTM engine with the device's readout errors on ``aer_noisy:``) and the PUB's shots
+    are drawn from it: the same distribution Aer's sampler draws from, at the cost of one
+    exact evaluation per parameter set whatever the shots. Results follow Qiskit's V2
+    conventions: one ``BitArray`` per classical register, under its name, of shape
+    ``(*pub.shape)`` with ``shots`` samples; bits no measurement writes read 0.
+
+    Args:
+        backend: a :class:`~qpa_qiskit.QPABackend` (built without shots) or a spec string,
+            ``"statevector"`` or ``"aer_noisy:<device or snapshot>"``.
+        default_shots: shots of a PUB that names none.
+        seed: seeds the sampling (an int, a numpy Generator, or None): one random stream for
+            the sampler's lifetime, so the same sequence of runs gives the same samples.
+        **options: backend options (``noise_scale``, ``readout_error``, ``engine``, ...), with a
+            spec string only.
+
+    Circuits may be abstract (transpiled for the device once, as the backend does) or ISA
+    for it (run as given). Mid-circuit measurements, resets and control flow, and a qubit
+    measured into several bits under readout noise, run on Aer's ``SamplerV2`` with the
+    same noise model instead (warned once per circuit).
+    """
+
+    def __init__(self, backend: Any, *, default_shots: int = 1024, seed: Any = None, **options: Any) -> None:
+        self.backend = resolve_backend(backend, options, "Sampler")
+        self._default_shots = positive_int(default_shots, "default_shots")
+        self._seed = seed
+        self._rng = make_rng(seed)
+        self._plans = Derived(self._plan)
+        self._notice = FallbackNotice("Sampler")
+
+    @property
+    def default_shots(self) -> int:
+        return self._default_shots
+
+    @property
+    def seed(self) -> Any:
+        return self._seed
+
+    def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob:
+        if shots is None:
+            shots = self._default_shots
+        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        if any(len(pub.circuit.cregs) == 0 for pub in coerced):
+            warnings.warn(
+                "One of your circuits has no output classical registers and so the result will be "
+                "empty. Did you mean to add measurement instructions?",
+                UserWarning,
+                stacklevel=2,
+            )
+        job = PrimitiveJob(self._run, coerced)
+        job._submit()
+        return job
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, circuit: QuantumCircuit) -> _Plan:
+        plan = _Plan(circuit)
+        plan.fallback = unsupported(circuit, after_measure_ok=False)
+        if plan.fallback is not None:
+            return plan
+        qubit_of: dict[int, int] = {}  # clbit -> qubit of its final measurement
+        for inst in circuit.data:
+            if isinstance(inst.operation, Measure):
+                clbit = circuit.find_bit(inst.clbits[0]).index
+                if clbit in qubit_of:
+                    plan.fallback = f"classical bit {clbit} written by two measurements"
+                    return plan
+                qubit_of[clbit] = circuit.find_bit(inst.qubits[0]).index
+        read = sorted(set(qubit_of.values()))
+        if len(read) < len(qubit_of) and self.backend.noise_model is not None:
+            plan.fallback = "a qubit measured into several bits, each with its own readout error"
+            return plan
+        position = {q: k for k, q in enumerate(read)}
+        for creg in circuit.cregs:
+            source = [position.get(qubit_of.get(circuit.find_bit(b).index), -1) for b in creg]
+            plan.registers.append((creg.name, creg.size, np.array(source, dtype=int)))
+        plan.n_read = len(read)
+        if read:
+            canonical = QuantumCircuit(circuit.qubits, global_phase=circuit.global_phase)
+            for inst in circuit.data:
+                if not isinstance(inst.operation, Measure):
+                    canonical.append(inst.operation, inst.qubits, copy=False)
+            canonical.add_register(ClassicalRegister(len(read), "read"))
+            canonical.measure(read, range(len(read)))
+            plan.canonical = canonical
+        return plan
+
+    # ------------------------------------------------------------------ running
+    def _run(self, pubs: list[SamplerPub]) -> PrimitiveResult:
+        plans = self._plans.lookup([pub.circuit for pub in pubs])
+        results: list[SamplerPubResult | None] = [None] * len(pubs)
+        groups: dict[int, list[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan.fallback is not None:
+                results[i] = self._aer(pubs[i], plan)
+            else:
+                groups.setdefault(id(plan), []).append(i)
+        for members in groups.values():
+            plan = plans[members[0]]
+            flat = [flat_values(pubs[i].parameter_values, plan.circuit.parameters) for i in members]
+            if plan.canonical is not None:
+                probs = self.backend.probabilities(plan.canonical, np.concatenate(flat))
+            start = 0
+            for i, rows in zip(members, flat, strict=True):
+                pub = pubs[i]
+                if plan.canonical is None:
+                    outcomes = np.zeros((len(rows), pub.shots), dtype=np.int64)
+                else:
+                    outcomes = self._draw(probs[start : start + len(rows)], pub.shots)
+                start += len(rows)
+                results[i] = self._result(pub, plan, outcomes)
+        return PrimitiveResult(results, metadata={"version": 2})
+
+    def _draw(self, probs: np.ndarray, shots: int) -> np.ndarray:
+        """`shots` outcomes (B, shots) per row of exact probabilities, by inverse transform."""
+        cdf = np.cumsum(np.clip(probs, 0.0, None), axis=1)
+        u = self._rng.random((probs.shape[0], shots)) * cdf[:, -1:]
+        out = np.empty((probs.shape[0], shots), dtype=np.int64)
+        for b in range(probs.shape[0]):
+            out[b] = np.minimum(np.searchsorted(cdf[b], u[b], side="right"), probs.shape[1] - 1)
+        return out
+
+    def _result(self, pub: SamplerPub, plan: _Plan, outcomes: np.ndarray) -> SamplerPubResult:
+        bits = ((outcomes[..., None] >> np.arange(max(plan.n_read, 1))) & 1).astype(bool)
+        zero = np.zeros((*bits.shape[:-1], 1), dtype=bool)
+        padded = np.concatenate([bits, zero], axis=-1)  # source -1 reads the zero column
+        data = {}
+        for name, size, source in plan.registers:
+            chosen = padded[..., source] if size else np.zeros((*bits.shape[:-1], 0), dtype=bool)
+            chosen = chosen.reshape(*pub.shape, pub.shots, size)
+            data[name] = (
+                BitArray.from_bool_array(chosen, order="little")
+                if size
+                else BitArray(np.zeros((*pub.shape, pub.shots, 0), dtype=np.uint8), 0)
+            )
+        return SamplerPubResult(
+            DataBin(**data, shape=pub.shape),
+            metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata},
+        )
+
+    def _aer(self, pub: SamplerPub, plan: _Plan) -> SamplerPubResult:
+        from qiskit_aer.primitives import SamplerV2 as AerSampler
+
+        self._notice.tell(id(plan), plan.fallback)
+        if plan.isa is None:
+            plan.isa = self.backend.transpile(plan.circuit)
+        values = pub.parameter_values.as_array(plan.circuit.parameters)
+        columns = [list(plan.circuit.parameters).index(p) for p in plan.isa.parameters]
+        seed = int(self._rng.integers(2**31))
+        sampler = AerSampler(seed=seed, options=aer_options(self.backend, seed))
+        result = sampler.run([(plan.isa, values[..., columns], pub.shots)]).result()[0]
+        return SamplerPubResult(
+            result.data, metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata}
+        )
