@@ -1,4 +1,5 @@
-"""Benchmarks, run as scripts: ``python -m qpa_qiskit.bench qnn`` and ``... bench train``.
+"""Benchmarks, run as scripts: ``python -m qpa_qiskit.bench qnn``, ``... bench primitives`` and
+``... bench train``.
 
 ``qnn`` prints a scaling table: one forward+backward training step of
 :class:`QuantumProbabilities` for N qubits, exact (adjoint gradients) and shot mode
@@ -8,8 +9,11 @@
 process of its own. For our noisy cells it also prints a lower bound: the bytes the engine
 reads and writes per step divided by the memory bandwidth measured in the same run. A
 baseline predicted to take longer than ``--baseline-limit`` is extrapolated from its
-measured growth, and marked so. ``train`` times optimiser steps of ``qpa-lora`` against ``lora``
-on the same model, targets, data and batch (median of several steps after a warm-up).
+measured growth, and marked so. ``primitives`` times one qiskit-machine-learning QNN
+training step (SamplerQNN and EstimatorQNN with TorchConnector) on :mod:`qpa_qiskit.primitives`
+against the same QNN on Aer's V2 primitives, same ISA circuit, noise model and shots. ``train``
+times optimiser steps of ``qpa-lora`` against ``lora`` on the same model, targets, data and
+batch (median of several steps after a warm-up).
 """
 
 from __future__ import annotations
@@ -139,14 +143,14 @@ def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats:
     return out
 
 
-def _in_child(*args) -> dict:
-    """Run :func:`_cell` in a fresh process; an error or a kill is reported, not raised."""
+def _in_child(*args, cell: Callable[..., dict] = _cell) -> dict:
+    """Run `cell` in a fresh process; an error or a kill is reported, not raised."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
         try:
-            return pool.apply(_cell, args)
+            return pool.apply(cell, args)
         except Exception as exc:  # a baseline that fails is a row that says so
             return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -262,6 +266,144 @@ def _scaling_table(rows: list[dict], bandwidth: float) -> str:
     return "\n".join(lines)
 
 
+def _primitive_cell(
+    kind: str, qnn_kind: str, spec: str, n: int, reps: int, c: float, repeats: int, budget: float
+) -> dict:
+    """One QNN training step on our primitives ("ours") or Aer's ("aer"), in a process of its own.
+
+    Both get the same ISA circuit (transpiled once by our backend) and noise model; the
+    sampler takes n_shot = ceil(c 2^N) shots, the estimator is exact (precision 0) on both.
+    """
+    import warnings
+
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_machine_learning.connectors import TorchConnector
+    from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
+
+    from .backends import QPABackend, measured_qubits
+    from .circuits import ansatz
+    from .primitives import Estimator, Sampler
+
+    warnings.simplefilter("ignore")  # QML's and torch's notes on every call would drown the table
+    backend = QPABackend(spec)
+    circuit = ansatz(n, reps)
+    isa = backend.isa_circuit(circuit)  # measured: clbit i reads virtual qubit i
+    shots = int(np.ceil(c * 2**n))
+    model = backend.noise_model
+    aer_backend = {} if model is None else {"noise_model": model}
+    if qnn_kind == "sampler":
+        if kind == "ours":
+            sampler = Sampler(backend, default_shots=shots, seed=1)
+        else:
+            from qiskit_aer.primitives import SamplerV2
+
+            sampler = SamplerV2(default_shots=shots, seed=1, options={"backend_options": aer_backend})
+        qnn = SamplerQNN(circuit=isa, sampler=sampler, weight_params=list(isa.parameters))
+        outputs = 2**n
+    else:
+        bare = isa.remove_final_measurements(inplace=False)
+        physical = measured_qubits(isa)
+        observable = SparsePauliOp.from_sparse_list(
+            [("Z", [physical[q]], 1.0 / n) for q in range(n)], bare.num_qubits
+        )  # the mean of Z over the circuit's qubits, where they ended
+        if kind == "ours":
+            estimator = Estimator(backend)
+        else:
+            from qiskit_aer.primitives import EstimatorV2
+
+            options = {"method": "density_matrix", **aer_backend} if model is not None else {}
+            estimator = EstimatorV2(options={"backend_options": options})
+        qnn = EstimatorQNN(
+            circuit=bare,
+            observables=observable,
+            estimator=estimator,
+            weight_params=list(bare.parameters),
+            default_precision=0.0,
+        )
+        outputs = 1
+    init = np.random.default_rng(0).uniform(0, 2 * np.pi, len(isa.parameters))
+    net = TorchConnector(qnn, initial_weights=init)
+    upstream = torch.from_numpy(np.random.default_rng(2).normal(size=outputs)).float()
+    forward: list[np.ndarray] = []
+
+    def step() -> None:
+        net.zero_grad()
+        out = net(torch.empty(0)).reshape(-1)
+        (out @ upstream).backward()
+        forward.append(out.detach().numpy().astype(float))
+
+    seconds, samples, first = _time_steps(step, repeats, budget)
+    return {
+        "P": len(isa.parameters), "shots": shots if qnn_kind == "sampler" else None,
+        "seconds": seconds, "samples": samples, "first": first, "peak_rss": _peak_rss(),
+        "forward": forward[0].tolist(), "gradient": net.weight.grad.numpy().astype(float).tolist(),
+    }  # fmt: skip
+
+
+def bench_primitives(args: argparse.Namespace) -> None:
+    print(
+        f"One qiskit-machine-learning training step (TorchConnector forward + backward, parameter-shift "
+        f"gradients: 2P + 1 parameter sets) on qpa_qiskit.primitives and on Aer's V2 primitives, the same "
+        f"ISA circuit (ansatz reps={args.reps}) and noise model; SamplerQNN with n_shot = "
+        f"{args.shots_factor:g} 2^N shots, EstimatorQNN exact (precision 0, mean of Z); "
+        f"torch threads={torch.get_num_threads()}; "
+        f"medians over up to {args.repeats} steps after a warm-up.",
+        flush=True,
+    )
+    rows = []
+    for spec in args.backends:
+        for qnn_kind in args.qnns:
+            for n in args.qubits:
+                row = {"spec": spec, "qnn": qnn_kind, "N": n}
+                for kind in ("ours", "aer"):
+                    row[kind] = _in_child(
+                        kind, qnn_kind, spec, n, args.reps, args.shots_factor, args.repeats, args.budget,
+                        cell=_primitive_cell,
+                    )  # fmt: skip
+                rows.append(row)
+                print("  " + _primitives_line(row), flush=True)
+    print()
+    print(_primitives_table(rows))
+
+
+def _agreement(row: dict) -> str:
+    """How far apart the two first forward passes are: max |difference| (exact estimator) or
+    the total variation distance of the two sampled distributions (sampler)."""
+    ours, aer = row["ours"].get("forward"), row["aer"].get("forward")
+    if ours is None or aer is None:
+        return "-"
+    ours, aer = np.asarray(ours), np.asarray(aer)
+    if row["qnn"] == "sampler":
+        return f"TVD {np.abs(ours - aer).sum() / 2:.3g}"
+    return f"max diff {np.abs(ours - aer).max():.2g}"
+
+
+def _primitives_line(row: dict) -> str:
+    return (
+        " | ".join(f"{k}: {_seconds(row[k])} s, {_memory(row[k])} GiB" for k in ("ours", "aer"))
+        + f" | {_agreement(row)}  [{row['qnn']}QNN {row['spec']} N={row['N']}]"
+    )
+
+
+def _primitives_table(rows: list[dict]) -> str:
+    lines = [
+        "| QNN | backend | N | P | shots | ours s/step | ours peak GiB | Aer s/step | Aer peak GiB | "
+        "Aer / ours | first forward, ours vs Aer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ours, aer = row["ours"], row["aer"]
+        t, a = ours.get("seconds"), aer.get("seconds")
+        ratio = f"{a / t:.3g}" if t and a else "-"
+        shots = ours.get("shots") or aer.get("shots") or "exact"
+        n_params = ours.get("P", aer.get("P", "-"))
+        lines.append(
+            f"| {row['qnn']}QNN | {row['spec']} | {row['N']} | {n_params} | {shots} | {_seconds(ours)} | "
+            f"{_memory(ours)} | {_seconds(aer)} | {_memory(aer)} | {ratio} | {_agreement(row)} |"
+        )
+    return "\n".join(lines)
+
+
 def bench_train(args: argparse.Namespace) -> None:
     """Seconds per optimiser step of each method on the same model, targets, data and batch."""
     import tempfile
@@ -318,6 +460,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--no-baseline", action="store_true", help="leave out SamplerQNN + TorchConnector")
     p.set_defaults(func=bench_qnn)
+    p = sub.add_parser("primitives", help="a QML QNN training step on our V2 primitives against Aer's")
+    p.add_argument("--qubits", type=int, nargs="+", default=[7, 10])
+    p.add_argument("--backends", nargs="+", default=["aer_noisy:fake_brisbane"])
+    p.add_argument("--qnns", nargs="+", choices=["sampler", "estimator"], default=["sampler", "estimator"])
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--shots-factor", type=float, default=20.0)
+    p.add_argument("--repeats", type=int, default=3, help="timed steps per cell (after a warm-up)")
+    p.add_argument("--budget", type=float, default=240.0, help="seconds per cell before stopping early")
+    p.set_defaults(func=bench_primitives)
     p = sub.add_parser("train", help="training step time of qpa-lora against lora")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--data", default="hub", help="'hub' or a WikiText-2 folder")
