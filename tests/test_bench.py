@@ -25,3 +25,21 @@ def test_scaling_table_runs_and_marks_extrapolated_baselines(capsys):
     assert "(n=1)" in exact3[4] and float(exact3[6]) > 0  # ours measured, with a bandwidth bound
     assert "(extrapolated)" not in exact3[8] and "(extrapolated)" in exact4[8]  # Aer beyond the limit
     assert "GB/s" in out
+
+
+@pytest.mark.slow
+def test_primitives_benchmark_prints_both_qnns_side_by_side(capsys):
+    bench.main(
+        ["primitives", "--qubits", "2", "--backends", "aer_noisy:fake_manila",
+         "--repeats", "1", "--budget", "5"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ") and "fake_manila" in line]
+    assert len(table) == 2  # SamplerQNN and EstimatorQNN at N=2
+    sampler, estimator = (line.split(" | ") for line in table)
+    assert sampler[0] == "| samplerQNN" and sampler[4] == "80"  # n_shot = 20 * 2^2
+    assert estimator[0] == "| estimatorQNN" and estimator[4] == "exact"
+    for row in (sampler, estimator):
+        assert "(n=1)" in row[5] and "(n=1)" in row[7] and float(row[9]) > 0  # both timed, a ratio
+    assert estimator[10].startswith("max diff") and float(estimator[10].split()[2]) < 1e-6  # same values
+    assert sampler[10].startswith("TVD")

@@ -471,3 +471,24 @@ def test_sampler_qnn_trains_on_noisy_sampler():
         probs.append(p00.item())
     # maximising P(00) works through shot noise (the mean's shot noise is about 0.005)
     assert probs[-1] > probs[0] + 0.04
+
+
+def test_readme_primitives_examples_run_as_written():
+    """The python blocks of the README's primitives section, in order, in one namespace."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[
+        readme.index("## Qiskit primitives") : readme.index("### Benchmark: a QNN training step")
+    ]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["evs"].shape == (2, 3)
+    assert sum(namespace["counts"].values()) == 4000
+    assert namespace["model"](torch.empty(0)).shape == (16,)
