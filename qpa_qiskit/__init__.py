@@ -4,8 +4,9 @@ A small parameterised circuit and a classical mapping network generate the adapt
 of a classical LLM: backends and circuits (the quantum half), a torch layer with
 parameter-shift gradients, the parameter generator, completion of finite-shot data, and
 peft adapters whose weights it generates (LoRA, DoRA, prefix tuning, feed-forward adapters),
-Quantum-Train for whole networks, device noise as reproducible data, and IBM Quantum job
-stores that survive restarts.
+Quantum-Train for whole networks, device noise as reproducible data, IBM Quantum job
+stores that survive restarts, and the exact engines as Qiskit V2 primitives
+(:mod:`qpa_qiskit.primitives`: ``Sampler``, ``Estimator``).
 """
 
 from .adapters import AdaptedModel

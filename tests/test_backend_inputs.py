@@ -209,11 +209,12 @@ def test_an_unchanged_circuit_is_prepared_once(monkeypatch):
 def test_auto_engine_warns_once_per_circuit_with_the_reason():
     theta = Parameter("t")
     qc = QuantumCircuit(2, 2)
-    qc.ry(theta * theta, 0)  # not affine in the parameter: the PTM engine cannot take it
+    qc.ry(theta, 0)
+    qc.delay(320, 0, unit="dt")  # relaxation in delays comes from a noise pass: the PTM engine cannot take it
     qc.cx(0, 1)
     qc.measure([0, 1], [0, 1])
     backend = QPABackend("aer_noisy:fake_athens")
-    with pytest.warns(SlowEngineWarning, match=r"not linear in its parameters.*30-170x slower"):
+    with pytest.warns(SlowEngineWarning, match=r"delays under a noise model.*30-170x slower"):
         backend.probabilities(qc, [0.9])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -41,5 +41,6 @@ def test_primitives_benchmark_prints_both_qnns_side_by_side(capsys):
     assert estimator[0] == "| estimatorQNN" and estimator[4] == "exact"
     for row in (sampler, estimator):
         assert "(n=1)" in row[5] and "(n=1)" in row[7] and float(row[9]) > 0  # both timed, a ratio
+        assert "(n=1)" in row[11] and float(row[12].rstrip(" |")) > 0  # and engine='aer' beside them
     assert estimator[10].startswith("max diff") and float(estimator[10].split()[2]) < 1e-6  # same values
     assert sampler[10].startswith("TVD")

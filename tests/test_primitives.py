@@ -492,3 +492,37 @@ def test_readme_primitives_examples_run_as_written():
     assert namespace["evs"].shape == (2, 3)
     assert sum(namespace["counts"].values()) == 4000
     assert namespace["model"](torch.empty(0)).shape == (16,)
+
+
+def test_jobs_submitted_together_give_the_values_of_jobs_run_alone():
+    """Jobs run in threads; two on one backend must not share the engine's buffers at once."""
+    circuit = ansatz(4, 2).remove_final_measurements(inplace=False)
+    rng = np.random.default_rng(12)
+    sets = [rng.uniform(0, 2 * np.pi, (9, circuit.num_parameters)) for _ in range(4)]
+    backend = QPABackend(NOISY)
+    together = [Estimator(backend), Estimator(backend)]
+    jobs = [together[k % 2].run([(circuit, ["ZIZI", "XXII"], v[:, None, :])]) for k, v in enumerate(sets)]
+    alone = Estimator(NOISY)
+    for job, values in zip(jobs, sets, strict=True):
+        expected = alone.run([(circuit, ["ZIZI", "XXII"], values[:, None, :])]).result()[0].data.evs
+        np.testing.assert_allclose(job.result()[0].data.evs, expected, rtol=0, atol=1e-12)
+
+
+def test_feature_map_angles_that_are_not_affine_run_exactly_on_the_fast_engine():
+    """A ZZ feature map's angles 2(pi - x0)(pi - x1): evaluated per set, equal to Aer."""
+    from qiskit.circuit.library import efficient_su2, zz_feature_map
+
+    features, weights = zz_feature_map(2), efficient_su2(2, reps=1)
+    circuit = features.compose(weights)
+    values = np.random.default_rng(13).uniform(-1, 1, (3, circuit.num_parameters))
+    estimator = Estimator(NOISY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowEngineWarning)  # no fallback
+        ours = estimator.run([(circuit, ["ZZ", "XI"], values[:, None, :])]).result()[0].data.evs
+    backend = estimator.backend
+    isa = backend.isa_circuit(circuit).remove_final_measurements(inplace=False)
+    physical = measured_qubits(backend.isa_circuit(circuit))
+    placed = [SparsePauliOp(p).apply_layout(physical, isa.num_qubits) for p in ("ZZ", "XI")]
+    columns = [list(circuit.parameters).index(p) for p in isa.parameters]
+    theirs = aer_estimator(backend).run([(isa, placed, values[:, None, columns])]).result()[0].data.evs
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)

@@ -141,3 +141,32 @@ def test_bad_inputs():
         QuantumProbabilities(backend, scaled)
     with pytest.raises(InputError, match="no parameters"):
         QuantumProbabilities(backend, QuantumCircuit(1))
+
+
+@pytest.mark.parametrize("spec", ["statevector", "aer_noisy:fake_brisbane"])
+def test_adjoint_gradient_of_angles_that_are_not_affine(spec):
+    """ry(a b), rz(2 (pi - a)(pi - c)), rx(c^2 + b): the chain rule through each."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+
+    a, b, c = Parameter("a"), Parameter("b"), Parameter("c")
+    qc = QuantumCircuit(3)
+    qc.h([0, 1, 2])
+    qc.ry(a * b, 0)
+    qc.cx(0, 1)
+    qc.rz(2 * (np.pi - a) * (np.pi - c), 1)
+    qc.rx(c * c + b, 2)
+    qc.cx(1, 2)
+    qc.ry(a, 2)
+    qc.measure_all()
+    backend = QPABackend(spec)
+    theta = np.array([0.7, -1.1, 0.4])
+    upstream = np.random.default_rng(5).normal(size=8)
+    probs, pullback = backend.vjp(qc, theta)
+    np.testing.assert_allclose(probs, backend.probabilities(qc, theta)[0], atol=1e-12)
+    np.testing.assert_allclose(
+        pullback(upstream), finite_difference_vjp(backend, qc, theta, upstream), atol=1e-7
+    )
+    if spec != "statevector":  # and the values are Aer's
+        reference = QPABackend(spec, engine="aer").probabilities(qc, theta)
+        np.testing.assert_allclose(probs, reference[0], atol=1e-12)

@@ -4,7 +4,9 @@ the circuits they derive once per circuit, and the warning of a slow fallback.""
 from __future__ import annotations
 
 import numbers
+import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +48,19 @@ def resolve_backend(backend: Any, options: dict[str, Any], primitive: str) -> QP
     return backend
 
 
+_LOCKS: weakref.WeakKeyDictionary[QPABackend, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def backend_lock(backend: QPABackend) -> threading.Lock:
+    """The lock a primitive holds while its job runs on `backend`: jobs run in threads, and a
+    backend's caches and an engine's buffers are not for two runs at once."""
+    with _LOCKS_LOCK:
+        if backend not in _LOCKS:
+            _LOCKS[backend] = threading.Lock()
+        return _LOCKS[backend]
+
+
 def make_rng(seed: Any) -> np.random.Generator:
     """The primitive's random state: one stream for its lifetime, so a sequence of runs is
     reproducible from the seed (an int >= 0, a numpy Generator, or None for fresh entropy)."""
@@ -62,7 +77,7 @@ def flat_values(parameter_values: Any, parameters: Any) -> np.ndarray:
     return parameter_values.as_array(parameters).reshape(rows, len(parameters))
 
 
-def unsupported(circuit: QuantumCircuit, after_measure_ok: bool) -> str | None:
+def unsupported(circuit: QuantumCircuit) -> str | None:
     """Why the fast path cannot run this circuit (None if it can): it takes unitary gates,
     barriers and delays, with measurements only at the end of each qubit's work."""
     measured: set[int] = set()
@@ -76,7 +91,7 @@ def unsupported(circuit: QuantumCircuit, after_measure_ok: bool) -> str | None:
             continue
         if op.name == "barrier":
             continue
-        if measured.intersection(qubits) and not after_measure_ok:
+        if measured.intersection(qubits):
             return f"{op.name!r} after a measurement (mid-circuit measurement)"
         if not isinstance(op, Gate) and op.name != "delay":
             return f"the non-unitary instruction {op.name!r}"

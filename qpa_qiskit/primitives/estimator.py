@@ -18,6 +18,7 @@ from .common import (
     Derived,
     FallbackNotice,
     aer_options,
+    backend_lock,
     flat_values,
     make_rng,
     resolve_backend,
@@ -101,13 +102,17 @@ class Estimator(BaseEstimatorV2):
         for i, pub in enumerate(coerced):
             if pub.precision < 0:
                 raise ValueError(f"PUB {i} has precision {pub.precision}; precision must be >= 0")
-        job = PrimitiveJob(self._run, coerced)
+        job = PrimitiveJob(self._locked_run, coerced)
         job._submit()
         return job
 
     def _plan(self, circuit: QuantumCircuit) -> _Plan:
         unmeasured = circuit.remove_final_measurements(inplace=False)
-        return _Plan(circuit, unmeasured, unsupported(unmeasured, after_measure_ok=False))
+        return _Plan(circuit, unmeasured, unsupported(unmeasured))
+
+    def _locked_run(self, pubs: list) -> PrimitiveResult:
+        with backend_lock(self.backend):
+            return self._run(pubs)
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
         plans = self._plans.lookup([pub.circuit for pub in pubs])
@@ -156,7 +161,7 @@ class Estimator(BaseEstimatorV2):
 
         self._notice.tell(id(plan), plan.fallback)
         if plan.isa is None:
-            plan.isa = self.backend.transpile(plan.circuit)
+            plan.isa = self.backend.transpile(plan.unmeasured)
         values = pub.parameter_values.as_array(plan.circuit.parameters)
         columns = [list(plan.circuit.parameters).index(p) for p in plan.isa.parameters]
         observables = pub.observables

@@ -19,6 +19,7 @@ from .common import (
     Derived,
     FallbackNotice,
     aer_options,
+    backend_lock,
     flat_values,
     make_rng,
     resolve_backend,
@@ -90,14 +91,14 @@ class Sampler(BaseSamplerV2):
                 UserWarning,
                 stacklevel=2,
             )
-        job = PrimitiveJob(self._run, coerced)
+        job = PrimitiveJob(self._locked_run, coerced)
         job._submit()
         return job
 
     # ------------------------------------------------------------------ planning
     def _plan(self, circuit: QuantumCircuit) -> _Plan:
         plan = _Plan(circuit)
-        plan.fallback = unsupported(circuit, after_measure_ok=False)
+        plan.fallback = unsupported(circuit)
         if plan.fallback is not None:
             return plan
         qubit_of: dict[int, int] = {}  # clbit -> qubit of its final measurement
@@ -128,6 +129,10 @@ class Sampler(BaseSamplerV2):
         return plan
 
     # ------------------------------------------------------------------ running
+    def _locked_run(self, pubs: list) -> PrimitiveResult:
+        with backend_lock(self.backend):
+            return self._run(pubs)
+
     def _run(self, pubs: list[SamplerPub]) -> PrimitiveResult:
         plans = self._plans.lookup([pub.circuit for pub in pubs])
         results: list[SamplerPubResult | None] = [None] * len(pubs)

@@ -240,33 +240,48 @@ def _rotation_terms(gate_name: str, gate_cls) -> tuple[np.ndarray, np.ndarray, n
     return a0, a1, a2
 
 
-class LinearAngles:
-    """Angles of all parameterised gates as an affine function of the parameter values."""
+class Angles:
+    """Angles of all parameterised gates as functions of the parameter values.
+
+    Affine angles (all the transpiler makes of plain parameters: θ, θ + π, -θ/2) are a
+    constant and coefficients, evaluated for every parameter set at once. Any other expression
+    (a feature map's 2(π - x0)(π - x1)) is evaluated set by set, and its derivatives likewise:
+    the engines stay exact for it, only a little slower per set.
+    """
 
     def __init__(self, parameters: list) -> None:
         self.parameters = list(parameters)
         self.index = {p: i for i, p in enumerate(self.parameters)}
         self.constants: list[float] = []
         self.coefficients: list[dict[int, float]] = []
+        #: row -> (expression, its parameters, their derivative expressions) of non-affine rows
+        self.general: dict[int, tuple[ParameterExpression, list, list]] = {}
 
     def add(self, expr: ParameterExpression) -> int:
-        coeffs: dict[int, float] = {}
-        for p in expr.parameters:
-            grad = expr.gradient(p)
-            if isinstance(grad, ParameterExpression) and grad.parameters:
-                raise UnsupportedCircuit(f"angle {expr} is not linear in its parameters")
-            coeffs[self.index[p]] = float(grad)
-        const = float(expr.bind({p: 0.0 for p in expr.parameters}))
-        self.constants.append(const)
-        self.coefficients.append(coeffs)
-        return len(self.constants) - 1
+        row = len(self.constants)
+        params = sorted(expr.parameters, key=self.index.__getitem__)
+        grads = [expr.gradient(p) for p in params]
+        self.constants.append(0.0)
+        self.coefficients.append({})
+        if any(isinstance(g, ParameterExpression) and g.parameters for g in grads):
+            self.general[row] = (expr, params, grads)
+            return row
+        self.coefficients[row] = {self.index[p]: _real(g) for p, g in zip(params, grads, strict=True)}
+        self.constants[row] = _real(expr.bind({p: 0.0 for p in params}))
+        return row
 
-    def pullback(self, grad_angles: np.ndarray) -> np.ndarray:
-        """dL/d(parameters) (P,) from dL/d(angles) (n_angles,): the transpose of the affine map."""
+    def pullback(self, grad_angles: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """dL/d(parameters) (P,) from dL/d(angles) (n_angles,) at one parameter set (P,):
+        the transpose of the angles' Jacobian there."""
         grad = np.zeros(len(self.parameters))
         for row, coeffs in enumerate(self.coefficients):
             for col, c in coeffs.items():
                 grad[col] += c * grad_angles[row]
+        for row, (_, params, grads) in self.general.items():
+            binding = self._binding(params, values)
+            for p, g in zip(params, grads, strict=True):
+                slope = _real(g.bind(binding)) if isinstance(g, ParameterExpression) else _real(g)
+                grad[self.index[p]] += slope * grad_angles[row]
         return grad
 
     def evaluate(self, values: np.ndarray) -> np.ndarray:
@@ -277,7 +292,20 @@ class LinearAngles:
             for col, c in coeffs.items():
                 acc = acc + c * values[:, col]
             out[row] = acc
+        for row, (expr, params, _) in self.general.items():
+            out[row] = [_real(expr.bind(self._binding(params, v))) for v in values]
         return out
+
+    def _binding(self, params: list, values: np.ndarray) -> dict:
+        return {p: float(values[self.index[p]]) for p in params}
+
+
+def _real(value) -> float:
+    """A bound angle or slope as a float; UnsupportedCircuit if it is not real."""
+    number = complex(value)
+    if abs(number.imag) > 1e-12:
+        raise UnsupportedCircuit(f"an angle or its derivative is complex ({number})")
+    return number.real
 
 
 class PTMProgram:
@@ -307,7 +335,7 @@ class PTMProgram:
             # that contain delays; those add Kraus channels this engine leaves to Aer.
             raise UnsupportedCircuit("delays under a noise model with noise passes")
         self.parameters = list(circuit.parameters)
-        self._angles = LinearAngles(self.parameters)
+        self._angles = Angles(self.parameters)
         self._spare_states: list[torch.Tensor] = []  # buffers of the last gradient, for the next
         #: bytes the state operations have read and written so far (each operand once): what
         #: a memory-bound lower bound on the time divides by the bandwidth
@@ -767,7 +795,7 @@ class PTMProgram:
                 again = reverse_sweep(n_steps, states.pop(), forward, backward, pool)
             stats = {"slots": pool.peak, "forward_steps": n_steps + again}
             spare.extend(pool.buffers)
-            return self._angles.pullback(grad_angles), stats
+            return self._angles.pullback(grad_angles, values), stats
 
         return probs, pullback
 

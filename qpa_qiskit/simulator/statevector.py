@@ -17,7 +17,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Measure, ParameterExpression
 from qiskit.quantum_info import Operator
 
-from .ptm import IGNORED_INSTRUCTIONS, LinearAngles, UnsupportedCircuit
+from .ptm import IGNORED_INSTRUCTIONS, Angles, UnsupportedCircuit
 
 # exp(-i a G / 2) with G a Pauli string (p and u1 are rz up to a global phase)
 _ROTATIONS = {"rx", "ry", "rz", "p", "u1", "rxx", "ryy", "rzz", "rzx"}
@@ -78,7 +78,7 @@ class StatevectorProgram:
         local = {q: i for i, q in enumerate(active)}
         n = self.n_qubits = len(active)
         self.parameters = list(circuit.parameters)
-        self._angles = LinearAngles(self.parameters)
+        self._angles = Angles(self.parameters)
         self.bytes_moved = 0  # state bytes read and written so far, each operand once
         self.measured: dict[int, int] = {}
         # (qubits, view shape or None, matrix or generator G in the view's bit order, angle row)
@@ -192,6 +192,6 @@ class StatevectorProgram:
                     self.bytes_moved += 7 * psi.nbytes  # G psi, d psi, the product with lam
                 lam = _apply(inverse, lam, axes, shape, n)
                 self.bytes_moved += 4 * psi.nbytes
-            return self._angles.pullback(grad_angles), {"passes": 3}
+            return self._angles.pullback(grad_angles, values), {"passes": 3}
 
         return probs, pullback
