@@ -85,7 +85,7 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
     if spec == "statevector":
         sim = AerSimulator(method="statevector")
     else:
-        sim = AerSimulator(method="density_matrix", noise_model=backend.family.noise_model())
+        sim = AerSimulator(method="density_matrix", noise_model=backend.noise_model)
     bound = exact.assign_parameters(dict(zip(circuit.parameters, init, strict=True)))
 
     def step() -> None:
@@ -104,9 +104,7 @@ def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
 
     backend = QPABackend(spec)
     isa = backend.isa_circuit(circuit)
-    options = (
-        {} if spec == "statevector" else {"backend_options": {"noise_model": backend.family.noise_model()}}
-    )
+    options = {} if spec == "statevector" else {"backend_options": {"noise_model": backend.noise_model}}
     sampler = SamplerV2(default_shots=shots, seed=1, options=options)
     qnn = SamplerQNN(circuit=isa, sampler=sampler, weight_params=list(isa.parameters))
     model = TorchConnector(

@@ -202,7 +202,7 @@ def test_ptm_engine_stays_exact_for_every_scale_and_switch(settings):
     ptm = backend.probabilities(circuit, values)
     # the gates and relaxation: Aer's own density matrix (readout is not in its snapshot)
     program = PTMProgram(isa, backend.family.noise_description())
-    reference = aer_exact(isa, backend.family.noise_model(), values)
+    reference = aer_exact(isa, backend.noise_model, values)
     np.testing.assert_allclose(program.probabilities(values, readout=False), reference, atol=1e-10)
     aer = QPABackend("aer_noisy:fake_torino", engine="aer", **settings).probabilities(circuit, values)
     np.testing.assert_allclose(ptm, aer, atol=1e-10)

@@ -233,6 +233,14 @@ def test_noisy_estimator_equals_aer_estimator(spec_options):
     # the ISA circuit runs as given, with observables on the device's qubits: the same values
     isa_ours = Estimator(backend).run([(isa, placed, values[:, columns])]).result()[0].data.evs
     np.testing.assert_allclose(isa_ours, theirs, rtol=0, atol=1e-10)
+    # and Aer's density matrix behind our Estimator (engine="aer"), abstract and ISA alike
+    on_aer = Estimator(NOISY, engine="aer", **spec_options)
+    np.testing.assert_allclose(
+        on_aer.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs, theirs, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        on_aer.run([(isa, placed, values[:, columns])]).result()[0].data.evs, theirs, atol=1e-10
+    )
 
 
 def test_noisy_estimator_has_no_readout_error_and_differs_from_ideal():
@@ -526,3 +534,18 @@ def test_feature_map_angles_that_are_not_affine_run_exactly_on_the_fast_engine()
     columns = [list(circuit.parameters).index(p) for p in isa.parameters]
     theirs = aer_estimator(backend).run([(isa, placed, values[:, None, columns])]).result()[0].data.evs
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+
+
+def test_backend_expectation_values_refuse_what_they_cannot_mean():
+    circuit = ansatz(2, 1)  # it measures
+    backend = QPABackend("statevector")
+    with pytest.raises(InputError, match="remove_final_measurements"):
+        backend.expectation_values(circuit, ["ZZ"], np.zeros(circuit.num_parameters))
+    bare = circuit.remove_final_measurements(inplace=False)
+    for label in ("ZZZ", "AB", 3):
+        with pytest.raises(InputError, match="characters from I, X, Y, Z"):
+            backend.expectation_values(bare, [label], np.zeros(circuit.num_parameters))
+    with pytest.raises(InputError, match="shape"):
+        backend.expectation_values(bare, ["ZZ"], np.zeros(circuit.num_parameters + 1))
+    values = backend.expectation_values(bare, ["II", "ZI"], np.zeros((2, circuit.num_parameters)))
+    np.testing.assert_allclose(values, [[1.0, 1.0], [1.0, 1.0]], atol=1e-12)  # identity, and |00>

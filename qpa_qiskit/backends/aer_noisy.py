@@ -182,13 +182,20 @@ class AerNoisyFamily(Family):
             except MemoryBudgetError as exc:
                 raise self._too_little_memory(exc) from None
         return aer_expectation_values(
-            self._density_matrix_simulator(prepared), unmeasured, prepared, values, terms
+            self._density_matrix_simulator(unmeasured, {q for term in terms for q in term}),
+            unmeasured,
+            prepared,
+            values,
+            terms,
         )
 
-    def _density_matrix_simulator(self, prepared: Prepared) -> Any:
-        """Aer's density-matrix method with this noise model, after checking it fits in memory."""
-        isa = prepared.isa
-        n_active = len({q for i in isa.data if i.operation.name != "barrier" for q in i.qubits})
+    def _density_matrix_simulator(self, circuit: Any, read: set[int] = frozenset()) -> Any:
+        """Aer's density-matrix method with this noise model, after checking that `circuit` fits
+        in memory: its qubits that instructions touch (Aer drops the others), and those `read`."""
+        touched = {
+            circuit.find_bit(q).index for i in circuit.data if i.operation.name != "barrier" for q in i.qubits
+        }
+        n_active = len(touched | set(read))
         need = 16 * 4**n_active
         if need > available_memory():
             raise CapacityError(
@@ -201,7 +208,7 @@ class AerNoisyFamily(Family):
 
     def _aer(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
         isa = prepared.isa
-        sim = self._density_matrix_simulator(prepared)
+        sim = self._density_matrix_simulator(isa)
         seed = self.backend.simulator_seed()
         if shots is not None:
             return aer_run(sim, isa, prepared, values, shots, seed)

@@ -100,6 +100,10 @@ class Family:
         the state the ISA circuit prepares before its measurements."""
         raise InputError(f"{self.name} backends compute no exact expectation values")
 
+    def noise_model(self) -> Any:
+        """The Aer NoiseModel this family simulates, or None (noiseless, or real hardware)."""
+        return None
+
     def program(self, prepared: Prepared) -> Any:
         """The circuit compiled for this family's own engine, or None where there is none."""
         return None
@@ -593,8 +597,7 @@ class QPABackend:
     def noise_model(self) -> Any:
         """The Aer NoiseModel this backend simulates, None where it simulates none (statevector,
         ibm: the device's own noise)."""
-        model = getattr(self.family, "noise_model", None)
-        return None if model is None else model()
+        return self.family.noise_model()
 
     def num_outcome_bits(self, circuit: QuantumCircuit) -> int:
         """N: the distribution has 2^N outcomes (the circuit's classical bits)."""

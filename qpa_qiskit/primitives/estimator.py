@@ -36,7 +36,7 @@ class _Plan:
     isa: QuantumCircuit | None = None  # for the Aer fallback, transpiled once
 
 
-def pauli_terms(observable: dict[str, float]) -> dict[str, complex]:
+def as_paulis(observable: dict[str, float]) -> dict[str, complex]:
     """An ObservablesArray element ({label: coefficient}, labels maybe with projectors such as
     ``0``, ``+``, ``r``) as Pauli labels and coefficients."""
     if all(set(label) <= set("IXYZ") for label in observable):
@@ -127,7 +127,7 @@ class Estimator(BaseEstimatorV2):
             plan = plans[members[0]]
             parameters = plan.circuit.parameters
             flat = [flat_values(pubs[i].parameter_values, parameters) for i in members]
-            observables = [[pauli_terms(o) for o in pubs[i].observables.ravel()] for i in members]
+            observables = [[as_paulis(o) for o in pubs[i].observables.ravel()] for i in members]
             labels = sorted({label for group in observables for o in group for label in o})
             values = self.backend.expectation_values(plan.unmeasured, labels, np.concatenate(flat))
             column = {label: k for k, label in enumerate(labels)}
