@@ -287,7 +287,7 @@ def _primitive_cell(
 
     warnings.simplefilter("ignore")  # QML's and torch's notes on every call would drown the table
     backend = QPABackend(spec)
-    ours = backend if kind == "ours" else QPABackend(spec, engine="aer")
+    ours = QPABackend(spec, engine="aer") if kind == "aer-engine" else backend
     circuit = ansatz(n, reps)
     isa = backend.isa_circuit(circuit)  # measured: clbit i reads virtual qubit i
     shots = int(np.ceil(c * 2**n))

@@ -44,3 +44,14 @@ def test_primitives_benchmark_prints_both_qnns_side_by_side(capsys):
         assert "(n=1)" in row[11] and float(row[12].rstrip(" |")) > 0  # and engine='aer' beside them
     assert estimator[10].startswith("max diff") and float(estimator[10].split()[2]) < 1e-6  # same values
     assert sampler[10].startswith("TVD")
+
+
+@pytest.mark.slow
+def test_primitives_benchmark_on_statevector_times_aer_too(capsys):
+    bench.main(["primitives", "--qubits", "2", "--backends", "statevector", "--qnns", "estimator",
+                "--repeats", "1", "--budget", "5"])  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| estimatorQNN")]
+    assert len(rows) == 1
+    row = rows[0].split(" | ")
+    assert "(n=1)" in row[5] and "(n=1)" in row[7]  # Aer's EstimatorV2 ran beside ours
+    assert row[11] == "-"  # no engine='aer' column: statevector has one engine

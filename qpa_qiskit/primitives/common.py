@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Gate, Measure
+from qiskit.primitives import PrimitiveJob, PrimitiveResult
 
 from ..backends import QPABackend, SlowEngineWarning, fingerprint
 from ..errors import InputError
@@ -149,3 +150,55 @@ def aer_options(backend: QPABackend, seed: int) -> dict[str, Any]:
     if model is not None:
         backend_options.update(noise_model=model, method="density_matrix")
     return {"backend_options": backend_options, "run_options": {"seed_simulator": seed}}
+
+
+class PrimitiveCore:
+    """What the Sampler and the Estimator do alike: hold the backend and the random stream,
+    plan each circuit once, and run a job's PUBs grouped by circuit, under the backend's lock.
+
+    A subclass sets ``name`` and implements ``_plan(circuit)`` (an object with a ``fallback``
+    reason or None), ``_run_group(plan, pubs)`` (the results of PUBs sharing one circuit, in
+    one backend submission) and ``_aer(pub, plan)`` (one PUB on Aer's own primitive).
+    """
+
+    name: str
+
+    def _setup(self, backend: Any, options: dict[str, Any], seed: Any) -> None:
+        self.backend = resolve_backend(backend, options, self.name)
+        self._seed = seed
+        self._rng = make_rng(seed)
+        self._plans = Derived(self._plan)
+        self._notice = FallbackNotice(self.name)
+
+    @property
+    def seed(self) -> Any:
+        return self._seed
+
+    def _submit(self, pubs: list) -> PrimitiveJob:
+        job = PrimitiveJob(self._locked_run, pubs)
+        job._submit()
+        return job
+
+    def _locked_run(self, pubs: list) -> PrimitiveResult:
+        with backend_lock(self.backend):
+            return self._run(pubs)
+
+    def _run(self, pubs: list) -> PrimitiveResult:
+        plans = self._plans.lookup([pub.circuit for pub in pubs])
+        results: list[Any] = [None] * len(pubs)
+        groups: dict[int, list[int]] = {}
+        for i, plan in enumerate(plans):
+            if plan.fallback is not None:
+                self._notice.tell(id(plan), plan.fallback)
+                results[i] = self._aer(pubs[i], plan)
+            else:
+                groups.setdefault(id(plan), []).append(i)
+        for members in groups.values():
+            done = self._run_group(plans[members[0]], [pubs[i] for i in members])
+            for i, result in zip(members, done, strict=True):
+                results[i] = result
+        return PrimitiveResult(results, metadata={"version": 2})
+
+    def _aer_seed(self) -> int:
+        """A seed for one run of Aer's primitive, drawn from the stream."""
+        return int(self._rng.integers(2**31))

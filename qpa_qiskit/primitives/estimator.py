@@ -8,20 +8,16 @@ from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.primitives import BaseEstimatorV2, PrimitiveJob, PrimitiveResult, PubResult
+from qiskit.primitives import BaseEstimatorV2, PrimitiveJob, PubResult
 from qiskit.primitives.containers import DataBin
 from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPubLike
 from qiskit.quantum_info import SparseObservable, SparsePauliOp
 
 from ..validate import number
 from .common import (
-    Derived,
-    FallbackNotice,
+    PrimitiveCore,
     aer_options,
-    backend_lock,
     flat_values,
-    make_rng,
-    resolve_backend,
     unsupported,
 )
 
@@ -48,7 +44,7 @@ def as_paulis(observable: dict[str, float]) -> dict[str, complex]:
     return out
 
 
-class Estimator(BaseEstimatorV2):
+class Estimator(PrimitiveCore, BaseEstimatorV2):
     """Expectation values of observables on circuits, exact, on a QPABackend.
 
     The values are computed exactly: on ``statevector`` from the state; on ``aer_noisy:``
@@ -77,23 +73,17 @@ class Estimator(BaseEstimatorV2):
     model instead (warned once per circuit).
     """
 
+    name = "Estimator"
+
     def __init__(
         self, backend: Any, *, default_precision: float = 0.0, seed: Any = None, **options: Any
     ) -> None:
-        self.backend = resolve_backend(backend, options, "Estimator")
+        self._setup(backend, options, seed)
         self._default_precision = number(default_precision, "default_precision", minimum=0)
-        self._seed = seed
-        self._rng = make_rng(seed)
-        self._plans = Derived(self._plan)
-        self._notice = FallbackNotice("Estimator")
 
     @property
     def default_precision(self) -> float:
         return self._default_precision
-
-    @property
-    def seed(self) -> Any:
-        return self._seed
 
     def run(self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None) -> PrimitiveJob:
         if precision is None:
@@ -102,45 +92,29 @@ class Estimator(BaseEstimatorV2):
         for i, pub in enumerate(coerced):
             if pub.precision < 0:
                 raise ValueError(f"PUB {i} has precision {pub.precision}; precision must be >= 0")
-        job = PrimitiveJob(self._locked_run, coerced)
-        job._submit()
-        return job
+        return self._submit(coerced)
 
     def _plan(self, circuit: QuantumCircuit) -> _Plan:
         unmeasured = circuit.remove_final_measurements(inplace=False)
         return _Plan(circuit, unmeasured, unsupported(unmeasured))
 
-    def _locked_run(self, pubs: list) -> PrimitiveResult:
-        with backend_lock(self.backend):
-            return self._run(pubs)
-
-    def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
-        plans = self._plans.lookup([pub.circuit for pub in pubs])
-        results: list[PubResult | None] = [None] * len(pubs)
-        groups: dict[int, list[int]] = {}
-        for i, plan in enumerate(plans):
-            if plan.fallback is not None:
-                results[i] = self._aer(pubs[i], plan)
-            else:
-                groups.setdefault(id(plan), []).append(i)
-        for members in groups.values():
-            plan = plans[members[0]]
-            parameters = plan.circuit.parameters
-            flat = [flat_values(pubs[i].parameter_values, parameters) for i in members]
-            observables = [[as_paulis(o) for o in pubs[i].observables.ravel()] for i in members]
-            labels = sorted({label for group in observables for o in group for label in o})
-            values = self.backend.expectation_values(plan.unmeasured, labels, np.concatenate(flat))
-            column = {label: k for k, label in enumerate(labels)}
-            start = 0
-            for i, rows, terms in zip(members, flat, observables, strict=True):
-                coefficients = np.zeros((len(terms), len(labels)), dtype=complex)
-                for o, term in enumerate(terms):
-                    for label, coeff in term.items():
-                        coefficients[o, column[label]] += coeff
-                table = values[start : start + len(rows)] @ coefficients.real.T  # (param sets, observables)
-                start += len(rows)
-                results[i] = self._result(pubs[i], table)
-        return PrimitiveResult(results, metadata={"version": 2})
+    def _run_group(self, plan: _Plan, pubs: list[EstimatorPub]) -> list[PubResult]:
+        """Every Pauli term of every PUB's observables, for every parameter set, in one call."""
+        flat = [flat_values(pub.parameter_values, plan.circuit.parameters) for pub in pubs]
+        observables = [[as_paulis(o) for o in pub.observables.ravel()] for pub in pubs]
+        labels = sorted({label for group in observables for o in group for label in o})
+        values = self.backend.expectation_values(plan.unmeasured, labels, np.concatenate(flat))
+        column = {label: k for k, label in enumerate(labels)}
+        results, start = [], 0
+        for pub, rows, terms in zip(pubs, flat, observables, strict=True):
+            coefficients = np.zeros((len(terms), len(labels)), dtype=complex)
+            for o, term in enumerate(terms):
+                for label, coeff in term.items():
+                    coefficients[o, column[label]] += coeff
+            table = values[start : start + len(rows)] @ coefficients.real.T  # (param sets, observables)
+            start += len(rows)
+            results.append(self._result(pub, table))
+        return results
 
     def _result(self, pub: EstimatorPub, table: np.ndarray) -> PubResult:
         """Broadcast parameter sets against observables (Qiskit's PUB rules) and add noise."""
@@ -159,7 +133,6 @@ class Estimator(BaseEstimatorV2):
     def _aer(self, pub: EstimatorPub, plan: _Plan) -> PubResult:
         from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
-        self._notice.tell(id(plan), plan.fallback)
         if plan.isa is None:
             plan.isa = self.backend.transpile(plan.unmeasured)
         values = pub.parameter_values.as_array(plan.circuit.parameters)
@@ -167,7 +140,7 @@ class Estimator(BaseEstimatorV2):
         observables = pub.observables
         if plan.isa.layout is not None:
             observables = observables.apply_layout(plan.isa.layout)
-        seed = int(self._rng.integers(2**31))
+        seed = self._aer_seed()
         estimator = AerEstimator(options=aer_options(self.backend, seed))
         result = estimator.run([(plan.isa, observables, values[..., columns], pub.precision)]).result()[0]
         return PubResult(

@@ -10,19 +10,15 @@ from typing import Any
 import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit
 from qiskit.circuit import Measure
-from qiskit.primitives import BaseSamplerV2, PrimitiveJob, PrimitiveResult, SamplerPubResult
+from qiskit.primitives import BaseSamplerV2, PrimitiveJob, SamplerPubResult
 from qiskit.primitives.containers import BitArray, DataBin
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 
 from ..validate import positive_int
 from .common import (
-    Derived,
-    FallbackNotice,
+    PrimitiveCore,
     aer_options,
-    backend_lock,
     flat_values,
-    make_rng,
-    resolve_backend,
     unsupported,
 )
 
@@ -39,7 +35,7 @@ class _Plan:
     isa: QuantumCircuit | None = None  # for the Aer fallback, transpiled once
 
 
-class Sampler(BaseSamplerV2):
+class Sampler(PrimitiveCore, BaseSamplerV2):
     """Samples of circuits' measurements from their exact distribution on a QPABackend.
 
     Each parameter set's outcome distribution is computed exactly (statevector, or the exact
@@ -64,21 +60,15 @@ class Sampler(BaseSamplerV2):
     same noise model instead (warned once per circuit).
     """
 
+    name = "Sampler"
+
     def __init__(self, backend: Any, *, default_shots: int = 1024, seed: Any = None, **options: Any) -> None:
-        self.backend = resolve_backend(backend, options, "Sampler")
+        self._setup(backend, options, seed)
         self._default_shots = positive_int(default_shots, "default_shots")
-        self._seed = seed
-        self._rng = make_rng(seed)
-        self._plans = Derived(self._plan)
-        self._notice = FallbackNotice("Sampler")
 
     @property
     def default_shots(self) -> int:
         return self._default_shots
-
-    @property
-    def seed(self) -> Any:
-        return self._seed
 
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob:
         if shots is None:
@@ -91,9 +81,7 @@ class Sampler(BaseSamplerV2):
                 UserWarning,
                 stacklevel=2,
             )
-        job = PrimitiveJob(self._locked_run, coerced)
-        job._submit()
-        return job
+        return self._submit(coerced)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, circuit: QuantumCircuit) -> _Plan:
@@ -129,34 +117,19 @@ class Sampler(BaseSamplerV2):
         return plan
 
     # ------------------------------------------------------------------ running
-    def _locked_run(self, pubs: list) -> PrimitiveResult:
-        with backend_lock(self.backend):
-            return self._run(pubs)
-
-    def _run(self, pubs: list[SamplerPub]) -> PrimitiveResult:
-        plans = self._plans.lookup([pub.circuit for pub in pubs])
-        results: list[SamplerPubResult | None] = [None] * len(pubs)
-        groups: dict[int, list[int]] = {}
-        for i, plan in enumerate(plans):
-            if plan.fallback is not None:
-                results[i] = self._aer(pubs[i], plan)
+    def _run_group(self, plan: _Plan, pubs: list[SamplerPub]) -> list[SamplerPubResult]:
+        flat = [flat_values(pub.parameter_values, plan.circuit.parameters) for pub in pubs]
+        if plan.canonical is not None:
+            probs = self.backend.probabilities(plan.canonical, np.concatenate(flat))
+        results, start = [], 0
+        for pub, rows in zip(pubs, flat, strict=True):
+            if plan.canonical is None:  # nothing measured: every bit reads 0
+                outcomes = np.zeros((len(rows), pub.shots), dtype=np.int64)
             else:
-                groups.setdefault(id(plan), []).append(i)
-        for members in groups.values():
-            plan = plans[members[0]]
-            flat = [flat_values(pubs[i].parameter_values, plan.circuit.parameters) for i in members]
-            if plan.canonical is not None:
-                probs = self.backend.probabilities(plan.canonical, np.concatenate(flat))
-            start = 0
-            for i, rows in zip(members, flat, strict=True):
-                pub = pubs[i]
-                if plan.canonical is None:
-                    outcomes = np.zeros((len(rows), pub.shots), dtype=np.int64)
-                else:
-                    outcomes = self._draw(probs[start : start + len(rows)], pub.shots)
-                start += len(rows)
-                results[i] = self._result(pub, plan, outcomes)
-        return PrimitiveResult(results, metadata={"version": 2})
+                outcomes = self._draw(probs[start : start + len(rows)], pub.shots)
+            start += len(rows)
+            results.append(self._result(pub, plan, outcomes))
+        return results
 
     def _draw(self, probs: np.ndarray, shots: int) -> np.ndarray:
         """`shots` outcomes (B, shots) per row of exact probabilities, by inverse transform."""
@@ -188,12 +161,11 @@ class Sampler(BaseSamplerV2):
     def _aer(self, pub: SamplerPub, plan: _Plan) -> SamplerPubResult:
         from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-        self._notice.tell(id(plan), plan.fallback)
         if plan.isa is None:
             plan.isa = self.backend.transpile(plan.circuit)
         values = pub.parameter_values.as_array(plan.circuit.parameters)
         columns = [list(plan.circuit.parameters).index(p) for p in plan.isa.parameters]
-        seed = int(self._rng.integers(2**31))
+        seed = self._aer_seed()
         sampler = AerSampler(seed=seed, options=aer_options(self.backend, seed))
         result = sampler.run([(plan.isa, values[..., columns], pub.shots)]).result()[0]
         return SamplerPubResult(
