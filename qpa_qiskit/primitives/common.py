@@ -1,5 +1,6 @@
 """What the Sampler and the Estimator share: the backend they run on, their random state,
-the circuits they derive once per circuit, and the warning of a slow fallback."""
+the circuits they derive once per circuit, the warning of a slow fallback, and
+:class:`PrimitiveCore`, the job loop both run (PUBs grouped by circuit, under a lock)."""
 
 from __future__ import annotations
 
