@@ -231,6 +231,11 @@ def _memory(cell: dict) -> str:
     return f"{cell['peak_rss'] / 2**30:.2f}" if "peak_rss" in cell else "-"
 
 
+def _ratio(a: float | None, b: float | None, digits: int) -> str:
+    """a / b to `digits` significant digits, or "-" where either is missing."""
+    return f"{a / b:.{digits}g}" if a and b else "-"
+
+
 def _scaling_line(row: dict, bandwidth: float) -> str:
     return (
         " | ".join(
@@ -248,18 +253,16 @@ def _scaling_table(rows: list[dict], bandwidth: float) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def ratio(a: float | None, b: float | None) -> str:
-        return f"{a / b:.2g}" if a and b else "-"
-
     for row in rows:
         ours, aer, qml = row["ours"], row["aer"], row.get("qml", {})
         bound = ours["bytes_per_step"] / bandwidth if ours.get("bytes_per_step") else None
         t = ours.get("seconds")
         lines.append(
             f"| {row['spec']} | {row['mode']} | {row['N']} | {ours.get('P', '-')} | {_seconds(ours)} | "
-            f"{_memory(ours)} | {f'{bound:.3g}' if bound else '-'} | {ratio(t, bound)} | {_seconds(aer)} | "
-            f"{_memory(aer)} | {ratio(t, aer.get('seconds'))} | {_seconds(qml) if qml else '-'} | "
-            f"{_memory(qml)} | {ratio(qml.get('seconds'), t)} |"
+            f"{_memory(ours)} | {f'{bound:.3g}' if bound else '-'} | {_ratio(t, bound, 2)} | "
+            f"{_seconds(aer)} | {_memory(aer)} | {_ratio(t, aer.get('seconds'), 2)} | "
+            f"{_seconds(qml) if qml else '-'} | "
+            f"{_memory(qml)} | {_ratio(qml.get('seconds'), t, 2)} |"
         )
     return "\n".join(lines)
 
@@ -401,9 +404,6 @@ def _primitives_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def ratio(a: float | None, b: float | None) -> str:
-        return f"{a / b:.3g}" if a and b else "-"
-
     for row in rows:
         ours, aer, best = row["ours"], row["aer"], row.get("aer-engine")
         t = ours.get("seconds")
@@ -411,9 +411,9 @@ def _primitives_table(rows: list[dict]) -> str:
         n_params = ours.get("P", aer.get("P", "-"))
         lines.append(
             f"| {row['qnn']}QNN | {row['spec']} | {row['N']} | {n_params} | {shots} | {_seconds(ours)} | "
-            f"{_memory(ours)} | {_seconds(aer)} | {_memory(aer)} | {ratio(aer.get('seconds'), t)} | "
+            f"{_memory(ours)} | {_seconds(aer)} | {_memory(aer)} | {_ratio(aer.get('seconds'), t, 3)} | "
             f"{_agreement(row)} | {_seconds(best) if best else '-'} | "
-            f"{ratio(best.get('seconds'), t) if best else '-'} |"
+            f"{_ratio(best.get('seconds'), t, 3) if best else '-'} |"
         )
     return "\n".join(lines)
 

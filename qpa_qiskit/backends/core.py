@@ -664,7 +664,9 @@ class QPABackend:
         prepared = self._prepare(circuit)
         values = self._values(prepared, parameter_values)
         terms = pauli_terms(list(observables), circuit.num_qubits)
-        physical = measured_qubits(prepared.isa)  # virtual qubit i was measured into clbit i
+        if "physical" not in prepared.extras:  # virtual qubit i was measured into clbit i
+            prepared.extras["physical"] = measured_qubits(prepared.isa)
+        physical = prepared.extras["physical"]
         placed = [{physical[q]: pauli for q, pauli in term.items()} for term in terms]
         return self.family.expectation_values(prepared, values, placed)
 

@@ -51,26 +51,30 @@ class StatevectorFamily(Family):
             )
 
     def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
-        from qiskit_aer import AerSimulator
-
-        sim = prepared.extras.get("simulator")
-        if sim is None:
-            sim = prepared.extras["simulator"] = AerSimulator(method="statevector")
         exact = prepared.extras.get("exact")
         if exact is None:
             exact = prepared.extras["exact"] = without_measurements(prepared.isa)
-        probs = aer_run(sim, exact, prepared, values, None, self.backend.simulator_seed())
+        probs = aer_run(
+            self._simulator(prepared), exact, prepared, values, None, self.backend.simulator_seed()
+        )
         return probs if shots is None else self.backend.sample(probs, shots)
 
     def expectation_values(
         self, prepared: Prepared, values: np.ndarray, terms: list[dict[int, int]]
     ) -> np.ndarray:
-        from qiskit_aer import AerSimulator
-
         unmeasured = prepared.extras.get("unmeasured")
         if unmeasured is None:
             unmeasured = prepared.extras["unmeasured"] = prepared.isa.remove_final_measurements(inplace=False)
-        return aer_expectation_values(AerSimulator(method="statevector"), unmeasured, prepared, values, terms)
+        return aer_expectation_values(self._simulator(prepared), unmeasured, prepared, values, terms)
+
+    @staticmethod
+    def _simulator(prepared: Prepared):
+        """Aer's statevector method, built once per circuit."""
+        from qiskit_aer import AerSimulator
+
+        if "simulator" not in prepared.extras:
+            prepared.extras["simulator"] = AerSimulator(method="statevector")
+        return prepared.extras["simulator"]
 
     def program(self, prepared: Prepared) -> StatevectorProgram | None:
         """The ISA circuit compiled for the adjoint method, or None if it cannot be; built once."""

@@ -200,6 +200,14 @@ class PrimitiveCore:
                 results[i] = result
         return PrimitiveResult(results, metadata={"version": 2})
 
-    def _aer_seed(self) -> int:
-        """A seed for one run of Aer's primitive, drawn from the stream."""
-        return int(self._rng.integers(2**31))
+    def _aer_inputs(
+        self, plan: Any, circuit: QuantumCircuit, pub: Any
+    ) -> tuple[QuantumCircuit, np.ndarray, int]:
+        """What Aer's primitive takes for one PUB: `circuit` as it runs on the device (transpiled
+        once, kept as ``plan.isa``), the PUB's values in that circuit's parameter order, and a
+        seed drawn from the stream."""
+        if plan.isa is None:
+            plan.isa = self.backend.transpile(circuit)
+        values = pub.parameter_values.as_array(plan.circuit.parameters)
+        column = {p: i for i, p in enumerate(plan.circuit.parameters)}
+        return plan.isa, values[..., [column[p] for p in plan.isa.parameters]], int(self._rng.integers(2**31))

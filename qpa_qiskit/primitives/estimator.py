@@ -127,23 +127,19 @@ class Estimator(PrimitiveCore, BaseEstimatorV2):
         stds = np.full(evs.shape, float(pub.precision))
         return PubResult(
             DataBin(evs=evs, stds=stds, shape=evs.shape),
-            metadata={"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata},
+            metadata=_metadata(pub),
         )
 
     def _aer(self, pub: EstimatorPub, plan: _Plan) -> PubResult:
         from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
-        if plan.isa is None:
-            plan.isa = self.backend.transpile(plan.unmeasured)
-        values = pub.parameter_values.as_array(plan.circuit.parameters)
-        columns = [list(plan.circuit.parameters).index(p) for p in plan.isa.parameters]
-        observables = pub.observables
-        if plan.isa.layout is not None:
-            observables = observables.apply_layout(plan.isa.layout)
-        seed = self._aer_seed()
+        isa, values, seed = self._aer_inputs(plan, plan.unmeasured, pub)
+        observables = pub.observables if isa.layout is None else pub.observables.apply_layout(isa.layout)
         estimator = AerEstimator(options=aer_options(self.backend, seed))
-        result = estimator.run([(plan.isa, observables, values[..., columns], pub.precision)]).result()[0]
-        return PubResult(
-            result.data,
-            metadata={"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata},
-        )
+        result = estimator.run([(isa, observables, values, pub.precision)]).result()[0]
+        return PubResult(result.data, metadata=_metadata(pub))
+
+
+def _metadata(pub: EstimatorPub) -> dict[str, Any]:
+    """A PUB result's metadata, as Qiskit's reference estimator gives it."""
+    return {"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata}

@@ -153,21 +153,17 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
                 if size
                 else BitArray(np.zeros((*pub.shape, pub.shots, 0), dtype=np.uint8), 0)
             )
-        return SamplerPubResult(
-            DataBin(**data, shape=pub.shape),
-            metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata},
-        )
+        return SamplerPubResult(DataBin(**data, shape=pub.shape), metadata=_metadata(pub))
 
     def _aer(self, pub: SamplerPub, plan: _Plan) -> SamplerPubResult:
         from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-        if plan.isa is None:
-            plan.isa = self.backend.transpile(plan.circuit)
-        values = pub.parameter_values.as_array(plan.circuit.parameters)
-        columns = [list(plan.circuit.parameters).index(p) for p in plan.isa.parameters]
-        seed = self._aer_seed()
+        isa, values, seed = self._aer_inputs(plan, plan.circuit, pub)
         sampler = AerSampler(seed=seed, options=aer_options(self.backend, seed))
-        result = sampler.run([(plan.isa, values[..., columns], pub.shots)]).result()[0]
-        return SamplerPubResult(
-            result.data, metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata}
-        )
+        result = sampler.run([(isa, values, pub.shots)]).result()[0]
+        return SamplerPubResult(result.data, metadata=_metadata(pub))
+
+
+def _metadata(pub: SamplerPub) -> dict[str, Any]:
+    """A PUB result's metadata, as Qiskit's reference sampler gives it."""
+    return {"shots": pub.shots, "circuit_metadata": pub.circuit.metadata}
