@@ -125,11 +125,6 @@ class AerNoisyFamily(Family):
         """The circuit compiled for the PTM engine, or None where Aer runs it; built once."""
         return self._compiled(prepared, "program", prepared.isa)
 
-    def _unmeasured(self, prepared: Prepared) -> Any:
-        if "unmeasured" not in prepared.extras:
-            prepared.extras["unmeasured"] = prepared.isa.remove_final_measurements(inplace=False)
-        return prepared.extras["unmeasured"]
-
     def _compiled(self, prepared: Prepared, key: str, circuit: Any) -> PTMProgram | None:
         """`circuit` (the ISA circuit, or it without measurements) compiled for the PTM engine
         and kept as ``prepared.extras[key]``; None where Aer runs it (warned once, and why)."""
@@ -172,7 +167,7 @@ class AerNoisyFamily(Family):
         """Exact noisy expectation values: gate errors and relaxation, no readout error (the
         values are of the state before measurement, as Aer's EstimatorV2 reports them)."""
         self.check_scale(prepared)
-        unmeasured = self._unmeasured(prepared)
+        unmeasured = prepared.unmeasured
         program = self._compiled(prepared, "estimator_program", unmeasured)
         if program is not None:
             try:

@@ -290,6 +290,13 @@ class Prepared:
             self._isa = self.transpile(self.measured)
         return self._isa
 
+    @property
+    def unmeasured(self) -> QuantumCircuit:
+        """The ISA circuit without its final measurements: the state expectation values are of."""
+        if "unmeasured" not in self.extras:
+            self.extras["unmeasured"] = self.isa.remove_final_measurements(inplace=False)
+        return self.extras["unmeasured"]
+
     def isa_values(self, values: np.ndarray) -> np.ndarray:
         """`values` (B, P) in circuit.parameters order -> columns in isa.parameters order."""
         column = {p: i for i, p in enumerate(self.parameters)}

@@ -62,10 +62,7 @@ class StatevectorFamily(Family):
     def expectation_values(
         self, prepared: Prepared, values: np.ndarray, terms: list[dict[int, int]]
     ) -> np.ndarray:
-        unmeasured = prepared.extras.get("unmeasured")
-        if unmeasured is None:
-            unmeasured = prepared.extras["unmeasured"] = prepared.isa.remove_final_measurements(inplace=False)
-        return aer_expectation_values(self._simulator(prepared), unmeasured, prepared, values, terms)
+        return aer_expectation_values(self._simulator(prepared), prepared.unmeasured, prepared, values, terms)
 
     @staticmethod
     def _simulator(prepared: Prepared):
