@@ -26,16 +26,48 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
-from .adapters import METHODS
+from .adapters import METHODS, split_method
 from .backends import ENGINES
 from .circuits import ENTANGLEMENTS, ROTATIONS
 from .completion import MODES
 from .errors import InputError
-from .generator import ACTIVATIONS
+from .generator import (
+    ACTIVATIONS,
+    CIRCUIT_SOURCES,
+    DEFAULT_WIDTHS,
+    LABELS,
+    MAPPING_INITS,
+    MAPPINGS,
+    OUTPUT_CENTRINGS,
+    PROBABILITIES,
+    TRAINED_SOURCES,
+    X_CENTRINGS,
+)
 from .noise import NoiseSettings
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
+EVAL_PROTOCOLS = ("windows", "padded-lines")
+
+# Presets: named sets of settings a run takes at once (``--preset``); a setting that contradicts
+# its preset is refused. "paper" is the generator of the published QPA code (CYLphysics/QPA,
+# qpa_lora.py); the README's preset table gives the source of each value. The sizes the paper
+# sweeps (chunk size, L, rank) and the circuit (RY + linear CNOT) are not part of it: they are
+# the axes of the studies, and their published values are already the defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "labels": "random",  # generate_qubit_states_torch: random.sample at every forward pass
+        "mapping": "linear",  # MappingModel: Linear layers, no activation; then fc1
+        "hidden": list(DEFAULT_WIDTHS["linear"]),  # [32, 64, 128, 128, 64, 32] -> 32, then 32 -> chunk
+        "mapping_init": "torch",  # nn.Linear defaults everywhere
+        "x_centring": "states",  # QLayer.forward: x - torch.mean(x) over all 2^N states
+        "output_centring": "mean",  # QT_HyperNet.forward: prob_val_post_processed - its mean
+        "gamma": 0.1,  # QLayer.forward
+        "beta": 0.60,
+        "alpha": 0.15,
+        "dropout": 0.05,  # QPA_LoRALayer: nn.Dropout(p=0.05) on the adapter's input
+    }
+}
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -102,18 +134,24 @@ class AdapterConfig:
 
     @property
     def tuner(self) -> str:
-        return self.method.removeprefix("qpa-")
+        return split_method(self.method)[1]
+
+    @property
+    def generator_kind(self) -> str | None:
+        """ "qpa", "lowrank" (the classical low-rank peer), or None (a trained peft adapter)."""
+        return split_method(self.method)[0]
 
     @property
     def generated(self) -> bool:
-        return self.method.startswith("qpa-")
+        return self.generator_kind is not None
 
 
 @dataclass
 class GeneratorConfig:
-    """The QPA generator: backend and shots, the ansatz, the mapping MLP, the completion."""
+    """The generator: backend and shots, the ansatz, labels, mapping, rescaling and centrings,
+    the probability source, the completion; the low-rank peer's rank."""
 
-    _argument_group_name = "QPA generator (qpa-* methods)"
+    _argument_group_name = "generator (qpa-* and lowrank-* methods)"
     backend: str = field(
         default="statevector", metadata=_help("statevector, aer_noisy:<device>, ibm:<device>")
     )
@@ -142,13 +180,71 @@ class GeneratorConfig:
     reps: int = field(default=8, metadata=_help("ansatz layers L"))
     rotation: str = field(default="ry", metadata=_help("ansatz rotation", choices=ROTATIONS))
     entanglement: str = field(default="linear", metadata=_help("CNOT ladder", choices=ENTANGLEMENTS))
-    hidden: list[int] = field(default_factory=lambda: [32, 32], metadata=_help("mapping MLP hidden widths"))
+    preset: str | None = field(
+        default=None,
+        metadata=_help(
+            "paper: the published generator's settings at once (random labels, linear mapping, its "
+            "centrings and dropout); a setting that contradicts it is refused",
+            choices=list(PRESETS),
+        ),
+    )
+    labels: str = field(
+        default="fixed",
+        metadata=_help(
+            "chunk labels: fixed (chunk c reads basis state c's bits) or random (a fresh assignment "
+            "of distinct bitstrings at every training step, as published)",
+            choices=LABELS,
+        ),
+    )
+    mapping: str = field(
+        default="mlp",
+        metadata=_help(
+            "mapping network: mlp (with --activation) or linear (the published chain)", choices=MAPPINGS
+        ),
+    )
+    hidden: list[int] | None = field(
+        default=None,
+        metadata=_help("mapping hidden widths (default: mlp 32 32; linear 32 64 128 128 64 32 32)"),
+    )
     activation: str = field(
         default="gelu", metadata=_help("mapping MLP activation", choices=tuple(ACTIVATIONS))
+    )
+    mapping_init: str = field(
+        default="small",
+        metadata=_help(
+            "small: the last layer at std 0.01, zero bias; torch: torch's defaults (published)",
+            choices=MAPPING_INITS,
+        ),
     )
     gamma: float = field(default=0.1, metadata=_help("probability rescaling gamma"))
     beta: float = field(default=0.60, metadata=_help("probability rescaling beta"))
     alpha: float = field(default=0.15, metadata=_help("probability rescaling exponent alpha"))
+    x_centring: str = field(
+        default="chunks",
+        metadata=_help(
+            "the rescaled x minus its mean over the chunks, over all 2^N states (published), or none",
+            choices=X_CENTRINGS,
+        ),
+    )
+    output_centring: str = field(
+        default="none",
+        metadata=_help("mean: the generated vector minus its own mean (published)", choices=OUTPUT_CENTRINGS),
+    )
+    probabilities: str = field(
+        default="circuit",
+        metadata=_help(
+            "what the mapping reads: the trained circuit, or a control: frozen (the circuit at its "
+            "initial angles), uniform, fixed-random (one Porter-Thomas draw), softmax (2^N trained "
+            "logits), none (the bits only)",
+            choices=PROBABILITIES,
+        ),
+    )
+    lowrank_k: int | None = field(
+        default=None,
+        metadata=_help(
+            "lowrank-* methods: the rank k of H @ C (default: the QPA generator's trainable count)"
+        ),
+    )
     completion: str = field(
         default="none",
         metadata=_help("fill unmeasured states: gi (Generative Interpolation) or a control", choices=MODES),
@@ -175,10 +271,21 @@ class GeneratorConfig:
         self.reps = validate.positive_int(self.reps, "reps")
         validate.one_of(self.rotation, "rotation", ROTATIONS)
         validate.one_of(self.entanglement, "entanglement", ENTANGLEMENTS)
-        self.hidden = list(validate.positive_ints(self.hidden, "hidden", allow_empty=True))
+        if self.preset is not None:
+            validate.one_of(self.preset, "preset", PRESETS)
+        validate.one_of(self.labels, "labels", LABELS)
+        validate.one_of(self.mapping, "mapping", MAPPINGS)
+        if self.hidden is not None:
+            self.hidden = list(validate.positive_ints(self.hidden, "hidden", allow_empty=True))
         validate.one_of(self.activation, "activation", tuple(ACTIVATIONS))
+        validate.one_of(self.mapping_init, "mapping_init", MAPPING_INITS)
         for name in ("gamma", "beta", "alpha"):
             setattr(self, name, validate.positive_number(getattr(self, name), name))
+        validate.one_of(self.x_centring, "x_centring", X_CENTRINGS)
+        validate.one_of(self.output_centring, "output_centring", OUTPUT_CENTRINGS)
+        validate.one_of(self.probabilities, "probabilities", PROBABILITIES)
+        if self.lowrank_k is not None:
+            self.lowrank_k = validate.positive_int(self.lowrank_k, "lowrank_k")
         validate.one_of(self.completion, "completion", MODES)
         self.completion_hidden = list(validate.positive_ints(self.completion_hidden, "completion_hidden"))
 
@@ -193,6 +300,10 @@ class TrainingConfig:
     grad_accum: int = field(default=1, metadata=_help("micro-batches per optimiser step"))
     block_size: int = field(default=128, metadata=_help("tokens per training sequence"))
     lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW)"))
+    circuit_lr: float | None = field(
+        default=None,
+        metadata=_help("qpa-*: the peak rate of the circuit angles (or softmax logits); default --lr"),
+    )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     warmup: int = field(default=3, metadata=_help("linear warm-up steps"))
     schedule: str = field(
@@ -207,6 +318,8 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "grad_accum", "block_size", "save_every"):
             setattr(self, name, validate.positive_int(getattr(self, name), name))
         self.lr = validate.positive_number(self.lr, "lr")
+        if self.circuit_lr is not None:
+            self.circuit_lr = validate.positive_number(self.circuit_lr, "circuit_lr")
         self.weight_decay = validate.number(self.weight_decay, "weight_decay", minimum=0.0)
         self.warmup = validate.integer(self.warmup, "warmup", minimum=0)
         validate.one_of(self.schedule, "schedule", SCHEDULES)
@@ -224,6 +337,17 @@ class EvalConfig:
     eval_window: int = field(default=256, metadata=_help("context window of the scoring"))
     eval_stride: int = field(default=192, metadata=_help("window stride"))
     eval_batch: int = field(default=4, metadata=_help("windows per forward pass"))
+    eval_protocol: str = field(
+        default="windows",
+        metadata=_help(
+            "padded-lines: also the published metric (lines padded with EOS, padding scored), beside "
+            "the honest windowed perplexity",
+            choices=EVAL_PROTOCOLS,
+        ),
+    )
+    padded_block: int = field(
+        default=512, metadata=_help("padded-lines: tokens per padded line (published: 512)")
+    )
 
     def __post_init__(self) -> None:
         if self.eval_tokens is not None:
@@ -235,6 +359,8 @@ class EvalConfig:
                 f"eval_stride ({self.eval_stride}) must be at most eval_window ({self.eval_window})"
             )
         self.eval_batch = validate.positive_int(self.eval_batch, "eval_batch")
+        validate.one_of(self.eval_protocol, "eval_protocol", EVAL_PROTOCOLS)
+        self.padded_block = validate.integer(self.padded_block, "padded_block", minimum=2)
 
 
 SECTIONS: dict[str, type] = {
@@ -246,7 +372,15 @@ SECTIONS: dict[str, type] = {
 }
 
 # Settings a resumed run may change: how long it trains, how often it saves, how it is scored.
-RESUMABLE = frozenset({"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch"})
+RESUMABLE = frozenset(
+    {"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch", "eval_protocol",
+     "padded_block"}
+)  # fmt: skip
+
+# Settings of the qpa-* generator that other methods do not take, with their neutral values:
+# RunConfig.for_method resets them when a study trains a classical method beside QPA.
+QPA_ONLY = {"completion": "none", "shots_factor": None, "probabilities": "circuit", "circuit_lr": None,
+            "preset": None}  # fmt: skip
 
 
 def _section_of() -> dict[str, str]:
@@ -276,11 +410,58 @@ class RunConfig:
                 raise InputError(f"section {name!r} must be a {cls.__name__}")
         gen = self.generator
         method = self.adapter.method
-        if not self.adapter.generated:
+        kind = self.adapter.generator_kind
+        circuit_lr = self.training.circuit_lr
+        if kind != "qpa":
             if gen.completion != "none":
                 raise InputError(f"completion {gen.completion!r} is for qpa-* methods only, not {method!r}")
             if gen.shots_factor is not None:
                 raise InputError(f"shots_factor applies to the qpa-* methods only, not {method!r}")
+            if gen.probabilities != "circuit":
+                raise InputError(
+                    f"probabilities {gen.probabilities!r} is a control of the qpa-* methods' generator; "
+                    f"{method!r} reads no probabilities. Drop --probabilities, or use a qpa-* method"
+                )
+            if circuit_lr is not None:
+                raise InputError(
+                    f"circuit_lr is the learning rate of a qpa-* method's circuit; {method!r} has no "
+                    "circuit. Drop --circuit-lr, or use a qpa-* method"
+                )
+            if gen.preset is not None:
+                raise InputError(
+                    f"preset {gen.preset!r} sets the qpa-* generator; {method!r} has none. Drop --preset, or "
+                    "use a qpa-* method"
+                )
+        else:
+            if gen.probabilities not in CIRCUIT_SOURCES:
+                for name, value, neutral in (("shots_factor", gen.shots_factor, None),
+                                             ("completion", gen.completion, "none")):  # fmt: skip
+                    if value != neutral:
+                        raise InputError(
+                            f"{name} {value!r} applies to circuit evaluations; probabilities "
+                            f"{gen.probabilities!r} evaluate no circuit (only "
+                            f"{', '.join(CIRCUIT_SOURCES)} do)"
+                        )
+            if circuit_lr is not None and gen.probabilities not in TRAINED_SOURCES:
+                raise InputError(
+                    f"circuit_lr sets the rate of trained probabilities; probabilities {gen.probabilities!r} "
+                    f"are not trained (only {', '.join(TRAINED_SOURCES)} are). Drop --circuit-lr"
+                )
+        if kind != "lowrank" and gen.lowrank_k is not None:
+            raise InputError(f"lowrank_k is the rank of the lowrank-* methods' generator, not of {method!r}")
+        if gen.preset is not None:
+            wrong = {k: v for k, v in PRESETS[gen.preset].items() if self.get(k) != v}
+            if wrong:
+                detail = "; ".join(f"it sets {k}={v!r}, given {self.get(k)!r}" for k, v in wrong.items())
+                raise InputError(
+                    f"preset {gen.preset!r} contradicts the settings given ({detail}). Drop those settings "
+                    f"(the preset sets them), or drop --preset and give every setting yourself"
+                )
+
+    @property
+    def reads_circuit(self) -> bool:
+        """A qpa-* run whose probabilities come from the circuit on the backend."""
+        return self.adapter.generator_kind == "qpa" and self.generator.probabilities in CIRCUIT_SOURCES
 
     # ------------------------------------------------------------------ flat view
     def flat(self) -> dict[str, Any]:
@@ -291,16 +472,31 @@ class RunConfig:
         return getattr(getattr(self, FIELD_SECTION[name]), name)
 
     def replace(self, **changes: Any) -> RunConfig:
-        """A copy with fields changed by name; every changed section is checked again."""
+        """A copy with fields changed by name; every changed section is checked again. A
+        ``preset`` among the changes brings its settings, under the other changes given."""
         unknown = sorted(set(changes) - set(FIELD_SECTION))
         if unknown:
             raise InputError(f"unknown setting(s) {unknown}; accepted: {', '.join(sorted(FIELD_SECTION))}")
+        preset = changes.get("preset")
+        if preset is not None:
+            validate.one_of(preset, "preset", PRESETS)
+            changes = {**PRESETS[preset], **changes}
         sections = {}
         for section in SECTIONS:
             mine = {k: v for k, v in changes.items() if FIELD_SECTION[k] == section}
             current = getattr(self, section)
             sections[section] = dataclasses.replace(current, **mine) if mine else current
         return RunConfig(**sections)
+
+    def for_method(self, method: str, **changes: Any) -> RunConfig:
+        """A copy for `method` with `changes`: a method without the QPA generator gets the
+        neutral values of the settings only the qpa-* methods take (:data:`QPA_ONLY`), so a
+        study can train classical peers from a QPA configuration."""
+        validate.one_of(method, "method", METHODS)
+        neutral = {} if method.startswith("qpa-") else dict(QPA_ONLY)
+        if not method.startswith("lowrank-"):
+            neutral["lowrank_k"] = None
+        return self.replace(**{**neutral, "method": method, **changes})
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict[str, dict[str, Any]]:

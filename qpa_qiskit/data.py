@@ -1,4 +1,4 @@
-"""WikiText-2 loading and an honest perplexity.
+"""WikiText-2 loading, an honest perplexity, and the published padded-lines figure.
 
 Perplexity = exp(total negative log-likelihood / number of scored tokens). The token stream
 of a split (its lines joined as they are in the files) is cut into windows of ``window``
@@ -8,7 +8,8 @@ inside the window and is never scored, so with stride < window every token but t
 first is scored exactly once; with stride == window the first token of each window is not.
 Every window is full-length except the last, so no padding is ever scored. Published QPA
 perplexities (about 1.58 for GPT-2) average the loss over padded batches with the padding
-counted, and are not comparable with this number.
+counted, and are not comparable with this number; :func:`padded_lines_perplexity` computes
+that figure, as an extra, so the two can be put side by side.
 """
 
 from __future__ import annotations
@@ -53,8 +54,14 @@ def load_wikitext(source: str | Path, log=None) -> dict[str, str]:
                 f"cannot load wikitext-2-raw-v1 from the Hugging Face hub ({type(exc).__name__}); "
                 "pass a local folder with train/valid/test.txt or wiki.*.tokens instead"
             ) from None
-        return {"train": "".join(ds["train"]["text"]), "valid": "".join(ds["validation"]["text"]),
-                "test": "".join(ds["test"]["text"])}  # fmt: skip
+
+        # the hub's rows are the files' lines, an empty row for each blank line (" \n" in the files):
+        # joined with those blank lines kept, a split reads like the file, line for line
+        def joined(rows) -> str:
+            return "".join(row if row else " \n" for row in rows)
+
+        return {"train": joined(ds["train"]["text"]), "valid": joined(ds["validation"]["text"]),
+                "test": joined(ds["test"]["text"])}  # fmt: skip
     folder = Path(source)
     if not folder.is_dir():
         raise InputError(f"data folder {folder} does not exist; give a folder with WikiText-2 or 'hub'")
@@ -129,3 +136,56 @@ def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512
         total_tokens += int((targets != -100).sum())
         i += len(group)
     return math.exp(total_nll / total_tokens), total_tokens, total_nll
+
+
+def text_rows(text: str) -> list[str]:
+    """A split as the rows of the hub's ``wikitext-2-raw-v1``: one per line of the file, each
+    with its newline, and "" for a blank line."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the text ends with a newline
+    return [line + "\n" if line.strip() else "" for line in lines]
+
+
+def check_line_structure(text: str, what: str) -> None:
+    """The padded-lines figure scores lines: a text without line breaks has none to score."""
+    if text.count("\n") < 2:
+        raise InputError(
+            f"eval_protocol 'padded-lines' scores the lines of WikiText-2; {what} has "
+            f"{text.count(chr(10))} line break(s), so it has no line structure. Use the default "
+            "'windows' protocol, or data with one article line per line"
+        )
+
+
+@torch.no_grad()
+def padded_lines_perplexity(model, tokenizer, text: str, block: int = 512, max_rows: int | None = None,
+                            batch_size: int = 4) -> tuple[float, int, int]:  # fmt: skip
+    """(perplexity, rows, scored positions) by the published protocol (CYLphysics/QPA,
+    ``train.py``): every row of the split (:func:`text_rows`, blank ones included) tokenised,
+    cut to `block` tokens and right-padded with EOS to `block`; the model sees the attention
+    mask; the loss is averaged over every position, padding included, and exponentiated.
+
+    Scoring the padding flatters: after EOS, predicting EOS is nearly free, and a third of
+    WikiText-2's rows are blank, so most scored positions are padding. It is reported beside
+    the honest perplexity, never instead of it. `max_rows` scores the first rows only.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise InputError("the padded-lines protocol pads with the EOS token, and this tokenizer has none")
+    rows = text_rows(text)[:max_rows]
+    if not rows:
+        raise InputError("the padded-lines protocol found no line to score")
+    total, positions = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        ids, mask = [], []
+        for row in rows[start : start + batch_size]:
+            tokens = tokenizer(row, add_special_tokens=False)["input_ids"][:block] if row else []
+            ids.append(tokens + [eos] * (block - len(tokens)))
+            mask.append([1] * len(tokens) + [0] * (block - len(tokens)))
+        ids_t = torch.tensor(ids, dtype=torch.long)
+        logits = model(input_ids=ids_t, attention_mask=torch.tensor(mask, dtype=torch.long)).logits.float()
+        targets = ids_t[:, 1:]
+        total += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                 reduction="sum").item()  # fmt: skip
+        positions += targets.numel()
+    return math.exp(total / positions), len(rows), positions

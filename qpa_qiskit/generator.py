@@ -1,10 +1,38 @@
-"""QPA parameter generator: circuit probabilities + a mapping MLP -> a vector of M weights."""
+"""Weight generators: a probability vector + a mapping network -> a vector of M weights.
+
+:class:`QPAGenerator` is QPA's generator. Chunk c (of n_ch = ceil(M / n_mlp)) is fed N
+label bits as ±1 and its rescaled probability x_c = (beta * tanh(gamma * 2^(N-1) * p_c))^alpha;
+a mapping network turns those N+1 numbers into n_mlp weights, and the chunks are concatenated
+and cut to M. Its settings (:class:`~qpa_qiskit.config.GeneratorConfig`) cover two designs:
+
+* ours (the defaults): chunk c always reads basis state c's bits (``labels="fixed"``), a GELU
+  MLP (``mapping="mlp"``), x centred over the chunks, no centring of the output;
+* the published one (CYLphysics/QPA, ``qpa_lora.py``; ``preset="paper"``): a fresh random
+  assignment of distinct bitstrings to chunks at every training step (``labels="random"``), so
+  the bits carry no chunk identity and p_c is the only input that tells chunks apart; a deep
+  linear chain with no activation (``mapping="linear"``); x centred over all 2^N states; the
+  generated vector centred by its own mean.
+
+Where the probabilities come from is a setting too (``probabilities``), so that what the
+circuit adds can be measured against classical stand-ins with every other initial value
+shared: the trained circuit, the circuit frozen at its initial angles, the uniform
+distribution, one fixed Porter-Thomas draw, a free softmax distribution, or none at all.
+
+:class:`LowRankGenerator` is the purely classical peer: the generated chunks as H @ C.
+
+Random labels and evaluation: the trained result must be one classical adapter, so
+:meth:`QPAGenerator.final_weights` (what evaluation and export use) gives the *expected*
+adapter over the label draws. Each chunk's label is uniform over the 2^N bitstrings (its
+marginal under a random assignment of distinct ones), and the mapping acts on each chunk
+alone, so that expectation is exactly the mean of the mapping's output over the 2^N
+bitstrings; for the linear mapping it is the output at the mean label, 0.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,13 +41,25 @@ from . import validate
 from .backends import QPABackend
 from .circuits import ansatz
 from .errors import InputError
-from .qnn import QuantumProbabilities
-from .seeding import torch_seeded
+from .qnn import QuantumProbabilities, initial_angles
+from .seeding import derived_seed, torch_seeded
 
 if TYPE_CHECKING:
     from .config import GeneratorConfig
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+LABELS = ("fixed", "random")
+MAPPINGS = ("mlp", "linear")
+# the mapping's hidden widths when none are given: ours, and the published chain
+# (MappingModel(N+1, [32, 64, 128, 128, 64, 32], 32) then fc1 32 -> chunk in qpa_lora.py)
+DEFAULT_WIDTHS = {"mlp": (32, 32), "linear": (32, 64, 128, 128, 64, 32, 32)}
+X_CENTRINGS = ("chunks", "states", "none")
+OUTPUT_CENTRINGS = ("none", "mean")
+MAPPING_INITS = ("small", "torch")
+PROBABILITIES = ("circuit", "frozen", "uniform", "fixed-random", "softmax", "none")
+CIRCUIT_SOURCES = ("circuit", "frozen")  # the sources that evaluate the circuit on the backend
+TRAINED_SOURCES = ("circuit", "softmax")  # the sources with trainable parameters
+COUNTERFACTUALS = ("uniform", "permuted", "fixed-random")
 
 
 def qubits_for(n_weights: int, chunk_size: int) -> tuple[int, int]:
@@ -36,6 +76,34 @@ def qubits_for(n_weights: int, chunk_size: int) -> tuple[int, int]:
     return n_chunks, max(1, math.ceil(math.log2(n_chunks)))
 
 
+def mapping_widths(cfg: GeneratorConfig) -> tuple[int, ...]:
+    """The mapping's hidden widths: the configured ones, or its kind's default."""
+    return tuple(cfg.hidden) if cfg.hidden is not None else DEFAULT_WIDTHS[cfg.mapping]
+
+
+def qpa_trainable(n_weights: int, cfg: GeneratorConfig) -> int:
+    """Trainable parameters of a QPA generator with a trained circuit (angles + mapping), from
+    the configuration alone: the count a low-rank peer is matched to."""
+    _, n_qubits = qubits_for(n_weights, cfg.chunk_size)
+    widths = [n_qubits + 1, *mapping_widths(cfg), cfg.chunk_size]
+    mapping = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    return n_qubits * cfg.reps + mapping
+
+
+def porter_thomas(n_states: int, seed: int | None, name: str) -> torch.Tensor:
+    """(n_states,) float64: one seeded draw of a Porter-Thomas distribution (normalised
+    exponential weights), the distribution of a deep random circuit's probabilities."""
+    with torch_seeded(seed, name):
+        weights = torch.empty(n_states, dtype=torch.float64).exponential_()
+    return weights / weights.sum()
+
+
+def basis_bits(n_states: int, n_qubits: int) -> torch.Tensor:
+    """(n_states, N) float32: state i's bits as ±1, bit q of i in column q (bit 0 -> +1)."""
+    bits = (torch.arange(n_states)[:, None] >> torch.arange(n_qubits)) & 1
+    return (1.0 - 2.0 * bits).float()
+
+
 def split_weights(
     vector: torch.Tensor, shapes: dict[str, torch.Size], dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
@@ -48,35 +116,36 @@ def split_weights(
     return out
 
 
-class QPAGenerator(nn.Module):
-    """Generates M classical weights from the 2^N measurement probabilities of a circuit.
+def _tvd(p: torch.Tensor, q: torch.Tensor) -> float:
+    return 0.5 * float((p - q).abs().sum())
 
-    Chunk c (of n_ch = ceil(M / n_mlp)) is fed its own basis state's N bits as ±1 and its
-    rescaled probability x_c = (beta * tanh(gamma * 2^(N-1) * p_c))^alpha minus the mean
-    over chunks; a mapping MLP turns those N+1 numbers into n_mlp weights, and the chunks
-    are concatenated and cut to M. Chunk c always reads basis state c: the labels are fixed,
-    so the generated weights are a deterministic function of the trainable parameters.
+
+class QPAGenerator(nn.Module):
+    """Generates M classical weights from 2^N probabilities (see the module docstring).
 
     Args:
         n_weights: M, how many weights to generate.
-        backend: the :class:`QPABackend` that evaluates the circuit.
-        config: a :class:`~qpa_qiskit.config.GeneratorConfig`: chunk size n_mlp, the
-            ansatz, the mapping MLP, the rescaling, the completion (its backend fields are
-            used by whoever builds `backend`).
-        seed: the circuit angles, the mapping MLP and the completion each draw their
-            initial values from their own stream derived from `seed`, so changing one of
-            them (say, adding the GI network) leaves the others' initial values unchanged.
-            None draws from torch's global stream.
-        start_small: the mapping's last weights start at std 0.01 (adapters: the adapted model
-            starts near the base model); False keeps torch's default initialisation, so a whole
-            network generated by :class:`~qpa_qiskit.QuantumTrain` starts at a trainable scale.
-            The last bias starts at zero either way.
+        backend: the :class:`QPABackend` that evaluates the circuit; only the ``circuit``
+            and ``frozen`` probability sources use one (None is accepted for the others).
+        config: a :class:`~qpa_qiskit.config.GeneratorConfig`: chunk size n_mlp, the ansatz,
+            the labels, the mapping, the rescaling and centrings, the probability source,
+            the completion (its backend fields are used by whoever builds `backend`).
+        seed: the circuit angles, the mapping, the completion, the label draws and the fixed
+            random distribution each draw from their own stream derived from `seed`, so
+            changing one of them (say, the probability source) leaves the others' initial
+            values unchanged. None draws from torch's global stream.
+        start_small: with ``mapping_init="small"``, the mapping's last weights start at std 0.01
+            (adapters: the adapted model starts near the base model); False keeps torch's
+            default there, so a whole network generated by :class:`~qpa_qiskit.QuantumTrain`
+            starts at a trainable scale. The last bias starts at zero either way.
+            ``mapping_init="torch"`` keeps torch's default initialisation everywhere, as the
+            published code does.
     """
 
     def __init__(
         self,
         n_weights: int,
-        backend: QPABackend,
+        backend: QPABackend | None,
         config: GeneratorConfig | None = None,
         *,
         seed: int | None = 0,
@@ -90,7 +159,15 @@ class QPAGenerator(nn.Module):
         self.n_weights = n_weights
         self.chunk_size = cfg.chunk_size
         self.n_chunks, self.n_qubits = qubits_for(n_weights, cfg.chunk_size)
-        width = backend.num_qubits
+        self.n_states = 2**self.n_qubits
+        self.source = cfg.probabilities
+        uses_circuit = self.source in CIRCUIT_SOURCES
+        if uses_circuit and not isinstance(backend, QPABackend):
+            raise InputError(
+                f"probabilities {self.source!r} evaluate the circuit and need a QPABackend, got "
+                f"{type(backend).__name__}"
+            )
+        width = backend.num_qubits if uses_circuit else None
         if width is not None and self.n_qubits > width:
             fits = math.ceil(n_weights / 2**width)
             raise InputError(
@@ -99,54 +176,305 @@ class QPAGenerator(nn.Module):
                 f"{fits:,}"
             )
         self.gamma, self.beta, self.alpha = cfg.gamma, cfg.beta, cfg.alpha
-        self.circuit = ansatz(self.n_qubits, cfg.reps, rotation=cfg.rotation, entanglement=cfg.entanglement)
-        with torch_seeded(seed, "circuit"):
-            self.quantum = QuantumProbabilities(
-                backend,
-                self.circuit,
-                completion=cfg.completion,
-                completion_hidden=tuple(cfg.completion_hidden),
-                seed=seed,
+        self.quantum: QuantumProbabilities | None = None
+        self.logits: nn.Parameter | None = None
+        self.circuit = None
+        if self.source in (*CIRCUIT_SOURCES, "softmax"):
+            self.circuit = ansatz(
+                self.n_qubits, cfg.reps, rotation=cfg.rotation, entanglement=cfg.entanglement
             )
-        bits = (torch.arange(self.n_chunks)[:, None] >> torch.arange(self.n_qubits)) & 1
-        self.register_buffer("labels", (1.0 - 2.0 * bits).float(), persistent=False)  # bit 0 -> +1
-        widths = [self.n_qubits + 1, *cfg.hidden]
+        if uses_circuit:
+            with torch_seeded(seed, "circuit"):
+                self.quantum = QuantumProbabilities(
+                    backend,
+                    self.circuit,
+                    completion=cfg.completion,
+                    completion_hidden=tuple(cfg.completion_hidden),
+                    seed=seed,
+                )
+            if self.source == "frozen":
+                self.quantum.theta.requires_grad_(False)
+            self.register_buffer("theta_start", self.quantum.theta.detach().clone(), persistent=False)
+        elif self.source == "softmax":
+            # the free distribution starts where the circuit starts: the ideal distribution at the
+            # circuit's initial angles (the same seeded draw), so only the parameterisation differs
+            with torch_seeded(seed, "circuit"):
+                theta = initial_angles(self.circuit.num_parameters)
+            start = QPABackend("statevector").probabilities(self.circuit, theta.numpy())[0]
+            logits = torch.from_numpy(start).clamp_min(1e-12).log()
+            self.logits = nn.Parameter(logits - logits.mean())
+            self.register_buffer("logits_start", self.logits.detach().clone(), persistent=False)
+        elif self.source == "uniform":
+            uniform = torch.full((self.n_states,), 1.0 / self.n_states, dtype=torch.float64)
+            self.register_buffer("fixed", uniform, persistent=False)
+        elif self.source == "fixed-random":
+            self.register_buffer(
+                "fixed", porter_thomas(self.n_states, seed, "fixed-random"), persistent=False
+            )
+        self.register_buffer("labels", basis_bits(self.n_chunks, self.n_qubits), persistent=False)
+        self.random_labels = cfg.labels == "random"
+        if self.random_labels:
+            self.register_buffer("all_labels", basis_bits(self.n_states, self.n_qubits), persistent=False)
+        self._label_stream = torch.Generator().manual_seed(
+            0 if seed is None else derived_seed(seed, "labels")
+        )
+        self._seed = seed
+        self.widths = [self.n_qubits + 1, *mapping_widths(cfg)]
         layers: list[nn.Module] = []
         with torch_seeded(seed, "mapping"):
-            for a, b in itertools.pairwise(widths):
-                layers += [nn.Linear(a, b), ACTIVATIONS[cfg.activation]()]
-            last = nn.Linear(widths[-1], cfg.chunk_size)
-            if start_small:
-                # Start the generated weights small (like LoRA's B = 0): the adapted model starts
-                # close to the base model instead of far from it.
-                nn.init.normal_(last.weight, std=0.01)
-            # The bias is added to every chunk alike: a random one would shift all generated
-            # weights by a common offset (for a whole network, enough to silence every ReLU).
-            nn.init.zeros_(last.bias)
+            for a, b in itertools.pairwise(self.widths):
+                layers.append(nn.Linear(a, b))
+                if cfg.mapping == "mlp":
+                    layers.append(ACTIVATIONS[cfg.activation]())
+            last = nn.Linear(self.widths[-1], cfg.chunk_size)
+            if cfg.mapping_init == "small":
+                if start_small:
+                    # Start the generated weights small (like LoRA's B = 0): the adapted model starts
+                    # close to the base model instead of far from it.
+                    nn.init.normal_(last.weight, std=0.01)
+                # The bias is added to every chunk alike: a random one would shift all generated
+                # weights by a common offset (for a whole network, enough to silence every ReLU).
+                nn.init.zeros_(last.bias)
         layers.append(last)
         self.mapping = nn.Sequential(*layers)
 
+    # ------------------------------------------------------------------ probabilities
+    def probabilities(self) -> torch.Tensor | None:
+        """The (2^N,) float64 probabilities the mapping reads now (None: the ``none`` source)."""
+        if self.quantum is not None:
+            return self.quantum()
+        if self.logits is not None:
+            return torch.softmax(self.logits, 0)
+        if self.source in ("uniform", "fixed-random"):
+            return self.fixed
+        return None
+
     def rescale(self, probs: torch.Tensor) -> torch.Tensor:
-        """x = (beta * tanh(gamma * 2^(N-1) * p))^alpha, minus its mean over chunks.
+        """x = (beta * tanh(gamma * 2^(N-1) * p))^alpha of the (2^N,) or (n_chunks,) vector
+        `probs`, centred as configured (over the chunks, over all 2^N states, or not), for the
+        n_chunks chunks.
 
         The base is clamped at 1e-12 before the power so an unmeasured state (p = 0 with
         finite shots) has a finite gradient.
         """
+        if self.config.x_centring != "states":
+            probs = probs[: self.n_chunks]
         base = self.beta * torch.tanh(self.gamma * 2 ** (self.n_qubits - 1) * probs)
         x = base.clamp_min(1e-12) ** self.alpha
-        return x - x.mean()
+        if self.config.x_centring == "none":
+            return x
+        return (x - x.mean())[: self.n_chunks]
+
+    def _inputs(self, probs: torch.Tensor | None) -> torch.Tensor:
+        """(n_chunks,) float32 x values; zeros where there are no probabilities."""
+        if probs is None:
+            return torch.zeros(self.n_chunks, device=self.labels.device)
+        if self.config.x_centring != "states":
+            probs = probs[: self.n_chunks]  # the float32 rescaling of the chunks' share, as before
+        return self.rescale(probs.float())
+
+    # ------------------------------------------------------------------ labels
+    def draw_labels(self) -> torch.Tensor:
+        """(n_chunks, N): a fresh assignment of distinct basis bitstrings to the chunks, from
+        the generator's own seeded stream (checkpointed: :attr:`rng_state`)."""
+        order = torch.randperm(self.n_states, generator=self._label_stream)[: self.n_chunks]
+        return self.all_labels[order.to(self.all_labels.device)]
+
+    @property
+    def rng_state(self) -> dict[str, Any]:
+        """Random states this generator owns beyond torch's global one: the backend's shot
+        sampler, the completion's generator and the label stream (for an exact resume)."""
+        state: dict[str, Any] = {"labels": self._label_stream.get_state()}
+        if self.quantum is not None:
+            state["backend"] = self.quantum.backend.rng_state
+            if self.quantum.completion is not None:
+                state["completion"] = self.quantum.completion.rng_state
+        return state
+
+    @rng_state.setter
+    def rng_state(self, state: dict[str, Any]) -> None:
+        if state.get("labels") is not None:
+            self._label_stream.set_state(state["labels"])
+        if self.quantum is None:
+            return
+        if state.get("backend") is not None:
+            self.quantum.backend.rng_state = state["backend"]
+        if self.quantum.completion is not None and state.get("completion") is not None:
+            self.quantum.completion.rng_state = state["completion"]
+
+    # ------------------------------------------------------------------ weights
+    def _weights(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        inputs = torch.cat([labels, x[:, None]], dim=1)
+        return self._finish(self.mapping(inputs).reshape(-1))
+
+    def _finish(self, vector: torch.Tensor) -> torch.Tensor:
+        out = vector[: self.n_weights]
+        return out - out.mean() if self.config.output_centring == "mean" else out
 
     def forward(self) -> torch.Tensor:
-        probs = self.quantum()[: self.n_chunks].float()
-        inputs = torch.cat([self.labels, self.rescale(probs)[:, None]], dim=1)
-        return self.mapping(inputs).reshape(-1)[: self.n_weights]
+        """The weights of a training step: with random labels, a fresh draw of them."""
+        labels = self.draw_labels() if self.random_labels else self.labels
+        return self._weights(self._inputs(self.probabilities()), labels)
+
+    def final_weights(self, probabilities: torch.Tensor | None = None) -> torch.Tensor:
+        """The trained adapter's weights: what evaluation and export use. Fixed labels: the
+        same as a training step. Random labels: the expected weights over the label draws
+        (the module docstring says why that is exact). `probabilities` (2^N,) replaces the
+        source's output (a counterfactual evaluation)."""
+        probs = self.probabilities() if probabilities is None else probabilities
+        x = self._inputs(probs)
+        if not self.random_labels:
+            return self._weights(x, self.labels)
+        total = torch.zeros(self.n_chunks * self.chunk_size, device=x.device)
+        # blocks of states, each fed to every chunk: about 2^24 floats of output at a time
+        block = max(1, 2**24 // (self.n_chunks * max(self.chunk_size, *self.widths)))
+        for start in range(0, self.n_states, block):
+            labels = self.all_labels[start : start + block]
+            inputs = torch.cat(
+                [
+                    labels[:, None, :].expand(-1, self.n_chunks, -1),
+                    x[None, :, None].expand(len(labels), -1, 1),
+                ],
+                dim=2,
+            )
+            total = total + self.mapping(inputs).sum(0).reshape(-1)
+        # centring is linear, so the mean of the centred draws is the centred mean
+        return self._finish(total / self.n_states)
+
+    def counterfactual(self, kind: str) -> torch.Tensor:
+        """(2^N,) probabilities that replace the trained ones at test time: ``uniform``,
+        ``permuted`` (the trained distribution over a seeded permutation of the states) or
+        ``fixed-random`` (a seeded Porter-Thomas draw, another than the ``fixed-random``
+        source's)."""
+        validate.one_of(kind, "counterfactual probabilities", COUNTERFACTUALS)
+        if self.source == "none":
+            raise InputError(
+                "this run's generator reads no probabilities (probabilities 'none'): there is nothing to "
+                "replace. Counterfactual evaluation applies to qpa-* runs whose mapping reads p"
+            )
+        if kind == "uniform":
+            return torch.full((self.n_states,), 1.0 / self.n_states, dtype=torch.float64)
+        if kind == "fixed-random":
+            return porter_thomas(self.n_states, 0 if self._seed is None else self._seed, "counterfactual")
+        probs = self.probabilities().detach()
+        stream = torch.Generator().manual_seed(derived_seed(self._seed or 0, "counterfactual-permuted"))
+        return probs[torch.randperm(self.n_states, generator=stream).to(probs.device)]
+
+    # ------------------------------------------------------------------ reports
+    def source_parameter_names(self) -> list[str]:
+        """Names (in this module) of the probability source's trainable parameters: the
+        circuit angles, or the softmax logits (they take ``circuit_lr``)."""
+        if self.quantum is not None and self.quantum.theta.requires_grad:
+            return ["quantum.theta"]
+        return ["logits"] if self.logits is not None else []
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """How far the probability source moved from its start: the angles' largest and RMS
+        change (radians) and the TVD between the initial and the current *ideal* distribution
+        (statevector at the angles, or the softmax), whatever the backend."""
+        if self.quantum is not None:
+            delta = (self.quantum.theta - self.theta_start).abs()
+            ideal = QPABackend("statevector")
+            now, start = (
+                torch.from_numpy(ideal.probabilities(self.circuit, t.cpu().numpy())[0])
+                for t in (self.quantum.theta.detach(), self.theta_start)
+            )
+            rms = float(delta.pow(2).mean().sqrt())
+            return {
+                "angle_drift_max": float(delta.max()),
+                "angle_drift_rms": rms,
+                "tvd_start": _tvd(now, start),
+            }
+        if self.logits is not None:
+            return {"tvd_start": _tvd(torch.softmax(self.logits, 0), torch.softmax(self.logits_start, 0))}
+        return {}
+
+    @torch.no_grad()
+    def label_spread(self, draws: int = 8) -> float:
+        """Random labels: the mean relative distance of a training step's weights (one label
+        draw, from a stream of its own) to the final, expected weights; 0 with fixed labels."""
+        if not self.random_labels:
+            return 0.0
+        mean = self.final_weights()
+        stream = torch.Generator().manual_seed(derived_seed(self._seed or 0, "label-spread"))
+        x = self._inputs(self.probabilities())
+        distances = []
+        for _ in range(draws):
+            order = torch.randperm(self.n_states, generator=stream)[: self.n_chunks]
+            weights = self._weights(x, self.all_labels[order.to(self.all_labels.device)])
+            distances.append(float((weights - mean).norm() / mean.norm().clamp_min(1e-30)))
+        return sum(distances) / draws
 
     def counts(self) -> dict[str, int]:
-        """Trainable counts: circuit angles, mapping and completion weights; M generated."""
-        completion = self.quantum.completion
-        return {
-            "circuit_angles": self.quantum.theta.numel(),
-            "mapping": sum(p.numel() for p in self.mapping.parameters()),
+        """Trainable counts: circuit angles, softmax logits, mapping and completion weights
+        (the mapping's x column is left out where it reads nothing, ``probabilities="none"``);
+        M generated."""
+        completion = None if self.quantum is None else self.quantum.completion
+        angles = (
+            0 if self.quantum is None or not self.quantum.theta.requires_grad else self.quantum.theta.numel()
+        )
+        mapping = sum(p.numel() for p in self.mapping.parameters())
+        if self.source == "none":
+            mapping -= self.widths[1]  # the first layer's weights from x, which is always 0
+        counts = {
+            "circuit_angles": angles,
+            "probability_logits": 0 if self.logits is None else self.logits.numel(),
+            "mapping": mapping,
             "completion": 0 if completion is None else sum(p.numel() for p in completion.parameters()),
-            "generated": self.n_weights,
         }
+        return {**counts, "trainable": sum(counts.values()), "generated": self.n_weights}
+
+
+class LowRankGenerator(nn.Module):
+    """The classical peer of a QPA generator: the n_ch chunks of n_mlp weights as the product
+    H (n_ch x k) @ C (k x n_mlp), both trained, cut to M.
+
+    With ``config.lowrank_k`` None, k is chosen so the trainable count k (n_ch + n_mlp) is the
+    nearest to that of the QPA generator with the same configuration (:func:`qpa_trainable`).
+    H starts at N(0, 1/k) (rows of unit norm on average) and C at std 0.01, so the weights
+    start at std about 0.01, the start-small scale of the QPA mapping's last layer.
+    """
+
+    def __init__(self, n_weights: int, config: GeneratorConfig, *, seed: int | None = 0) -> None:
+        super().__init__()
+        cfg = config
+        self.config = cfg
+        self.n_weights = n_weights
+        self.chunk_size = cfg.chunk_size
+        self.n_chunks, self.n_qubits = qubits_for(n_weights, cfg.chunk_size)
+        per_rank = self.n_chunks + cfg.chunk_size
+        k = cfg.lowrank_k or max(1, round(qpa_trainable(n_weights, cfg) / per_rank))
+        self.k = k
+        with torch_seeded(seed, "lowrank"):
+            self.left = nn.Parameter(torch.randn(self.n_chunks, k) / math.sqrt(k))
+            self.right = nn.Parameter(torch.randn(k, cfg.chunk_size) * 0.01)
+
+    def forward(self) -> torch.Tensor:
+        return (self.left @ self.right).reshape(-1)[: self.n_weights]
+
+    def final_weights(self, probabilities: torch.Tensor | None = None) -> torch.Tensor:
+        if probabilities is not None:
+            raise InputError("a low-rank generator reads no probabilities: there is nothing to replace")
+        return self.forward()
+
+    def source_parameter_names(self) -> list[str]:
+        return []
+
+    def diagnostics(self) -> dict[str, float]:
+        return {}
+
+    def label_spread(self, draws: int = 8) -> float:
+        return 0.0
+
+    @property
+    def rng_state(self) -> dict[str, Any]:
+        return {}
+
+    @rng_state.setter
+    def rng_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def counts(self) -> dict[str, int]:
+        trainable = self.left.numel() + self.right.numel()
+        return {"lowrank_k": self.k, "trainable": trainable, "generated": self.n_weights}

@@ -39,6 +39,12 @@ def check_shift_rule(circuit: QuantumCircuit) -> None:
             )
 
 
+def initial_angles(n: int) -> torch.Tensor:
+    """(n,) float64 angles uniform in [0, 2π) from torch's default generator: the circuit's
+    starting point (the softmax control of the generator starts from the same draw)."""
+    return torch.rand(n, dtype=torch.float64) * (2 * np.pi)
+
+
 def shifted_parameter_sets(values: np.ndarray, shift: float = np.pi / 2) -> np.ndarray:
     """(2P+1, P): the forward set, then θ + s e_k and θ - s e_k for every k in turn."""
     n = values.shape[0]
@@ -133,7 +139,7 @@ class QuantumProbabilities(torch.nn.Module):
         if n == 0:
             raise InputError("the circuit has no parameters to train")
         if init is None:
-            theta = torch.rand(n, dtype=torch.float64) * (2 * np.pi)
+            theta = initial_angles(n)
         else:
             theta = torch.as_tensor(np.asarray(init, dtype=float), dtype=torch.float64).clone()
             if theta.shape != (n,):

@@ -92,7 +92,6 @@ class QuantumTrain(nn.Module):
         wrapped module's own parameter count and the qubits."""
         gen = self.generator.counts()
         return {
-            "trainable": gen["circuit_angles"] + gen["mapping"] + gen["completion"],
             **gen,
             "module": sum(p.numel() for p in self.module.parameters()),
             "qubits": self.generator.n_qubits,
@@ -103,6 +102,6 @@ class QuantumTrain(nn.Module):
         """The wrapped module with the generated weights written into its parameters: a plain
         torch module, usable (and saved) without qpa_qiskit."""
         own = dict(self.module.named_parameters())
-        for name, tensor in self.generated().items():
+        for name, tensor in split_weights(self.generator.final_weights(), self.shapes, self.dtype).items():
             own[name].copy_(tensor)
         return self.module

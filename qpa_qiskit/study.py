@@ -25,6 +25,7 @@ from .completion import MODES
 from .config import RunConfig
 from .errors import InputError
 from .files import atomic_write
+from .intervals import paired_reading
 from .sweep import Trial, mean_std, measure, run_study
 
 
@@ -72,19 +73,10 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
     out = default_out(out, "runs/compare-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
 
-    def for_method(method: str, seed: int) -> RunConfig:
-        generated = method.startswith("qpa-")
-        return cfg.replace(
-            method=method,
-            seed=seed,
-            completion=cfg.generator.completion if generated else "none",
-            shots_factor=cfg.generator.shots_factor if generated else None,
-        )
-
     trials = [
         Trial(
             f"{method}-s{seed}" if len(seeds) > 1 else method,
-            for_method(method, seed),
+            cfg.for_method(method, seed=seed),
             {"method": method, "seed": seed},
         )
         for method in methods
@@ -503,19 +495,8 @@ def _noise_rows(results: list[dict], labels: list[str], rotations: list[str]) ->
     return rows
 
 
-def paired_reading(diff: float, std: float, n: int) -> str:
-    """A perplexity difference paired by seed, its spread, and whether the mean is larger
-    than two standard errors (worse: higher perplexity)."""
-    text = f"{diff:+.3f}" + (f" ± {std:.3f}" if n > 1 else "")
-    if n < 2:
-        return text + " (one seed: no spread)"
-    if abs(diff) > 2 * std / np.sqrt(n):
-        return text + (" worse" if diff > 0 else " better") + " (mean beyond 2 standard errors)"
-    return text + " (within the spread)"
-
-
 def _reading(row: dict) -> str:
-    """Whether a paired difference to ideal is larger than its spread over seeds."""
+    """The paired difference to ideal with its t-based 95% interval and verdict."""
     if "vs_ideal" not in row:
         return "-"
     return paired_reading(row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"])

@@ -19,7 +19,8 @@ from . import validate
 from .adapters import METHODS, TUNERS
 from .config import RunConfig
 from .errors import InputError
-from .study import check_seeds, config_without, default_out, figure, paired_reading, write_file, write_results
+from .intervals import paired_reading
+from .study import check_seeds, config_without, default_out, figure, write_file, write_results
 from .sweep import Trial, mean_std, run_study
 
 PARAMS_METHODS = (
@@ -80,7 +81,7 @@ def params_trials(
         sizes = {"rank": vera_ranks if method == "vera" else ranks, "prefix_tokens": prefix_tokens,
                  "bottleneck": bottlenecks}.get(tuner.size, [None])  # fmt: skip
         for size in sizes:
-            changes = {"method": method, "shots_factor": None, "completion": "none"}
+            changes = {"method": method}
             if tuner.size:
                 changes[tuner.size] = size
             tag = {"rank": "r", "prefix_tokens": "p", "bottleneck": "b"}.get(tuner.size, "")
@@ -94,7 +95,9 @@ def params_trials(
             trials.append(
                 Trial(
                     name + (f"-s{seed}" if len(seeds) > 1 else ""),
-                    cfg.replace(**changes, seed=seed),  # every setting is checked here, before anything runs
+                    # every setting is checked here, before anything runs; classical methods
+                    # drop the settings only QPA takes
+                    cfg.for_method(**changes, seed=seed),
                     {**axes, "seed": seed},
                 )
             )
@@ -138,7 +141,7 @@ def study_params(
 
     out = default_out(out, "runs/study-params-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
-    methods = _distinct(methods, "methods", lambda m, n: validate.one_of(m, n, METHODS))
+    methods = _distinct(methods, "methods", lambda m, n: validate.one_of(m, n, PARAMS_METHODS))
     ranks = _distinct(ranks, "ranks", validate.positive_int)
     vera_ranks = _distinct(vera_ranks, "vera ranks", validate.positive_int)
     prefix_tokens = _distinct(prefix_tokens, "prefix tokens", validate.positive_int)

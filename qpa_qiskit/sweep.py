@@ -115,8 +115,11 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
         "counts": evaluation["counts"],
         "seconds_per_step": _median_seconds(run_dir),
     }
+    for key in ("diagnostics", "padded_lines_perplexity"):
+        if key in evaluation:
+            result[key] = evaluation[key]
     if trial.measures:
-        from . import study  # noqa: F401 - registers the studies' measures (in a Ray worker too)
+        from . import study, study_ablation  # noqa: F401 - register the studies' measures (in a Ray worker too)
 
         with Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
             for name, options in trial.measures.items():

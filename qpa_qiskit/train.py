@@ -41,7 +41,14 @@ import torch
 from .adapters import AdaptedModel
 from .backends import QPABackend, parse_spec
 from .config import RESUMABLE, EvalConfig, RunConfig
-from .data import blocks, load_wikitext, perplexity, tokenize
+from .data import (
+    blocks,
+    check_line_structure,
+    load_wikitext,
+    padded_lines_perplexity,
+    perplexity,
+    tokenize,
+)
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 from .models import LoadedModel, load_model
@@ -104,8 +111,8 @@ def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
 
 
 def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
-    """The backend of a ``qpa-*`` run (None for classical methods)."""
-    if not cfg.adapter.generated:
+    """The backend of a ``qpa-*`` run that evaluates its circuit (None for other runs)."""
+    if not cfg.reads_circuit:
         return None
     gen = cfg.generator
     family, _ = parse_spec(gen.backend)
@@ -153,7 +160,7 @@ class Run:
         self._texts = texts
         self._lock = None
         self.hardware = None
-        if cfg.adapter.generated and parse_spec(cfg.generator.backend)[0] == "ibm":
+        if cfg.reads_circuit and parse_spec(cfg.generator.backend)[0] == "ibm":
             from .ibm import HardwareLoop
 
             self.hardware = HardwareLoop(
@@ -171,10 +178,22 @@ class Run:
         )
         self.params = self.model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
-            list(self.params.values()), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay
+            self._parameter_groups(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
+
+    def _parameter_groups(self) -> list[dict]:
+        """One group at --lr; with --circuit-lr the probability source's parameters (circuit
+        angles, softmax logits) in a second group at that rate (the schedule scales both)."""
+        circuit = set(self.model.circuit_parameter_names())
+        rate = self.cfg.training.circuit_lr
+        if rate is None or not circuit:
+            return [{"params": list(self.params.values())}]
+        return [
+            {"params": [p for n, p in self.params.items() if n not in circuit]},
+            {"params": [p for n, p in self.params.items() if n in circuit], "lr": rate},
+        ]
 
     # ------------------------------------------------------------------ create and open
     @classmethod
@@ -405,6 +424,8 @@ class Run:
             if len(tokenize(self.loaded.tokenizer, self.texts[split], 2)) < 2:
                 data = self.cfg.task.data
                 raise InputError(f"the {split} split of {data} has fewer than 2 tokens to score")
+        if self.cfg.eval.eval_protocol == "padded-lines":
+            check_line_structure(self.texts["test"], f"the test split of {self.cfg.task.data}")
 
     def batch(self, step: int, micro: int) -> torch.Tensor:
         """Deterministic batch of an optimiser step: an epoch-wise seeded permutation."""
@@ -461,12 +482,15 @@ class Run:
         total = self.accumulate_gradients()
         if t.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(list(self.params.values()), t.max_grad_norm)
-        lr = self.optimizer.param_groups[0]["lr"]
+        rates = [group["lr"] for group in self.optimizer.param_groups]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        record = {"step": self.step, "loss": total, "lr": lr, "seconds": time.perf_counter() - start}
+        record = {"step": self.step, "loss": total, "lr": rates[0], "seconds": time.perf_counter() - start}
+        if len(rates) > 1:
+            record["circuit_lr"] = rates[1]
+        record.update(self.model.diagnostics())
         with open(self.dir / METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         return record
@@ -509,11 +533,26 @@ class Run:
                 f"'qpa train {self.dir} --resume'"
             )
 
-    def evaluate(self, split: str = "test") -> dict:
-        """Perplexity of the adapted model at this run's step (see :func:`evaluate`)."""
-        self.label_final_weights()
+    def counterfactual(self, kind: str) -> torch.Tensor:
+        """The probabilities of a counterfactual evaluation (``COUNTERFACTUALS`` of the generator)."""
+        if self.cfg.adapter.generator_kind != "qpa":
+            raise InputError(
+                f"{self.dir} trains {self.cfg.adapter.method!r}, which has no circuit and reads no "
+                "probabilities: a counterfactual evaluation (--probabilities) replaces the probabilities a "
+                "qpa-* run's mapping reads. Evaluate it without --probabilities"
+            )
+        return self.model.generator.counterfactual(kind)
+
+    def evaluate(self, split: str = "test", counterfactual: str | None = None) -> dict:
+        """Perplexity of the adapted model at this run's step (see :func:`evaluate`); with
+        `counterfactual`, of the adapter generated from those probabilities instead."""
+        self.label_final_weights()  # on hardware the permuted counterfactual reads that job too
+        probabilities = None if counterfactual is None else self.counterfactual(counterfactual)
         precision = self.cfg.training.precision
-        return evaluate(self.model, self.loaded, self.cfg.eval, self.texts, split, precision)
+        result = evaluate(self.model, self.loaded, self.cfg.eval, self.texts, split, precision, probabilities)
+        if counterfactual is not None:
+            result["probabilities"] = counterfactual
+        return result
 
 
 def evaluate_run(
@@ -523,20 +562,38 @@ def evaluate_run(
     overrides: dict[str, Any] | None = None,
     loaded: LoadedModel | None = None,
     texts: dict[str, str] | None = None,
+    counterfactual: str | None = None,
 ) -> dict:
     """What ``qpa eval RUN`` reports: the perplexity of a run's adapter at its checkpoint,
-    read from the folder alone (studies call this too, so they report the same number)."""
+    read from the folder alone (studies call this too, so they report the same number), with
+    the trainable counts and the generator's diagnostics (how far its probability source moved;
+    with random labels, how far one label draw's weights are from the final ones).
+    `counterfactual` (``qpa eval --probabilities``) scores the adapter generated from other
+    probabilities: uniform, permuted or fixed-random."""
     with Run.open(run_dir, overrides=overrides, for_training=False, loaded=loaded, texts=texts) as run:
         run.require_checkpoint()
-        result = run.evaluate(split)
+        result = run.evaluate(split, counterfactual)
         result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
+        if run.model.generator is not None:
+            diagnostics = run.model.diagnostics()
+            if run.cfg.generator.labels == "random" and run.cfg.adapter.generator_kind == "qpa":
+                diagnostics["label_spread"] = run.model.generator.label_spread()
+            result["diagnostics"] = diagnostics
         return result
 
 
 def evaluate(
-    model, loaded: LoadedModel, cfg: EvalConfig, texts: dict[str, str], split: str = "test", precision="fp32"
+    model,
+    loaded: LoadedModel,
+    cfg: EvalConfig,
+    texts: dict[str, str],
+    split: str = "test",
+    precision="fp32",
+    probabilities: torch.Tensor | None = None,
 ) -> dict:
-    """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split."""
+    """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split; with
+    ``eval_protocol="padded-lines"`` also the published padded figure (``padded_lines_perplexity``).
+    `probabilities` replaces what an AdaptedModel's generator reads (a counterfactual)."""
     if split not in texts:
         raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
     positions = model_positions(loaded)
@@ -545,12 +602,22 @@ def evaluate(
     tokens = tokenize(loaded.tokenizer, texts[split], cfg.eval_tokens)
     if tokens.numel() < 2:
         raise InputError(f"the {split} split has fewer than 2 tokens to score")
+    if cfg.eval_protocol == "padded-lines":
+        check_line_structure(texts[split], f"the {split} split")
     model.eval()
     if isinstance(model, AdaptedModel):
-        model.materialize()  # generated once, then plain peft forward passes
+        model.materialize(probabilities)  # generated once, then plain peft forward passes
         fn = model.peft_model
     else:
         fn = model
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         ppl, n, nll = perplexity(fn, tokens, cfg.eval_window, cfg.eval_stride, cfg.eval_batch)
-    return {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
+        result = {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
+        if cfg.eval_protocol == "padded-lines":
+            rows = None if cfg.eval_tokens is None else max(1, cfg.eval_tokens // cfg.padded_block)
+            padded, n_rows, positions = padded_lines_perplexity(
+                fn, loaded.tokenizer, texts[split], cfg.padded_block, rows, cfg.eval_batch
+            )
+            result.update(padded_lines_perplexity=padded, padded_lines_rows=n_rows,
+                          padded_lines_positions=positions)  # fmt: skip
+    return result

@@ -27,10 +27,13 @@ def test_shapes_and_counts():
     out = gen()
     assert out.shape == (1000,)
     counts = gen.counts()
+    mapping = (5 * 8 + 8) + (8 * 64 + 64)
     assert counts == {
         "circuit_angles": 4 * 2,
-        "mapping": (5 * 8 + 8) + (8 * 64 + 64),
+        "probability_logits": 0,
+        "mapping": mapping,
         "completion": 0,
+        "trainable": 4 * 2 + mapping,
         "generated": 1000,
     }
     assert gen.circuit.num_qubits == 4

@@ -189,7 +189,11 @@ def test_export_refuses_non_empty_target(corpus, tmp_path):
         (dict(method="lora", completion="gi"), InputError, "qpa-\\* methods only"),
         (dict(targets=["q_proj"]), InputError, r"not found in the model; candidates: c_attn, c_fc"),
         (dict(backend="aer_noisy:fake_nowhere"), SpecError, "unknown fake device"),
-        (dict(method="adapterx"), InputError, "method must be one of dora, ffa, ia3, lora, prefix, qpa-"),
+        (
+            dict(method="adapterx"),
+            InputError,
+            "method must be one of dora, ffa, ia3, lora, lowrank-dora, .*qpa-",
+        ),
         (dict(method="qpa-vera"), InputError, "method must be one of .*qpa-prefix, vera"),
         (
             dict(rank=40),

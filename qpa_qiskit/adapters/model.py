@@ -3,8 +3,9 @@
 ``<tuner>`` methods are peft's adapters trained as usual. ``qpa-<tuner>`` is the same peft
 adapter whose generated tensors (named by the tuner's registry entry) are not trained directly
 but produced by a :class:`QPAGenerator` on every forward pass and handed to the peft model
-with ``torch.func.functional_call``, so peft's own layer math runs. Anything else of the tuner
-(DoRA's magnitude vector) stays peft's trainable parameter.
+with ``torch.func.functional_call``, so peft's own layer math runs. ``lowrank-<tuner>`` does the
+same with the classical :class:`LowRankGenerator`. Anything else of the tuner (DoRA's magnitude
+vector) stays peft's trainable parameter.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..generator import QPAGenerator, split_weights
+from ..generator import CIRCUIT_SOURCES, LowRankGenerator, QPAGenerator, split_weights
 from ..seeding import torch_seeded
 from .registry import TUNERS, Tuner
 
@@ -43,8 +44,9 @@ class AdaptedModel(nn.Module):
     Args:
         model: the base model (peft adapts it in place).
         adapter: the :class:`~qpa_qiskit.config.AdapterConfig`.
-        generator: the :class:`~qpa_qiskit.config.GeneratorConfig` (``qpa-*`` methods).
-        backend: the :class:`QPABackend` that evaluates the circuit (``qpa-*`` methods).
+        generator: the :class:`~qpa_qiskit.config.GeneratorConfig` (``qpa-*``, ``lowrank-*``).
+        backend: the :class:`QPABackend` that evaluates the circuit (``qpa-*`` methods whose
+            probabilities come from the circuit).
         seed: the adapter's own and the generator's initial values are drawn from streams
             derived from it (see :mod:`qpa_qiskit.seeding`).
     """
@@ -64,14 +66,17 @@ class AdaptedModel(nn.Module):
         self.cfg = adapter
         tuner = TUNERS[adapter.tuner]
         peft_config = tuner.peft_config(adapter, model)  # checks that the method fits the model
-        if adapter.generated and backend is None:
+        reads_circuit = generator is None or generator.probabilities in CIRCUIT_SOURCES
+        if adapter.generator_kind == "qpa" and reads_circuit and backend is None:
             raise InputError(f"method {adapter.method!r} needs a QPABackend")
+        if adapter.generator_kind == "lowrank" and generator is None:
+            raise InputError(f"method {adapter.method!r} needs a GeneratorConfig (its chunk size and rank)")
         with torch_seeded(seed, "adapter"):
             self.peft_model = get_peft_model(model, peft_config)
             if tuner.initialize is not None:
                 tuner.initialize(self.peft_model)
         self.generated_names: list[str] = []
-        self.generator: QPAGenerator | None = None
+        self.generator: QPAGenerator | LowRankGenerator | None = None
         if adapter.generated:
             self.generated_names = generated_parameter_names(self.peft_model, tuner)
             params = dict(self.peft_model.named_parameters())
@@ -79,14 +84,26 @@ class AdaptedModel(nn.Module):
             for n in self.generated_names:
                 params[n].requires_grad_(False)
             total = sum(s.numel() for s in self.generated_shapes)
-            self.generator = QPAGenerator(total, backend, generator, seed=seed)
+            if adapter.generator_kind == "lowrank":
+                self.generator = LowRankGenerator(total, generator, seed=seed)
+            else:
+                self.generator = QPAGenerator(total, backend, generator, seed=seed)
 
-    def generated_tensors(self) -> dict[str, torch.Tensor]:
-        """The generator's output split into the peft tensors it replaces."""
-        assert self.generator is not None
+    def _split(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
         dtype = next(iter(self.peft_model.parameters())).dtype
         shapes = dict(zip(self.generated_names, self.generated_shapes, strict=True))
-        return split_weights(self.generator(), shapes, dtype)
+        return split_weights(vector, shapes, dtype)
+
+    def generated_tensors(self) -> dict[str, torch.Tensor]:
+        """A training step's generator output split into the peft tensors it replaces."""
+        assert self.generator is not None
+        return self._split(self.generator())
+
+    def final_tensors(self, probabilities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The trained adapter's generated tensors (:meth:`QPAGenerator.final_weights`: with
+        random labels, the expected ones); `probabilities` replaces the circuit's output."""
+        assert self.generator is not None
+        return self._split(self.generator.final_weights(probabilities))
 
     def forward(self, **batch):
         if self.generator is None:
@@ -101,32 +118,33 @@ class AdaptedModel(nn.Module):
 
     @property
     def rng_state(self) -> dict[str, Any]:
-        """Random states this model owns beyond torch's global one: the backend's shot
-        sampler and the completion's generator (checkpointed for an exact resume)."""
-        if self.generator is None:
-            return {}
-        quantum = self.generator.quantum
-        state: dict[str, Any] = {"backend": quantum.backend.rng_state}
-        if quantum.completion is not None:
-            state["completion"] = quantum.completion.rng_state
-        return state
+        """Random states this model owns beyond torch's global one: the generator's (the
+        backend's shot sampler, the completion's, the label draws), checkpointed for an exact
+        resume."""
+        return {} if self.generator is None else self.generator.rng_state
 
     @rng_state.setter
     def rng_state(self, state: dict[str, Any]) -> None:
-        if self.generator is None:
-            return
-        quantum = self.generator.quantum
-        if state.get("backend") is not None:
-            quantum.backend.rng_state = state["backend"]
-        if quantum.completion is not None and state.get("completion") is not None:
-            quantum.completion.rng_state = state["completion"]
+        if self.generator is not None:
+            self.generator.rng_state = state
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         """Everything the optimiser updates, by a stable name."""
         out = {f"peft.{n}": p for n, p in self.peft_model.named_parameters() if p.requires_grad}
         if self.generator is not None:
-            out.update({f"generator.{n}": p for n, p in self.generator.named_parameters()})
+            out.update({f"generator.{n}": p for n, p in self.generator.named_parameters() if p.requires_grad})
         return out
+
+    def circuit_parameter_names(self) -> list[str]:
+        """The names (as in :meth:`trainable_parameters`) of the probability source's trained
+        parameters, which take ``circuit_lr``: the circuit angles or the softmax logits."""
+        if self.generator is None:
+            return []
+        return [f"generator.{n}" for n in self.generator.source_parameter_names()]
+
+    def diagnostics(self) -> dict[str, float]:
+        """How far the generator's probability source moved from its start (empty without one)."""
+        return {} if self.generator is None else self.generator.diagnostics()
 
     def counts(self) -> dict[str, int]:
         """Trainable-parameter counts; for QPA also what the generator produces."""
@@ -134,24 +152,21 @@ class AdaptedModel(nn.Module):
         counts = {"trainable": peft_trainable}
         if self.generator is not None:
             gen = self.generator.counts()
-            counts.update(
-                trainable=peft_trainable + gen["circuit_angles"] + gen["mapping"] + gen["completion"],
-                circuit_angles=gen["circuit_angles"],
-                mapping=gen["mapping"],
-                completion=gen["completion"],
-                other_adapter=peft_trainable,
-                generated=gen["generated"],
-                qubits=self.generator.n_qubits,
-            )
+            counts.update({k: v for k, v in gen.items() if k != "trainable"})
+            counts.update(trainable=peft_trainable + gen["trainable"], other_adapter=peft_trainable)
+            if isinstance(self.generator, QPAGenerator):
+                counts["qubits"] = self.generator.n_qubits
         return counts
 
     @torch.no_grad()
-    def materialize(self) -> None:
-        """Write the generated weights into peft's own tensors (for export and plain use)."""
+    def materialize(self, probabilities: torch.Tensor | None = None) -> None:
+        """Write the trained adapter's generated weights into peft's own tensors (for export,
+        evaluation and plain use); `probabilities` replaces the circuit's output there (a
+        counterfactual evaluation)."""
         if self.generator is None:
             return
         params = dict(self.peft_model.named_parameters())
-        for name, tensor in self.generated_tensors().items():
+        for name, tensor in self.final_tensors(probabilities).items():
             params[name].copy_(tensor)
 
     def save_adapter(self, out_dir, base_model_name: str | None = None) -> None:

@@ -227,6 +227,22 @@ TUNERS: dict[str, Tuner] = {
         Tuner("ia3", "IA3 (peft)", None, _ia3),
     )
 }
+# Generators of a tuner's tensors, by method prefix: QPA's circuit + mapping, and its classical
+# low-rank peer (qpa_qiskit.generator.LowRankGenerator).
+GENERATOR_KINDS = ("qpa", "lowrank")
 METHODS: tuple[str, ...] = tuple(
-    sorted([*TUNERS, *(f"qpa-{name}" for name, t in TUNERS.items() if t.generated)])
+    sorted(
+        [
+            *TUNERS,
+            *(f"{kind}-{name}" for kind in GENERATOR_KINDS for name, t in TUNERS.items() if t.generated),
+        ]
+    )
 )
+
+
+def split_method(method: str) -> tuple[str | None, str]:
+    """(generator kind or None, tuner name): ``qpa-lora`` -> ("qpa", "lora"), ``lora`` -> (None, "lora")."""
+    for kind in GENERATOR_KINDS:
+        if method.startswith(f"{kind}-"):
+            return kind, method.removeprefix(f"{kind}-")
+    return None, method

@@ -112,7 +112,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ..train import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.split, overrides=explicit_settings(args))
+    result = evaluate_run(args.run_dir, args.split, overrides=explicit_settings(args),
+                          counterfactual=args.counterfactual)  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 
@@ -203,6 +204,23 @@ def cmd_study_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_ablation(args: argparse.Namespace) -> int:
+    from ..study_ablation import study_ablation
+
+    study_ablation(
+        _new_config(args, STUDY_DEFAULTS),
+        args.out,
+        regimes=args.regimes,
+        controls=args.controls,
+        lora_ranks=args.lora_ranks,
+        counterfactuals=args.counterfactuals,
+        margin=args.margin,
+        seeds=args.seeds,
+        executor=_executor(args),
+    )
+    return 0
+
+
 def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """What every study takes: its folder, the seeds, and where its runs execute."""
     from ..sweep import EXECUTORS
@@ -254,6 +272,7 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     from ..circuits import ROTATIONS
     from ..completion import MODES
     from ..config import FIELD_SECTION, TaskConfig
+    from ..generator import COUNTERFACTUALS
 
     def options(**kwargs):
         parent = config_options(**kwargs)
@@ -283,6 +302,15 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     p.add_argument("--split", choices=["test", "valid"], default="test")
     data_help = next(f for f in dataclasses.fields(TaskConfig) if f.name == "data").metadata["help"]
     p.add_argument("--data", default=argparse.SUPPRESS, help=f"{data_help} (default: the run's)")
+    p.add_argument(
+        "--probabilities",
+        dest="counterfactual",
+        choices=COUNTERFACTUALS,
+        default=None,
+        help="counterfactual evaluation of a qpa-* run: the adapter generated from these "
+        "probabilities instead of the trained ones (uniform; permuted: the trained ones over "
+        "a seeded permutation of the states; fixed-random: a seeded Porter-Thomas draw)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="write a run's adapter as a plain peft adapter folder")
@@ -296,7 +324,9 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     add_sweep_options(p, "runs/compare-<time>")
     p.set_defaults(func=cmd_compare)
 
-    study = sub.add_parser("study", help="sweeps of short fine-tunes: 'qpa study shots|noise|params'")
+    study = sub.add_parser(
+        "study", help="sweeps of short fine-tunes: 'qpa study shots|noise|params|ablation'"
+    )
     studies = study.add_subparsers(dest="study", required=True)
     p = studies.add_parser("shots", help="shot factor c x completion mode",
                            parents=options(exclude=("method", "shots_factor", "completion")),
@@ -374,6 +404,51 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
                    choices=[m for m in PARAMS_METHODS if m.startswith("qpa-")])  # fmt: skip
     add_sweep_options(p, "runs/study-params-<time>")
     p.set_defaults(func=cmd_study_params)
+
+    from ..study_ablation import CONTROLS, DEFAULT_REGIMES
+
+    excluded = ("method", "preset", "labels", "mapping", "probabilities", "lowrank_k")
+    p = studies.add_parser(
+        "ablation",
+        help="does the circuit's output matter: generator regimes x probability sources (the circuit and "
+        "its classical controls), LoRA beside",
+        parents=options(exclude=excluded),
+        formatter_class=formatter,
+    )
+    p.add_argument(
+        "--regimes",
+        nargs="+",
+        default=list(DEFAULT_REGIMES),
+        help="generator regimes: <labels>:<mapping> (fixed|random : mlp|linear; every other "
+        "setting from the configuration) or paper (the published generator, --preset paper)",
+    )
+    p.add_argument(
+        "--controls",
+        nargs="+",
+        choices=CONTROLS,
+        default=list(CONTROLS),
+        help="probability sources set against the trained circuit, and lowrank (the classical "
+        "H @ C peer of equal trainable count)",
+    )
+    p.add_argument(
+        "--lora-ranks", type=int, nargs="*", default=[1, 4], help="ranks of the classical LoRA beside"
+    )
+    p.add_argument(
+        "--counterfactuals",
+        nargs="*",
+        choices=COUNTERFACTUALS,
+        default=list(COUNTERFACTUALS),
+        help="test-time probabilities scored for every trained-circuit run",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.1,
+        help="equivalence margin in perplexity, stated in advance: a difference whose 95%% "
+        "interval lies inside ±margin reads 'equivalent'",
+    )
+    add_sweep_options(p, "runs/study-ablation-<time>")
+    p.set_defaults(func=cmd_study_ablation)
     if not suppress_defaults:
-        for name in ("shots", "noise", "params"):
+        for name in ("shots", "noise", "params", "ablation"):
             studies.choices[name].set_defaults(**STUDY_DEFAULTS)

@@ -1,0 +1,377 @@
+"""``qpa study ablation``: does the circuit's output matter to QPA, and in which regime?
+
+A grid of QPA-LoRA runs on ``lm_head``: generator regimes x probability sources x seeds, with
+LoRA of a few ranks beside them. A regime is a label scheme and a mapping (``fixed:mlp``,
+``random:linear``, ..., every other setting from the base configuration) or ``paper``, the
+published generator (``preset="paper"``). Within a regime every run shares its initial
+values but the probability source (components are seeded by name), so each control is set
+against the trained circuit seed by seed:
+
+* ``frozen``: the circuit at its initial angles, never trained;
+* ``uniform``, ``fixed-random`` (one Porter-Thomas draw): fixed classical distributions;
+* ``softmax``: a free classical distribution, 2^N trained logits, starting where the circuit
+  starts (the strongest classical stand-in for the circuit);
+* ``none``: the mapping sees the label bits only;
+* ``lowrank``: no mapping and no probabilities, the adapter as H @ C with the trainable count
+  of that regime's QPA generator.
+
+Each trained-circuit run is also evaluated with its probabilities replaced at test time
+(uniform, permuted, fixed-random): how much the trained adapter depends on them. Tables give
+each paired difference with a t-based 95% interval over seeds (:mod:`qpa_qiskit.intervals`)
+and, with a margin stated in advance, whether it is inside that margin; beside each result the
+angles' drift and the TVD between the initial and the final distribution. It resumes like
+every study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import validate
+from .config import RunConfig
+from .errors import InputError
+from .generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
+from .intervals import LEGEND, PairedDifference
+from .models import load_model
+from .study import check_seeds, config_without, default_out, figure, write_file, write_results
+from .study_params import check_fits
+from .sweep import LocalExecutor, Trial, mean_std, measure, run_study
+
+PAPER = "paper"
+LOWRANK = "lowrank"
+CONTROLS = (*PROBABILITIES, LOWRANK)
+DEFAULT_REGIMES = ("fixed:mlp", PAPER)
+# the fields a grid sets, left out of the study's identity
+GRID_FIELDS = (
+    "method",
+    "rank",
+    "seed",
+    "preset",
+    "labels",
+    "mapping",
+    "probabilities",
+    "circuit_lr",
+    "shots_factor",
+    "completion",
+    "lowrank_k",
+)
+
+
+@measure("counterfactual")
+def counterfactual_perplexities(run, kinds=COUNTERFACTUALS) -> dict[str, dict[str, float]]:
+    """Test perplexity of the run's adapter generated from other probabilities (see
+    :meth:`~qpa_qiskit.generator.QPAGenerator.counterfactual`), by kind."""
+    return {"counterfactual": {kind: run.evaluate("test", kind)["perplexity"] for kind in kinds}}
+
+
+def regime_changes(regime: str) -> dict:
+    """The settings of a regime: ``paper`` (the preset) or ``<labels>:<mapping>``."""
+    if regime == PAPER:
+        return {"preset": PAPER}
+    labels, sep, mapping = regime.partition(":")
+    if not sep or labels not in LABELS or mapping not in MAPPINGS:
+        accepted = ", ".join([f"{lab}:{m}" for lab in LABELS for m in MAPPINGS] + [PAPER])
+        raise InputError(f"regime must be one of {accepted}; got {regime!r}")
+    return {"preset": None, "labels": labels, "mapping": mapping}
+
+
+def _distinct(values, name: str) -> list:
+    values = list(values)
+    if not values or len(set(values)) != len(values):
+        raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
+    return values
+
+
+def ablation_trials(cfg: RunConfig, regimes, controls, lora_ranks, counterfactuals, seeds) -> list[Trial]:
+    """Every regime x control x seed (QPA-LoRA, or its low-rank peer), then LoRA of each rank
+    x seed. The circuit's rate (``circuit_lr``) applies where the source is trained; shots and
+    completion where it is a circuit."""
+    trials = []
+    suffix = (lambda seed: f"-s{seed}") if len(seeds) > 1 else (lambda seed: "")
+    for regime in regimes:
+        tag = regime.replace(":", "-")
+        for control in controls:
+            for seed in seeds:
+                source = "circuit" if control == LOWRANK else control
+                changes = {**regime_changes(regime), "probabilities": source, "seed": seed}
+                if source not in TRAINED_SOURCES:
+                    changes["circuit_lr"] = None
+                if source not in CIRCUIT_SOURCES:
+                    changes.update(shots_factor=None, completion="none")
+                rcfg = cfg.for_method("qpa-lora", **changes)  # checked here, before anything runs
+                if control == LOWRANK:  # matched to this regime's QPA generator
+                    rcfg = rcfg.for_method("lowrank-lora")
+                measures = {}
+                if control == "circuit" and counterfactuals:
+                    measures = {"counterfactual": {"kinds": list(counterfactuals)}}
+                axes = {"regime": regime, "control": control, "seed": seed}
+                trials.append(Trial(f"{tag}-{control}{suffix(seed)}", rcfg, axes, measures))
+    for rank in lora_ranks:
+        for seed in seeds:
+            rcfg = cfg.for_method("lora", rank=rank, seed=seed)
+            trials.append(
+                Trial(
+                    f"lora-r{rank}{suffix(seed)}",
+                    rcfg,
+                    {"regime": None, "control": f"lora-r{rank}", "seed": seed},
+                )
+            )
+    return trials
+
+
+def study_ablation(
+    cfg: RunConfig,
+    out: str | Path | None = None,
+    regimes=DEFAULT_REGIMES,
+    controls=CONTROLS,
+    lora_ranks=(1, 4),
+    counterfactuals=COUNTERFACTUALS,
+    margin: float | None = 0.1,
+    seeds=(0,),
+    executor=None,
+    log=print,
+) -> dict:
+    """Run the grid (see :func:`ablation_trials`) and write ``results.json``, ``results.md`` and
+    ``ablation.png``; returns the aggregated tables. `margin` (perplexity) is the equivalence
+    margin stated in advance: a difference whose interval lies inside ±margin reads
+    "equivalent"."""
+    out = default_out(out, "runs/study-ablation-%Y%m%d-%H%M%S")
+    seeds = check_seeds(seeds)
+    regimes = _distinct(regimes, "regimes")
+    for regime in regimes:
+        regime_changes(regime)
+    controls = [validate.one_of(c, "control", CONTROLS) for c in _distinct(controls, "controls")]
+    if "circuit" not in controls:
+        raise InputError(
+            f"controls must include 'circuit', the run every control is set against; got {controls}"
+        )
+    lora_ranks = [validate.positive_int(r, "lora rank") for r in (lora_ranks or [])]
+    if len(set(lora_ranks)) != len(lora_ranks):
+        raise InputError(f"lora ranks must not repeat, got {lora_ranks}")
+    counterfactuals = [validate.one_of(k, "counterfactual", COUNTERFACTUALS) for k in (counterfactuals or [])]
+    if margin is not None:
+        margin = validate.positive_number(margin, "margin")
+    trials = ablation_trials(cfg, regimes, controls, lora_ranks, counterfactuals, seeds)
+    definition = {
+        "config": config_without(cfg, GRID_FIELDS),
+        "regimes": regimes,
+        "controls": controls,
+        "lora_ranks": lora_ranks,
+        "counterfactuals": counterfactuals,
+        "circuit_lr": cfg.training.circuit_lr,
+        "seeds": seeds,
+    }
+    check_fits(trials, load_model(cfg.task.model).model)
+    results, failures = run_study(out, "ablation", definition, trials, executor or LocalExecutor(), log=log)
+    tables = ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, margin)
+    write_results(out, cfg, seeds, tables, results, failures)
+    if tables["rows"]:
+        text = ablation_markdown(tables, cfg, seeds, margin)
+        write_file(out, "results.md", text + "\n")
+        plot_ablation(tables, margin, out / "ablation.png")
+        log("\n" + text + f"\n\nwritten: {out / 'results.md'}, {out / 'ablation.png'}")
+    return tables
+
+
+def _paired(mine: dict[int, float], reference: dict[int, float]) -> PairedDifference | None:
+    pairs = [mine[s] - reference[s] for s in mine if s in reference]
+    return PairedDifference.of(pairs) if pairs else None
+
+
+def _mean(results: list[dict], key: str) -> float | None:
+    values = [r["diagnostics"][key] for r in results if key in r.get("diagnostics", {})]
+    return mean_std(values)[0] if values else None
+
+
+def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, margin) -> dict:
+    """Rows per regime and control (mean and std over seeds, counts, diagnostics, the paired
+    difference to the trained circuit), LoRA rows (each against every regime's circuit), the
+    counterfactual rows, and per regime the best classical control against the circuit."""
+    by = {}
+    for r in results:
+        by.setdefault((r["axes"]["regime"], r["axes"]["control"]), []).append(r)
+
+    def seeds_of(runs, key=lambda r: r["perplexity"]):
+        return {r["axes"]["seed"]: key(r) for r in runs}
+
+    rows, lora_rows, counterfactual_rows, best = [], [], [], {}
+    for regime in regimes:
+        circuit = seeds_of(by.get((regime, "circuit"), []))
+        for control in controls:
+            mine = by.get((regime, control), [])
+            if not mine:
+                continue
+            ppl, std = mean_std(r["perplexity"] for r in mine)
+            row = {
+                "regime": regime,
+                "control": control,
+                "seeds": len(mine),
+                "perplexity": ppl,
+                "perplexity_std": std,
+                "trainable": mine[0]["counts"]["trainable"],
+                "lowrank_k": mine[0]["counts"].get("lowrank_k"),
+                "angle_drift_max": _mean(mine, "angle_drift_max"),
+                "tvd_start": _mean(mine, "tvd_start"),
+                "label_spread": _mean(mine, "label_spread"),
+                "by_seed": {str(k): v for k, v in sorted(seeds_of(mine).items())},
+            }
+            diff = _paired(seeds_of(mine), circuit) if control != "circuit" else None
+            if diff is not None:
+                row["vs_circuit"] = diff.to_dict()
+                row["vs_circuit_reading"] = diff.reading(margin)
+            rows.append(row)
+        classical = [
+            r for r in rows if r["regime"] == regime and r["control"] != "circuit" and "vs_circuit" in r
+        ]
+        if classical:
+            strongest = min(classical, key=lambda r: r["perplexity"])
+            best[regime] = {
+                "control": strongest["control"],
+                "vs_circuit": strongest["vs_circuit"],
+                "reading": strongest["vs_circuit_reading"],
+            }
+        trained = by.get((regime, "circuit"), [])
+        for kind in counterfactuals:
+            scored = [r for r in trained if kind in r.get("counterfactual", {})]
+            if not scored:
+                continue
+            values = {r["axes"]["seed"]: r["counterfactual"][kind] for r in scored}
+            ppl, std = mean_std(values.values())
+            diff = _paired(values, circuit)
+            counterfactual_rows.append(
+                {
+                    "regime": regime,
+                    "probabilities": kind,
+                    "seeds": len(scored),
+                    "perplexity": ppl,
+                    "perplexity_std": std,
+                    "vs_trained": diff.to_dict(),
+                    "vs_trained_reading": diff.reading(margin),
+                }
+            )
+    for rank in lora_ranks:
+        mine = by.get((None, f"lora-r{rank}"), [])
+        if not mine:
+            continue
+        ppl, std = mean_std(r["perplexity"] for r in mine)
+        row = {
+            "control": f"lora-r{rank}",
+            "seeds": len(mine),
+            "perplexity": ppl,
+            "perplexity_std": std,
+            "trainable": mine[0]["counts"]["trainable"],
+            "vs_circuit": {},
+        }
+        for regime in regimes:
+            diff = _paired(seeds_of(mine), seeds_of(by.get((regime, "circuit"), [])))
+            if diff is not None:
+                row["vs_circuit"][regime] = {**diff.to_dict(), "reading": diff.reading(margin)}
+        lora_rows.append(row)
+    return {"rows": rows, "lora": lora_rows, "counterfactual": counterfactual_rows, "best_control": best}
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None) -> str:
+    t = cfg.training
+    note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
+    rate = f", circuit (and softmax) rate {t.circuit_lr:g}" if t.circuit_lr else ""
+    lines = [
+        f"Does the circuit's output matter? QPA-LoRA on {cfg.task.model}, {t.steps} steps of "
+        f"{t.batch_size}x{t.block_size} at lr {t.lr:g}{rate}, {note}; test perplexity over "
+        f"{cfg.eval.eval_tokens or 'all'} tokens. {LEGEND}"
+        + (
+            f"; equivalent: the interval lies inside ±{margin:g}, the margin stated in advance."
+            if margin
+            else "."
+        ),
+        "",
+        "| regime | control | trainable | test perplexity | vs trained circuit (paired by seed) "
+        "| angle drift max (rad) | TVD initial-final | label spread |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in tables["rows"]:
+        control = r["control"] + (f" (k={r['lowrank_k']})" if r.get("lowrank_k") else "")
+        ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+        versus = r.get("vs_circuit_reading", "-")
+        lines.append(
+            f"| {r['regime']} | {control} | {r['trainable']:,} | {ppl} | {versus} | "
+            f"{_num(r['angle_drift_max'], 3)} | {_num(r['tvd_start'], 4)} | {_num(r['label_spread'], 3)} |"
+        )
+    if tables["counterfactual"]:
+        lines += [
+            "",
+            "Counterfactual evaluation of the trained-circuit runs: the same adapter generated from other "
+            "probabilities at test time.",
+            "",
+            "| regime | probabilities at test time | test perplexity | vs the trained probabilities |",
+            "|---|---|---|---|",
+        ]
+        for r in tables["counterfactual"]:
+            ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+            lines.append(f"| {r['regime']} | {r['probabilities']} | {ppl} | {r['vs_trained_reading']} |")
+    if tables["lora"]:
+        regimes = sorted({k for r in tables["lora"] for k in r["vs_circuit"]}, key=str)
+        lines += [
+            "",
+            "Classical LoRA beside them (difference: LoRA minus the regime's trained circuit).",
+            "",
+            "| method | trainable | test perplexity | "
+            + " | ".join(f"vs {g} circuit" for g in regimes)
+            + " |",
+            "|---|---|---|" + "---|" * len(regimes),
+        ]
+        for r in tables["lora"]:
+            ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+            cells = [r["vs_circuit"].get(g, {}).get("reading", "-") for g in regimes]
+            lines.append(f"| {r['control']} | {r['trainable']:,} | {ppl} | " + " | ".join(cells) + " |")
+    if tables["best_control"]:
+        lines += [""]
+        for regime, b in tables["best_control"].items():
+            lines.append(
+                f"- {regime}: the best control by mean is {b['control']}; it minus the trained circuit: "
+                f"{b['reading']}."
+            )
+    return "\n".join(lines)
+
+
+def plot_ablation(tables: dict, margin: float | None, path: Path) -> None:
+    """One panel per regime: each control's and each counterfactual's paired difference from the
+    trained circuit with its 95% interval; the margin shaded."""
+    regimes = list(dict.fromkeys(r["regime"] for r in tables["rows"]))
+    fig = figure((6.5 * len(regimes), 4.5))
+    axes = fig.subplots(1, len(regimes), squeeze=False)[0]
+    for ax, regime in zip(axes, regimes, strict=True):
+        items = [
+            (r["control"], r["vs_circuit"], "C0")
+            for r in tables["rows"]
+            if r["regime"] == regime and "vs_circuit" in r
+        ]
+        items += [
+            (f"test-time p: {r['probabilities']}", r["vs_trained"], "C3")
+            for r in tables["counterfactual"]
+            if r["regime"] == regime
+        ]
+        items += [
+            (r["control"], r["vs_circuit"][regime], "C2") for r in tables["lora"] if regime in r["vs_circuit"]
+        ]
+        for y, (_, diff, colour) in enumerate(items):
+            low, high = diff["low"], diff["high"]
+            err = None if low is None else [[diff["mean"] - low], [high - diff["mean"]]]
+            ax.errorbar([diff["mean"]], [y], xerr=err, fmt="o", color=colour, capsize=3)
+        ax.set_yticks(range(len(items)), [label for label, _, _ in items])
+        ax.axvline(0, color="black", linewidth=1)
+        if margin:
+            ax.axvspan(-margin, margin, color="gray", alpha=0.2, label=f"margin ±{margin:g}")
+            ax.legend(fontsize=8, loc="best")
+        ax.set_xscale("symlog", linthresh=max(margin or 0.1, 0.1))
+        ax.set_xlabel("test perplexity minus the trained circuit's (95% interval)")
+        ax.set_title(f"regime {regime}")
+        ax.invert_yaxis()
+    fig.suptitle(
+        "What the circuit's output adds: controls (blue), test-time probabilities (red), LoRA (green)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
