@@ -25,7 +25,7 @@ from .errors import (
     StateError,
 )
 from .export import export
-from .generator import QPAGenerator
+from .generator import LowRankGenerator, QPAGenerator
 from .ibm import JobStore
 from .noise import NoiseSettings, Snapshot
 from .qnn import QuantumProbabilities
@@ -44,6 +44,7 @@ __all__ = [
     "InputError",
     "JobStore",
     "JobsError",
+    "LowRankGenerator",
     "NoiseSettings",
     "QPABackend",
     "QPAError",

@@ -342,12 +342,10 @@ def study_noise(
     trials = []
     for seed in seeds:
         name = f"lora-r{lora_rank}" + (f"-s{seed}" if len(seeds) > 1 else "")
-        rcfg = cfg.replace(
-            method="lora",
+        rcfg = cfg.for_method(
+            "lora",
             rank=lora_rank,
             backend="statevector",
-            shots_factor=None,
-            completion="none",
             noise_scale=1.0,
             gate_error=True,
             thermal_relaxation=True,

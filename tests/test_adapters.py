@@ -14,7 +14,7 @@ from conftest import tiny_config as config
 from torch import nn
 
 from qpa_qiskit import InputError
-from qpa_qiskit.adapters import METHODS, TUNERS, AdaptedModel, feed_forward_outputs
+from qpa_qiskit.adapters import METHODS, TUNERS, AdaptedModel, feed_forward_outputs, split_method
 from qpa_qiskit.backends import QPABackend
 from qpa_qiskit.config import AdapterConfig, GeneratorConfig
 from qpa_qiskit.data import perplexity
@@ -22,7 +22,10 @@ from qpa_qiskit.export import export
 from qpa_qiskit.models import load_model, tiny_gpt2
 from qpa_qiskit.train import Run
 
+# every tuner and its QPA version, and the classical low-rank peer of one (the others share its code)
 ALL = ["lora", "dora", "prefix", "ffa", "vera", "ia3", "qpa-lora", "qpa-dora", "qpa-prefix", "qpa-ffa"]
+ALL += ["lowrank-lora"]
+LOWRANK = ["lowrank-lora", "lowrank-dora", "lowrank-prefix", "lowrank-ffa"]
 SIZES = dict(rank=2, bottleneck=4, prefix_tokens=4)
 
 
@@ -36,8 +39,9 @@ def adapted(method: str, **kw) -> AdaptedModel:
 
 
 def test_methods_are_the_registry_and_its_generated_versions():
-    assert sorted(ALL) == list(METHODS)
-    assert {m.removeprefix("qpa-") for m in METHODS} == set(TUNERS)
+    assert sorted(set(ALL) | set(LOWRANK)) == list(METHODS)
+    assert {split_method(m)[1] for m in METHODS} == set(TUNERS)
+    assert [split_method(m)[0] for m in ("lora", "qpa-lora", "lowrank-ffa")] == [None, "qpa", "lowrank"]
     assert [t for t, tuner in TUNERS.items() if not tuner.generated] == ["vera", "ia3"]
 
 
@@ -180,7 +184,7 @@ def test_every_export_loads_with_plain_peft_in_a_fresh_process(corpus, tmp_path)
         ours[method] = perplexity(fresh.model.peft_model.eval(), torch.tensor(tokens), window=64, stride=64)[
             0
         ]
-    plain = [m for m in ALL if TUNERS[m.removeprefix("qpa-")].loads_without_qpa]
+    plain = [m for m in ALL if TUNERS[split_method(m)[1]].loads_without_qpa]
     assert sorted(set(ALL) - set(plain)) == ["ffa", "qpa-ffa"]
     script = textwrap.dedent(f"""
         import json, math, sys, torch, torch.nn.functional as F
