@@ -1,6 +1,11 @@
+import json
+
 import numpy as np
 import pytest
+import torch
 from scipy import stats
+
+from qpa_qiskit.train import Run
 
 SENTENCE = "the cat sat on the mat . the dog sat on the log . "
 
@@ -84,3 +89,22 @@ def assert_sampled_from(freqs: np.ndarray, exact: np.ndarray, shots: int, alpha:
         assert not np.any(obs[~keep]), "counts in outcomes of probability zero"
         pvalue = stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue
         assert pvalue > alpha, f"sampled frequencies inconsistent with exact (p={pvalue:.2e})"
+
+
+def assert_resume_is_bit_identical(tmp_path, cfg) -> None:
+    """A run trained straight through and one stopped after a checkpoint (a step lost with the
+    process) then resumed end with the same parameters and the same losses."""
+    with Run.create(tmp_path / "a", cfg) as straight:
+        straight.train(progress=False)
+    with Run.create(tmp_path / "b", cfg) as first:
+        first.train_step()
+        first.train_step()
+        first.save()
+        first.train_step()  # lost with the process
+    with Run.open(tmp_path / "b") as resumed:
+        resumed.train(progress=False)
+    for name, p in straight.params.items():
+        assert torch.equal(p, resumed.params[name]), name
+    losses = [[json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+              for d in ("a", "b")]  # fmt: skip
+    assert losses[0] == losses[1]

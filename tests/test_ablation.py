@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_cli_args
+from conftest import assert_resume_is_bit_identical, tiny_cli_args
 from conftest import tiny_config as config
 from scipy import stats
 
@@ -155,23 +155,7 @@ def test_counterfactual_of_a_run_without_probabilities_is_refused(corpus, tmp_pa
     ids=["random-labels", "paper", "softmax", "lowrank"],
 )
 def test_resume_is_bit_identical(corpus, tmp_path, settings):
-    cfg = config(corpus, steps=4, save_every=2, **settings)
-    with Run.create(tmp_path / "a", cfg) as straight:
-        straight.train(progress=False)
-    with Run.create(tmp_path / "b", cfg) as first:
-        first.train_step()
-        first.train_step()
-        first.save()
-        first.train_step()  # lost with the process
-    with Run.open(tmp_path / "b") as resumed:
-        resumed.train(progress=False)
-    for name, p in straight.params.items():
-        assert torch.equal(p, resumed.params[name]), name
-    losses = [
-        [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-        for d in ("a", "b")
-    ]
-    assert losses[0] == losses[1]
+    assert_resume_is_bit_identical(tmp_path, config(corpus, steps=4, save_every=2, **settings))
 
 
 def test_circuit_lr_moves_the_angles_faster_and_is_logged(corpus, tmp_path):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_cli_args
+from conftest import assert_resume_is_bit_identical, tiny_cli_args
 from conftest import tiny_config as config
 
 from qpa_qiskit import BusyError, InputError
@@ -290,20 +290,7 @@ def test_gradient_accumulation_generates_once_and_equals_one_batch(corpus, tmp_p
 @pytest.mark.parametrize("mode", ["none", "gi", "uniform", "random"])
 def test_resume_is_bit_identical_for_every_completion_mode(corpus, tmp_path, mode):
     cfg = config(corpus, steps=4, save_every=2, shots_factor=1.0, completion=mode)
-    with Run.create(tmp_path / "a", cfg) as straight:
-        straight.train(progress=False)
-    with Run.create(tmp_path / "b", cfg) as first:
-        first.train_step()
-        first.train_step()
-        first.save()
-        first.train_step()  # lost with the process
-    with Run.open(tmp_path / "b") as resumed:
-        resumed.train(progress=False)
-    for name, p in straight.params.items():
-        assert torch.equal(p, resumed.params[name]), name
-    losses = [[json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-              for d in ("a", "b")]  # fmt: skip
-    assert losses[0] == losses[1]
+    assert_resume_is_bit_identical(tmp_path, cfg)
 
 
 def test_runs_that_differ_in_one_setting_share_every_other_initial_value(corpus, tmp_path):
