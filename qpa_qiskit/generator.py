@@ -116,6 +116,18 @@ def split_weights(
     return out
 
 
+@torch.no_grad()
+def chunk_spread(vector: torch.Tensor, chunk_size: int) -> float:
+    """How different the generated chunks are: the relative distance ||W - mean chunk|| / ||W||
+    of the full chunks W (n x chunk_size; a last partial chunk is left out). 0: every chunk is
+    the same vector, the adapter one chunk repeated; 1: chunks with no common part."""
+    n = vector.numel() // chunk_size
+    if n < 2:
+        return 0.0
+    chunks = vector[: n * chunk_size].reshape(n, chunk_size).float()
+    return float((chunks - chunks.mean(0)).norm() / chunks.norm().clamp_min(1e-30))
+
+
 def _tvd(p: torch.Tensor, q: torch.Tensor) -> float:
     return 0.5 * float((p - q).abs().sum())
 

@@ -213,6 +213,7 @@ def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, mar
                 "angle_drift_max": _mean(mine, "angle_drift_max"),
                 "tvd_start": _mean(mine, "tvd_start"),
                 "label_spread": _mean(mine, "label_spread"),
+                "chunk_spread": _mean(mine, "chunk_spread"),
                 "by_seed": {str(k): v for k, v in sorted(seeds_of(mine).items())},
             }
             diff = _paired(seeds_of(mine), circuit) if control != "circuit" else None
@@ -289,8 +290,8 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
         ),
         "",
         "| regime | control | trainable | test perplexity | vs trained circuit (paired by seed) "
-        "| angle drift max (rad) | TVD initial-final | label spread |",
-        "|---|---|---|---|---|---|---|---|",
+        "| angle drift max (rad) | TVD initial-final | label spread | chunk spread |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in tables["rows"]:
         control = r["control"] + (f" (k={r['lowrank_k']})" if r.get("lowrank_k") else "")
@@ -298,7 +299,8 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
         versus = r.get("vs_circuit_reading", "-")
         lines.append(
             f"| {r['regime']} | {control} | {r['trainable']:,} | {ppl} | {versus} | "
-            f"{_num(r['angle_drift_max'], 3)} | {_num(r['tvd_start'], 4)} | {_num(r['label_spread'], 3)} |"
+            f"{_num(r['angle_drift_max'], 3)} | {_num(r['tvd_start'], 4)} | {_num(r['label_spread'], 3)} | "
+            f"{_num(r['chunk_spread'], 3)} |"
         )
     if tables["counterfactual"]:
         lines += [

@@ -51,6 +51,7 @@ from .data import (
 )
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
+from .generator import chunk_spread
 from .models import LoadedModel, load_model
 
 CONFIG = "config.json"
@@ -567,17 +568,21 @@ def evaluate_run(
     """What ``qpa eval RUN`` reports: the perplexity of a run's adapter at its checkpoint,
     read from the folder alone (studies call this too, so they report the same number), with
     the trainable counts and the generator's diagnostics (how far its probability source moved;
-    with random labels, how far one label draw's weights are from the final ones).
+    with random labels, how far one label draw's weights are from the final ones; how different
+    the generated chunks are, ``chunk_spread``).
     `counterfactual` (``qpa eval --probabilities``) scores the adapter generated from other
     probabilities: uniform, permuted or fixed-random."""
     with Run.open(run_dir, overrides=overrides, for_training=False, loaded=loaded, texts=texts) as run:
         run.require_checkpoint()
         result = run.evaluate(split, counterfactual)
         result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
-        if run.model.generator is not None:
+        generator = run.model.generator
+        if generator is not None:
             diagnostics = run.model.diagnostics()
             if run.cfg.generator.labels == "random" and run.cfg.adapter.generator_kind == "qpa":
-                diagnostics["label_spread"] = run.model.generator.label_spread()
+                diagnostics["label_spread"] = generator.label_spread()
+            with torch.no_grad():
+                diagnostics["chunk_spread"] = chunk_spread(generator.final_weights(), generator.chunk_size)
             result["diagnostics"] = diagnostics
         return result
 

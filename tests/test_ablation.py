@@ -316,6 +316,8 @@ def test_study_ablation(corpus, tmp_path, capsys):
     assert {r["regime"] for r in tables["counterfactual"]} == {"fixed:mlp", "paper"}
     assert set(tables["best_control"]) == {"fixed:mlp", "paper"}
     assert all("angle_drift_max" in trials[f"{t}-circuit-s0"]["diagnostics"] for t in ("fixed-mlp", "paper"))
+    generated = [t for t in trials.values() if not t["name"].startswith("lora")]
+    assert all("chunk_spread" in t["diagnostics"] for t in generated)
     text = (out / "results.md").read_text()
     assert "t-based 95% interval" in text and "lowrank (k=" in text and "vs paper circuit" in text
     # resumable: the same command trains nothing again

@@ -285,3 +285,14 @@ def test_low_rank_peer_matches_the_qpa_count_and_starts_small():
         assert torch.equal(peer.final_weights(), peer())
     fixed = LowRankGenerator(2000, GeneratorConfig(chunk_size=64, lowrank_k=3), seed=0)
     assert fixed.k == 3 and fixed.counts()["trainable"] == 3 * 96
+
+
+def test_chunk_spread():
+    from qpa_qiskit.generator import chunk_spread
+
+    tiled = torch.arange(4.0).repeat(5)
+    assert chunk_spread(tiled, 4) == 0.0  # one chunk repeated
+    assert chunk_spread(torch.cat([tiled, torch.tensor([9.0])]), 4) == 0.0  # the partial chunk left out
+    opposite = torch.tensor([1.0, 2.0, -1.0, -2.0])
+    assert chunk_spread(opposite, 2) == pytest.approx(1.0)  # no common part
+    assert chunk_spread(torch.ones(3), 4) == 0.0
