@@ -138,7 +138,8 @@ class AdapterConfig:
 
     @property
     def generator_kind(self) -> str | None:
-        """ "qpa", "lowrank" (the classical low-rank peer), or None (a trained peft adapter)."""
+        """What generates the tuner's tensors: "qpa", "lowrank" (the classical low-rank peer), or
+        None (a peft adapter trained as usual)."""
         return split_method(self.method)[0]
 
     @property
