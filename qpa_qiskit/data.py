@@ -165,9 +165,10 @@ def padded_lines_perplexity(model, tokenizer, text: str, block: int = 512, max_r
     cut to `block` tokens and right-padded with EOS to `block`; the model sees the attention
     mask; the loss is averaged over every position, padding included, and exponentiated.
 
-    Scoring the padding flatters: after EOS, predicting EOS is nearly free, and a third of
-    WikiText-2's rows are blank, so most scored positions are padding. It is reported beside
-    the honest perplexity, never instead of it. `max_rows` scores the first rows only.
+    Scoring the padding flatters a model trained on padding too, as the published one is
+    (EOS after EOS becomes nearly free, and most scored positions are padding); a model that
+    never saw padding pays ~19 nats per padding position instead. Either way it is reported
+    beside the honest perplexity, never instead of it. `max_rows` scores the first rows only.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
