@@ -122,7 +122,7 @@ def test_bad_input_is_a_clear_error(description, call, error, fragment):
     [
         ("ideal", ("statevector", None)),
         (" Statevector ", ("statevector", None)),
-        ("aer_noisy:Brisbane", ("aer_noisy", "brisbane")),  # the snapshot in noise_models/
+        ("aer_noisy:Brisbane", ("aer_noisy", "brisbane")),  # the shipped snapshot (qpa_qiskit/noise/models/)
         ("aer_noisy:Fake_Brisbane", ("aer_noisy", "fake_brisbane")),
         ("ibm:ibm_torino", ("ibm", "ibm_torino")),
         ("IBM:FakeManila", ("ibm", "fake_manila")),

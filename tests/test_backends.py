@@ -23,7 +23,7 @@ from qpa_qiskit.cli import main
         ("ideal", "statevector", None),
         ("aer_noisy:fake_brisbane", "aer_noisy", "fake_brisbane"),
         ("aer_noisy:FAKE_Brisbane", "aer_noisy", "fake_brisbane"),
-        ("aer_noisy:brisbane", "aer_noisy", "brisbane"),  # the snapshot in noise_models/
+        ("aer_noisy:brisbane", "aer_noisy", "brisbane"),  # the shipped snapshot (qpa_qiskit/noise/models/)
         ("aer_noisy:Torino", "aer_noisy", "torino"),
         ("aer_noisy:fake_torino", "aer_noisy", "fake_torino"),
         ("aer_noisy:athens", "aer_noisy", "fake_athens"),

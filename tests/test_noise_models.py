@@ -14,7 +14,7 @@ from qpa_qiskit import QPABackend, ansatz
 from qpa_qiskit.backends import fake_device, measured_qubits
 from qpa_qiskit.cli import main
 from qpa_qiskit.errors import InputError, SpecError
-from qpa_qiskit.noise import NoiseSettings, Snapshot
+from qpa_qiskit.noise import NoiseSettings, Snapshot, packaged_dir
 from qpa_qiskit.simulator import PTMProgram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_snapshot_keeps_the_runtime_files_and_provenance(tmp_path):
 
 
 def test_committed_snapshots_cover_both_families_and_are_documented():
-    folder = REPO / "noise_models"
+    folder = packaged_dir()
     files = sorted(folder.glob("*.json"))
     assert len(files) >= 4
     readme = (folder / "README.md").read_text()
@@ -136,10 +136,66 @@ def test_snapshot_with_missing_or_broken_data(tmp_path, edit, message):
         QPABackend(f"aer_noisy:{path}")
 
 
+def _set(section: str, field: str, value, *, gate: str | None = None, qubit: int = 0):
+    """An edit of a snapshot's data: one qubit property, one gate parameter or one config field."""
+
+    def edit(d):
+        if section == "configuration":
+            d["configuration"][field] = value
+        elif section == "qubits":
+            next(i for i in d["properties"]["qubits"][qubit] if i["name"] == field)["value"] = value
+        else:
+            item = next(g for g in d["properties"]["gates"] if g["gate"] == gate)
+            next(i for i in item["parameters"] if i["name"] == field)["value"] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set("gates", "gate_error", 1.7, gate="cx"),
+         r"gates\[\d+\] gate_error of 'cx' on qubits \[\d, \d\] is 1.7; accepted: a number in \[0, 1\]"),
+        (_set("gates", "gate_error", float("nan"), gate="sx"), r"gate_error of 'sx' on qubits \[\d\] is nan"),
+        (_set("gates", "gate_error", -0.1, gate="x"), r"gate_error of 'x' .* is -0.1; accepted"),
+        (_set("gates", "gate_length", -5.0, gate="x"), r"gate_length .* accepted: a finite number >= 0"),
+        (_set("qubits", "readout_error", float("nan"), qubit=3),
+         r"properties.qubits\[3\] readout_error of qubit 3 is nan; accepted: a number in \[0, 1\]"),
+        (_set("qubits", "prob_meas1_prep0", 1.5, qubit=1), r"prob_meas1_prep0 of qubit 1 is 1.5"),
+        (_set("qubits", "T1", -5.0, qubit=2), r"T1 of qubit 2 is -5.0; accepted: a finite number > 0"),
+        (_set("qubits", "T2", 0.0), r"T2 of qubit 0 is 0.0; accepted: a finite number > 0"),
+        (_set("qubits", "T1", "long"), r"T1 of qubit 0 is 'long'"),
+        (_set("configuration", "basis_gates", ["cx", "id", "rz", "sx", "x", "foo"]),
+         r"configuration.basis_gates holds 'foo', not a qiskit standard gate; accepted: .*ecr.*"),
+        (_set("configuration", "basis_gates", []), r"configuration.basis_gates is \[\]"),
+    ],
+)  # fmt: skip
+def test_impossible_snapshot_values_are_refused_when_read(tmp_path, edit, message):
+    """Before: a gate error above 1 ran as near-uniform noise, a NaN readout error gave NaN
+    probabilities, a negative T1 was a raw Aer error, an unknown basis gate was accepted."""
+    data = Snapshot.from_fake_device("manila").to_dict()
+    edit(data)
+    path = tmp_path / "impossible.json"
+    path.write_text(json.dumps(data))
+    for read in (lambda: QPABackend(f"aer_noisy:{path}"), lambda: Snapshot.load(path)):
+        with pytest.raises(SpecError, match=message) as info:
+            read()
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_calibrated_values_of_every_fake_device_are_accepted():
+    from qpa_qiskit.backends.devices import fake_device_names
+    from qpa_qiskit.noise import check_values
+
+    for name in fake_device_names():
+        snapshot = Snapshot.from_fake_device(name)  # checks them too
+        check_values(snapshot.configuration, snapshot.properties, name)
+
+
 def test_missing_snapshot_and_narrow_device(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
         QPABackend(f"aer_noisy:{tmp_path / 'none.json'}")
-    with pytest.raises(SpecError, match=r"Snapshots in noise_models/: .*brisbane"):
+    with pytest.raises(SpecError, match=r"Snapshots found by name: .*brisbane"):
         QPABackend("aer_noisy:no_such_device")
     path = Snapshot.from_fake_device("manila").save(tmp_path / "m.json")
     with pytest.raises(InputError, match=r"6 qubits but .*m\.json has 5"):
@@ -307,6 +363,66 @@ def test_cli_show_bad_input_is_one_line(capsys):
     assert main(["noise", "show", "fake_manila", "--noise-scale", "-2"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("qpa: error:") == 2
+
+
+@pytest.mark.parametrize("spec", ["statevector", "ideal", "ibm:fake_manila", "ibm:ibm_torino"])
+def test_cli_show_of_a_backend_without_a_noise_model_names_what_it_accepts(capsys, spec):
+    """Before: 'statevector' was read as a fake device and answered with close fake names."""
+    assert main(["noise", "show", spec]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean" not in err and err.count("\n") == 1
+    assert f"{spec!r} simulates none" in err and "a snapshot name (" in err and "brisbane" in err
+    assert "a snapshot file" in err and "fake_<device>" in err and "aer_noisy:<any of these>" in err
+    assert ("qpa noise snapshot ibm:<device>" in err) == spec.startswith("ibm:")
+
+
+def test_cli_show_refuses_a_scale_the_backend_refuses(capsys):
+    """Before: --noise-scale 1000 printed a readout error of 1.0 and a 2q error of 7.43."""
+    words = ["noise", "show", "brisbane", "--qubits", "2", "--reps", "1", "--noise-scale"]
+    assert main([*words, "1000"]) == 2
+    err = capsys.readouterr().err
+    backend = QPABackend("aer_noisy:brisbane", noise_scale=1000)
+    with pytest.raises(InputError) as info:
+        backend.probabilities(ansatz(2, 1), np.zeros(2))
+    assert err.strip() == f"qpa: error: {info.value}"
+    limit = float(str(info.value).rsplit("<= ", 1)[1])
+    assert main([*words, f"{limit * 0.99:.6g}"]) == 0  # the largest scale allowed is shown
+    assert main([*words, f"{limit * 1.01:.6g}"]) == 2
+
+
+def test_cli_snapshot_output_paths(tmp_path, capsys, monkeypatch):
+    """-o a directory, a path under a file, an unwritable folder, an existing file: one line
+    each, naming the problem and the fix, and nothing written."""
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["-o", str(tmp_path)], "is a directory; a snapshot is written to a file: give its name"),
+        (["-o", str(folder), "--force"], "is a directory"),
+        (["-o", str(tmp_path / "afile" / "x.json")], "is a file, not a folder"),
+    ]
+    for args, message in cases:
+        assert main(["noise", "snapshot", "fake_manila", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder.json"]
+    assert list(folder.iterdir()) == []
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("qpa_qiskit.noise.snapshot.atomic_write", refuse)
+    assert main(["noise", "snapshot", "fake_manila", "-o", str(tmp_path / "ro.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the snapshot" in err and "Permission denied" in err and "folder you can write" in err
+    monkeypatch.undo()
+    existing = tmp_path / "old.json"
+    existing.write_text("{}")
+    assert main(["noise", "snapshot", "fake_manila", "-o", str(existing)]) == 2
+    assert "exists; pass --force to replace it" in capsys.readouterr().err
+    assert existing.read_text() == "{}"
+    assert main(["noise", "snapshot", "fake_manila", "-o", str(existing), "--force"]) == 0
+    assert Snapshot.load(existing).name == "fake_manila"
 
 
 def test_cli_snapshot_of_ibm_device_without_an_account(tmp_path, capsys, monkeypatch):

@@ -163,4 +163,5 @@ def test_backend_labels():
     assert backend_label("aer_noisy:brisbane") == "brisbane"
     assert backend_label("aer_noisy:noise_models/fez.json") == "fez"
     with pytest.raises(InputError, match="same label"):
-        study_noise(tiny_config("/tmp"), backends=("aer_noisy:torino", "aer_noisy:noise_models/torino.json"))
+        same = ("aer_noisy:torino", "aer_noisy:qpa_qiskit/noise/models/torino.json")
+        study_noise(tiny_config("/tmp"), backends=same)

@@ -121,6 +121,11 @@ class AerNoisyFamily(Family):
         check_scale(self.settings.scale, gates, readout, self.backend.name)
         prepared.extras["scale_checked"] = True
 
+    def check_circuit_scale(self, circuit: Any) -> None:
+        """:meth:`check_scale` for `circuit` as this backend runs it: the one check of the noise
+        scale, for every run and for ``qpa noise show``."""
+        self.check_scale(self.backend._prepare(circuit))
+
     def program(self, prepared: Prepared) -> PTMProgram | None:
         """The circuit compiled for the PTM engine, or None where Aer runs it; built once."""
         return self._compiled(prepared, "program", prepared.isa)

@@ -78,7 +78,8 @@ def fake_device(name: str) -> Any:
 
 def noise_source(device_name: str) -> Any:
     """What an ``aer_noisy`` device name stands for: a :class:`~qpa_qiskit.noise.Snapshot`
-    (a snapshot file, or ``<name>.json`` in ``noise_models/``) or a live fake device."""
+    (a snapshot file, or ``<name>.json`` in :func:`~qpa_qiskit.noise.snapshot_dirs`) or a live
+    fake device."""
     path = find_snapshot(device_name)
     return Snapshot.load(path) if path is not None else fake_device(device_name)
 
@@ -95,7 +96,7 @@ def noisy_device_name(text: str) -> str:
         return fake_device(text).name
     except SpecError as exc:
         names = snapshot_names()
-        found = f" Snapshots in noise_models/: {', '.join(names)}." if names else ""
+        found = f" Snapshots found by name: {', '.join(names)}." if names else ""
         raise SpecError(f"{exc}.{found} A snapshot file can be given by its path (.json)") from None
 
 

@@ -7,17 +7,34 @@ import json
 
 
 def _spec(text: str) -> str:
-    """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec."""
-    return text if text.strip().lower().startswith("aer_noisy:") else f"aer_noisy:{text.strip()}"
+    """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
+    InputError naming what is accepted for a spec of a backend without a noise model."""
+    from ..backends.core import FAMILIES
+    from ..errors import InputError
+    from ..noise import snapshot_names
+
+    text = text.strip()
+    head = text.partition(":")[0].strip().lower()
+    if head == "aer_noisy":
+        return text
+    others = {alias for f in FAMILIES.values() if f.name != "aer_noisy" for alias in (f.name, *f.aliases)}
+    if head in others:
+        names = ", ".join(snapshot_names()) or "none found"
+        fix = " (snapshot a real device first: qpa noise snapshot ibm:<device> -o FILE)" * (head == "ibm")
+        raise InputError(
+            f"qpa noise show reads a simulated noise model, and {text!r} simulates none{fix}. Accepted: "
+            f"a snapshot name ({names}), a snapshot file (path/x.json), a fake device of "
+            "qiskit-ibm-runtime (fake_<device>, listed by `qpa backends`), or aer_noisy:<any of these>"
+        )
+    return f"aer_noisy:{text}"
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..errors import InputError
     from ..noise import Snapshot, find_snapshot
+    from ..noise.snapshot import check_output
 
-    out = Path(args.output)
+    out = check_output(args.output)  # before the device is read: a directory, a .txt, ...
     if out.exists() and not args.force:
         raise InputError(f"{out} exists; pass --force to replace it")
     device = args.device.strip()
@@ -77,10 +94,11 @@ def add_commands(sub) -> None:
     p = nsub.add_parser(
         "show",
         help="gate, relaxation and readout errors on the qubits a QPA circuit uses",
-        description="SPEC: a fake device, a snapshot name in noise_models/, a snapshot file, or "
-        "an aer_noisy:<...> spec. The circuit is the QPA ansatz of --qubits and --reps.",
+        description="SPEC: a fake device, a snapshot name (a shipped one, or one in "
+        "$QPA_NOISE_MODELS or ./noise_models), a snapshot file, or an aer_noisy:<...> spec. The "
+        "circuit is the QPA ansatz of --qubits and --reps.",
     )
-    p.add_argument("spec", help="fake_brisbane, brisbane, noise_models/x.json, aer_noisy:...")
+    p.add_argument("spec", help="fake_brisbane, brisbane, path/x.json, aer_noisy:...")
     p.add_argument("--qubits", type=int, default=7, help="N, the ansatz qubits (default 7)")
     p.add_argument("--reps", type=int, default=8, help="ansatz layers (default 8)")
     p.add_argument("--rotation", choices=["ry", "rx"], default="ry")

@@ -8,7 +8,15 @@
 
 from .description import NoiseDescription, describe_noise
 from .settings import COMPONENTS, NoiseSettings, check_scale, scaled_properties
-from .snapshot import Snapshot, SnapshotDevice, find_snapshot, snapshot_dirs, snapshot_names
+from .snapshot import (
+    Snapshot,
+    SnapshotDevice,
+    check_values,
+    find_snapshot,
+    packaged_dir,
+    snapshot_dirs,
+    snapshot_names,
+)
 
 __all__ = [
     "COMPONENTS",
@@ -17,8 +25,10 @@ __all__ = [
     "Snapshot",
     "SnapshotDevice",
     "check_scale",
+    "check_values",
     "describe_noise",
     "find_snapshot",
+    "packaged_dir",
     "scaled_properties",
     "snapshot_dirs",
     "snapshot_names",

@@ -46,6 +46,7 @@ def noise_report(backend: Any, circuit: QuantumCircuit) -> dict[str, Any]:
 
     if not isinstance(backend.family, AerNoisyFamily):
         raise InputError(f"qpa noise show needs an aer_noisy backend, not {backend.name!r}")
+    backend.family.check_circuit_scale(circuit)  # the backend's own check: the same refusal
     isa = backend.isa_circuit(circuit)
     used = sorted(
         {isa.find_bit(q).index for inst in isa.data if inst.operation.name != "barrier" for q in inst.qubits}

@@ -19,38 +19,62 @@ Layout (``"format": "qpa-noise-snapshot"``, ``"version": 1``)::
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import datetime as dt
 import functools
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from qiskit.circuit.library import get_standard_gate_name_mapping
 from qiskit.providers import BackendV2, Options
 
-from ..errors import AccountError, SpecError
+from ..errors import AccountError, InputError, SpecError
 from ..files import atomic_write
+from .settings import READOUT, scaled_properties
 
 FORMAT = "qpa-noise-snapshot"
 VERSION = 1
 ENV_DIRS = "QPA_NOISE_MODELS"
+PACKAGED = "models"  # the shipped snapshots, package data of qpa_qiskit.noise
 CONFIGURATION_KEYS = ("backend_name", "n_qubits", "basis_gates", "coupling_map", "online_date")
 PROPERTIES_KEYS = ("backend_name", "last_update_date", "qubits", "gates", "general")
 LIBRARIES = ("qiskit", "qiskit-aer", "qiskit-ibm-runtime", "qpa-qiskit")
 
 
+def packaged_dir() -> Path:
+    """The snapshots shipped in the package (``qpa_qiskit/noise/models/``), read through
+    ``importlib.resources``: the same folder from a checkout, an editable install or a wheel."""
+    global _PACKAGED
+    if _PACKAGED is None:
+        folder = resources.files("qpa_qiskit.noise").joinpath(PACKAGED)
+        if isinstance(folder, Path):
+            _PACKAGED = folder
+        else:  # a package inside a zip file: extract the folder once, for this process
+            _PACKAGED = _EXTRACTED.enter_context(resources.as_file(folder))
+            atexit.register(_EXTRACTED.close)
+    return _PACKAGED
+
+
+_PACKAGED: Path | None = None
+_EXTRACTED = contextlib.ExitStack()
+
+
 def snapshot_dirs() -> list[Path]:
     """Where ``aer_noisy:<name>`` looks for ``<name>.json``, in order: the folders in
-    ``$QPA_NOISE_MODELS`` (``os.pathsep``-separated), ``./noise_models``, and the
-    ``noise_models/`` of the qpa-qiskit checkout this package runs from."""
+    ``$QPA_NOISE_MODELS`` (``os.pathsep``-separated), ``./noise_models``, and the snapshots
+    shipped in the package (:func:`packaged_dir`)."""
     dirs = [Path(p) for p in os.environ.get(ENV_DIRS, "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "noise_models")
-    dirs.append(Path(__file__).resolve().parents[2] / "noise_models")
+    dirs.append(packaged_dir())
     unique: list[Path] = []
     for d in dirs:
         if d.resolve() not in [u.resolve() for u in unique]:
@@ -105,6 +129,27 @@ def _json_default(value: Any) -> Any:
 
 def _as_json(document: dict) -> dict:
     return json.loads(json.dumps(document, default=_json_default))
+
+
+def check_output(path: str | Path) -> Path:
+    """`path` as a snapshot file to write: InputError if it is no ``.json`` name, is a
+    directory or something else than a file, or lies under a file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(
+            f"{str(path)!r} is a directory; a snapshot is written to a file: give its name, e.g. "
+            f"{str(path / 'device.json')!r}"
+        )
+    if path.suffix.lower() != ".json":
+        raise SpecError(f"a snapshot file name ends in .json, got {str(path)!r}")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{str(path)!r} exists and is not a file; a snapshot replaces only a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    return path
 
 
 @dataclass(frozen=True)
@@ -168,6 +213,7 @@ class Snapshot:
             "taken": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "libraries": _versions(),
         }
+        check_values(conf, props, f"the calibration of {name}")
         snapshot = cls(name, conf, props, provenance)
         snapshot.device()  # refuse to write a snapshot that cannot be read back
         return snapshot
@@ -184,11 +230,15 @@ class Snapshot:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the snapshot (whole or not at all)."""
-        path = Path(path).expanduser()
-        if path.suffix.lower() != ".json":
-            raise SpecError(f"a snapshot file name ends in .json, got {str(path)!r}")
-        atomic_write(path, json.dumps(self.to_dict(), separators=(",", ":")).encode())
+        """Write the snapshot (whole or not at all), replacing a file of that name."""
+        path = check_output(path)
+        try:
+            atomic_write(path, json.dumps(self.to_dict(), separators=(",", ":")).encode())
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the snapshot {str(path)!r}: {exc.strerror or exc}; choose a file in a "
+                "folder you can write to"
+            ) from None
         return path
 
     @classmethod
@@ -218,8 +268,6 @@ class Snapshot:
     def device(self, scale: float = 1.0) -> SnapshotDevice:
         """The device as a qiskit ``BackendV2`` (its Target, for transpiling and for
         ``NoiseModel.from_backend``), with every error channel scaled by `scale`."""
-        from .settings import scaled_properties
-
         where = f"noise-model snapshot {str(self.path)!r}" if self.path else f"snapshot of {self.name}"
         try:
             return SnapshotDevice(self.name, self.configuration, scaled_properties(self.properties, scale))
@@ -265,10 +313,69 @@ def _load(path: Path, mtime_ns: int, size: int) -> Snapshot:  # the stat values 
         lacking = [n for n in ("T1", "T2", "readout_error") if n not in names]
         if lacking:
             raise SpecError(f"{where}: qubit {q} lacks {', '.join(lacking)} in properties.qubits")
+    check_values(data["configuration"], data["properties"], where)
     snapshot = Snapshot(str(data["name"]), data["configuration"], data["properties"],
                         dict(data.get("provenance") or {}), path)  # fmt: skip
     snapshot.device()  # malformed contents fail here, naming the file
     return snapshot
+
+
+#: the calibrated values a snapshot is checked for when it is read: (lowest, highest,
+#: whether the lowest is allowed); a value may also be null (not calibrated)
+PROBABILITY = (0.0, 1.0, True)
+QUBIT_RANGES = {"T1": (0.0, math.inf, False), "T2": (0.0, math.inf, False),
+                **{name: PROBABILITY for name in READOUT}}  # fmt: skip
+GATE_RANGES = {"gate_error": PROBABILITY, "gate_length": (0.0, math.inf, True)}
+
+
+def _accepted(low: float, high: float, closed: bool) -> str:
+    if math.isinf(high):
+        return f"a finite number {'>=' if closed else '>'} {low:g}"
+    return f"a number in [{low:g}, {high:g}]"
+
+
+def _check_value(value: Any, bounds: tuple[float, float, bool], what: str, where: str) -> None:
+    low, high, closed = bounds
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is None or (
+        number and math.isfinite(value) and (value >= low if closed else value > low) and value <= high
+    ):
+        return
+    raise SpecError(f"{where}: {what} is {value!r}; accepted: {_accepted(*bounds)}")
+
+
+def check_values(configuration: dict, properties: dict, where: str) -> None:
+    """SpecError naming the file, the field, the qubit(s) and the accepted range of the first
+    impossible calibrated value (a gate error above 1 or NaN, a readout error outside [0, 1],
+    a T1 or T2 not positive), or of a basis gate qiskit does not know."""
+    known = get_standard_gate_name_mapping()
+    basis = configuration.get("basis_gates")
+    if not isinstance(basis, list) or not basis:
+        raise SpecError(f"{where}: configuration.basis_gates is {basis!r}; accepted: a list of gate names")
+    unknown = [g for g in basis if not isinstance(g, str) or g not in known]
+    if unknown:
+        raise SpecError(
+            f"{where}: configuration.basis_gates holds {', '.join(map(repr, unknown))}, not a qiskit "
+            f"standard gate; accepted: {', '.join(sorted(known))}"
+        )
+    for q, items in enumerate(properties["qubits"]):
+        for item in items:
+            bounds = QUBIT_RANGES.get(item.get("name")) if isinstance(item, dict) else None
+            if bounds is not None:
+                what = f"properties.qubits[{q}] {item['name']} of qubit {q}"
+                _check_value(item.get("value"), bounds, what, where)
+    gates = properties["gates"]
+    if not isinstance(gates, list):
+        raise SpecError(f"{where}: properties.gates is {type(gates).__name__}; accepted: a list of gates")
+    for i, gate in enumerate(gates):
+        if not isinstance(gate, dict) or not isinstance(gate.get("parameters"), list):
+            continue  # a structural fault: the rebuilt device names it
+        for item in gate["parameters"]:
+            bounds = GATE_RANGES.get(item.get("name")) if isinstance(item, dict) else None
+            if bounds is not None:
+                what = (f"properties.gates[{i}] {item['name']} of {gate.get('gate')!r} on "
+                        f"qubits {gate.get('qubits')}")  # fmt: skip
+                _check_value(item.get("value"), bounds, what, where)
 
 
 class SnapshotDevice(BackendV2):
