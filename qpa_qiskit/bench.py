@@ -22,9 +22,28 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+from .errors import DependencyError, QPAError
+
+QML = "qiskit-machine-learning"
+
+
+def require_qml(what: str) -> tuple[Any, Any]:
+    """qiskit-machine-learning's ``connectors`` and ``neural_networks`` modules, which only the
+    QNN benchmarks use; DependencyError naming the extra that installs them otherwise."""
+    try:
+        import qiskit_machine_learning.connectors as connectors
+        import qiskit_machine_learning.neural_networks as neural_networks
+    except ImportError as exc:
+        raise DependencyError(
+            f"{what} needs {QML}, an optional dependency that is not installed ({exc}); install it "
+            f"with pip install 'qpa-qiskit[bench]' (or pip install {QML})"
+        ) from None
+    return connectors, neural_networks
 
 
 def _time_steps(step: Callable[[], None], repeats: int, budget_s: float) -> tuple[float, int, float]:
@@ -97,10 +116,11 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
 def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
     """qiskit-machine-learning's SamplerQNN + TorchConnector (Aer SamplerV2), same ISA and noise."""
     from qiskit_aer.primitives import SamplerV2
-    from qiskit_machine_learning.connectors import TorchConnector
-    from qiskit_machine_learning.neural_networks import SamplerQNN
 
     from .backends import QPABackend
+
+    connectors, neural_networks = require_qml("the SamplerQNN + TorchConnector baseline")
+    TorchConnector, SamplerQNN = connectors.TorchConnector, neural_networks.SamplerQNN
 
     backend = QPABackend(spec)
     isa = backend.isa_circuit(circuit)
@@ -281,12 +301,14 @@ def _primitive_cell(
     import warnings
 
     from qiskit.quantum_info import SparsePauliOp
-    from qiskit_machine_learning.connectors import TorchConnector
-    from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
 
     from .backends import QPABackend, measured_qubits
     from .circuits import ansatz
     from .primitives import Estimator, Sampler
+
+    connectors, neural_networks = require_qml("python -m qpa_qiskit.bench primitives")
+    TorchConnector = connectors.TorchConnector
+    EstimatorQNN, SamplerQNN = neural_networks.EstimatorQNN, neural_networks.SamplerQNN
 
     warnings.simplefilter("ignore")  # QML's and torch's notes on every call would drown the table
     backend = QPABackend(spec)
@@ -500,7 +522,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--block-size", type=int, default=128)
     p.set_defaults(func=bench_train)
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        if args.bench == "primitives":
+            require_qml("python -m qpa_qiskit.bench primitives")
+        elif args.bench == "qnn" and not args.no_baseline:
+            require_qml("the SamplerQNN + TorchConnector baseline of bench qnn (--no-baseline leaves it out)")
+        args.func(args)
+    except QPAError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -34,3 +34,7 @@ class BusyError(QPAError):
 class StateError(QPAError):
     """A file of a run or job store (config, checkpoint, ledger, counts) that cannot be read:
     missing, truncated, corrupt or unreadable. Names the file and what to do."""
+
+
+class DependencyError(QPAError, ImportError):
+    """An optional dependency that is not installed; names the extra that installs it."""
