@@ -181,6 +181,9 @@ def test_impossible_snapshot_values_are_refused_when_read(tmp_path, edit, messag
         with pytest.raises(SpecError, match=message) as info:
             read()
         assert str(path) in str(info.value) and "\n" not in str(info.value)
+    in_memory = Snapshot(data["name"], data["configuration"], data["properties"])
+    with pytest.raises(SpecError, match=r"snapshot of fake_manila: .*" + message):
+        in_memory.device()
 
 
 def test_the_calibrated_values_of_every_fake_device_are_accepted():

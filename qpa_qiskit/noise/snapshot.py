@@ -213,7 +213,6 @@ class Snapshot:
             "taken": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "libraries": _versions(),
         }
-        check_values(conf, props, f"the calibration of {name}")
         snapshot = cls(name, conf, props, provenance)
         snapshot.device()  # refuse to write a snapshot that cannot be read back
         return snapshot
@@ -269,6 +268,7 @@ class Snapshot:
         """The device as a qiskit ``BackendV2`` (its Target, for transpiling and for
         ``NoiseModel.from_backend``), with every error channel scaled by `scale`."""
         where = f"noise-model snapshot {str(self.path)!r}" if self.path else f"snapshot of {self.name}"
+        check_values(self.configuration, self.properties, where)
         try:
             return SnapshotDevice(self.name, self.configuration, scaled_properties(self.properties, scale))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -313,10 +313,9 @@ def _load(path: Path, mtime_ns: int, size: int) -> Snapshot:  # the stat values 
         lacking = [n for n in ("T1", "T2", "readout_error") if n not in names]
         if lacking:
             raise SpecError(f"{where}: qubit {q} lacks {', '.join(lacking)} in properties.qubits")
-    check_values(data["configuration"], data["properties"], where)
     snapshot = Snapshot(str(data["name"]), data["configuration"], data["properties"],
                         dict(data.get("provenance") or {}), path)  # fmt: skip
-    snapshot.device()  # malformed contents fail here, naming the file
+    snapshot.device()  # malformed contents and impossible values fail here, naming the file
     return snapshot
 
 
@@ -358,13 +357,14 @@ def check_values(configuration: dict, properties: dict, where: str) -> None:
             f"{where}: configuration.basis_gates holds {', '.join(map(repr, unknown))}, not a qiskit "
             f"standard gate; accepted: {', '.join(sorted(known))}"
         )
-    for q, items in enumerate(properties["qubits"]):
-        for item in items:
+    qubits = properties.get("qubits")
+    for q, items in enumerate(qubits if isinstance(qubits, list) else []):
+        for item in items if isinstance(items, list) else []:
             bounds = QUBIT_RANGES.get(item.get("name")) if isinstance(item, dict) else None
             if bounds is not None:
                 what = f"properties.qubits[{q}] {item['name']} of qubit {q}"
                 _check_value(item.get("value"), bounds, what, where)
-    gates = properties["gates"]
+    gates = properties.get("gates")
     if not isinstance(gates, list):
         raise SpecError(f"{where}: properties.gates is {type(gates).__name__}; accepted: a list of gates")
     for i, gate in enumerate(gates):
