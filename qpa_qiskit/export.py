@@ -1,9 +1,14 @@
 """A run's adapter as a plain peft adapter folder, usable with no qpa-qiskit at all.
 
 ``PeftModel.from_pretrained(base_model, out_dir)`` loads it: the generated weights are
-materialised into peft's own tensors. ``qpa_export.json`` says which base model it belongs
-to and how to load it. A method whose tuner is written here (``ffa``) needs its module
-imported first, which registers the tuner with peft. The folder appears complete or not at all.
+materialised into peft's own tensors. The folder holds the adapter's tensors only, never the
+base model's (a LoRA on a tied ``lm_head`` would otherwise carry the whole embedding matrix).
+Its ``base_model_name_or_path`` is the base model's Hub id (the embedded model's
+``HuggingFaceTB/SmolLM2-135M-Instruct``, the name given for others), so
+``AutoPeftModelForCausalLM.from_pretrained(out_dir)`` loads it where that model is available;
+``qpa_export.json`` keeps the local path the run loaded it from and says how to load it. A
+method whose tuner is written here (``ffa``) needs its module imported first, which registers
+the tuner with peft. The folder appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -14,15 +19,26 @@ from pathlib import Path
 from .adapters import TUNERS
 from .errors import InputError
 from .files import atomic_directory
+from .models import LoadedModel
 from .train import Run
 
 
 def loads_with(tuner: str) -> str:
     """How the exported folder loads, in words (written into ``qpa_export.json``)."""
-    how = "PeftModel.from_pretrained(base_model, folder)"
+    how = "PeftModel.from_pretrained(base_model, folder), or AutoPeftModelForCausalLM.from_pretrained(folder)"
     if TUNERS[tuner].loads_without_qpa:
         return how
     return f"{how} after 'import qpa_qiskit.adapters.ffa', which registers the {tuner} tuner with peft"
+
+
+def base_model_note(loaded: LoadedModel) -> str | None:
+    """What a user of the export should know about its base model, if anything."""
+    if loaded.gguf_file is None:
+        return None
+    return (
+        f"trained on {loaded.gguf_file} de-quantised to fp32 (from base_model_path); "
+        f"{loaded.hub_id} on the Hub holds the full-precision weights, which differ slightly"
+    )
 
 
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
@@ -35,11 +51,13 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         run.label_final_weights()
         try:
             with atomic_directory(out) as tmp:
-                run.model.save_adapter(tmp, base_model_name=run.loaded.source)
+                run.model.save_adapter(tmp, base_model_name=run.loaded.hub_id)
                 info = {
                     "base_model": run.loaded.name,
+                    "base_model_id": run.loaded.hub_id,
                     "base_model_path": run.loaded.source,
                     "gguf_file": run.loaded.gguf_file,
+                    "base_model_note": base_model_note(run.loaded),
                     "method": run.cfg.adapter.method,
                     "step": run.step,
                     "loads_with": loads_with(run.cfg.adapter.tuner),

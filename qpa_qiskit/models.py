@@ -15,6 +15,7 @@ from .errors import InputError
 EMBEDDED = "smollm2-135m"
 TINY = "tiny-gpt2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the embedded GGUF quantises
 
 
 @dataclass
@@ -24,6 +25,17 @@ class LoadedModel:
     name: str
     source: str  # where the weights came from, for adapter configs and reports
     gguf_file: str | None = None
+
+    @property
+    def hub_id(self) -> str:
+        """The base model's name for an adapter config (``base_model_name_or_path``): the Hub
+        id of the embedded model, a local model directory as an absolute path, the name given
+        otherwise."""
+        if self.name == EMBEDDED:
+            return SMOLLM2_HUB_ID
+        if self.name != TINY and Path(self.name).is_dir():
+            return str(Path(self.name).resolve())
+        return self.name
 
     def fresh_copy(self) -> LoadedModel:
         """The same model with its own weights: peft adapts a model in place, so every

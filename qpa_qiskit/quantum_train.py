@@ -6,19 +6,68 @@ into the module's tensors (:func:`~qpa_qiskit.generator.split_weights`) and the 
 with them through ``torch.func.functional_call``. Only the circuit angles, the mapping network
 (and a completion network, with shots) are trained; the result is the plain module with its
 weights filled in, which needs no quantum hardware and no qpa_qiskit.
+
+With no configuration given, the generator is sized for the module (:func:`default_config`):
+the defaults of :class:`~qpa_qiskit.config.GeneratorConfig` are an adapter's (chunks of 2,048
+weights from a 32-32 mapping, 68,744 trainable parameters whatever is generated), which would
+train more parameters than a small network has weights.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from . import validate
 from .backends import QPABackend
 from .config import GeneratorConfig
 from .errors import InputError
-from .generator import QPAGenerator, split_weights
+from .generator import QPAGenerator, qpa_trainable, qubits_for, split_weights
+
+# the mapping of the default generator: one hidden layer of 16, the digits example's
+DEFAULT_HIDDEN = [16]
+
+
+def default_config(
+    n_weights: int, num_qubits: int | None = None, what: str = "the module"
+) -> GeneratorConfig:
+    """The generator QuantumTrain uses when given none, for `n_weights` weights on a backend of
+    `num_qubits` qubits (None: no limit): GeneratorConfig's defaults with a mapping of one hidden
+    layer of 16 and the power-of-two chunk size nearest sqrt(M), so there are about as many
+    chunks as weights per chunk (the digits example's 13,706 weights: chunk 128, 7 qubits,
+    2,376 trained, the example's own settings). Where that trains more than half as many
+    parameters as it generates (M below about 2,000), the chunk size that trains the fewest;
+    where even that trains as many as it generates, an :class:`InputError` says so. Chunk
+    sizes that need more qubits than the backend has are skipped."""
+    n_weights = validate.positive_int(n_weights, "the number of weights to generate")
+    sizes = [2**k for k in range(n_weights.bit_length()) if 2**k <= n_weights]
+    # the largest size makes at most 2 chunks, 1 qubit: it fits every backend
+    fits = [c for c in sizes if num_qubits is None or qubits_for(n_weights, c)[1] <= num_qubits] or sizes[-1:]
+
+    def config(chunk: int) -> GeneratorConfig:
+        return GeneratorConfig(chunk_size=chunk, hidden=list(DEFAULT_HIDDEN))
+
+    target = math.log2(n_weights) / 2
+    chosen = config(min(fits, key=lambda c: (abs(math.log2(c) - target), c)))
+    if 2 * qpa_trainable(n_weights, chosen) > n_weights:
+        chosen = config(min(fits, key=lambda c: (qpa_trainable(n_weights, config(c)), c)))
+    trained = qpa_trainable(n_weights, chosen)
+    if trained >= n_weights:
+        qubits = qubits_for(n_weights, chosen.chunk_size)[1]
+        narrow = len(fits) < len(sizes)  # the backend's qubits ruled out the smaller chunks
+        raise InputError(
+            f"QuantumTrain's default generator cannot compress {what}'s {n_weights:,} weights"
+            + (f" on a backend of {num_qubits} qubits" if narrow else "")
+            + f": the smallest (chunk size {chosen.chunk_size}, {qubits} qubits, {chosen.reps} layers, "
+            f"mapping {DEFAULT_HIDDEN}) trains {trained:,} parameters. Give a GeneratorConfig with fewer "
+            "layers (reps) or a narrower mapping (hidden)"
+            + (", a backend with more qubits" if narrow else "")
+            + ", or generate a larger module"
+        )
+    return chosen
 
 
 class QuantumTrain(nn.Module):
@@ -31,10 +80,15 @@ class QuantumTrain(nn.Module):
         backend: the :class:`QPABackend` that evaluates the circuit.
         config: the generator's :class:`~qpa_qiskit.config.GeneratorConfig` (chunk size,
             ansatz, mapping, rescaling, completion); its backend fields are not used here.
+            None: :func:`default_config` for the module's size, which trains fewer
+            parameters than the module has weights (or refuses, saying why it cannot).
         parameters: names (as in ``module.named_parameters()``) of the parameters to
             generate; None generates all of them.
         seed: the circuit angles and the mapping network draw their initial values from
-            streams derived from it (see :mod:`qpa_qiskit.seeding`).
+            streams derived from it (see :mod:`qpa_qiskit.seeding`): None or an integer >= 0.
+
+    Each parameter keeps its own dtype: a module with float32 and float64 layers gets
+    generated tensors of each, so its layers compute as they would with their own weights.
     """
 
     def __init__(
@@ -51,6 +105,17 @@ class QuantumTrain(nn.Module):
             raise InputError(f"QuantumTrain wraps a torch module, got {type(module).__name__}")
         if not isinstance(backend, QPABackend):
             raise InputError(f"QuantumTrain needs a QPABackend, got {type(backend).__name__}")
+        if config is not None and not isinstance(config, GeneratorConfig):
+            hint = " (write GeneratorConfig(**that_dict))" if isinstance(config, dict) else ""
+            raise InputError(
+                f"config must be a GeneratorConfig or None (defaults sized for the module), got "
+                f"{type(config).__name__}{hint}"
+            )
+        if seed is not None:
+            try:
+                seed = validate.integer(seed, "seed", minimum=0)
+            except InputError:
+                raise InputError(f"seed must be None or an integer >= 0, got {seed!r}") from None
         own = dict(module.named_parameters())
         if parameters is None:
             names = list(own)
@@ -70,19 +135,36 @@ class QuantumTrain(nn.Module):
                 + ("none" if not own else "some, but the list given is empty")
                 + "; give a module with parameters, or the names of the ones to generate"
             )
+        not_real = {
+            n: str(own[n].dtype).removeprefix("torch.") for n in names if not own[n].dtype.is_floating_point
+        }
+        if not_real:
+            raise InputError(
+                f"QuantumTrain generates real weights; parameter(s) {sorted(not_real)} of "
+                f"{type(module).__name__} are {', '.join(sorted(set(not_real.values())))}. "
+                "Accepted: floating-point parameters (float16, bfloat16, float32, float64); leave the "
+                "others out with parameters=[...]"
+            )
         self.module = module
         for p in module.parameters():
             p.requires_grad_(False)
         self.shapes = {n: own[n].shape for n in names}
-        self.dtype = own[names[0]].dtype
+        self.dtypes = {n: own[n].dtype for n in names}
         total = sum(s.numel() for s in self.shapes.values())
+        if config is None:
+            config = default_config(total, backend.num_qubits, type(module).__name__)
+        self.config = config
         # a whole network starts from weights at its own scale, not near zero as an adapter does
-        config = config or GeneratorConfig()
         self.generator = QPAGenerator(total, backend, config, seed=seed, start_small=False)
+
+    def _split(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`vector` cut into the generated tensors, each in its parameter's own dtype."""
+        parts = split_weights(vector, self.shapes, vector.dtype)
+        return {n: t.to(self.dtypes[n]) for n, t in parts.items()}
 
     def generated(self) -> dict[str, torch.Tensor]:
         """The generated tensors, by parameter name (one circuit evaluation)."""
-        return split_weights(self.generator(), self.shapes, self.dtype)
+        return self._split(self.generator())
 
     def forward(self, *args, **kwargs):
         return torch.func.functional_call(self.module, self.generated(), args=args, kwargs=kwargs)
@@ -102,6 +184,6 @@ class QuantumTrain(nn.Module):
         """The wrapped module with the generated weights written into its parameters: a plain
         torch module, usable (and saved) without qpa_qiskit."""
         own = dict(self.module.named_parameters())
-        for name, tensor in split_weights(self.generator.final_weights(), self.shapes, self.dtype).items():
+        for name, tensor in self._split(self.generator.final_weights()).items():
             own[name].copy_(tensor)
         return self.module

@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from qpa_qiskit import GeneratorConfig, InputError, QPABackend, QuantumTrain
+from qpa_qiskit.quantum_train import default_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,3 +117,107 @@ def test_digits_example_runs_as_the_readme_shows(tmp_path):
     assert quantum["weights"] == classical["weights"] == 13_706
     assert quantum["trainable"] < classical["trainable"] / 4
     assert classical["accuracy"] > 0.5  # two epochs already beat chance (0.1) by far
+
+
+def small_cnn() -> nn.Module:
+    """A digits-sized CNN of 2,938 weights."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 26),
+    )  # fmt: skip
+
+
+def test_the_defaults_compress_the_module_they_are_given():
+    """GeneratorConfig's defaults are an adapter's (68,744 trainable whatever is generated);
+    QuantumTrain's default is sized for the module."""
+    qt = QuantumTrain(small_cnn(), QPABackend("statevector"))
+    counts = qt.counts()
+    assert counts["module"] == counts["generated"] == 2_938
+    assert counts["trainable"] == 1_264 < counts["generated"] / 2
+    assert (qt.config.chunk_size, qt.config.hidden, counts["qubits"]) == (64, [16], 6)
+    qt(torch.randn(2, 1, 8, 8)).sum().backward()
+    # the digits example's 13,706-weight CNN: its default is the example's own settings
+    digits = default_config(13_706)
+    assert (digits.chunk_size, digits.reps, digits.hidden) == (128, 8, [16])
+    # fewer qubits on the device: the smallest chunk size that fits
+    assert default_config(13_706, num_qubits=5).chunk_size == 512
+    athens = QPABackend("aer_noisy:fake_athens")
+    qt = QuantumTrain(nn.Linear(128, 100), athens)  # 12,900 weights
+    assert (qt.config.chunk_size, qt.counts()["qubits"], qt.counts()["trainable"]) == (512, 5, 8_856)
+    # a module too small for any default generator to compress, or a device too narrow: say so
+    with pytest.raises(InputError, match="cannot compress Sequential's 67 weights: the smallest "
+                       r"\(chunk size 2, 6 qubits, 8 layers, mapping \[16\]\) trains 210 "):  # fmt: skip
+        QuantumTrain(net(), QPABackend("statevector"))
+    with pytest.raises(InputError, match="cannot compress Linear's 4,160 weights on a backend of 5 qubits: .*"
+                       r"chunk size 256.* trains 4,504 .*, a backend with more qubits,"):  # fmt: skip
+        QuantumTrain(nn.Linear(64, 64), athens)
+    # an explicit configuration is taken as given
+    explicit = QuantumTrain(net(), QPABackend("statevector"), GeneratorConfig(chunk_size=8))
+    assert explicit.counts()["trainable"] > 67
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(config={"chunk_size": 8}), r"must be a GeneratorConfig or None .*got dict \(write Generator"),
+        (dict(config="chunk_size=8"), "must be a GeneratorConfig or None .*got str$"),
+        (dict(seed="3"), "seed must be None or an integer >= 0, got '3'"),
+        (dict(seed="abc"), "seed must be None or an integer >= 0, got 'abc'"),
+        (dict(seed=-1), "seed must be None or an integer >= 0, got -1"),
+        (dict(seed=1.5), "seed must be None or an integer >= 0, got 1.5"),
+        (dict(seed=True), "seed must be None or an integer >= 0, got True"),
+    ],
+)  # fmt: skip
+def test_a_bad_config_or_seed_is_named(kwargs, match):
+    kwargs.setdefault("config", GeneratorConfig(chunk_size=8, hidden=[4]))
+    with pytest.raises(InputError, match=match):
+        QuantumTrain(net(), QPABackend("statevector"), **kwargs)
+
+
+def test_seeds_none_and_numpy_integers_are_taken():
+    cfg = GeneratorConfig(chunk_size=8, hidden=[4])
+    a = QuantumTrain(net(), QPABackend("statevector"), cfg, seed=np.int64(2)).generated()
+    b = QuantumTrain(net(), QPABackend("statevector"), cfg, seed=2).generated()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    QuantumTrain(net(), QPABackend("statevector"), cfg, seed=None)
+
+
+class Mixed(nn.Module):
+    """A float32 layer and a float64 layer that computes in float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(4, 8)
+        self.second = nn.Linear(8, 3).double()
+
+    def forward(self, x):
+        return self.second(torch.tanh(self.first(x)).double())
+
+
+def test_a_module_of_mixed_dtypes_keeps_each_parameters_dtype():
+    qt = QuantumTrain(Mixed(), QPABackend("statevector"), GeneratorConfig(chunk_size=8, hidden=[4]))
+    generated = qt.generated()
+    assert generated["first.weight"].dtype == torch.float32
+    assert generated["second.weight"].dtype == generated["second.bias"].dtype == torch.float64
+    x = torch.randn(5, 4)
+    out = qt(x)
+    assert out.dtype == torch.float64
+    out.sum().backward()
+    assert qt.generator.quantum.theta.grad.abs().sum() > 0
+    with torch.no_grad():
+        expect = qt(x)
+    plain = qt.trained_module()
+    assert plain.second.weight.dtype == torch.float64 and plain.first.weight.dtype == torch.float32
+    assert torch.allclose(plain(x), expect)
+
+
+def test_a_complex_parameter_is_refused_by_name():
+    module = net()
+    module.register_parameter("phase", nn.Parameter(torch.zeros(3, dtype=torch.complex64)))
+    with pytest.raises(InputError, match=r"generates real weights; parameter\(s\) \['phase'\] of "
+                       r"Sequential are complex64\. Accepted: floating-point"):  # fmt: skip
+        QuantumTrain(module, QPABackend("statevector"), GeneratorConfig(chunk_size=8))
+    qt = QuantumTrain(module, QPABackend("statevector"), GeneratorConfig(chunk_size=8, hidden=[4]),
+                      parameters=["0.weight", "0.bias", "2.weight", "2.bias"])  # fmt: skip
+    assert qt.counts()["generated"] == 67

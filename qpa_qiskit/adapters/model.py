@@ -10,6 +10,8 @@ vector) stays peft's trainable parameter.
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,7 +20,7 @@ from torch import nn
 from ..errors import InputError
 from ..generator import CIRCUIT_SOURCES, LowRankGenerator, QPAGenerator, split_weights
 from ..seeding import torch_seeded
-from .registry import TUNERS, Tuner
+from .registry import TIED_LAYER_WARNING, TUNERS, Tuner
 
 if TYPE_CHECKING:
     from ..config import AdapterConfig, GeneratorConfig
@@ -71,7 +73,8 @@ class AdaptedModel(nn.Module):
             raise InputError(f"method {adapter.method!r} needs a QPABackend")
         if adapter.generator_kind == "lowrank" and generator is None:
             raise InputError(f"method {adapter.method!r} needs a GeneratorConfig (its chunk size and rank)")
-        with torch_seeded(seed, "adapter"):
+        with torch_seeded(seed, "adapter"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=re.escape(TIED_LAYER_WARNING))  # see TIED_LAYER_WARNING
             self.peft_model = get_peft_model(model, peft_config)
             if tuner.initialize is not None:
                 tuner.initialize(self.peft_model)
@@ -170,9 +173,13 @@ class AdaptedModel(nn.Module):
             params[name].copy_(tensor)
 
     def save_adapter(self, out_dir, base_model_name: str | None = None) -> None:
-        """A standard peft adapter directory, generated weights materialised."""
+        """A standard peft adapter directory, generated weights materialised: the adapter's
+        tensors only. peft's default (``save_embedding_layers="auto"``) also saves the base
+        embedding matrix whenever an embedding layer or ``lm_head`` is a target, 114 MB for a
+        rank-4 LoRA on SmolLM2's tied ``lm_head``; no method here changes the base model's
+        weights or vocabulary, so the base model supplies them when the adapter loads."""
         self.materialize()
         if base_model_name is not None:
             for config in self.peft_model.peft_config.values():
                 config.base_model_name_or_path = base_model_name
-        self.peft_model.save_pretrained(str(out_dir))
+        self.peft_model.save_pretrained(str(out_dir), save_embedding_layers=False)

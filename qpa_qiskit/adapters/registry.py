@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from ..config import AdapterConfig
 
 FEED_FORWARD_BLOCKS = ("mlp", "feed_forward", "ffn")
+# Every adapter here is for a causal LM: peft wraps it in PeftModelForCausalLM, and the
+# exported adapter_config.json says so (what AutoPeftModelForCausalLM and the Hub read).
+TASK_TYPE = "CAUSAL_LM"
+# What peft warns whenever an adapter holds a tied layer (a LoRA on the lm_head that shares the
+# input embedding's matrix, SmolLM2's and GPT-2's) and does not tie its adapters too. The adapter
+# adapts the output projection alone, on purpose (ensure_weight_tying=False below); what merging
+# it does to the input embedding is in the README (Export), so the warning is not repeated.
+TIED_LAYER_WARNING = "Model has `tie_word_embeddings=True` and a tied layer is part of the adapter"
 
 
 def _layer_dims(layer: nn.Module) -> tuple[int, int] | None:
@@ -108,11 +116,15 @@ def _lora(cfg: AdapterConfig, model: nn.Module, dora: bool):
     targets = _targets(cfg, model, _lm_head)
     _check_rank(cfg, model, targets, cfg.rank, "rank")
     return LoraConfig(
+        task_type=TASK_TYPE,
         r=cfg.rank,
         lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.rank,
         lora_dropout=cfg.dropout,
         target_modules=targets,
         use_dora=dora,
+        # On a tied lm_head, True would move the LoRA onto the input embedding and share it with
+        # lm_head (both adapted); False adapts lm_head's output alone, what every study measured.
+        ensure_weight_tying=False,
     )
 
 
@@ -122,14 +134,20 @@ def _vera(cfg: AdapterConfig, model: nn.Module):
     targets = _targets(cfg, model, _lm_head)
     _check_rank(cfg, model, targets, cfg.rank, "rank")
     # save_projection: the shared random matrices travel with the adapter, so it loads alone
-    return VeraConfig(r=cfg.rank, target_modules=targets, vera_dropout=cfg.dropout, save_projection=True)
+    return VeraConfig(
+        task_type=TASK_TYPE,
+        r=cfg.rank,
+        target_modules=targets,
+        vera_dropout=cfg.dropout,
+        save_projection=True,
+    )
 
 
 def _ia3(cfg: AdapterConfig, model: nn.Module):
     from peft import IA3Config
 
     targets = _targets(cfg, model, _lm_head)
-    return IA3Config(target_modules=targets, feedforward_modules=[])
+    return IA3Config(task_type=TASK_TYPE, target_modules=targets, feedforward_modules=[])
 
 
 def accepts_key_value_cache(model: nn.Module) -> bool:
@@ -158,7 +176,7 @@ def _prefix(cfg: AdapterConfig, model: nn.Module):
             f"cache, and a config with num_hidden_layers); {type(model).__name__} has none. Use lora, dora, "
             "vera, ia3 or ffa"
         )
-    return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.prefix_tokens)
+    return PrefixTuningConfig(task_type=TASK_TYPE, num_virtual_tokens=cfg.prefix_tokens)
 
 
 def _small_prefix(peft_model: nn.Module) -> None:
@@ -187,7 +205,7 @@ def _ffa(cfg: AdapterConfig, model: nn.Module):
                     f"bottleneck {cfg.bottleneck} is out of range for {name} (width {width}): it must be "
                     f"between 1 and {width}"
                 )
-    return FFAConfig(task_type="CAUSAL_LM", target_modules=targets, bottleneck=cfg.bottleneck)
+    return FFAConfig(task_type=TASK_TYPE, target_modules=targets, bottleneck=cfg.bottleneck)
 
 
 @dataclass(frozen=True)
