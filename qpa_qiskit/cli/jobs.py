@@ -428,7 +428,9 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 def add_commands(sub) -> None:
     p = sub.add_parser("jobs", help="IBM Quantum jobs: submit, status, collect, list, cancel")
     jobs = p.add_subparsers(dest="jobs_command", required=True)
-    q = jobs.add_parser("submit", help="submit a batch of QNN evaluations (Batch mode), or resume submitting")
+    q = jobs.add_parser(
+        "submit", help="submit a batch of QNN evaluations (Batch mode unless --mode), or resume submitting"
+    )
     q.add_argument(
         "store", help="job store directory, e.g. jobs/first-batch (created; an existing one resumes)"
     )
