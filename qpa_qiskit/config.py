@@ -28,6 +28,8 @@ from typing import Any
 from . import validate
 from .adapters import METHODS, split_method
 from .backends import ENGINES
+from .backends.ibm import EXECUTION_MODES
+from .backends.ibm import sampler_options as runtime_sampler_options
 from .circuits import ENTANGLEMENTS, ROTATIONS
 from .completion import MODES
 from .errors import InputError
@@ -253,6 +255,25 @@ class GeneratorConfig:
     completion_hidden: list[int] = field(
         default_factory=lambda: [16], metadata=_help("hidden widths of the GI network")
     )
+    mode: str | None = field(
+        default=None,
+        metadata=_help(
+            "ibm: execution mode of the training jobs: job (default; every plan), batch (every "
+            "plan), session (paid plans only; bills the time between steps too)",
+            choices=EXECUTION_MODES,
+        ),
+    )
+    sampler_options: str | None = field(
+        default=None,
+        metadata=_help(
+            "ibm: the runtime Sampler's options as JSON text or a JSON file, checked by "
+            "qiskit_ibm_runtime.options_models.SamplerOptions "
+            "(e.g. '{\"twirling\": {\"enable_gates\": true}}')"
+        ),
+    )
+    max_execution_time: int | None = field(
+        default=None, metadata=_help("ibm: QPU seconds a job may use before the service cancels it")
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not self.backend.strip():
@@ -289,6 +310,38 @@ class GeneratorConfig:
             self.lowrank_k = validate.positive_int(self.lowrank_k, "lowrank_k")
         validate.one_of(self.completion, "completion", MODES)
         self.completion_hidden = list(validate.positive_ints(self.completion_hidden, "completion_hidden"))
+        self._check_ibm()
+
+    def _check_ibm(self) -> None:
+        """The IBM Quantum settings: valid, for an ibm: backend only, and not contradictory."""
+        if self.mode is not None:
+            validate.one_of(self.mode, "mode", EXECUTION_MODES)
+        if self.max_execution_time is not None:
+            self.max_execution_time = validate.positive_int(self.max_execution_time, "max_execution_time")
+        if self.sampler_options is not None:
+            options = runtime_sampler_options(self.sampler_options, "sampler_options")
+            limit = options.max_execution_time
+            if limit is not None and self.max_execution_time not in (None, limit):
+                raise InputError(
+                    f"max_execution_time {self.max_execution_time} contradicts the sampler options' "
+                    f"max_execution_time {limit}; give one of them"
+                )
+            dumped = options.model_dump(mode="json", exclude_unset=True)
+            self.sampler_options = json.dumps(dumped, sort_keys=True)
+        given = [n for n in ("mode", "sampler_options", "max_execution_time") if getattr(self, n) is not None]
+        if given and not self.backend.strip().lower().startswith("ibm:"):
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise InputError(
+                f"{', '.join(given)} set(s) how IBM Quantum runs the jobs of an ibm:<device> backend; "
+                f"backend {self.backend!r} runs here. Use an ibm: backend or drop {flags}"
+            )
+
+    def runtime_options(self) -> dict[str, Any] | None:
+        """The runtime Sampler's options of an ibm: backend (None: the runtime's defaults)."""
+        options = json.loads(self.sampler_options) if self.sampler_options else {}
+        if self.max_execution_time is not None:
+            options["max_execution_time"] = self.max_execution_time
+        return options or None
 
 
 @dataclass
@@ -372,10 +425,11 @@ SECTIONS: dict[str, type] = {
     "eval": EvalConfig,
 }
 
-# Settings a resumed run may change: how long it trains, how often it saves, how it is scored.
+# Settings a resumed run may change: how long it trains, how often it saves, how it is scored,
+# and how IBM Quantum runs its next jobs (execution mode, QPU-time cap per job).
 RESUMABLE = frozenset(
     {"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch", "eval_protocol",
-     "padded_block"}
+     "padded_block", "mode", "max_execution_time"}
 )  # fmt: skip
 
 # Settings of the qpa-* generator that other methods do not take, with their neutral values:

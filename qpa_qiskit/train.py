@@ -131,7 +131,7 @@ def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
     if family == "ibm":
         # on IBM Quantum the account opens when a job is due: a finished run reads its
         # recorded results (eval, export) with no account
-        options.update(connect=False, hardware_loop=hardware_loop)
+        options.update(connect=False, hardware_loop=hardware_loop, sampler_options=gen.runtime_options())
     return QPABackend(gen.backend, shots_factor=gen.shots_factor, seed=cfg.training.seed, **options)
 
 
@@ -168,6 +168,7 @@ class Run:
                 run_dir / "jobs",
                 log=_stderr,
                 command=f"qpa train {run_dir} --resume",
+                mode=cfg.generator.mode or "job",
                 **(hardware_options or {}),
             )
         backend = build_backend(cfg, self.hardware)

@@ -1,5 +1,6 @@
 """Training with the hardware in the loop (ibm:fake_<device>, local testing mode): every step
-a recorded job in a Session, resume after SIGKILL at chosen points with no job paid twice."""
+a recorded job (job mode by default), resume after SIGKILL at chosen points with no job paid
+twice."""
 
 import json
 import os
@@ -27,7 +28,7 @@ def config(corpus, **overrides) -> RunConfig:
     return tiny_config(corpus, **{**settings, **overrides})
 
 
-def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch):
+def test_each_step_is_a_recorded_job_in_job_mode(corpus, tmp_path, monkeypatch):
     import qiskit_ibm_runtime
 
     sessions = []
@@ -37,16 +38,23 @@ def test_each_step_is_a_recorded_job_in_a_session(corpus, tmp_path, monkeypatch)
             sessions.append(1)
             super().__init__(*args, **kwargs)
 
+    class CountingBatch(qiskit_ibm_runtime.Batch):
+        def __init__(self, *args, **kwargs):
+            sessions.append(1)
+            super().__init__(*args, **kwargs)
+
     monkeypatch.setattr(qiskit_ibm_runtime, "Session", CountingSession)
+    monkeypatch.setattr(qiskit_ibm_runtime, "Batch", CountingBatch)
     saves = []
     monkeypatch.setattr(Run, "save", lambda self, real=Run.save: saves.append(self.step) or real(self))
     run = Run.create(tmp_path / "run", config(corpus))
     run.train(progress=False)
     run.close()
     assert saves == [1, 2, 3]  # on hardware the checkpoint follows every step
-    assert len(sessions) == 1
+    assert sessions == []  # job mode: no Session (Open Plan may not open one), no Batch
     store = JobStore(tmp_path / "run" / "jobs")
-    assert store.meta["mode"] == "session" and store.meta["kind"] == "training"
+    assert store.meta["mode"] == "job" and store.meta["kind"] == "training"
+    assert {r["mode"] for r in store.ledger.records() if r["kind"] == "intent"} == {"job"}
     assert store.labels() == ["step-000001", "step-000002", "step-000003"]
     intents = [r for r in store.ledger.records() if r["kind"] == "intent"]
     assert [r["tags"] for r in intents] == [

@@ -14,17 +14,25 @@ typed by mistake as ``ibm:<token>`` is never printed.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from qiskit import QuantumCircuit
 
-from ..errors import AccountError, InputError, SpecError
+from ..errors import AccountError, InputError, JobsError, SpecError
 from .core import Family, Prepared, register
 from .devices import example_devices, fake_device
 
 TOKEN_VARIABLE = "QISKIT_IBM_TOKEN"
+EXECUTION_MODES = ("job", "batch", "session")  # the runtime's execution modes, by name
+PLANS_HINT = (
+    "Open Plan instances may run only job and batch mode; sessions need a paid plan "
+    "(--mode job or --mode batch work on every plan)"
+)
 
 
 class HardwareLoopLike(Protocol):
@@ -67,6 +75,132 @@ def describe(exc: BaseException, limit: int = 500) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:limit]
 
 
+def _option_names(model: Any) -> str:
+    return ", ".join(model.model_fields)
+
+
+def _validation_message(exc: Any, model: Any) -> str:
+    """One line for a pydantic ValidationError of a runtime options model: each field by its
+    dotted path, what is wrong, and for an unknown name the names accepted there."""
+    parts = []
+    for error in exc.errors():
+        path = ".".join(str(p) for p in error.get("loc", ()))
+        if error.get("type") == "extra_forbidden":
+            owner = model
+            for name in error.get("loc", ())[:-1]:
+                field = owner.model_fields.get(name) if hasattr(owner, "model_fields") else None
+                owner = getattr(field, "annotation", None)
+            accepted = f" (accepted: {_option_names(owner)})" if hasattr(owner, "model_fields") else ""
+            parts.append(f"unknown option {path!r}{accepted}")
+        else:
+            parts.append(f"{path or 'options'}: {error.get('msg')} (got {error.get('input')!r})")
+    return "; ".join(parts)
+
+
+def sampler_options(value: Any, what: str = "sampler_options") -> Any:
+    """`value` as the runtime's own ``qiskit_ibm_runtime.options_models.SamplerOptions``
+    (the options of the client-side Sampler), validated by that model; None stays None.
+
+    Accepted: that model (copied), a mapping, JSON text (``'{"default_shots": 100}'``) or the
+    path of a JSON file. The top-level ``qiskit_ibm_runtime.SamplerOptions`` (the options of
+    the deprecated ``SamplerV2``) is refused by name. Raises InputError in one line."""
+    if value is None:
+        return None
+    import qiskit_ibm_runtime
+    from pydantic import ValidationError
+    from qiskit_ibm_runtime.options_models import SamplerOptions
+
+    accepted = (
+        "give qiskit_ibm_runtime.options_models.SamplerOptions, a dict, JSON text or a JSON file "
+        f"of its fields ({_option_names(SamplerOptions)})"
+    )
+    if isinstance(value, SamplerOptions):
+        return value.model_copy(deep=True)
+    if isinstance(value, qiskit_ibm_runtime.SamplerOptions):
+        raise InputError(
+            f"{what}: qiskit_ibm_runtime.SamplerOptions is the options class of the deprecated "
+            f"SamplerV2, which the client-side Sampler does not take; {accepted}"
+        )
+    if isinstance(value, (str, Path)):
+        text = str(value).strip()
+        if not text.startswith("{"):
+            try:
+                text = Path(text).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(
+                    f"{what}: {str(value)!r} is neither JSON text nor a readable JSON file "
+                    f"({type(exc).__name__}: {exc}); {accepted}"
+                ) from None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{what} is not valid JSON ({exc}); {accepted}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{what} must be a mapping of options, got {type(value).__name__}; {accepted}")
+    try:
+        return SamplerOptions(**value)
+    except ValidationError as exc:
+        message = _validation_message(exc, SamplerOptions)
+        raise InputError(f"{what} refused by the runtime's SamplerOptions: {message}") from None
+    except TypeError as exc:  # keys that are not strings
+        raise InputError(f"{what}: {exc}; {accepted}") from None
+
+
+def check_mode(mode: Any) -> Any:
+    """The ``mode`` option of an ``ibm:`` backend: None (job mode), one of
+    :data:`EXECUTION_MODES` by name, or a runtime Session or Batch already open."""
+    if mode is None or (isinstance(mode, str) and mode in EXECUTION_MODES):
+        return mode
+    if not isinstance(mode, str):
+        from qiskit_ibm_runtime import Batch, Session
+
+        if isinstance(mode, (Session, Batch)):
+            return mode
+    shown = repr(mode) if isinstance(mode, str) else type(mode).__name__
+    raise SpecError(
+        f"mode must be one of {', '.join(EXECUTION_MODES)} or an open qiskit_ibm_runtime Session "
+        f"or Batch, got {redact(shown)[:100]}"
+    )
+
+
+_STATUS = re.compile(r"\b([1-5]\d\d) (?:Client|Server) Error")
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed request to IBM Quantum, from the exception or, when the
+    runtime wrapped it in another error, from the message it kept; None if none is known."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, int) and code > 0:
+        return code
+    found = _STATUS.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def open_mode(mode: Any, device: Any) -> Any:
+    """What the runtime's primitives take as ``mode=``: the device itself in job mode, or a new
+    Batch or Session on it. A refused creation (a 403, e.g. a session on the Open Plan) is an
+    AccountError in one line with the service's reason."""
+    mode = check_mode(mode)
+    if mode is None or mode == "job":
+        return device
+    if not isinstance(mode, str):  # a Session or Batch opened by the caller
+        return mode
+    from qiskit_ibm_runtime import Batch, Session
+
+    try:
+        return (Batch if mode == "batch" else Session)(backend=device)
+    except Exception as exc:
+        name = redact(str(getattr(device, "name", device)))
+        if http_status(exc) in (401, 403) or "not authorized" in str(exc).lower():
+            raise AccountError(
+                f"IBM Quantum refused to open a {mode} on {name} ({describe(exc, 300)}). {PLANS_HINT}"
+            ) from None
+        raise JobsError(
+            f"cannot open a {mode} on {name} ({describe(exc, 300)}); nothing was submitted: run the "
+            "same command again later"
+        ) from None
+
+
 @register
 class IBMFamily(Family):
     name = "ibm"
@@ -83,6 +217,16 @@ class IBMFamily(Family):
                 "hardware_loop must have a method probabilities(backend, circuit, values, shots), "
                 f"got {type(self.hardware_loop).__name__}"
             )
+        if redact(str(self.backend.device_name)) != self.backend.device_name:
+            raise SpecError(
+                f"{redact(repr(self.backend.spec))} names a credential (an IBM Quantum token) as the "
+                f"device; write {self.missing_device()}"
+            )
+        try:
+            self.sampler_options = sampler_options(options.get("sampler_options"))
+        except InputError as exc:
+            raise SpecError(str(exc)) from None
+        self.mode = check_mode(options.get("mode"))
         self._service = options.get("service")
         self._sampler = None
 
@@ -148,13 +292,13 @@ class IBMFamily(Family):
         """The runtime Sampler, built once (local testing mode for fake devices).
 
         The client-side ``executor_sampler.Sampler`` (``SamplerV2`` is deprecated since
-        qiskit-ibm-runtime 0.51).
+        qiskit-ibm-runtime 0.50), in the ``mode`` option's execution mode (job mode by default).
         """
         if self._sampler is None:
             from qiskit_ibm_runtime.executor_sampler import Sampler
 
-            mode = self.backend.options.get("mode") or self.backend.connect()
-            self._sampler = Sampler(mode=mode, options=self.backend.options.get("sampler_options"))
+            mode = open_mode(self.mode, self.backend.connect())
+            self._sampler = Sampler(mode=mode, options=self.sampler_options)
         return self._sampler
 
     # ------------------------------------------------------------------ evaluation

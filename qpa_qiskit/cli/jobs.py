@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 
@@ -16,6 +17,8 @@ _CREATE_OPTIONS = (
     "theta",
     "parameters",
     "max_executions",
+    "sampler_options",
+    "max_execution_time",
 )
 
 
@@ -126,6 +129,55 @@ def _print_plan(plan, pubs_shapes, shots: int, max_executions: int) -> None:
     print(f"total: {len(plan)} job(s), {sets} sets, {total:,} executions (limit {max_executions:,} per job)")
 
 
+def _runtime_options(args: argparse.Namespace) -> dict | None:
+    """The runtime Sampler's options of --sampler-options and --max-execution-time, checked by
+    the runtime's own options model (one-line InputError otherwise)."""
+    from ..backends.ibm import sampler_options
+    from ..errors import InputError
+    from ..validate import positive_int
+
+    options = sampler_options(args.sampler_options, "--sampler-options")
+    dumped = {} if options is None else options.model_dump(mode="json", exclude_unset=True)
+    if args.max_execution_time is not None:
+        limit = positive_int(args.max_execution_time, "--max-execution-time (QPU seconds per job)")
+        if dumped.get("max_execution_time") not in (None, limit):
+            raise InputError(
+                f"--max-execution-time {limit} contradicts max_execution_time "
+                f"{dumped['max_execution_time']} of --sampler-options; give one of them"
+            )
+        dumped["max_execution_time"] = limit
+    return dumped or None
+
+
+def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None:
+    """The runtime's own estimate of the QPU time of the plan, where it offers one: a dry run
+    on the service of one job of each size (run on no QPU, in job mode)."""
+    from ..ibm import RuntimeJobs
+    from ..ibm.service import describe_error
+    from ..ibm.store import job_pubs
+
+    if backend.is_local_testing:
+        print("usage estimate: none (ibm:fake_<device> runs in the runtime's local testing mode, on no QPU)")
+        return
+    service = RuntimeJobs(backend, "job")
+    names = [p.name for p in circuit.parameters]
+    estimates: dict[int, float | None] = {}
+    try:
+        for job in plan:
+            if job.sets not in estimates:
+                estimates[job.sets] = service.usage_estimate(job_pubs(isa, names, job, pubs), shots)
+    except Exception as exc:  # e.g. dry runs are not open to this instance
+        print(f"usage estimate: not available ({describe_error(exc)})")
+        return
+    finally:
+        service.close()
+    if any(v is None for v in estimates.values()):
+        print("usage estimate: the installed qiskit-ibm-runtime offers none")
+        return
+    total = sum(estimates[job.sets] or 0.0 for job in plan)
+    print(f"usage estimate (the runtime's, from a dry run on the service): {total:,.1f} QPU seconds in all")
+
+
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -147,7 +199,8 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         store = JobStore(root)
         if args.dry_run:
             print(
-                f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set)"
+                f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set, "
+                f"{args.mode or store.meta['mode']} mode)"
             )
             _print_job_rows(store)
             return 0
@@ -157,9 +210,14 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
         if args.shots_factor is None and args.shots is None:
             raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
-        backend = QPABackend(args.backend, shots_factor=args.shots_factor, shots=args.shots)
-        if backend.kind != "ibm":
+        from ..backends import parse_spec
+
+        if parse_spec(args.backend)[0] != "ibm":
             raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
+        options = _runtime_options(args)
+        backend = QPABackend(
+            args.backend, shots_factor=args.shots_factor, shots=args.shots, sampler_options=options
+        )
         reps, rotation = args.reps or 8, args.rotation or "ry"
         circuit = ansatz(args.qubits, reps, rotation=rotation)
         pubs, what = _batch_pubs(args, circuit.num_parameters)
@@ -169,14 +227,18 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         plan = plan_jobs([len(p) for p in pubs], shots, max_executions)
         ops = isa.count_ops()
         two_qubit = sum(n for name, n in ops.items() if name in ("ecr", "cz", "cx"))
-        print(f"backend {backend.name} ({backend.num_qubits} qubits), Batch mode, {shots} shots per set")
+        mode = args.mode or "batch"
+        print(f"backend {backend.name} ({backend.num_qubits} qubits), {mode} mode, {shots} shots per set")
         print(
             f"circuit: {args.qubits} qubits x {reps} layers ({rotation}), {circuit.num_parameters} angles; "
             f"ISA depth {isa.depth()}, {two_qubit} two-qubit gates"
         )
         print(f"work: {what}")
         _print_plan(plan, [p.shape for p in pubs], shots, max_executions)
+        if options:
+            print(f"sampler options: {json.dumps(options, sort_keys=True)}")
         if args.dry_run:
+            _print_usage_estimate(backend, circuit, isa, pubs, plan, shots)
             print("dry run: nothing submitted, nothing written")
             return 0
         describe = {
@@ -190,12 +252,13 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             root,
             backend,
             circuit,
+            mode=mode,
             max_executions=max_executions,
             describe=describe,
             evaluations={"batch": pubs},
         )
         print(f"job store {root} (run tag qpa-run:{store.id})")
-    service = store.service(backend)
+    service = store.service(backend, mode=args.mode)
     try:
         report = store.submit(
             "batch", service, resubmit_unconfirmed=args.resubmit_unconfirmed, retry_failed=args.retry_failed
@@ -270,11 +333,17 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     error after the table, and makes the exit status 2 (the others are still listed)."""
     from pathlib import Path
 
-    from ..errors import QPAError
+    from ..errors import InputError, QPAError
     from ..ibm import JobStore
 
     root = Path(args.root)
-    found = sorted(p.parent for p in root.rglob("store.json")) if root.is_dir() else []
+    if not root.is_dir():
+        what = "is a file, not a directory" if root.exists() else "does not exist"
+        raise InputError(
+            f"{root} {what}; give the directory that holds the job stores (default: jobs, the one "
+            "'qpa jobs submit jobs/<name>' fills)"
+        )
+    found = sorted(p.parent for p in root.rglob("store.json"))
     # .<name>.* folders are temporaries of a store being created (or killed while created)
     stores = [p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)]
     if not stores:
@@ -334,10 +403,34 @@ def add_recovery_options(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """--mode, --sampler-options and --max-execution-time of ``qpa jobs submit``: how IBM Quantum
+    runs the jobs (``qpa train`` has them as run-configuration fields)."""
+    from ..backends.ibm import EXECUTION_MODES
+
+    p.add_argument(
+        "--mode",
+        choices=EXECUTION_MODES,
+        help="execution mode on IBM Quantum (default batch: the store's jobs are independent); Open Plan "
+        "instances may run job and batch mode only. On an existing store: the mode of the jobs still "
+        "to submit (default: the store's)",
+    )
+    p.add_argument(
+        "--sampler-options",
+        help="the runtime Sampler's options as JSON text or a JSON file, checked by "
+        "qiskit_ibm_runtime.options_models.SamplerOptions; recorded in the store",
+    )
+    p.add_argument(
+        "--max-execution-time", type=int, help="QPU seconds a job may use before the service cancels it"
+    )
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("jobs", help="IBM Quantum jobs: submit, status, collect, list, cancel")
     jobs = p.add_subparsers(dest="jobs_command", required=True)
-    q = jobs.add_parser("submit", help="submit a batch of QNN evaluations (Batch mode), or resume submitting")
+    q = jobs.add_parser(
+        "submit", help="submit a batch of QNN evaluations (Batch mode unless --mode), or resume submitting"
+    )
     q.add_argument(
         "store", help="job store directory, e.g. jobs/first-batch (created; an existing one resumes)"
     )
@@ -352,6 +445,7 @@ def add_commands(sub) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed (>= 0) of random angles if no file")
     q.add_argument("--max-executions", type=int, help="per job, >= 1 (default: the runtime's 10,000,000)")
     q.add_argument("--dry-run", action="store_true", help="print the plan and cost; submit and write nothing")
+    add_runtime_options(q)
     add_recovery_options(q, "a job")
     q.set_defaults(func=cmd_jobs_submit)
     q = jobs.add_parser("status", help="status of every job of a store (asks the service)")

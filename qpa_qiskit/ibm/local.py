@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StateError
 from ..files import atomic_write, read_json
 from .npz import npz_bytes, read_npz
-from .service import RuntimeJobs, describe_error
+from .service import RuntimeJobs, describe_error, plain_usage
 
 if TYPE_CHECKING:
     from ..backends import QPABackend
@@ -62,6 +62,7 @@ class LocalTestingJobs(RuntimeJobs):
             "status": "DONE",
             "error": "",
             "pubs": [],
+            "usage": None,
         }
         arrays = {}
         try:
@@ -76,6 +77,8 @@ class LocalTestingJobs(RuntimeJobs):
                     arrays[f"{i}.{name}"] = bits.array
                     registers[name] = bits.num_bits
                 record["pubs"].append(registers)
+            usage = job.metrics().get("usage")  # what the runtime reports: no QPU time locally
+            record["usage"] = plain_usage(usage) if isinstance(usage, dict) else None
         atomic_write(self.archive / f"{job_id}.npz", npz_bytes(**arrays))
         atomic_write(self.archive / f"{job_id}.json", json.dumps(record).encode())
         return job_id
@@ -99,6 +102,14 @@ class LocalTestingJobs(RuntimeJobs):
 
     def error(self, job_id: str) -> str:
         return self._record(job_id).get("error", "")
+
+    def usage(self, job_id: str) -> dict | None:
+        usage = self._record(job_id).get("usage")
+        return usage if isinstance(usage, dict) else None
+
+    def usage_estimate(self, pubs: list, shots: int) -> float | None:
+        """None: the runtime's local testing mode runs a dry run as a real one and estimates nothing."""
+        return None
 
     def result(self, job_id: str) -> Any:
         from qiskit.primitives.containers import BitArray, DataBin, PrimitiveResult, SamplerPubResult

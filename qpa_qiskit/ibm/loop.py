@@ -2,8 +2,13 @@
 
 A training step on IBM Quantum may wait hours in a queue, and the process may die while it
 waits. :class:`HardwareLoop` is what an ``ibm:`` backend is given as ``hardware_loop=``: it
-turns each evaluation into jobs of a job store in one Session, labelled by the training
-step, so a replayed step collects the jobs it already paid for instead of submitting more.
+turns each evaluation into jobs of a job store, labelled by the training step, so a
+replayed step collects the jobs it already paid for instead of submitting more.
+
+Training runs in job mode by default: each step's job depends on the step before, so a Batch
+gains nothing, and a Session (which Open Plan instances may not open) bills its wall-clock
+time, the classical work between steps included. ``mode="batch"`` or ``"session"`` choose
+those (a session keeps the device between steps, where the plan allows it).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..errors import InputError, JobsError
-from ..validate import positive_number
-from .service import RuntimeJobs
+from ..validate import one_of, positive_number
+from .service import MODES, RuntimeJobs
 from .store import JobStore, check_label
 
 if TYPE_CHECKING:
@@ -38,8 +43,10 @@ class HardwareLoop:
         log: Callable[[str], None] = print,
         poll: float = 5.0,
         command: str = "the same command",
+        mode: str = "job",
     ) -> None:
         self.root = Path(root)
+        self.mode = one_of(mode, "execution mode", MODES)
         self.resubmit_unconfirmed = resubmit_unconfirmed
         self.retry_failed = retry_failed
         self.log = log
@@ -54,7 +61,7 @@ class HardwareLoop:
             if (self.root / "store.json").exists() or (self.root.exists() and not self.root.is_dir()):
                 self._store = JobStore(self.root)
             else:
-                self._store = JobStore.create(self.root, backend, circuit, kind="training", mode="session")
+                self._store = JobStore.create(self.root, backend, circuit, kind="training", mode=self.mode)
         return self._store
 
     def probabilities(
@@ -72,7 +79,7 @@ class HardwareLoop:
                 f"{backend.name} with {shots}"
             )
         if self._service is None:
-            self._service = store.service(backend)
+            self._service = store.service(backend, mode=self.mode)
         store.add(label, [values])
         report = store.submit(
             label,
@@ -93,7 +100,7 @@ class HardwareLoop:
         return store.probabilities(label)
 
     def close(self) -> None:
-        """Close the Session; jobs already submitted run to the end."""
+        """Close the Batch or Session (if any); jobs already submitted run to the end."""
         if self._service is not None:
             self._service.close()
             self._service = None

@@ -1,17 +1,21 @@
 """Retrying calls to IBM Quantum that fail for a moment.
 
 Over days of queueing the network drops and the service answers 5xx or 429; such failures
-are retried with exponential backoff and jitter. A job's own failure, or a job the service
-does not know, is not transient: it is raised at once, for the store to record or report.
+are retried with exponential backoff and jitter (on top of the runtime's own few quick
+retries of a request). A job's own failure, a job the service does not know, and a refusal
+(401, 403: the account, its token or its plan) are not transient: they are raised at once,
+for the store to record or report.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..backends.ibm import http_status
 from ..errors import JobsError
 from .service import describe_error
 
@@ -19,13 +23,20 @@ T = TypeVar("T")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Network trouble or a server-side hiccup, worth retrying; not a job's own failure."""
+    """Network trouble or a server-side hiccup, worth retrying: a dropped connection, a
+    timeout, an answer 429 (too many requests) or 5xx. Not a job's own failure, and not a
+    refusal that the same request meets again: an authentication or permission failure
+    (401, 403), a bad request (other 4xx), a job the service does not know. The runtime's
+    wrapped errors (``IBMRuntimeError("Failed to ...: 403 Client Error ...")``) are judged
+    by the HTTP status their message keeps; one with no status and no sign of a network
+    failure is not retried."""
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     try:
         import requests
         from qiskit_ibm_runtime.api.exceptions import RequestsApiError
         from qiskit_ibm_runtime.exceptions import (
+            IBMNotAuthorizedError,
             IBMRuntimeError,
             RuntimeInvalidStateError,
             RuntimeJobMaxTimeoutError,
@@ -35,12 +46,24 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
         return True
-    if isinstance(exc, RequestsApiError):
-        code = getattr(exc, "status_code", None)
-        return code is None or code == 429 or code >= 500
-    if isinstance(exc, (RuntimeJobNotFound, RuntimeInvalidStateError, RuntimeJobMaxTimeoutError)):
+    refused = (IBMNotAuthorizedError, RuntimeJobNotFound, RuntimeInvalidStateError, RuntimeJobMaxTimeoutError)
+    if isinstance(exc, refused):
         return False
-    return isinstance(exc, IBMRuntimeError)  # e.g. "Failed to retrieve job": a failed request
+    if not isinstance(exc, (RequestsApiError, IBMRuntimeError)):
+        return False
+    code = http_status(exc)
+    if code is not None:
+        return code == 429 or code >= 500
+    # no status: the runtime's own retries gave up on the connection, or the service is in
+    # maintenance (a 503 raised without its code); anything else is not a network failure
+    return _NETWORK.search(str(exc)) is not None
+
+
+_NETWORK = re.compile(
+    r"max retries exceeded|connection (?:aborted|reset|refused|error)|timed? ?out|maintenance mode|"
+    r"temporarily unavailable|bad gateway|service unavailable",
+    re.IGNORECASE,
+)
 
 
 def with_retries(

@@ -109,6 +109,14 @@ def _check_meta(meta: Any, path: Path) -> dict:
     return meta
 
 
+def job_pubs(isa: QuantumCircuit, names: list[str], job: PlannedJob, values: list[np.ndarray]) -> list[tuple]:
+    """The Sampler PUBs of `job`: `isa` with its slice of each PUB's values, whose columns are
+    the parameters `names` (reordered to the ISA circuit's parameters)."""
+    column = {name: i for i, name in enumerate(names)}
+    order = [column[p.name] for p in isa.parameters]
+    return [(isa, values[pub][start:stop][:, order]) for pub, start, stop in job.slices]
+
+
 @dataclass
 class Report:
     """What one submit or collect pass did, per job key."""
@@ -182,6 +190,9 @@ class JobStore:
             "n_bits": n_bits,
             "parameters": [p.name for p in circuit.parameters],
             "max_executions": max_executions,
+            "sampler_options": None
+            if backend.family.sampler_options is None
+            else backend.family.sampler_options.model_dump(mode="json", exclude_unset=True),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "circuit": describe or {},
         }
@@ -237,15 +248,18 @@ class JobStore:
     def backend(self, **options: Any) -> QPABackend:
         """The store's backend; the IBM Quantum account is opened only when a job must be
         submitted or fetched, so collected results read back with no account."""
-        return QPABackend(self.meta["backend"], shots=self.shots, **{"connect": False, **options})
+        recorded = {"sampler_options": self.meta.get("sampler_options")}
+        return QPABackend(self.meta["backend"], shots=self.shots, **{"connect": False, **recorded, **options})
 
-    def service(self, backend: QPABackend | None = None) -> RuntimeJobs:
+    def service(self, backend: QPABackend | None = None, mode: str | None = None) -> RuntimeJobs:
         """Access to the service that runs the store's jobs (the local stand-in for
-        ``ibm:fake_<device>``), through `backend` or the store's own."""
+        ``ibm:fake_<device>``), through `backend` or the store's own, submitting in `mode`
+        (default: the mode the store was created with)."""
         backend = backend or self.backend()
+        mode = self.meta["mode"] if mode is None else one_of(mode, "execution mode", MODES)
         if backend.is_local_testing:
-            return LocalTestingJobs(backend, self.meta["mode"], self.root / "local-service")
-        return RuntimeJobs(backend, self.meta["mode"])
+            return LocalTestingJobs(backend, mode, self.root / "local-service")
+        return RuntimeJobs(backend, mode)
 
     # ------------------------------------------------------------------ evaluations
     def add(self, label: str, pubs: list[np.ndarray]) -> list[PlannedJob]:
@@ -322,10 +336,7 @@ class JobStore:
 
     def job_pubs(self, job: PlannedJob, values: list[np.ndarray]) -> list[tuple]:
         """The Sampler PUBs of `job`: the ISA circuit with its slice of each PUB's values."""
-        isa = self.isa
-        column = {name: i for i, name in enumerate(self.meta["parameters"])}
-        order = [column[p.name] for p in isa.parameters]
-        return [(isa, values[pub][start:stop][:, order]) for pub, start, stop in job.slices]
+        return job_pubs(self.isa, self.meta["parameters"], job, values)
 
     # ------------------------------------------------------------------ counts
     def _counts_path(self, key: str) -> Path:
@@ -430,6 +441,7 @@ class JobStore:
                 slices=[list(x) for x in job.slices],
                 shots=job.shots,
                 executions=job.executions,
+                mode=service.mode,
             )
             try:
                 job_id = service.submit(pubs, job.shots, tags)
@@ -544,6 +556,16 @@ class JobStore:
                 "unchanged, so run the same command again once they are"
             ) from None
 
+    @staticmethod
+    def _usage(service: RuntimeJobs, key: str, job_id: str, log: Callable[[str], None]) -> dict | None:
+        """The usage the service reports for a finished job, for the ledger; a failure to get
+        it is logged and recorded as None (it never stops a collection)."""
+        try:
+            return service.usage(job_id)
+        except Exception as exc:
+            log(f"{key}: the usage of job {job_id} is not known ({describe_error(exc)})")
+            return None
+
     def _collect_pass(
         self,
         label: str,
@@ -581,7 +603,10 @@ class JobStore:
                             lambda j=job_id: service.error(j), f"error of {key}", log=log, sleep=sleep
                         )
                     )
-                    self.ledger.append("failed", key, job_id=job_id, status=status, error=error[:500])
+                    usage = self._usage(service, key, job_id, log)
+                    self.ledger.append(
+                        "failed", key, job_id=job_id, status=status, error=error[:500], usage=usage
+                    )
                     report.failed[key] = f"{status}: {error}".strip(": ")
                     continue
                 if status != "DONE":
@@ -591,8 +616,10 @@ class JobStore:
                     lambda j=job_id: service.result(j), f"result of {key}", log=log, sleep=sleep
                 )
                 self._save_counts(key, job, result)
+            usage = self._usage(service, key, job_id, log)  # the QPU time the job was charged
             path = self._counts_path(key)
-            self.ledger.append("collected", key, job_id=job_id, file=str(path.relative_to(self.root)))
+            file = str(path.relative_to(self.root))
+            self.ledger.append("collected", key, job_id=job_id, file=file, usage=usage)
             report.collected.append(key)
         return report
 

@@ -38,8 +38,9 @@ def resolve_backend(backend: Any, options: dict[str, Any], primitive: str) -> QP
         )
     if backend.kind == "ibm":
         raise InputError(
-            f"{primitive} simulates; {backend.name!r} is IBM Quantum, whose own V2 primitives run there: "
-            "use qiskit_ibm_runtime.SamplerV2 / EstimatorV2, or a simulation backend "
+            f"{primitive} simulates; {backend.name!r} is IBM Quantum, whose own client-side primitives "
+            "run there: use qiskit_ibm_runtime.executor_sampler.Sampler / "
+            "qiskit_ibm_runtime.executor_estimator.Estimator, or a simulation backend "
             f"({SPEC_FORMS})"
         )
     if backend.shots is not None or backend.shots_factor is not None:
