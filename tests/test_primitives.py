@@ -127,7 +127,10 @@ def test_sampler_random_circuits_against_exact(seed):
 def test_sampler_seed_reproduces_a_sequence_of_runs_and_per_pub_shots():
     qc = ansatz(3, 1)
     values = np.linspace(0, 1, qc.num_parameters)
-    a, b = Sampler("statevector", seed=11), Sampler("statevector", seed=11)
+    # a Generator: one stream, used on run after run (reproducible from its seed)
+    a, b = Sampler("statevector", seed=np.random.default_rng(11)), Sampler(
+        "statevector", seed=np.random.default_rng(11)
+    )
     first = [a.run([(qc, values)]).result()[0].data.c.array for _ in range(2)]
     second = [b.run([(qc, values)]).result()[0].data.c.array for _ in range(2)]
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])

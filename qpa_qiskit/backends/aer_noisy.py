@@ -26,6 +26,7 @@ from ..errors import CapacityError, InputError, SpecError
 from ..noise import NoiseSettings, Snapshot, check_scale
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
+from ..simulator.ptm import size_text
 from ..validate import one_of, torch_device
 from .core import (
     Family,
@@ -201,6 +202,13 @@ class AerNoisyFamily(Family):
             raise CapacityError(
                 f"density-matrix simulation of {n_active} qubits needs {gib(need)} per "
                 f"parameter set; {gib(available_memory())} is available"
+            )
+        budget = self.backend.memory_budget_option
+        if budget is not None and need > budget:
+            raise CapacityError(
+                f"density-matrix simulation of {n_active} qubits needs {size_text(need)} per parameter "
+                f"set, more than memory_budget={size_text(budget)}: raise memory_budget (to at least "
+                f"{size_text(need)}, at most the {gib(available_memory())} available) or use fewer qubits"
             )
         from qiskit_aer import AerSimulator
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.circuit import Measure
+from qiskit.circuit import Gate, Measure
 from qiskit.transpiler import generate_preset_pass_manager
 
 from ..errors import InputError, SpecError
@@ -192,12 +192,82 @@ def measured_qubits(circuit: QuantumCircuit) -> list[int]:
     return [qubit_of[c] for c in range(circuit.num_clbits)]
 
 
-def with_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
-    """The circuit itself if it measures; otherwise a copy measuring every qubit."""
+#: instructions kept as they are by :func:`flatten` (the engines and Aer know them)
+_NOT_COMPOSITE = frozenset({"measure", "reset", "barrier", "delay"})
+
+
+def _composite(inst: Any) -> bool:
+    """An instruction that is only a name for its definition: a subcircuit added with
+    ``append`` (``QuantumCircuit.to_instruction``), not a gate, measurement or reset."""
+    op = inst.operation
+    return (
+        not isinstance(op, Gate)
+        and op.name not in _NOT_COMPOSITE
+        and not inst.is_control_flow()
+        and getattr(op, "definition", None) is not None
+    )
+
+
+def flatten(circuit: QuantumCircuit) -> QuantumCircuit:
+    """The circuit with every composite instruction (a subcircuit added with ``append``:
+    ``qc.append(real_amplitudes(n), qubits)``, a QNN's feature map) replaced by its
+    definition, recursively: the same gates, measurements and resets as the ``compose``d
+    circuit, so they are classified (unitary or not, measured where) and simulated as those.
+    Gates (``to_gate``) stay: they are unitary, and the transpiler unrolls them. The circuit
+    itself when it has no composite instruction."""
+    if not any(_composite(inst) for inst in circuit.data):
+        return circuit
+    out = circuit.copy_empty_like()
+    _inline(out, circuit, list(circuit.qubits), list(circuit.clbits))
+    return out
+
+
+def _inline(out: QuantumCircuit, circuit: QuantumCircuit, qubits: list, clbits: list) -> None:
+    """Append `circuit`'s instructions to `out` on `qubits`/`clbits`, composites expanded."""
+    qmap = dict(zip(circuit.qubits, qubits, strict=True))
+    cmap = dict(zip(circuit.clbits, clbits, strict=True))
+    for inst in circuit.data:
+        inner_q = [qmap[q] for q in inst.qubits]
+        inner_c = [cmap[c] for c in inst.clbits]
+        if _composite(inst):
+            definition = inst.operation.definition
+            out.global_phase += definition.global_phase
+            _inline(out, definition, inner_q, inner_c)
+        else:
+            out.append(inst.operation, inner_q, inner_c, copy=False)
+
+
+def non_unitary(circuit: QuantumCircuit) -> str | None:
+    """The name of the first instruction that makes the state mixed (a reset, a channel, control
+    flow), None if the circuit is gates, barriers, delays and measurements only."""
+    for inst in flatten(circuit).data:
+        op = inst.operation
+        if inst.is_control_flow() or not (isinstance(op, Gate) or op.name in ("measure", "barrier", "delay")):
+            return op.name
+    return None
+
+
+NO_MEASUREMENTS = (
+    "the circuit has classical bits but no measurements: measure into them (every bit once), "
+    "or build it without classical bits to measure every qubit"
+)
+
+
+def with_measurements(circuit: QuantumCircuit, *, estimation: bool = False) -> QuantumCircuit:
+    """The circuit itself if it measures; otherwise a copy measuring every qubit.
+
+    A circuit with classical bits but no measurements has no outcome to give probabilities
+    of (InputError); for expectation values (``estimation``) its bits do not matter, as for
+    Qiskit's and Aer's estimators, and every qubit is measured into new bits instead."""
     if any(isinstance(i.operation, Measure) for i in circuit.data):
         return circuit
     if circuit.num_clbits:
-        raise InputError("the circuit has classical bits but no measurements")
+        if not estimation or any(inst.clbits for inst in circuit.data):
+            raise InputError(NO_MEASUREMENTS)
+        bare = QuantumCircuit(circuit.qubits, *circuit.qregs, global_phase=circuit.global_phase)
+        for inst in circuit.data:
+            bare.append(inst.operation, inst.qubits, copy=False)
+        return bare.measure_all(inplace=False)
     return circuit.measure_all(inplace=False)
 
 
@@ -561,14 +631,19 @@ class QPABackend:
         return self.family.sampler()
 
     # ------------------------------------------------------------------ circuits
-    def _prepare(self, circuit: QuantumCircuit) -> Prepared:
+    def _prepare(self, circuit: QuantumCircuit, *, estimation: bool = False) -> Prepared:
+        """The circuit prepared once; ``estimation``: for expectation values, where classical
+        bits that no measurement writes do not matter (:func:`with_measurements`)."""
         if not isinstance(circuit, QuantumCircuit):
             raise InputError(f"expected a qiskit QuantumCircuit, got {type(circuit).__name__}")
         key = fingerprint(circuit)
         hit = self._prepared.get(id(circuit))
         if hit is not None and hit.circuit is circuit and hit.fingerprint == key:
+            if hit.extras.get("estimation_only") and not estimation:
+                raise InputError(NO_MEASUREMENTS)
             return hit
-        measured = with_measurements(circuit)
+        flat = flatten(circuit)
+        measured = with_measurements(flat, estimation=estimation)
         measured_qubits(measured)
         self._check_width(measured)
         self.family.check_capacity(measured)
@@ -578,6 +653,8 @@ class QPABackend:
         )
         if self.device is not None or not self.family.needs_device:
             prepared.isa  # noqa: B018 - transpile now: errors surface at the first call
+        if measured is not flat and flat.num_clbits:
+            prepared.extras["estimation_only"] = True  # its own bits were dropped
         self._prepared[id(circuit)] = prepared
         return prepared
 
@@ -619,16 +696,26 @@ class QPABackend:
         n_params = len(prepared.parameters)
         if hasattr(parameter_values, "detach"):  # a torch tensor, maybe requiring grad
             parameter_values = parameter_values.detach().cpu()
-        accepted = f"numbers of shape ({n_params},) or (B, {n_params})"
+        accepted = f"real numbers of shape ({n_params},) or (B, {n_params})"
         try:
-            values = np.asarray(parameter_values, dtype=float)
-        except (TypeError, ValueError, RuntimeError):
+            values = np.asarray(parameter_values)
+            if np.iscomplexobj(values):
+                if np.any(values.imag != 0):
+                    raise InputError(
+                        f"parameter values must be {accepted}: angles are real, got complex values "
+                        f"with a non-zero imaginary part (e.g. {complex(values[values.imag != 0].flat[0])})"
+                    )
+                values = values.real
+            values = np.asarray(values, dtype=float)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, InputError):
+                raise
             raise InputError(
                 f"parameter values must be {accepted}, got {type(parameter_values).__name__}"
             ) from None
         if values.ndim == 1:
             values = values[None, :]
-        if values.ndim != 2 or values.shape[1] != n_params or values.shape[0] < 1:
+        if values.ndim != 2 or values.shape[1] != n_params:
             raise InputError(
                 f"parameter values must have shape ({n_params},) or (B, {n_params}) for a "
                 f"circuit with {n_params} parameters (in circuit.parameters order), "
@@ -649,6 +736,8 @@ class QPABackend:
         """
         prepared = self._prepare(circuit)
         values = self._values(prepared, parameter_values)
+        if not len(values):  # no parameter sets (B = 0): nothing to run
+            return np.zeros((0, 2**prepared.n_bits))
         return self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
 
     def expectation_values(
@@ -662,15 +751,20 @@ class QPABackend:
         routing. The circuit must not measure (the values are of the state, and readout
         errors, which act on measurements, do not enter); gate errors and relaxation do on
         noisy backends. Exact always: ``shots`` settings are for :meth:`probabilities`.
+        Classical bits that nothing writes are ignored, as by Qiskit's and Aer's estimators.
         """
-        if any(isinstance(i.operation, Measure) for i in getattr(circuit, "data", ())):
+        if isinstance(circuit, QuantumCircuit) and any(
+            isinstance(i.operation, Measure) for i in flatten(circuit).data
+        ):
             raise InputError(
                 "expectation values are of the state before measurement: pass the circuit without "
                 "measurements (circuit.remove_final_measurements(inplace=False))"
             )
-        prepared = self._prepare(circuit)
+        prepared = self._prepare(circuit, estimation=True)
         values = self._values(prepared, parameter_values)
         terms = pauli_terms(list(observables), circuit.num_qubits)
+        if not len(values):  # no parameter sets (B = 0): nothing to run
+            return np.zeros((0, len(terms)))
         if "physical" not in prepared.extras:  # virtual qubit i was measured into clbit i
             prepared.extras["physical"] = measured_qubits(prepared.isa)
         physical = prepared.extras["physical"]

@@ -17,6 +17,7 @@ from qiskit import QuantumCircuit
 
 from ..errors import CapacityError
 from ..simulator import StatevectorProgram, UnsupportedCircuit
+from ..simulator.ptm import size_text
 from .core import (
     Family,
     Prepared,
@@ -24,6 +25,7 @@ from .core import (
     aer_run,
     available_memory,
     gib,
+    non_unitary,
     register,
     without_measurements,
 )
@@ -43,11 +45,21 @@ class StatevectorFamily(Family):
         return AerSimulator()
 
     def check_capacity(self, measured: QuantumCircuit) -> None:
-        need = 16 * 2**measured.num_qubits
-        if need > available_memory():
+        """A state (a density matrix for a circuit with resets) per parameter set must fit in the
+        memory available and in the ``memory_budget`` option where one is given."""
+        n = measured.num_qubits
+        mixed = non_unitary(measured) is not None
+        need = 16 * (4 if mixed else 2) ** n
+        what = f"{'density-matrix' if mixed else 'statevector'} simulation of {n} qubits"
+        available = available_memory()
+        if need > available:
+            raise CapacityError(f"{what} needs {gib(need)} per parameter set; {gib(available)} is available")
+        budget = self.backend.memory_budget_option
+        if budget is not None and need > budget:
             raise CapacityError(
-                f"statevector simulation of {measured.num_qubits} qubits needs {gib(need)} "
-                f"per parameter set; {gib(available_memory())} is available"
+                f"{what} needs {size_text(need)} per parameter set, more than memory_budget="
+                f"{size_text(budget)}: raise memory_budget (to at least {size_text(need)}, at most the "
+                f"{gib(available)} available) or use fewer qubits"
             )
 
     def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
@@ -66,11 +78,14 @@ class StatevectorFamily(Family):
 
     @staticmethod
     def _simulator(prepared: Prepared):
-        """Aer's statevector method, built once per circuit."""
+        """Aer's statevector method, built once per circuit; its density-matrix method for a
+        circuit with resets, which the statevector method would sample (one branch per run),
+        so that probabilities and expectation values stay exact."""
         from qiskit_aer import AerSimulator
 
         if "simulator" not in prepared.extras:
-            prepared.extras["simulator"] = AerSimulator(method="statevector")
+            method = "statevector" if non_unitary(prepared.isa) is None else "density_matrix"
+            prepared.extras["simulator"] = AerSimulator(method=method)
         return prepared.extras["simulator"]
 
     def program(self, prepared: Prepared) -> StatevectorProgram | None:

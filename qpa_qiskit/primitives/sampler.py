@@ -14,10 +14,12 @@ from qiskit.primitives import BaseSamplerV2, PrimitiveJob, SamplerPubResult
 from qiskit.primitives.containers import BitArray, DataBin
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 
+from ..backends import flatten
 from ..validate import positive_int
 from .common import (
     PrimitiveCore,
     aer_options,
+    check_real_values,
     flat_values,
     unsupported,
 )
@@ -49,13 +51,16 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
         backend: a :class:`~qpa_qiskit.QPABackend` (built without shots) or a spec string,
             ``"statevector"`` or ``"aer_noisy:<device or snapshot>"``.
         default_shots: shots of a PUB that names none.
-        seed: seeds the sampling (an int, a numpy Generator, or None): one random stream for
-            the sampler's lifetime, so the same sequence of runs gives the same samples.
+        seed: seeds the sampling, as in Qiskit's ``StatevectorSampler``: an integer restarts
+            it for every PUB, so a seeded sampler repeats its samples run after run; a numpy
+            Generator is one stream used on across runs (fresh samples each run, the sequence
+            reproducible from the generator's seed); None is fresh entropy.
         **options: backend options (``noise_scale``, ``readout_error``, ``engine``, ...), with a
             spec string only.
 
     Circuits may be abstract (transpiled for the device once, as the backend does) or ISA
-    for it (run as given). Mid-circuit measurements, resets and control flow, and a qubit
+    for it (run as given); subcircuits added with ``append`` are expanded first, so they run
+    on the fast engines. Mid-circuit measurements, resets and control flow, and a qubit
     measured into several bits under readout noise, run on Aer's ``SamplerV2`` with the
     same noise model instead (warned once per circuit).
     """
@@ -73,7 +78,7 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob:
         if shots is None:
             shots = self._default_shots
-        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        coerced = [SamplerPub.coerce(pub, shots) for pub in check_real_values(pubs, 1)]
         if any(len(pub.circuit.cregs) == 0 for pub in coerced):
             warnings.warn(
                 "One of your circuits has no output classical registers and so the result will be "
@@ -84,8 +89,9 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
         return self._submit(coerced)
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, circuit: QuantumCircuit) -> _Plan:
-        plan = _Plan(circuit)
+    def _plan(self, original: QuantumCircuit) -> _Plan:
+        plan = _Plan(original)
+        circuit = flatten(original)  # the measurements and gates of appended subcircuits
         plan.fallback = unsupported(circuit)
         if plan.fallback is not None:
             return plan
@@ -117,24 +123,27 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
         return plan
 
     # ------------------------------------------------------------------ running
-    def _run_group(self, plan: _Plan, pubs: list[SamplerPub]) -> list[SamplerPubResult]:
+    def _run_group(
+        self, plan: _Plan, pubs: list[SamplerPub], rngs: list[np.random.Generator]
+    ) -> list[SamplerPubResult]:
         flat = [flat_values(pub.parameter_values, plan.circuit.parameters) for pub in pubs]
         if plan.canonical is not None:
             probs = self.backend.probabilities(plan.canonical, np.concatenate(flat))
         results, start = [], 0
-        for pub, rows in zip(pubs, flat, strict=True):
+        for pub, rows, rng in zip(pubs, flat, rngs, strict=True):
             if plan.canonical is None:  # nothing measured: every bit reads 0
                 outcomes = np.zeros((len(rows), pub.shots), dtype=np.int64)
             else:
-                outcomes = self._draw(probs[start : start + len(rows)], pub.shots)
+                outcomes = self._draw(probs[start : start + len(rows)], pub.shots, rng)
             start += len(rows)
             results.append(self._result(pub, plan, outcomes))
         return results
 
-    def _draw(self, probs: np.ndarray, shots: int) -> np.ndarray:
+    @staticmethod
+    def _draw(probs: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
         """`shots` outcomes (B, shots) per row of exact probabilities, by inverse transform."""
         cdf = np.cumsum(np.clip(probs, 0.0, None), axis=1)
-        u = self._rng.random((probs.shape[0], shots)) * cdf[:, -1:]
+        u = rng.random((probs.shape[0], shots)) * cdf[:, -1:]
         out = np.empty((probs.shape[0], shots), dtype=np.int64)
         for b in range(probs.shape[0]):
             out[b] = np.minimum(np.searchsorted(cdf[b], u[b], side="right"), probs.shape[1] - 1)
@@ -155,10 +164,10 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
             )
         return SamplerPubResult(DataBin(**data, shape=pub.shape), metadata=_metadata(pub))
 
-    def _aer(self, pub: SamplerPub, plan: _Plan) -> SamplerPubResult:
+    def _aer(self, pub: SamplerPub, plan: _Plan, rng: np.random.Generator) -> SamplerPubResult:
         from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-        isa, values, seed = self._aer_inputs(plan, plan.circuit, pub)
+        isa, values, seed = self._aer_inputs(plan, plan.circuit, pub, rng)
         sampler = AerSampler(seed=seed, options=aer_options(self.backend, seed))
         result = sampler.run([(isa, values, pub.shots)]).result()[0]
         return SamplerPubResult(result.data, metadata=_metadata(pub))
