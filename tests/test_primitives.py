@@ -387,7 +387,7 @@ def test_malformed_estimator_pubs_raise_what_the_reference_raises(pub):
 def test_bad_constructor_arguments_say_what_is_accepted():
     with pytest.raises(SpecError, match="unknown backend spec"):
         Sampler("nonsense")
-    with pytest.raises(InputError, match=r"qiskit_ibm_runtime\.SamplerV2"):
+    with pytest.raises(InputError, match=r"qiskit_ibm_runtime\.executor_sampler\.Sampler"):
         Sampler(QPABackend("ibm:fake_brisbane", shots=100))
     with pytest.raises(InputError, match="without shots"):
         Estimator(QPABackend("statevector", shots=100))
