@@ -394,8 +394,9 @@ class RayExecutor:
             ) from None
         if not ray.is_initialized():
             self._reachable()
-            # Ray's own retries of a cluster that does not answer, bounded (seconds)
-            os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(RAY_CONNECT_TIMEOUT_S)))
+            if self.address not in (None, "auto"):
+                # Ray's own wait for a cluster's GCS that accepts but does not answer, bounded
+                os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(RAY_CONNECT_TIMEOUT_S)))
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
             except Exception as exc:
