@@ -209,14 +209,19 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
     bases = bases or BaseModels()
     problems: dict[str, list[str]] = {}
     seen: dict[str, str | None] = {}
+    data_checked: set[tuple] = set()  # tokenising the data once per data setting is enough
     for trial in trials:
         config = trial.config.to_dict()
         config["training"] = {k: v for k, v in config["training"].items() if k != "seed"}
         key = json.dumps(config, sort_keys=True, default=str)
         if key not in seen:
             try:
-                loaded, texts = bases.get(trial.config)
-                check_config(trial.config, loaded, texts)
+                cfg = trial.config
+                data = (cfg.task.model, cfg.task.data, cfg.task.train_tokens, cfg.training.block_size,
+                        cfg.eval.eval_protocol)  # fmt: skip
+                loaded, texts = bases.get(cfg)
+                check_config(cfg, loaded, texts, data=data not in data_checked)
+                data_checked.add(data)
                 seen[key] = None
             except QPAError as exc:
                 seen[key] = str(exc)

@@ -125,15 +125,20 @@ def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
     )
 
 
-def check_config(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str] | None = None) -> None:
+def check_config(
+    cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str] | None = None, *, data: bool = True
+) -> None:
     """What :meth:`Run.create` checks before it writes anything, for a configuration alone (a
     study checks its whole grid with it before any run trains): the backend (its spec, the
     noise scale against the device), the model's context, the adapter on a copy of the model
     (targets, sizes, chunk size and qubits), and the data. Nothing is written and the IBM
-    Quantum account is not opened. `texts`: the data already loaded."""
+    Quantum account is not opened. `texts`: the data already loaded; `data` False skips the
+    data check (already done for these data settings)."""
     backend = build_backend(cfg)
     check_fits_model(cfg, loaded)
     AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed)
+    if not data:
+        return
     texts = texts if texts is not None else load_texts(cfg, lambda m: None)
     tokens = tokenize(loaded.tokenizer, texts["train"], cfg.task.train_tokens)
     blocks(tokens, cfg.training.block_size)
