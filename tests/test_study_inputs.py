@@ -366,7 +366,8 @@ def test_a_read_only_metrics_file_mid_run_is_a_clear_error(corpus, tmp_path, mon
 
 
 def test_data_too_short_for_a_block_is_found_before_any_run(corpus, tmp_path):
-    with pytest.raises(InputError, match=r"2 of the study's 2 runs .*10 tokens are fewer than one block of 32"):
+    match = r"2 of the study's 2 runs .*10 tokens are fewer than one block of 32"
+    with pytest.raises(InputError, match=match):
         study_shots(
             small(corpus, train_tokens=10), tmp_path / "s", shots_factors=[2], modes=["none"], tvd_samples=1,
             **QUIET,
