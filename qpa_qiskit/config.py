@@ -438,6 +438,49 @@ QPA_ONLY = {"completion": "none", "shots_factor": None, "probabilities": "circui
             "preset": None}  # fmt: skip
 
 
+# Adapter settings only some tuners take (a qpa-/lowrank- method takes its tuner's): given for
+# methods that take none of them, they would be silently ignored, so they are refused
+# (:func:`check_given`).
+TUNER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "rank": ("lora", "dora", "vera"),
+    "lora_alpha": ("lora", "dora"),
+    "dropout": ("lora", "dora", "vera"),
+    "bottleneck": ("ffa",),
+    "prefix_tokens": ("prefix",),
+    "targets": ("lora", "dora", "vera", "ia3", "ffa"),
+}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_given(names, methods) -> None:
+    """Refuse settings given explicitly (on the command line) that none of `methods` takes:
+    an adapter size of another tuner (``--rank`` for ia3 or prefix), or a generator setting for
+    methods without a generator. The message names the methods and the options that apply."""
+    methods = list(methods)
+    tuners = {split_method(m)[1] for m in methods}
+    generated = any(split_method(m)[0] for m in methods)
+    which = ", ".join(methods)
+    problems = []
+    for name in sorted(names):
+        takers = TUNER_SETTINGS.get(name)
+        if takers is not None and not tuners & set(takers):
+            own = sorted({_option(k) for k, v in TUNER_SETTINGS.items() if tuners & set(v)})
+            takes = f"{which} take(s) {', '.join(own)}" if own else f"{which} take(s) no adapter size"
+            problems.append(
+                f"{_option(name)} does not apply to {which} (it sets {', '.join(takers)} adapters and their "
+                f"qpa-/lowrank- versions); {takes}"
+            )
+        if FIELD_SECTION.get(name) == "generator" and not generated:
+            problems.append(
+                f"{_option(name)} sets the generator of the qpa-* and lowrank-* methods; {which} have none"
+            )
+    if problems:
+        raise InputError("; ".join(problems) + ". Drop those options, or choose a method they apply to")
+
+
 def _section_of() -> dict[str, str]:
     out = {}
     for section, cls in SECTIONS.items():

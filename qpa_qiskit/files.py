@@ -9,6 +9,7 @@ file into an error that names it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -121,3 +122,29 @@ def read_json(path: Path, what: str, hint: str) -> Any:
         raise StateError(f"{what} {path} is missing; {hint}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StateError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}); {hint}") from None
+
+
+def _non_finite(data: Any, where: str = "") -> list[str]:
+    """The paths (``rows[2].tvd``) of every NaN or infinite number in `data`."""
+    if isinstance(data, float):
+        return [] if math.isfinite(data) else [f"{where or 'the value'} = {data!r}"]
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(data, (list, tuple)):
+        return [p for i, v in enumerate(data) for p in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
+def json_bytes(data: Any, what: str, **options: Any) -> bytes:
+    """`data` as strict JSON (UTF-8): a NaN or infinite number is refused, naming where it is,
+    instead of being written as ``NaN``, which JSON readers reject."""
+    from .errors import InputError
+
+    bad = _non_finite(data)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise InputError(
+            f"{what} would hold numbers that are not finite ({', '.join(bad[:3])}{more}); JSON has no "
+            "NaN or infinity, so nothing was written"
+        )
+    return json.dumps(data, allow_nan=False, **options).encode()

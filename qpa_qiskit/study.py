@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import validate
+from .adapters import METHODS
 from .backends import QPABackend, parse_spec
 from .completion import MODES
 from .config import RunConfig
-from .errors import InputError
-from .files import atomic_write
+from .errors import InputError, StateError
+from .files import atomic_write, json_bytes
 from .intervals import paired_reading
-from .sweep import Trial, mean_std, measure, run_study
+from .sweep import Trial, grid_values, mean_std, measure, run_study
 
 
 def default_out(out, pattern: str) -> Path:
@@ -34,8 +36,25 @@ def default_out(out, pattern: str) -> Path:
     return Path(out or time.strftime(pattern))
 
 
-def write_file(out: Path, name: str, text: str) -> None:
-    atomic_write(out / name, text.encode())
+def write_file(out: Path, name: str, text: str | bytes) -> None:
+    """A file of the study folder, whole or not at all; a write that fails names the file."""
+    try:
+        atomic_write(out / name, text if isinstance(text, bytes) else text.encode())
+    except OSError as exc:
+        raise StateError(
+            f"cannot write {out / name} ({type(exc).__name__}: {exc}); the runs are kept. Fix the "
+            "permissions or free some space, then run the same command again (nothing is trained twice)"
+        ) from None
+
+
+def write_json(out: Path, name: str, data) -> None:
+    """Strict JSON (a NaN or infinity is refused, naming where it is) in the study folder."""
+    write_file(out, name, json_bytes(data, str(out / name), indent=2))
+
+
+def check_tvd_samples(samples) -> int:
+    """The shot samples averaged for a TVD measure: a positive integer (0 would average nothing)."""
+    return validate.positive_int(samples, "tvd_samples (--tvd-samples)")
 
 
 def config_without(cfg: RunConfig, fields) -> dict:
@@ -48,10 +67,7 @@ def config_without(cfg: RunConfig, fields) -> dict:
 
 
 def check_seeds(seeds) -> list[int]:
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InputError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
-    return seeds
+    return grid_values(seeds, "seeds", lambda v, n: validate.integer(v, n, minimum=0, maximum=2**63 - 1))
 
 
 def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> None:
@@ -60,7 +76,7 @@ def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> 
     trials = sorted(({k: v for k, v in r.items() if k != "seconds_per_step"} for r in results),
                     key=lambda r: r["name"])  # fmt: skip
     summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials}
-    write_file(out, "results.json", json.dumps({**summary, "failed": sorted(failures)}, indent=2))
+    write_json(out, "results.json", {**summary, "failed": sorted(failures)})
 
 
 def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), executor=None, log=print):
@@ -72,6 +88,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
 
     out = default_out(out, "runs/compare-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
+    methods = grid_values(methods, "methods", lambda m, n: validate.one_of(m, n, METHODS))
 
     trials = [
         Trial(
@@ -93,7 +110,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
             loaded.model, loaded, cfg.eval, load_texts(cfg, log), precision=cfg.training.precision
         )
         base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
-        write_file(out, "base.json", json.dumps(base, indent=2))
+        write_json(out, "base.json", base)
     t = cfg.training
     log(f"model {cfg.task.model}, data {cfg.task.data}, {t.steps} steps of {t.batch_size}x{t.block_size}")
     rows = [{"method": "base", "perplexity": base["perplexity"], "std": 0.0, "seeds": 1, "trainable": 0,
@@ -130,6 +147,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
 def completion_tvd(run, samples: int = 20) -> dict[str, float]:
     """Mean total variation distance between the completed sampled distribution and the
     exact one, at the run's final circuit angles (over `samples` fresh shot samples)."""
+    samples = check_tvd_samples(samples)
     quantum = run.model.generator.quantum
     theta = quantum.theta.detach().numpy()
     exact = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
@@ -161,9 +179,9 @@ def study_shots(
     from .sweep import LocalExecutor
 
     out = default_out(out, "runs/study-shots-%Y%m%d-%H%M%S")
-    for mode in modes:
-        if mode not in MODES:
-            raise InputError(f"completion mode must be one of {', '.join(MODES)}, got {mode!r}")
+    modes = grid_values(modes, "modes", lambda m, n: validate.one_of(m, n, MODES))
+    shots_factors = grid_values(shots_factors, "shots_factors", validate.positive_number)
+    tvd_samples = check_tvd_samples(tvd_samples)
     seeds = check_seeds(seeds)
     settings = [(None, "none")] + [(c, mode) for c in shots_factors for mode in modes]
     trials = []
@@ -260,6 +278,7 @@ def noise_tvd(run, samples: int = 20) -> dict[str, float]:
     and that same backend's exact distribution (``tvd_shots``, mean over `samples`)."""
     from .train import build_backend
 
+    samples = check_tvd_samples(samples)
     quantum = run.model.generator.quantum
     theta = quantum.theta.detach().numpy()
     ideal = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
@@ -307,28 +326,20 @@ def study_noise(
     ``statevector`` runs once per setting (noise scales do not apply to it). Runs that
     differ in one setting share every other initial value (components are seeded by name).
     """
-    from . import validate
     from .sweep import LocalExecutor
 
     out = default_out(out, "runs/study-noise-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
-    backends = list(validate.names(list(backends), "backends"))
-    rotations = [validate.one_of(r, "rotation", ("ry", "rx")) for r in rotations]
-    noise_scales = [validate.number(s, "noise scale", minimum=0.0) for s in noise_scales]
-    chunk_sizes = list(validate.positive_ints(chunk_sizes or [cfg.generator.chunk_size], "chunk_sizes"))
-    shots_factors = [
-        None if c is None else validate.positive_number(c, "shots factor") for c in shots_factors
-    ]
+    backends = grid_values(backends, "backends", lambda b, n: validate.names([b], n)[0])
+    rotations = grid_values(rotations, "rotations", lambda r, n: validate.one_of(r, n, ("ry", "rx")))
+    noise_scales = grid_values(noise_scales, "noise_scales", lambda v, n: validate.number(v, n, minimum=0.0))
+    chunk_sizes = [cfg.generator.chunk_size] if chunk_sizes is None else chunk_sizes
+    chunk_sizes = grid_values(chunk_sizes, "chunk_sizes", validate.positive_int)
+    shots_factors = grid_values(
+        shots_factors, "shots_factors", lambda c, n: None if c is None else validate.positive_number(c, n)
+    )
     lora_rank = validate.positive_int(lora_rank, "lora_rank")
-    for name, values in (
-        ("backends", backends),
-        ("rotations", rotations),
-        ("noise scales", noise_scales),
-        ("chunk sizes", chunk_sizes),
-        ("shot factors", shots_factors),
-    ):
-        if not values or len(set(values)) != len(values):
-            raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
+    tvd_samples = check_tvd_samples(tvd_samples)
     for spec in backends:  # every backend is checked before anything runs (a missing snapshot, a typo)
         family, _ = parse_spec(spec)
         if family not in ("statevector", "aer_noisy"):

@@ -32,10 +32,8 @@ from .config import RunConfig
 from .errors import InputError
 from .generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
 from .intervals import LEGEND, PairedDifference
-from .models import load_model
 from .study import check_seeds, config_without, default_out, figure, write_file, write_results
-from .study_params import check_fits
-from .sweep import LocalExecutor, Trial, mean_std, measure, run_study
+from .sweep import LocalExecutor, Trial, grid_values, mean_std, measure, run_study
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -73,13 +71,6 @@ def regime_changes(regime: str) -> dict:
         accepted = ", ".join([f"{lab}:{m}" for lab in LABELS for m in MAPPINGS] + [PAPER])
         raise InputError(f"regime must be one of {accepted}; got {regime!r}")
     return {"preset": None, "labels": labels, "mapping": mapping}
-
-
-def _distinct(values, name: str) -> list:
-    values = list(values)
-    if not values or len(set(values)) != len(values):
-        raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
-    return values
 
 
 def ablation_trials(cfg: RunConfig, regimes, controls, lora_ranks, counterfactuals, seeds) -> list[Trial]:
@@ -137,18 +128,17 @@ def study_ablation(
     "equivalent"."""
     out = default_out(out, "runs/study-ablation-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
-    regimes = _distinct(regimes, "regimes")
-    for regime in regimes:
-        regime_changes(regime)
-    controls = [validate.one_of(c, "control", CONTROLS) for c in _distinct(controls, "controls")]
+    regimes = grid_values(regimes, "regimes", lambda r, n: (regime_changes(r), r)[1])
+    controls = grid_values(controls, "controls", lambda c, n: validate.one_of(c, n, CONTROLS))
     if "circuit" not in controls:
         raise InputError(
             f"controls must include 'circuit', the run every control is set against; got {controls}"
         )
-    lora_ranks = [validate.positive_int(r, "lora rank") for r in (lora_ranks or [])]
-    if len(set(lora_ranks)) != len(lora_ranks):
-        raise InputError(f"lora ranks must not repeat, got {lora_ranks}")
-    counterfactuals = [validate.one_of(k, "counterfactual", COUNTERFACTUALS) for k in (counterfactuals or [])]
+    lora_ranks = grid_values(lora_ranks or [], "lora_ranks", validate.positive_int, allow_empty=True)
+    counterfactuals = grid_values(
+        counterfactuals or [], "counterfactuals", lambda k, n: validate.one_of(k, n, COUNTERFACTUALS),
+        allow_empty=True,
+    )
     if margin is not None:
         margin = validate.positive_number(margin, "margin")
     trials = ablation_trials(cfg, regimes, controls, lora_ranks, counterfactuals, seeds)
@@ -161,7 +151,7 @@ def study_ablation(
         "circuit_lr": cfg.training.circuit_lr,
         "seeds": seeds,
     }
-    check_fits(trials, load_model(cfg.task.model).model)
+    # every setting of the grid is checked on the model before any run trains (run_study)
     results, failures = run_study(out, "ablation", definition, trials, executor or LocalExecutor(), log=log)
     tables = ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, margin)
     write_results(out, cfg, seeds, tables, results, failures)

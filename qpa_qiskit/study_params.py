@@ -18,10 +18,9 @@ from pathlib import Path
 from . import validate
 from .adapters import METHODS, TUNERS
 from .config import RunConfig
-from .errors import InputError
 from .intervals import paired_reading
-from .study import check_seeds, config_without, default_out, figure, write_file, write_results
-from .sweep import Trial, mean_std, run_study
+from .study import check_seeds, config_without, default_out, figure, write_file, write_json, write_results
+from .sweep import Trial, grid_values, mean_std, run_study
 
 PARAMS_METHODS = (
     "lora",
@@ -41,11 +40,6 @@ GRID_FIELDS = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "r
 SETTING = ("method", "size", "chunk_size", "reps")
 
 
-def _distinct(values, name: str, check) -> list:
-    values = [check(v, name) for v in values]
-    if not values or len(set(values)) != len(values):
-        raise InputError(f"{name} must be a non-empty list without repeats, got {values!r}")
-    return values
 
 
 def params_trials(
@@ -104,18 +98,6 @@ def params_trials(
     return trials
 
 
-def check_fits(trials: list[Trial], model) -> None:
-    """Every adapter of the grid fits the model (targets, ranks, widths, prefix), checked on
-    the base model before any run starts (the tuner builds its peft config, nothing else)."""
-    seen = set()
-    for trial in trials:
-        adapter = trial.config.adapter
-        key = json.dumps(trial.config.to_dict()["adapter"], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            TUNERS[adapter.tuner].peft_config(adapter, model)
-
-
 def study_params(
     cfg: RunConfig,
     out: str | Path | None = None,
@@ -141,16 +123,19 @@ def study_params(
 
     out = default_out(out, "runs/study-params-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
-    methods = _distinct(methods, "methods", lambda m, n: validate.one_of(m, n, PARAMS_METHODS))
-    ranks = _distinct(ranks, "ranks", validate.positive_int)
-    vera_ranks = _distinct(vera_ranks, "vera ranks", validate.positive_int)
-    prefix_tokens = _distinct(prefix_tokens, "prefix tokens", validate.positive_int)
-    bottlenecks = _distinct(bottlenecks, "bottlenecks", validate.positive_int)
-    chunk_sizes = _distinct(chunk_sizes, "chunk sizes", validate.positive_int)
-    reps = _distinct(reps, "reps", validate.positive_int)
+    methods = grid_values(methods, "methods", lambda m, n: validate.one_of(m, n, PARAMS_METHODS))
+    ranks = grid_values(ranks, "ranks", validate.positive_int)
+    vera_ranks = grid_values(vera_ranks, "vera_ranks", validate.positive_int)
+    prefix_tokens = grid_values(prefix_tokens, "prefix_tokens", validate.positive_int,
+                                option="--prefix-token-counts")  # fmt: skip
+    bottlenecks = grid_values(bottlenecks, "bottlenecks", validate.positive_int)
+    chunk_sizes = grid_values(chunk_sizes, "chunk_sizes", validate.positive_int)
+    reps = grid_values(reps, "reps", validate.positive_int, option="--reps-values")
     generated = tuple(m for m in METHODS if m.startswith("qpa-"))
-    chunk_methods = [validate.one_of(m, "chunk methods", generated) for m in chunk_methods]
-    reps_methods = [validate.one_of(m, "reps methods", generated) for m in reps_methods]
+    chunk_methods = grid_values(chunk_methods, "chunk_methods", lambda m, n: validate.one_of(m, n, generated),
+                                allow_empty=True)  # fmt: skip
+    reps_methods = grid_values(reps_methods, "reps_methods", lambda m, n: validate.one_of(m, n, generated),
+                               allow_empty=True)  # fmt: skip
     trials = params_trials(cfg, methods, ranks, vera_ranks, prefix_tokens, bottlenecks, chunk_sizes, reps,
                            chunk_methods, reps_methods, seeds)  # fmt: skip
     definition = {
@@ -166,18 +151,18 @@ def study_params(
         "reps_methods": reps_methods,
         "seeds": seeds,
     }
-    loaded = load_model(cfg.task.model)
-    check_fits(trials, loaded.model)
+    # every setting of the grid is checked on the model before any run trains (run_study)
     results, failures = run_study(out, "params", definition, trials, executor or LocalExecutor(), log=log)
     base_file = out / "base.json"
     if base_file.exists():
         base = json.loads(base_file.read_text())
     else:
+        loaded = load_model(cfg.task.model)
         result = evaluate(
             loaded.model, loaded, cfg.eval, load_texts(cfg, log), precision=cfg.training.precision
         )
         base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
-        write_file(out, "base.json", json.dumps(base, indent=2))
+        write_json(out, "base.json", base)
     rows = params_rows(results, methods)
     write_results(out, cfg, seeds, rows, results, failures)
     if rows:

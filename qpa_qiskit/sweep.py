@@ -19,6 +19,8 @@ allowed), on a local Ray or a cluster that sees the same study folder.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import statistics
 import sys
 import time
@@ -30,12 +32,39 @@ from typing import Any
 
 from . import validate
 from .config import RunConfig
-from .errors import InputError, QPAError
-from .files import atomic_write
+from .errors import InputError, QPAError, StateError
+from .files import atomic_write, exclusive, json_bytes
 
 RESULT = "result.json"
 ERROR = "error.txt"
 STUDY = "study.json"
+STUDY_LOCK = ".study.lock"
+# how long joining a Ray cluster at host:port may take before it is reported unreachable
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def grid_values(values: Any, name: str, check: Callable[[Any, str], Any] | None = None,
+                *, option: str | None = None, allow_empty: bool = False) -> list:
+    """The values of one grid axis of a study: a list (not a string, which would be read
+    character by character), each value checked with `check`, none repeated. Errors name the
+    keyword `name` and its command-line `option` (default ``--<name>``)."""
+    label = f"{name} ({option or '--' + name.replace('_', '-')})"
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InputError(
+            f"{label} must be a list of values, got {values!r}" + (f" (for one value: [{values!r}])"
+                                                                  if isinstance(values, str) else "")
+        )
+    values = list(values)
+    if check is not None:
+        values = [check(v, name) for v in values]
+    if not values and not allow_empty:
+        raise InputError(f"{label} must list at least one value, got []")
+    seen: list = []
+    for v in values:
+        if v in seen:
+            raise InputError(f"{label} lists {v!r} more than once ({values!r}); give each value once")
+        seen.append(v)
+    return values
 
 # Extra measurements a trial can ask for, by name: fn(run, **options) -> dict of numbers,
 # computed on the run opened read-only at its checkpoint, after its perplexity. Studies
@@ -124,8 +153,16 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
         with Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
             for name, options in trial.measures.items():
                 result.update(MEASURES[name](opened, **options))
-    (run_dir / ERROR).unlink(missing_ok=True)
-    atomic_write(run_dir / RESULT, json.dumps(result, indent=2).encode())
+    data = json_bytes(result, f"the result of {trial.name}", indent=2)
+    try:
+        (run_dir / ERROR).unlink(missing_ok=True)
+        atomic_write(run_dir / RESULT, data)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write {run_dir / RESULT} ({type(exc).__name__}: {exc}); the run is trained and its "
+            "checkpoint intact. Fix the permissions or free some space, then run the study again: it "
+            "evaluates the run without training it again"
+        ) from None
     return result
 
 
@@ -134,8 +171,99 @@ def _record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> str:
     first = message.strip().splitlines()[-1] if message.strip() else type(exc).__name__
     folder = study_dir / trial.name
     if folder.is_dir():
-        atomic_write(folder / ERROR, message.encode())
+        try:
+            atomic_write(folder / ERROR, message.encode())
+        except OSError:  # a read-only or full study folder: the failure is still reported
+            pass
     return first
+
+
+class BaseModels:
+    """The base model and texts of the runs, loaded once per (model, data) and shared by the
+    grid check and the local executor (only the last pair is kept)."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: tuple | None = None
+
+    def get(self, cfg: RunConfig) -> tuple[Any, dict[str, str]]:
+        from .models import load_model
+        from .train import load_texts
+
+        key = (cfg.task.model, cfg.task.data)
+        if key != self._key:
+            self._key, self._value = None, None
+            self._value = (load_model(key[0]), load_texts(cfg, lambda m: None))
+            self._key = key
+        assert self._value is not None
+        return self._value
+
+
+def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
+    """Every trial's configuration checked as :meth:`~qpa_qiskit.train.Run.create` checks it
+    (backend and noise scale, model fit, adapter, chunk size, data), before any run trains or
+    any file is written; settings that differ only in the seed are checked once. All problems
+    are reported together, each with the trials it concerns."""
+    from .train import check_config
+
+    bases = bases or BaseModels()
+    problems: dict[str, list[str]] = {}
+    seen: dict[str, str | None] = {}
+    data_checked: set[tuple] = set()  # tokenising the data once per data setting is enough
+    for trial in trials:
+        config = trial.config.to_dict()
+        config["training"] = {k: v for k, v in config["training"].items() if k != "seed"}
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in seen:
+            try:
+                cfg = trial.config
+                data = (cfg.task.model, cfg.task.data, cfg.task.train_tokens, cfg.training.block_size,
+                        cfg.eval.eval_protocol)  # fmt: skip
+                loaded, texts = bases.get(cfg)
+                check_config(cfg, loaded, texts, data=data not in data_checked)
+                data_checked.add(data)
+                seen[key] = None
+            except QPAError as exc:
+                seen[key] = str(exc)
+        if seen[key] is not None:
+            problems.setdefault(seen[key], []).append(trial.name)
+    if problems:
+        count = sum(len(v) for v in problems.values())
+        parts = [f"{', '.join(names)}: {why}" for why, names in problems.items()]
+        raise InputError(
+            f"{count} of the study's {len(trials)} runs cannot run, found before any run started (nothing "
+            f"was trained or written); fix the grid: " + " | ".join(parts)
+        )
+
+
+def parameter_list(value: Any, name: str, item: Callable[[Any], Any] = str) -> list:
+    """A list parameter as a notebook or script may receive it (papermill's ``-p devices
+    aer_noisy:brisbane`` gives a string, ``-p seeds 0`` an integer): a string is split at commas
+    and spaces (never read character by character), one value becomes a list of one, and each
+    item is converted with `item` (``int`` for seeds)."""
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    try:
+        return [item(v) for v in value]
+    except (TypeError, ValueError):
+        kind = getattr(item, "__name__", "value")
+        raise InputError(f"{name} must be a list of {kind} values (or one), got {value!r}") from None
+
+
+def parameter_mapping(value: Any, name: str) -> dict:
+    """A mapping parameter (settings by name): a dict, or its JSON/YAML text."""
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{name} must be a mapping of settings (JSON or YAML text): {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{name} must be a mapping of settings, e.g. {{'chunk_size': 512}}; got {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- executors
@@ -181,6 +309,10 @@ class LocalExecutor:
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = None if threads is None else validate.positive_int(threads, "threads")
+        self.bases: BaseModels | None = None  # set by run_study: the models its grid check loaded
+
+    def prepare(self) -> None:
+        """Nothing to start for runs in this process."""
 
     def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
         import torch
@@ -194,19 +326,12 @@ class LocalExecutor:
             torch.set_num_threads(before)
 
     def _run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
-        from .models import load_model
-        from .train import load_texts
-
         failures: dict[str, str] = {}
-        cache: dict[tuple, Any] = {}
+        bases = self.bases or BaseModels()
         for trial in trials:
             progress.started()
             try:
-                key = (trial.config.task.model, trial.config.task.data)
-                if key not in cache:
-                    cache.clear()
-                    cache[key] = (load_model(key[0]), load_texts(trial.config, lambda m: None))
-                loaded, texts = cache[key]
+                loaded, texts = bases.get(trial.config)
                 run_trial(study_dir, trial, loaded=loaded, texts=texts)
                 progress.finished(True)
             except Exception as exc:
@@ -234,6 +359,37 @@ class RayExecutor:
         self.cpus_per_run = validate.number(cpus_per_run, "cpus_per_run", above=0.0)
         self.gpus_per_run = validate.number(gpus_per_run, "gpus_per_run", minimum=0.0)
 
+    def _reachable(self) -> None:
+        """A ``host:port`` or ``ray://host:port`` address answers within
+        :data:`RAY_CONNECT_TIMEOUT_S` (Ray itself retries an unreachable one for minutes)."""
+        address = self.address
+        if address is None or address == "auto":
+            return
+        client = address.startswith("ray://")
+        host, sep, port = address.removeprefix("ray://").rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InputError(
+                f"--address must be 'auto', host:port (a cluster's GCS, port 6379 by default) or "
+                f"ray://host:port (Ray Client, port 10001 by default); got {address!r}"
+            )
+        if client:
+            try:
+                import grpc  # noqa: F401 - Ray Client's transport, in ray[client]
+            except ImportError:
+                raise InputError(
+                    f"--address {address} uses Ray Client, which needs ray[client]: "
+                    "pip install 'qpa-qiskit[ray]' (or pip install 'ray[client]')"
+                ) from None
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+                pass
+        except OSError as exc:
+            raise InputError(
+                f"cannot reach the Ray cluster at {address} ({type(exc).__name__}: {exc}) within "
+                f"{RAY_CONNECT_TIMEOUT_S:g} s; start it ('ray start --head' on its head node) or fix "
+                "--address ('auto' joins the cluster started on this machine)"
+            ) from None
+
     def _init(self):
         try:
             import ray
@@ -242,12 +398,20 @@ class RayExecutor:
                 "--executor ray needs Ray: pip install 'qpa-qiskit[ray]' (or pip install ray)"
             ) from None
         if not ray.is_initialized():
+            self._reachable()
+            if self.address not in (None, "auto"):
+                # Ray's own wait for a cluster's GCS that accepts but does not answer, bounded
+                os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(RAY_CONNECT_TIMEOUT_S)))
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
             except Exception as exc:
                 where = self.address or "a local Ray"
                 raise InputError(f"cannot start or join {where} ({type(exc).__name__}: {exc})") from None
         return ray
+
+    def prepare(self) -> None:
+        """Start or join Ray now: a study that cannot reach its cluster writes nothing."""
+        self._init()
 
     def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
         ray = self._init()
@@ -291,8 +455,9 @@ def make_executor(
 
 
 # --------------------------------------------------------------------------- the runner
-def prepare_folder(out: Path, kind: str, definition: dict) -> None:
-    """A new study folder, or the folder of the same study (resumed). Anything else is refused."""
+def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -> None:
+    """A new study folder, or the folder of the same study (resumed). Anything else is refused.
+    With `write` False only checked (nothing is written)."""
     marker = out / STUDY
     wanted = {"study": kind, **definition}
     if marker.exists():
@@ -304,9 +469,10 @@ def prepare_folder(out: Path, kind: str, definition: dict) -> None:
                 "to resume it, or choose a new --out folder"
             )
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != STUDY_LOCK for p in out.iterdir())):
         raise InputError(f"{out} exists and holds no study; choose a new --out folder")
-    atomic_write(marker, json.dumps(wanted, indent=2, sort_keys=True).encode())
+    if write:
+        atomic_write(marker, json.dumps(wanted, indent=2, sort_keys=True).encode())
 
 
 def run_study(
@@ -323,8 +489,34 @@ def run_study(
     trials in grid order, failures by trial name)."""
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
-        raise InputError("two trials of a study share a folder name")
-    prepare_folder(out, kind, definition)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"two trials of a study share the folder name(s) {twice}; give each grid value once")
+    out = Path(out)
+    prepare_folder(out, kind, definition, write=False)  # another study's folder: refused first
+    todo = [t for t in trials if read_result(out, t) is None]
+    bases = BaseModels()
+    if todo:
+        check_trials(todo, bases)  # the whole grid, before anything is written
+    if isinstance(executor, LocalExecutor):
+        executor.bases = bases
+    executor.prepare()  # a cluster that cannot be reached: refused before the folder is made
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        # one study process per folder: a second one would find the first one's runs locked
+        # and report them as failed
+        with exclusive(
+            out / STUDY_LOCK,
+            f"another process is running the study in {out} right now; wait for it to finish (or stop "
+            "it), then run the same command again: finished runs are kept",
+        ):
+            prepare_folder(out, kind, definition)
+            return _run_locked(out, kind, trials, executor, log, progress)
+    finally:
+        if isinstance(executor, LocalExecutor):
+            executor.bases = None
+
+
+def _run_locked(out: Path, kind: str, trials: list[Trial], executor, log, progress: bool):
     todo = [t for t in trials if read_result(out, t) is None]
     if len(todo) < len(trials):
         log(f"{out}: {len(trials) - len(todo)} of {len(trials)} runs already finished; running the rest")
@@ -335,6 +527,8 @@ def run_study(
     finally:
         bar.close()
     results = [r for t in trials if (r := read_result(out, t)) is not None]
+    finished = {r["name"] for r in results}
+    failures = {name: why for name, why in failures.items() if name not in finished}
     log(f"{len(results)} of {len(trials)} runs finished ({time.monotonic() - start:.0f} s this time)")
     for name, why in failures.items():
         log(f"failed: {name}: {why} (see {out / name / ERROR}); run the same command again to retry")

@@ -97,18 +97,61 @@ def model_positions(loaded: LoadedModel) -> int | None:
 
 def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
     """Training blocks and evaluation windows, with a prefix's virtual tokens, must fit the
-    model's context."""
+    model's context. The message names every option that can make it fit, with its bound."""
     positions = model_positions(loaded)
     if positions is None:
         return
     prefix = cfg.adapter.prefix_tokens if cfg.adapter.tuner == "prefix" else 0
+    lengths = {"block_size": (cfg.training.block_size, 1), "eval_window": (cfg.eval.eval_window, 2)}
+    over = {name: length for name, (length, _) in lengths.items() if length + prefix > positions}
+    if not over:
+        return
+    fixes = [
+        f"--{name.replace('_', '-')} at most {positions - prefix}"
+        for name in over
+        if positions - prefix >= lengths[name][1]
+    ]
+    longest = max(length for length, _ in lengths.values())
+    if prefix and positions - longest >= 1:
+        fixes.append(f"--prefix-tokens at most {positions - longest}")
+    elif prefix and not fixes:
+        fixes.append(
+            f"fewer --prefix-tokens (at most {positions - 2}) with a shorter --block-size and --eval-window"
+        )
+    what = " and ".join(f"{name} {length}" for name, length in over.items())
     extra = f" with the {prefix} prefix tokens" if prefix else ""
-    for name, length in (("block_size", cfg.training.block_size), ("eval_window", cfg.eval.eval_window)):
-        if length + prefix > positions:
-            raise InputError(
-                f"{name} {length}{extra} is longer than the {positions} positions of {loaded.name}; "
-                f"use at most {positions - prefix}" + (" or fewer --prefix-tokens" if prefix else "")
-            )
+    raise InputError(
+        f"{what}{extra} is longer than the {positions} positions of {loaded.name}; use " + ", or ".join(fixes)
+    )
+
+
+def check_config(
+    cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str] | None = None, *, data: bool = True
+) -> None:
+    """What :meth:`Run.create` checks before it writes anything, for a configuration alone (a
+    study checks its whole grid with it before any run trains): the backend (its spec, the
+    noise scale against the device), the model's context, the adapter on a copy of the model
+    (targets, sizes, chunk size and qubits), and the data. Nothing is written and the IBM
+    Quantum account is not opened. `texts`: the data already loaded; `data` False skips the
+    data check (already done for these data settings)."""
+    backend = build_backend(cfg)
+    check_fits_model(cfg, loaded)
+    AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed)
+    if not data:
+        return
+    texts = texts if texts is not None else load_texts(cfg, lambda m: None)
+    tokens = tokenize(loaded.tokenizer, texts["train"], cfg.task.train_tokens)
+    blocks(tokens, cfg.training.block_size)
+    check_splits(cfg, loaded, texts)
+
+
+def check_splits(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str]) -> None:
+    """The valid and test splits have tokens to score (and lines, for padded-lines)."""
+    for split in ("valid", "test"):
+        if len(tokenize(loaded.tokenizer, texts[split], 2)) < 2:
+            raise InputError(f"the {split} split of {cfg.task.data} has fewer than 2 tokens to score")
+    if cfg.eval.eval_protocol == "padded-lines":
+        check_line_structure(texts["test"], f"the test split of {cfg.task.data}")
 
 
 def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
@@ -422,12 +465,7 @@ class Run:
     def check_data(self) -> None:
         """The data loads, gives at least one training block, and a test split to score."""
         self.train_blocks()
-        for split in ("valid", "test"):
-            if len(tokenize(self.loaded.tokenizer, self.texts[split], 2)) < 2:
-                data = self.cfg.task.data
-                raise InputError(f"the {split} split of {data} has fewer than 2 tokens to score")
-        if self.cfg.eval.eval_protocol == "padded-lines":
-            check_line_structure(self.texts["test"], f"the test split of {self.cfg.task.data}")
+        check_splits(self.cfg, self.loaded, self.texts)
 
     def batch(self, step: int, micro: int) -> torch.Tensor:
         """Deterministic batch of an optimiser step: an epoch-wise seeded permutation."""
@@ -493,9 +531,22 @@ class Run:
         if len(rates) > 1:
             record["circuit_lr"] = rates[1]
         record.update(self.model.diagnostics())
-        with open(self.dir / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append_metrics(record)
         return record
+
+    def _append_metrics(self, record: dict) -> None:
+        """Append a step's line to ``metrics.jsonl``; a read-only or full file is an error that
+        says what is kept and how to go on."""
+        path = self.dir / METRICS
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise StateError(
+                f"cannot append step {record['step']} to {path} ({type(exc).__name__}: {exc}); the run "
+                f"stopped. The checkpoint and the earlier metric lines are intact. Fix the permissions "
+                f"or free some space, then run 'qpa train {self.dir} --resume'"
+            ) from None
 
     def train(self, progress: bool = True) -> list[dict]:
         """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
@@ -604,7 +655,10 @@ def evaluate(
         raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
     positions = model_positions(loaded)
     if positions is not None and cfg.eval_window > positions:
-        raise InputError(f"eval_window {cfg.eval_window} is longer than the model's {positions} positions")
+        raise InputError(
+            f"eval_window {cfg.eval_window} is longer than the model's {positions} positions; use "
+            f"--eval-window at most {positions}"
+        )
     tokens = tokenize(loaded.tokenizer, texts[split], cfg.eval_tokens)
     if tokens.numel() < 2:
         raise InputError(f"the {split} split has fewer than 2 tokens to score")

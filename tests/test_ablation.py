@@ -333,9 +333,9 @@ def test_study_ablation(corpus, tmp_path, capsys):
             ["--regimes", "fixed:cnn"],
             "regime must be one of fixed:mlp, fixed:linear, random:mlp, random:linear, paper",
         ),
-        (["--regimes", "paper", "paper"], "regimes must be a non-empty list without repeats"),
+        (["--regimes", "paper", "paper"], "regimes (--regimes) lists 'paper' more than once"),
         (["--controls", "frozen", "none"], "controls must include 'circuit'"),
-        (["--lora-ranks", "1", "1"], "lora ranks must not repeat"),
+        (["--lora-ranks", "1", "1"], "lora_ranks (--lora-ranks) lists 1 more than once"),
         (["--margin", "0"], "margin must be a finite number > 0"),
     ],
 )

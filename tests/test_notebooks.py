@@ -9,7 +9,16 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.slow
-def test_ideal_vs_noisy_notebook_runs_headless(tmp_path):
+@pytest.mark.parametrize(
+    "devices, seeds",
+    [
+        (["aer_noisy:brisbane", "aer_noisy:fake_torino"], [0, 1]),
+        # as papermill's -p gives them: strings, read as lists, never character by character
+        ("aer_noisy:brisbane aer_noisy:fake_torino", "0 1"),
+    ],
+    ids=["lists", "strings"],
+)
+def test_ideal_vs_noisy_notebook_runs_headless(tmp_path, devices, seeds):
     import json
 
     import papermill
@@ -23,8 +32,8 @@ def test_ideal_vs_noisy_notebook_runs_headless(tmp_path):
         parameters={
             "model": "tiny-gpt2",
             "data": str(corpus),
-            "devices": ["aer_noisy:brisbane", "aer_noisy:fake_torino"],
-            "seeds": [0, 1],
+            "devices": devices,
+            "seeds": seeds,
             "steps": 2,
             "eval_tokens": 400,
             "study_dir": str(study),

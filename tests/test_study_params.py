@@ -94,13 +94,13 @@ def test_the_peer_difference_is_paired_by_seed():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(methods=["lora", "lora"]), "methods must be a non-empty list without repeats"),
+        (dict(methods=["lora", "lora"]), r"methods \(--methods\) lists 'lora' more than once"),
         (dict(methods=["lora", "qlora"]), "methods must be one of"),
         (dict(ranks=[0]), "ranks must be a positive integer"),
-        (dict(chunk_sizes=[]), "chunk sizes must be a non-empty list"),
-        (dict(reps_methods=["lora"]), "reps methods must be one of qpa-dora, qpa-ffa"),
+        (dict(chunk_sizes=[]), r"chunk_sizes \(--chunk-sizes\) must list at least one value"),
+        (dict(reps_methods=["lora"]), "reps_methods must be one of qpa-dora, qpa-ffa"),
         (dict(ranks=[64]), r"rank 64 is out of range for lm_head"),
-        (dict(seeds=[1, 1]), "seeds must be a non-empty list of distinct integers"),
+        (dict(seeds=[1, 1]), r"seeds \(--seeds\) lists 1 more than once"),
     ],
 )
 def test_bad_input_is_refused_before_any_run(corpus, tmp_path, kwargs, match):

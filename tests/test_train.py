@@ -220,7 +220,8 @@ def test_export_refuses_non_empty_target(corpus, tmp_path):
         (
             dict(method="qpa-prefix", prefix_tokens=240),
             InputError,
-            "block_size 32 with the 240 prefix tokens is longer than the 256 positions .* fewer --prefix-",
+            "block_size 32 and eval_window 64 with the 240 prefix tokens is longer than the 256 positions "
+            ".*use --block-size at most 16, or --eval-window at most 16, or --prefix-tokens at most 192",
         ),
         (
             dict(backend="aer_noisy:fake_athens", chunk_size=8),

@@ -67,7 +67,7 @@ def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..config import RunConfig
+    from ..config import RunConfig, check_given
     from ..errors import InputError
     from ..train import CONFIG, Run
 
@@ -86,8 +86,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{run_dir} already holds a run; continue it with 'qpa train {run_dir} --resume' "
                 "or choose another folder"
             )
-        cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
-        run = Run.create(run_dir, cfg.replace(**given), hardware_options=_hardware_options(args))
+        cfg = (RunConfig.from_file(args.config) if args.config else RunConfig()).replace(**given)
+        check_given(given, [cfg.adapter.method])  # an option the method ignores is refused
+        run = Run.create(run_dir, cfg, hardware_options=_hardware_options(args))
     with run:
         print(f"{run.cfg.adapter.method} on {run.cfg.task.model}: {run.model.counts()}")
         try:
@@ -126,11 +127,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None):
-    from ..config import RunConfig
+def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None, methods=None):
+    """The base configuration of a study whose runs train `methods` (default: its own); an
+    option none of them takes is refused."""
+    from ..config import RunConfig, check_given
 
     cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
-    return cfg.replace(**{**(defaults or {}), **explicit_settings(args)})
+    cfg = cfg.replace(**{**(defaults or {}), **explicit_settings(args)})
+    check_given(explicit_settings(args), methods or [cfg.adapter.method])
+    return cfg
 
 
 def _executor(args: argparse.Namespace):
@@ -142,7 +147,7 @@ def _executor(args: argparse.Namespace):
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..study import compare
 
-    cfg = _new_config(args)
+    cfg = _new_config(args, methods=args.methods)
     compare(cfg, args.out, methods=args.methods, seeds=args.seeds, executor=_executor(args))
     return 0
 
@@ -167,8 +172,9 @@ def cmd_study_noise(args: argparse.Namespace) -> int:
 
     # the noise switches are checked against the first noisy backend (statevector has none)
     noisy = [b for b in args.backends if b.strip().lower().startswith("aer_noisy:")]
+    defaults = {**STUDY_DEFAULTS, "backend": noisy[0] if noisy else "statevector"}
     study_noise(
-        _new_config(args, {**STUDY_DEFAULTS, "backend": noisy[0] if noisy else "statevector"}),
+        _new_config(args, defaults, methods=["qpa-lora", "lora"]),
         args.out,
         backends=args.backends,
         rotations=args.rotations,
@@ -187,7 +193,7 @@ def cmd_study_params(args: argparse.Namespace) -> int:
     from ..study_params import study_params
 
     study_params(
-        _new_config(args, STUDY_DEFAULTS),
+        _new_config(args, STUDY_DEFAULTS, methods=args.methods),
         args.out,
         methods=args.methods,
         ranks=args.ranks,
@@ -208,7 +214,7 @@ def cmd_study_ablation(args: argparse.Namespace) -> int:
     from ..study_ablation import study_ablation
 
     study_ablation(
-        _new_config(args, STUDY_DEFAULTS),
+        _new_config(args, STUDY_DEFAULTS, methods=["qpa-lora", "lowrank-lora", "lora"]),
         args.out,
         regimes=args.regimes,
         controls=args.controls,
