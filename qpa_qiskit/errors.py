@@ -34,3 +34,15 @@ class BusyError(QPAError):
 class StateError(QPAError):
     """A file of a run or job store (config, checkpoint, ledger, counts) that cannot be read:
     missing, truncated, corrupt or unreadable. Names the file and what to do."""
+
+
+class TrialsFailed(QPAError):
+    """Runs of a study (or of ``qpa compare``) that failed, after the finished ones were
+    aggregated and written. `failures` maps each failed run's name to its one-line reason;
+    `result` is what the study returns when every run finishes (its rows or tables, from
+    the finished runs only)."""
+
+    def __init__(self, message: str, failures: dict[str, str], result: object = None) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.result = result

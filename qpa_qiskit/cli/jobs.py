@@ -6,6 +6,8 @@ import argparse
 
 import numpy as np
 
+from .parsing import summary
+
 _CREATE_OPTIONS = (
     "backend",
     "qubits",
@@ -335,7 +337,7 @@ def add_recovery_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("jobs", help="IBM Quantum jobs: submit, status, collect, list, cancel")
+    p = sub.add_parser("jobs", help=summary("jobs"))
     jobs = p.add_subparsers(dest="jobs_command", required=True)
     q = jobs.add_parser("submit", help="submit a batch of QNN evaluations (Batch mode), or resume submitting")
     q.add_argument(

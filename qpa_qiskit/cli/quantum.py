@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from .parsing import summary
+
 DEMO_BACKENDS = (
     ("statevector", {}),
     ("statevector", {"shots_factor": 20}),
@@ -64,10 +66,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("backends", help="list the valid backend specs with their qubit counts")
+    p = sub.add_parser("backends", help=summary("backends"))
     p.set_defaults(func=cmd_backends)
 
-    p = sub.add_parser("demo", help="evaluate one circuit on each backend family")
+    p = sub.add_parser("demo", help=summary("demo"))
     p.add_argument("--qubits", type=int, default=4, help="N, the number of qubits (default 4)")
     p.add_argument("--reps", type=int, default=2, help="ansatz layers (default 2)")
     p.add_argument("--rotation", choices=["ry", "rx"], default="ry")
