@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # command -> (module of qpa_qiskit.cli that defines it, one-line help)
@@ -45,6 +45,23 @@ def summary(command: str) -> str:
 def given(args: argparse.Namespace) -> set[str]:
     """The destinations of the options given on the command line (not their defaults)."""
     return set(getattr(args, GIVEN, {}))
+
+
+def integer(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least `minimum`; anything else is refused with
+    the accepted range."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    convert.__name__ = f"integer >= {minimum}"
+    return convert
 
 
 def _shown(option_string: str | None, values: Any, takes_values: bool) -> str:
