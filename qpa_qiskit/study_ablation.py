@@ -35,7 +35,7 @@ from .intervals import LEGEND, PairedDifference
 from .models import load_model
 from .study import check_seeds, config_without, default_out, figure, write_file, write_results
 from .study_params import check_fits
-from .sweep import LocalExecutor, Trial, mean_std, measure, run_study
+from .sweep import LocalExecutor, Trial, mean_std, measure, raise_if_failed, run_study
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -170,6 +170,7 @@ def study_ablation(
         write_file(out, "results.md", text + "\n")
         plot_ablation(tables, margin, out / "ablation.png")
         log("\n" + text + f"\n\nwritten: {out / 'results.md'}, {out / 'ablation.png'}")
+    raise_if_failed(out, failures, len(trials), tables)
     return tables
 
 

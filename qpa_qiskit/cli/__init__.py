@@ -57,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     vars(args).pop(GIVEN, None)
     try:
         return args.func(args)
-    except TrialsFailed as exc:
-        print(f"qpa: {exc}", file=sys.stderr)
-        return 1
     except QPAError as exc:
         print(f"qpa: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, TrialsFailed) else 2
