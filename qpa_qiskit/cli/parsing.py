@@ -75,7 +75,13 @@ class _Recorded(argparse.Action):
     """Mixin of the store actions: records an option as given; a second option of the same
     destination with another value is refused, naming both. Positionals are not recorded."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         super().__call__(parser, namespace, values, option_string)
         if option_string is None:  # a positional: argparse also calls it with its default
             return
