@@ -203,3 +203,17 @@ def test_a_corrupt_base_result_is_one_line_naming_it(corpus, tmp_path, capsys):
     assert main(compare_args(corpus, out, "lora")) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and str(out / "base.json") in err[0] and "delete it" in err[0]
+
+
+def test_main_builds_the_run_options_once(monkeypatch, tmp_path):
+    import qpa_qiskit.cli.runs as runs
+
+    calls = []
+    real = runs.config_options
+    monkeypatch.setattr(runs, "config_options", lambda **kw: calls.append(kw) or real(**kw))
+    build_parser(["train"])
+    once = len(calls)
+    calls.clear()
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path / "r"), "--steps", "x"])  # refused by the parse: nothing trains
+    assert len(calls) == once > 0
