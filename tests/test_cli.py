@@ -126,7 +126,7 @@ def test_the_same_value_twice_is_not_a_contradiction():
         (["--show", "-1"], "argument --show: must be an integer >= 1, got -1"),
         (["--show", "0"], "argument --show: must be an integer >= 1, got 0"),
         (["--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
-        (["--qubits", "two"], "argument --qubits: must be an integer >= 1, got 'two'"),
+        (["--show", "two"], "argument --show: must be an integer >= 1, got 'two'"),
     ],
 )
 def test_demo_refuses_numbers_out_of_range(capsys, options, match):

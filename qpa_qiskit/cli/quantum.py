@@ -70,8 +70,8 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("demo", help=summary("demo"))
-    p.add_argument("--qubits", type=integer(1), default=4, help="N, the number of qubits (default 4)")
-    p.add_argument("--reps", type=integer(1), default=2, help="ansatz layers (default 2)")
+    p.add_argument("--qubits", type=int, default=4, help="N, the number of qubits (default 4)")
+    p.add_argument("--reps", type=int, default=2, help="ansatz layers (default 2)")
     p.add_argument("--rotation", choices=["ry", "rx"], default="ry")
     p.add_argument("--seed", type=integer(0), default=7, help="seed of the random angles, >= 0 (default 7)")
     p.add_argument(
