@@ -7,13 +7,18 @@ peft adapters whose weights it generates (LoRA, DoRA, prefix tuning, feed-forwar
 Quantum-Train for whole networks, device noise as reproducible data, IBM Quantum job
 stores that survive restarts, and the exact engines as Qiskit V2 primitives
 (:mod:`qpa_qiskit.primitives`: ``Sampler``, ``Estimator``).
+
+The names below are imported on first use (PEP 562 ``__getattr__``), not when the package is:
+they pull in torch, transformers, peft and qiskit, seconds that the ``qpa`` command line
+(whose entry point imports this package first) spends only for the command that needs them.
+``from qpa_qiskit import QPABackend`` works as before.
 """
 
-from .adapters import AdaptedModel
-from .backends import QPABackend, list_backends
-from .circuits import ansatz
-from .completion import GenerativeInterpolation
-from .config import AdapterConfig, EvalConfig, GeneratorConfig, RunConfig, TaskConfig, TrainingConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AccountError,
     BusyError,
@@ -23,14 +28,63 @@ from .errors import (
     QPAError,
     SpecError,
     StateError,
+    TrialsFailed,
 )
-from .export import export
-from .generator import LowRankGenerator, QPAGenerator
-from .ibm import JobStore
-from .noise import NoiseSettings, Snapshot
-from .qnn import QuantumProbabilities
-from .quantum_train import QuantumTrain
-from .train import Run, evaluate_run
+
+__version__ = "0.1.0"
+
+# public name -> the submodule that defines it
+_LAZY: dict[str, str] = {
+    "AdaptedModel": "adapters",
+    "QPABackend": "backends",
+    "list_backends": "backends",
+    "ansatz": "circuits",
+    "GenerativeInterpolation": "completion",
+    "AdapterConfig": "config",
+    "EvalConfig": "config",
+    "GeneratorConfig": "config",
+    "RunConfig": "config",
+    "TaskConfig": "config",
+    "TrainingConfig": "config",
+    "export": "export",
+    "LowRankGenerator": "generator",
+    "QPAGenerator": "generator",
+    "JobStore": "ibm",
+    "NoiseSettings": "noise",
+    "Snapshot": "noise",
+    "QuantumProbabilities": "qnn",
+    "QuantumTrain": "quantum_train",
+    "Run": "train",
+    "evaluate_run": "train",
+}
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .adapters import AdaptedModel
+    from .backends import QPABackend, list_backends
+    from .circuits import ansatz
+    from .completion import GenerativeInterpolation
+    from .config import AdapterConfig, EvalConfig, GeneratorConfig, RunConfig, TaskConfig, TrainingConfig
+    from .export import export
+    from .generator import LowRankGenerator, QPAGenerator
+    from .ibm import JobStore
+    from .noise import NoiseSettings, Snapshot
+    from .qnn import QuantumProbabilities
+    from .quantum_train import QuantumTrain
+    from .train import Run, evaluate_run
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AccountError",
@@ -58,9 +112,9 @@ __all__ = [
     "StateError",
     "TaskConfig",
     "TrainingConfig",
+    "TrialsFailed",
     "ansatz",
     "evaluate_run",
     "export",
     "list_backends",
 ]
-__version__ = "0.1.0"

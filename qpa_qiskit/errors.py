@@ -38,3 +38,15 @@ class StateError(QPAError):
 
 class DependencyError(QPAError, ImportError):
     """An optional dependency that is not installed; names the extra that installs it."""
+
+
+class TrialsFailed(QPAError):
+    """Runs of a study (or of ``qpa compare``) that failed, after the finished ones were
+    aggregated and written. `failures` maps each failed run's name to its one-line reason;
+    `result` is what the study returns when every run finishes (its rows or tables, from
+    the finished runs only)."""
+
+    def __init__(self, message: str, failures: dict[str, str], result: object = None) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.result = result

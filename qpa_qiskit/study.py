@@ -12,7 +12,6 @@ components are seeded by name, :mod:`qpa_qiskit.seeding`).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -26,9 +25,9 @@ from .backends import QPABackend, parse_spec
 from .completion import MODES
 from .config import RunConfig
 from .errors import InputError, StateError
-from .files import atomic_write, json_bytes
+from .files import atomic_write, json_bytes, read_json
 from .intervals import paired_reading
-from .sweep import Trial, grid_values, mean_std, measure, run_study
+from .sweep import Trial, grid_values, mean_std, measure, raise_if_failed, run_study
 
 
 def default_out(out, pattern: str) -> Path:
@@ -103,7 +102,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
     results, failures = run_study(out, "compare", definition, trials, executor or LocalExecutor(), log=log)
     base_file = out / "base.json"
     if base_file.exists():
-        base = json.loads(base_file.read_text())
+        base = read_json(base_file, "the base model's result", "delete it to evaluate the base model again")
     else:
         loaded = load_model(cfg.task.model)
         result = evaluate(
@@ -140,6 +139,7 @@ def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), 
     log("\n" + text)
     write_results(out, cfg, seeds, rows, results, failures)
     write_file(out, "results.md", text + "\n")
+    raise_if_failed(out, failures, len(trials), rows)
     return rows
 
 
@@ -211,6 +211,7 @@ def study_shots(
         write_file(out, "results.md", table + "\n")
         _plot(rows, modes, out / "shots.png")
         log("\n" + table + f"\n\nwritten: {out / 'results.md'}, {out / 'shots.png'}")
+    raise_if_failed(out, failures, len(trials), rows)
     return rows
 
 
@@ -429,6 +430,7 @@ def study_noise(
             _noise_plot_scales(rows, out / "noise-scales.png")
             written.append(out / "noise-scales.png")
         log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
+    raise_if_failed(out, failures, len(trials), rows)
     return rows
 
 

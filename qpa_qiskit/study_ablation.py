@@ -33,7 +33,7 @@ from .errors import InputError
 from .generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
 from .intervals import LEGEND, PairedDifference
 from .study import check_seeds, config_without, default_out, figure, write_file, write_results
-from .sweep import LocalExecutor, Trial, grid_values, mean_std, measure, run_study
+from .sweep import LocalExecutor, Trial, grid_values, mean_std, measure, raise_if_failed, run_study
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -160,6 +160,7 @@ def study_ablation(
         write_file(out, "results.md", text + "\n")
         plot_ablation(tables, margin, out / "ablation.png")
         log("\n" + text + f"\n\nwritten: {out / 'results.md'}, {out / 'ablation.png'}")
+    raise_if_failed(out, failures, len(trials), tables)
     return tables
 
 

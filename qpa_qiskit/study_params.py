@@ -11,16 +11,16 @@ runner (:func:`~qpa_qiskit.sweep.run_study`), so an interrupted study resumes.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from . import validate
 from .adapters import METHODS, TUNERS
 from .config import RunConfig
+from .files import read_json
 from .intervals import paired_reading
 from .study import check_seeds, config_without, default_out, figure, write_file, write_json, write_results
-from .sweep import Trial, grid_values, mean_std, run_study
+from .sweep import Trial, grid_values, mean_std, raise_if_failed, run_study
 
 PARAMS_METHODS = (
     "lora",
@@ -155,7 +155,7 @@ def study_params(
     results, failures = run_study(out, "params", definition, trials, executor or LocalExecutor(), log=log)
     base_file = out / "base.json"
     if base_file.exists():
-        base = json.loads(base_file.read_text())
+        base = read_json(base_file, "the base model's result", "delete it to evaluate the base model again")
     else:
         loaded = load_model(cfg.task.model)
         result = evaluate(
@@ -175,6 +175,7 @@ def study_params(
             plot_reps(rows, out / "reps.png")
             written.append(out / "reps.png")
         log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
+    raise_if_failed(out, failures, len(trials), rows)
     return rows
 
 

@@ -8,8 +8,12 @@ under the study folder, and its result is written last, as ``<run>/result.json``
   starts the rest; nothing finished is trained twice;
 * results are read back from the run folders, so a study is never lost with a process, and
   the same grid gives the same ``results.json`` however it was executed or interrupted;
-* a trial that fails is reported with its error (``<run>/error.txt``) and does not stop the
-  others; the next run of the study tries it again.
+* a trial that fails is reported with its error (and ``<run>/error.txt`` where its folder
+  exists) and does not stop the others; the next run of the study tries it again. A study
+  with failed trials still aggregates the finished ones, then raises
+  :class:`~qpa_qiskit.errors.TrialsFailed` (``qpa`` exits with status 1), saying which
+  failures running again may cure and which are deterministic (an error qpa-qiskit raises on
+  purpose, such as a setting the run refuses: it repeats until the setting is changed).
 
 Executors: :class:`LocalExecutor` runs the trials in this process, one after another;
 :class:`RayExecutor` makes each trial a Ray task with its own CPUs and GPUs (fractions
@@ -32,8 +36,8 @@ from typing import Any
 
 from . import validate
 from .config import RunConfig
-from .errors import InputError, QPAError, StateError
-from .files import atomic_write, exclusive, json_bytes
+from .errors import BusyError, InputError, QPAError, StateError, TrialsFailed
+from .files import atomic_write, exclusive, json_bytes, read_json
 
 RESULT = "result.json"
 ERROR = "error.txt"
@@ -166,16 +170,43 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     return result
 
 
-def _record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> str:
+@dataclass(frozen=True)
+class Failure:
+    """Why a trial failed: its error in one line (``str()``), the file with the whole error
+    (None where the run folder was never created, or cannot be written), and whether running
+    the study again can cure it: not for an error qpa-qiskit raises on purpose about the
+    trial's settings or files (deterministic), except another process holding the folder."""
+
+    reason: str
+    error_file: Path | None
+    retry: bool
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def hint(self) -> str:
+        where = (
+            f"the whole error is in {self.error_file}"
+            if self.error_file is not None
+            else f"no {ERROR}: its run folder was never created or cannot be written"
+        )
+        if self.retry:
+            return f"{where}; running the same command again retries it"
+        return f"{where}; deterministic: running again repeats it until the setting it names is changed"
+
+
+def _record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> Failure:
     message = str(exc) if isinstance(exc, QPAError) else "".join(traceback.format_exception(exc))
     first = message.strip().splitlines()[-1] if message.strip() else type(exc).__name__
     folder = study_dir / trial.name
+    written = None
     if folder.is_dir():
         try:
             atomic_write(folder / ERROR, message.encode())
+            written = folder / ERROR
         except OSError:  # a read-only or full study folder: the failure is still reported
             pass
-    return first
+    return Failure(first, written, retry=not isinstance(exc, QPAError) or isinstance(exc, BusyError))
 
 
 class BaseModels:
@@ -314,7 +345,7 @@ class LocalExecutor:
     def prepare(self) -> None:
         """Nothing to start for runs in this process."""
 
-    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
+    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
         import torch
 
         before = torch.get_num_threads()
@@ -325,8 +356,8 @@ class LocalExecutor:
         finally:
             torch.set_num_threads(before)
 
-    def _run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
-        failures: dict[str, str] = {}
+    def _run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
+        failures: dict[str, Failure] = {}
         bases = self.bases or BaseModels()
         for trial in trials:
             progress.started()
@@ -413,13 +444,13 @@ class RayExecutor:
         """Start or join Ray now: a study that cannot reach its cluster writes nothing."""
         self._init()
 
-    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, str]:
+    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
         ray = self._init()
         task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run)(_ray_trial)
         threads = max(1, int(self.cpus_per_run))
         pending = {task.remote(str(study_dir.resolve()), t, threads): t for t in trials}
         progress.started(len(pending))
-        failures: dict[str, str] = {}
+        failures: dict[str, Failure] = {}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             trial = pending.pop(ready[0])
@@ -461,7 +492,10 @@ def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -
     marker = out / STUDY
     wanted = {"study": kind, **definition}
     if marker.exists():
-        stored = json.loads(marker.read_text(encoding="utf-8"))
+        hint = "restore it (it records the study's settings) or choose a new --out folder"
+        stored = read_json(marker, "the study record", hint)
+        if not isinstance(stored, dict):
+            raise StateError(f"the study record {marker} is not a mapping of settings; {hint}")
         if stored != wanted:
             differ = sorted(k for k in {*stored, *wanted} if stored.get(k) != wanted.get(k))
             raise InputError(
@@ -484,7 +518,7 @@ def run_study(
     *,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> tuple[list[dict], dict[str, str]]:
+) -> tuple[list[dict], dict[str, Failure]]:
     """Run every unfinished trial of a study in `out`; returns (results of the finished
     trials in grid order, failures by trial name)."""
     names = [t.name for t in trials]
@@ -531,8 +565,28 @@ def _run_locked(out: Path, kind: str, trials: list[Trial], executor, log, progre
     failures = {name: why for name, why in failures.items() if name not in finished}
     log(f"{len(results)} of {len(trials)} runs finished ({time.monotonic() - start:.0f} s this time)")
     for name, why in failures.items():
-        log(f"failed: {name}: {why} (see {out / name / ERROR}); run the same command again to retry")
+        log(f"failed: {name}: {why} ({why.hint()})")
     return results, failures
+
+
+def raise_if_failed(out: Path, failures: dict[str, Failure], total: int, result: Any = None) -> None:
+    """At the end of a study, after its finished trials are written: :class:`TrialsFailed`
+    if any of its `total` trials failed, saying how many, which, and what would cure them."""
+    if not failures:
+        return
+    retry = sorted(name for name, f in failures.items() if f.retry)
+    fix = sorted(name for name, f in failures.items() if not f.retry)
+    cures = []
+    if fix:
+        cures.append(f"change the settings that {', '.join(fix)} refused (running again repeats the error)")
+    if retry:
+        cures.append(f"run the same command again to retry {', '.join(retry)}")
+    raise TrialsFailed(
+        f"{len(failures)} of {total} runs failed (see above); the {total - len(failures)} finished are "
+        f"in {out / 'results.json'}; {'; '.join(cures)}",
+        failures,
+        result,
+    )
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import tiny_config
 
-from qpa_qiskit import InputError
+from qpa_qiskit import InputError, TrialsFailed
 from qpa_qiskit.cli import main
 from qpa_qiskit.study import compare, study_shots
 from qpa_qiskit.sweep import RESULT, LocalExecutor, RayExecutor
@@ -80,8 +80,10 @@ def test_a_failing_run_is_reported_and_does_not_stop_the_others(corpus, tmp_path
 
     monkeypatch.setattr(sweep, "run_trial", flaky)
     logs = []
-    study_shots(small(corpus), tmp_path / "s", shots_factors=(2,), modes=("none", "gi"), tvd_samples=2,
-                seeds=(0, 1), log=logs.append)  # fmt: skip
+    with pytest.raises(TrialsFailed, match=r"^1 of 6 runs failed .* retry c2-none-s0$") as failed:
+        study_shots(small(corpus), tmp_path / "s", shots_factors=(2,), modes=("none", "gi"), tvd_samples=2,
+                    seeds=(0, 1), log=logs.append)  # fmt: skip
+    assert list(failed.value.failures) == ["c2-none-s0"] and len(failed.value.result) == 3  # rows aggregated
     results = json.loads((tmp_path / "s" / "results.json").read_text())
     assert results["failed"] == ["c2-none-s0"] and len(results["trials"]) == 5
     assert any("c2-none-s0: the device caught fire" in line or "caught fire" in line for line in logs)

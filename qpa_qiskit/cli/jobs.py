@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from .parsing import summary
+
 _CREATE_OPTIONS = (
     "backend",
     "qubits",
@@ -426,7 +428,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("jobs", help="IBM Quantum jobs: submit, status, collect, list, cancel")
+    p = sub.add_parser("jobs", help=summary("jobs"))
     jobs = p.add_subparsers(dest="jobs_command", required=True)
     q = jobs.add_parser(
         "submit", help="submit a batch of QNN evaluations (Batch mode unless --mode), or resume submitting"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .parsing import summary
+
 
 def _spec(text: str) -> str:
     """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
@@ -77,7 +79,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    noise = sub.add_parser("noise", help="noise-model snapshots and the noise a circuit meets")
+    noise = sub.add_parser("noise", help=summary("noise"))
     nsub = noise.add_subparsers(dest="noise_command", required=True)
 
     p = nsub.add_parser(

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from .parsing import integer, summary
+
 DEMO_BACKENDS = (
     ("statevector", {}),
     ("statevector", {"shots_factor": 20}),
@@ -64,13 +66,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("backends", help="list the valid backend specs with their qubit counts")
+    p = sub.add_parser("backends", help=summary("backends"))
     p.set_defaults(func=cmd_backends)
 
-    p = sub.add_parser("demo", help="evaluate one circuit on each backend family")
+    p = sub.add_parser("demo", help=summary("demo"))
     p.add_argument("--qubits", type=int, default=4, help="N, the number of qubits (default 4)")
     p.add_argument("--reps", type=int, default=2, help="ansatz layers (default 2)")
     p.add_argument("--rotation", choices=["ry", "rx"], default="ry")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--show", type=int, default=8, help="how many probabilities to print")
+    p.add_argument("--seed", type=integer(0), default=7, help="seed of the random angles, >= 0 (default 7)")
+    p.add_argument(
+        "--show", type=integer(1), default=8, help="how many probabilities to print, >= 1 (default 8)"
+    )
     p.set_defaults(func=cmd_demo)

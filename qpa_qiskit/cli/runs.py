@@ -16,10 +16,7 @@ import sys
 from typing import Any
 
 from .jobs import add_recovery_options
-
-# Stands for "not given" in a parse made to find the options given on the command line (not a
-# string, so argparse never converts it with the option's type).
-NOT_GIVEN = object()
+from .parsing import Parser, summary
 
 # Defaults of `qpa study shots` that differ from a run's: short runs, a short evaluation.
 STUDY_DEFAULTS: dict[str, Any] = {"steps": 20, "eval_tokens": 4096}
@@ -39,13 +36,18 @@ def _without(cls: type, exclude: tuple[str, ...]) -> type:
 
 def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] | None = None):
     """A parent parser with one option per run-configuration field (of `sections`, less
-    `exclude`); ``--field-name`` and ``--field_name`` both work."""
+    `exclude`), spelled ``--field-name`` (``--field_name`` is accepted too, not shown); its
+    options record that they were given (:class:`.parsing.Parser`)."""
     from transformers import HfArgumentParser
 
     from ..config import SECTIONS
 
+    class ConfigOptions(HfArgumentParser, Parser):
+        """HfArgumentParser's options from the dataclasses, made by Parser's recording actions
+        (HfArgumentParser adds them after ``super().__init__``, which registers those)."""
+
     chosen = [_without(c, exclude) for name, c in SECTIONS.items() if sections is None or name in sections]
-    return HfArgumentParser(chosen, add_help=False)
+    return ConfigOptions(chosen, add_help=False)
 
 
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,11 +55,6 @@ def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ..config import FIELD_SECTION
 
     return {k: getattr(args, k) for k in getattr(args, "explicit", ()) if k in FIELD_SECTION}
-
-
-def given_options(args: argparse.Namespace) -> set[str]:
-    """Names in a namespace parsed with ``suppress_defaults`` that were given explicitly."""
-    return {k for k, v in vars(args).items() if v is not NOT_GIVEN}
 
 
 def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
@@ -272,22 +269,18 @@ def _shots_factor(text: str) -> float | None:
     return None if text.strip().lower() == "exact" else _positive_float(text)
 
 
-def add_commands(sub, suppress_defaults: bool = False) -> None:
-    """The run commands. With `suppress_defaults` the configuration options default to
-    :data:`NOT_GIVEN`, so :func:`given_options` tells what was given."""
+def add_commands(sub) -> None:
+    """The run commands."""
     from ..circuits import ROTATIONS
     from ..completion import MODES
-    from ..config import FIELD_SECTION, TaskConfig
+    from ..config import TaskConfig
     from ..generator import COUNTERFACTUALS
 
     def options(**kwargs):
-        parent = config_options(**kwargs)
-        if suppress_defaults:
-            parent.set_defaults(**dict.fromkeys(FIELD_SECTION, NOT_GIVEN))
-        return [parent]
+        return [config_options(**kwargs)]
 
     formatter = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("train", help="fine-tune with an adapter (lora, dora, prefix, ffa, vera, ia3, qpa-*)",
+    p = sub.add_parser("train", help=summary("train"),
                        parents=options(),
                        formatter_class=formatter)  # fmt: skip
     p.add_argument("run_dir", help="run folder (created; an existing run needs --resume)")
@@ -301,7 +294,7 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     add_recovery_options(p, "ibm: backends: a step's job")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="perplexity of a run's adapter on WikiText-2",
+    p = sub.add_parser("eval", help=summary("eval"),
                        description="Every evaluation option defaults to the run's stored setting.",
                        parents=options(sections=("eval",)))  # fmt: skip
     p.add_argument("run_dir")
@@ -319,20 +312,18 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     )
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("export", help="write a run's adapter as a plain peft adapter folder")
+    p = sub.add_parser("export", help=summary("export"))
     p.add_argument("run_dir")
     p.add_argument("out_dir", help="new folder for the adapter (must not exist or be empty)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("compare", help="base vs LoRA vs QPA-LoRA: perplexity and trainable counts",
+    p = sub.add_parser("compare", help=summary("compare"),
                        parents=options(exclude=("method",)), formatter_class=formatter)  # fmt: skip
     p.add_argument("--methods", nargs="+", default=["lora", "qpa-lora"], help="methods to train")
     add_sweep_options(p, "runs/compare-<time>")
     p.set_defaults(func=cmd_compare)
 
-    study = sub.add_parser(
-        "study", help="sweeps of short fine-tunes: 'qpa study shots|noise|params|ablation'"
-    )
+    study = sub.add_parser("study", help=summary("study"))
     studies = study.add_subparsers(dest="study", required=True)
     p = studies.add_parser("shots", help="shot factor c x completion mode",
                            parents=options(exclude=("method", "shots_factor", "completion")),
@@ -455,6 +446,5 @@ def add_commands(sub, suppress_defaults: bool = False) -> None:
     )
     add_sweep_options(p, "runs/study-ablation-<time>")
     p.set_defaults(func=cmd_study_ablation)
-    if not suppress_defaults:
-        for name in ("shots", "noise", "params", "ablation"):
-            studies.choices[name].set_defaults(**STUDY_DEFAULTS)
+    for name in ("shots", "noise", "params", "ablation"):
+        studies.choices[name].set_defaults(**STUDY_DEFAULTS)
