@@ -106,12 +106,15 @@ def test_ibm_account_error_reports_the_cause_and_never_the_token(no_ibm_account,
             raise ValueError(f"instance 'crn:v1:bad' is not valid for token {token}")
 
     monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Service)
-    # the user typed the token where the device name goes
     with pytest.raises(AccountError, match=r"ValueError: instance 'crn:v1:bad' is not valid") as info:
-        QPABackend(f"ibm:{token}", shots=100)
+        QPABackend("ibm:ibm_torino", shots=100)
     message = str(info.value)
-    assert token not in message and "ibm:***" in message
+    assert token not in message and "for token ***" in message
     assert "save_account(" not in message  # a token is set: saving an account is not the fix
+    # the user typed the token where the device name goes: refused before the service is asked
+    with pytest.raises(SpecError, match=r"'ibm:\*\*\*' names a credential") as info:
+        QPABackend(f"ibm:{token}", shots=100)
+    assert token not in str(info.value)
 
 
 def test_circuit_wider_than_device():

@@ -138,8 +138,14 @@ def test_demo_refuses_numbers_out_of_range(capsys, options, match):
 
 # --------------------------------------------------------------------------- studies' exit statuses
 def compare_args(corpus, out, *methods):
-    options = "--steps 1 --reps 1 --hidden 8 --rank 2 --eval-tokens 200 --eval-window 64 --eval-stride 48"
-    return ["compare", *tiny_cli_args(corpus, options), "--methods", *methods, "--out", str(out)]
+    options = "--steps 1 --rank 2 --eval-tokens 200 --eval-window 64 --eval-stride 48"
+    args = tiny_cli_args(corpus, options)
+    if any(m.startswith(("qpa-", "lowrank-")) for m in methods):
+        args += ["--reps", "1", "--hidden", "8"]
+    else:  # generator options are refused where no method has a generator
+        at = args.index("--chunk-size")
+        del args[at : at + 2]
+    return ["compare", *args, "--methods", *methods, "--out", str(out)]
 
 
 def error_lines(err: str) -> list[str]:
