@@ -348,13 +348,14 @@ def test_study_ablation_bad_input(corpus, tmp_path, capsys, grid, match):
 
 
 def test_readme_refused_preset_command_is_refused_as_documented(tmp_path, monkeypatch, capsys):
-    """The README's `# refused` example fails before anything is loaded or written, with the
-    message the README quotes."""
+    """The `# refused` example of docs/studies.md fails before anything is loaded or written,
+    with the message the page quotes."""
     import shlex
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Does the circuit matter?", 1)[1].split("\n## ", 1)[0]
+    from pages import page
+    from pages import section as page_section
+
+    section = page_section(page("docs/studies.md"), "## Does the circuit matter?")
     refused = [
         line for line in section.splitlines() if line.startswith("qpa ") and line.endswith("# refused")
     ]

@@ -124,7 +124,7 @@ def test_a_local_base_model_loads_with_auto_peft_offline_from_anywhere(corpus, t
 
 
 def test_merging_a_lora_on_a_tied_lm_head_changes_the_input_embedding():
-    """What the README says about merging: merge_and_unload writes the update into the matrix
+    """What docs/training.md says about merging: merge_and_unload writes the update into the matrix
     lm_head shares with the input embedding, so the merged model is not the adapted one;
     giving lm_head its own copy of the matrix first makes the merge exact."""
 

@@ -381,12 +381,13 @@ def test_the_primitives_point_at_the_runtimes_client_side_primitives():
 
 def test_the_texts_date_the_runtime_deprecation_at_0_50():
     import inspect
-    from pathlib import Path
+
+    from pages import PAGES, page
 
     import qpa_qiskit.backends.ibm as ibm
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert "deprecated in 0.51" not in readme and "since 0.50" in readme
+    texts = "\n".join(path.read_text() for path in PAGES)  # the README and docs/
+    assert "deprecated in 0.51" not in texts and "since 0.50" in page("docs/backends.md")
     assert "0.51" not in inspect.getsource(
         ibm
     ) and "since\n        qiskit-ibm-runtime 0.50" in inspect.getsource(ibm)

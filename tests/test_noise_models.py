@@ -440,10 +440,13 @@ def test_cli_snapshot_of_ibm_device_without_an_account(tmp_path, capsys, monkeyp
 
 
 def test_readme_noise_commands_run_as_written(tmp_path, capsys, monkeypatch):
-    """The `qpa noise` block of the README's Noise section, line by line, then its printed hint."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Noise:", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    """The `qpa noise` block of the Noise section (docs/backends.md), line by line, then its
+    printed hint."""
+    from pages import code_blocks, page
+    from pages import section as page_section
+
+    section = page_section(page("docs/backends.md"), "## Noise:")
+    block = code_blocks(section, "bash")[0].code
     lines = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
     assert len(lines) >= 3 and all(words[0] == "qpa" for words in lines)
     monkeypatch.chdir(tmp_path)

@@ -485,21 +485,16 @@ def test_sampler_qnn_trains_on_noisy_sampler():
 
 
 def test_readme_primitives_examples_run_as_written():
-    """The python blocks of the README's primitives section, in order, in one namespace."""
-    import re
-    from pathlib import Path
+    """The python blocks of the primitives section (docs/primitives.md), in order, in one namespace."""
+    from pages import code_blocks, page, section
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[
-        readme.index("## Qiskit primitives") : readme.index("### Benchmark: a QNN training step")
-    ]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
+    blocks = code_blocks(section(page("docs/primitives.md"), "## Qiskit primitives"), "python")
+    assert len(blocks) == 2 and all(block.not_run is None for block in blocks)
     namespace: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for block in blocks:
-            exec(compile(block, "README.md", "exec"), namespace)
+            exec(compile(block.code, "docs/primitives.md", "exec"), namespace)
     assert namespace["evs"].shape == (2, 3)
     assert sum(namespace["counts"].values()) == 4000
     assert namespace["model"](torch.empty(0)).shape == (16,)
