@@ -38,6 +38,8 @@ from . import validate
 from .config import RunConfig
 from .errors import BusyError, InputError, QPAError, StateError, TrialsFailed
 from .files import atomic_write, exclusive, json_bytes, read_json
+from .models import load_model
+from .train import Run, check_config, evaluate_run, load_texts
 
 RESULT = "result.json"
 ERROR = "error.txt"
@@ -70,14 +72,16 @@ def grid_values(values: Any, name: str, check: Callable[[Any, str], Any] | None 
         seen.append(v)
     return values
 
-# Extra measurements a trial can ask for, by name: fn(run, **options) -> dict of numbers,
-# computed on the run opened read-only at its checkpoint, after its perplexity. Studies
-# register theirs on import (qpa_qiskit.study).
-MEASURES: dict[str, Callable[[Any], dict[str, Any]]] = {}
+# Extra measurements a trial can ask for: fn(run, **options) -> dict of numbers, computed on
+# the run opened read-only at its checkpoint, after its perplexity. A trial carries its measure
+# functions themselves (Trial.measures), so this module imports no study to find them: a study
+# sits above the runner. MEASURES indexes by name those that @measure marks; a trial may still
+# name one, if its module is imported.
+MEASURES: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 def measure(name: str):
-    """Register an extra measurement for trials (see :data:`MEASURES`)."""
+    """Mark an extra measurement for trials and index it by `name` (see :data:`MEASURES`)."""
 
     def register(fn):
         MEASURES[name] = fn
@@ -93,7 +97,8 @@ class Trial:
     name: str
     config: RunConfig
     axes: dict[str, Any] = field(default_factory=dict)
-    measures: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> options
+    # measure function (or a name in MEASURES) -> its options
+    measures: dict[Callable[..., dict[str, Any]] | str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_result(study_dir: Path, trial: Trial) -> dict | None:
@@ -117,8 +122,6 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     """Train (or resume) one trial and evaluate it; returns its result (also written to
     ``<run>/result.json``, last). A finished trial is read back, not trained again."""
     import torch
-
-    from .train import Run, evaluate_run
 
     study_dir = Path(study_dir)
     done = read_result(study_dir, trial)
@@ -152,11 +155,9 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
         if key in evaluation:
             result[key] = evaluation[key]
     if trial.measures:
-        from . import study, study_ablation  # noqa: F401 - register the studies' measures (in a Ray worker too)
-
         with Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
-            for name, options in trial.measures.items():
-                result.update(MEASURES[name](opened, **options))
+            for fn, options in trial.measures.items():
+                result.update((MEASURES[fn] if isinstance(fn, str) else fn)(opened, **options))
     data = json_bytes(result, f"the result of {trial.name}", indent=2)
     try:
         (run_dir / ERROR).unlink(missing_ok=True)
@@ -218,9 +219,6 @@ class BaseModels:
         self._value: tuple | None = None
 
     def get(self, cfg: RunConfig) -> tuple[Any, dict[str, str]]:
-        from .models import load_model
-        from .train import load_texts
-
         key = (cfg.task.model, cfg.task.data)
         if key != self._key:
             self._key, self._value = None, None
@@ -235,8 +233,6 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
     (backend and noise scale, model fit, adapter, chunk size, data), before any run trains or
     any file is written; settings that differ only in the seed are checked once. All problems
     are reported together, each with the trials it concerns."""
-    from .train import check_config
-
     bases = bases or BaseModels()
     problems: dict[str, list[str]] = {}
     seen: dict[str, str | None] = {}

@@ -52,6 +52,7 @@ from .data import (
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 from .generator import chunk_spread
+from .ibm import HardwareLoop
 from .models import LoadedModel, load_model
 
 CONFIG = "config.json"
@@ -205,8 +206,6 @@ class Run:
         self._lock = None
         self.hardware = None
         if cfg.reads_circuit and parse_spec(cfg.generator.backend)[0] == "ibm":
-            from .ibm import HardwareLoop
-
             self.hardware = HardwareLoop(
                 run_dir / "jobs",
                 log=_stderr,
