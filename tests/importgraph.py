@@ -5,7 +5,8 @@
 prints (1) the cycles among qpa_qiskit modules in the module-level import graph, (2) the
 cycles there would be if the imports inside functions were at module level (the cycles such
 imports dodge), and (3) every import inside a function, with the comment that gives its
-reason (on its line or the line above). ``tests/test_import_graph.py`` holds the package to
+reason (on its line or the line above; the statements that follow it without a comment of
+their own share it). ``tests/test_import_graph.py`` holds the package to
 no cycle and to a short allow-list of function-level imports of its own modules.
 
 Module level means what runs when the module is imported: the module body, including class
@@ -83,22 +84,30 @@ def imports(name: str, path: Path, known: set[str]) -> Iterator[Import]:
         return ".".join([*anchor, *([node.module] if node.module else [])])
 
     def visit(node: ast.AST, function: str | None, scope: str) -> Iterator[Import]:
+        group = ""  # the reason of a run of import statements: its first one's comment
+        previous_import = False
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and _is_type_checking(child.test):
-                yield from (i for n in child.orelse for i in visit_one(n, function, scope))
+                yield from (i for n in child.orelse for i in visit_one(n, function, scope, ""))
+                previous_import = False
                 continue
-            yield from visit_one(child, function, scope)
+            is_import = isinstance(child, ast.Import | ast.ImportFrom)
+            if is_import:
+                own = _comment(lines, child.lineno)
+                group = own or (group if previous_import else "")
+            previous_import = is_import
+            yield from visit_one(child, function, scope, group)
 
-    def visit_one(node: ast.AST, function: str | None, scope: str) -> Iterator[Import]:
+    def visit_one(node: ast.AST, function: str | None, scope: str, reason: str) -> Iterator[Import]:
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield Import(name, alias.name, node.lineno, function, _comment(lines, node.lineno))
+                yield Import(name, alias.name, node.lineno, function, reason)
         elif isinstance(node, ast.ImportFrom):
             source_module = resolve(node)
             for alias in node.names:
                 full = f"{source_module}.{alias.name}"
                 target = full if full in known else source_module
-                yield Import(name, target, node.lineno, function, _comment(lines, node.lineno))
+                yield Import(name, target, node.lineno, function, reason)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             inner = f"{scope}{node.name}"
             yield from visit(node, inner, inner + ".")
@@ -113,7 +122,8 @@ def imports(name: str, path: Path, known: set[str]) -> Iterator[Import]:
 def all_imports(root: Path = ROOT) -> list[Import]:
     found = modules(root)
     known = set(found)
-    return [i for name, path in found.items() for i in imports(name, path, known)]
+    # one record per imported module and statement (``from .x import a, b`` is one)
+    return list(dict.fromkeys(i for name, path in found.items() for i in imports(name, path, known)))
 
 
 def graph(found: list[Import], *, functions: bool = False) -> dict[str, set[str]]:

@@ -7,6 +7,9 @@ import json
 
 import numpy as np
 
+from ..errors import BusyError, InputError, JobsError, QPAError
+from ..files import atomic_write
+from ..validate import integer, positive_int
 from .parsing import summary
 
 _CREATE_OPTIONS = (
@@ -28,7 +31,6 @@ def _load_array(path: str, what: str) -> np.ndarray:
     """A finite, non-empty array of real numbers from a .npy file or a text table."""
     import warnings
 
-    from ..errors import InputError
 
     hint = "give a .npy file or a text table of numbers"
     try:
@@ -50,9 +52,7 @@ def _load_array(path: str, what: str) -> np.ndarray:
 def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarray], str]:
     """The PUBs a batch evaluates: parameter-shift steps from --theta, sets from --parameters,
     or one step at seeded random angles."""
-    from ..errors import InputError
     from ..qnn import shifted_parameter_sets
-    from ..validate import integer
 
     seed = integer(args.seed, "--seed", minimum=0)
     if args.theta and args.parameters:
@@ -135,8 +135,6 @@ def _runtime_options(args: argparse.Namespace) -> dict | None:
     """The runtime Sampler's options of --sampler-options and --max-execution-time, checked by
     the runtime's own options model (one-line InputError otherwise)."""
     from ..backends.ibm import sampler_options
-    from ..errors import InputError
-    from ..validate import positive_int
 
     options = sampler_options(args.sampler_options, "--sampler-options")
     dumped = {} if options is None else options.model_dump(mode="json", exclude_unset=True)
@@ -185,7 +183,6 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
     from ..backends import QPABackend
     from ..circuits import ansatz
-    from ..errors import InputError, JobsError
     from ..ibm import MAX_EXECUTIONS, JobStore, plan_jobs
 
     root = Path(args.store)
@@ -279,7 +276,6 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
-    from ..errors import BusyError, JobsError
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -301,7 +297,6 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
     import io
 
-    from ..files import atomic_write
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -335,7 +330,6 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     error after the table, and makes the exit status 2 (the others are still listed)."""
     from pathlib import Path
 
-    from ..errors import InputError, QPAError
     from ..ibm import JobStore
 
     root = Path(args.root)

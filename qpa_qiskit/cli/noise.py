@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import InputError
 from .parsing import summary
 
 
@@ -12,7 +13,6 @@ def _spec(text: str) -> str:
     """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
     InputError naming what is accepted for a spec of a backend without a noise model."""
     from ..backends.core import FAMILIES
-    from ..errors import InputError
     from ..noise import snapshot_names
 
     text = text.strip()
@@ -32,7 +32,6 @@ def _spec(text: str) -> str:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from ..errors import InputError
     from ..noise import Snapshot, find_snapshot
     from ..noise.snapshot import check_output
 

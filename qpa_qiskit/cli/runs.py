@@ -15,6 +15,8 @@ import dataclasses
 import sys
 from typing import Any
 
+from .. import validate
+from ..errors import InputError
 from .jobs import add_recovery_options
 from .parsing import Parser, summary
 
@@ -65,7 +67,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import RunConfig, check_given
-    from ..errors import InputError
     from ..train import CONFIG, Run
 
     given = explicit_settings(args)
@@ -246,8 +247,6 @@ def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _positive_float(text: str) -> float:
-    from .. import validate
-    from ..errors import InputError
 
     try:
         return validate.positive_number(float(text), "a shot factor")
@@ -256,8 +255,6 @@ def _positive_float(text: str) -> float:
 
 
 def _scale(text: str) -> float:
-    from .. import validate
-    from ..errors import InputError
 
     try:
         return validate.number(float(text), "a noise scale", minimum=0.0)
