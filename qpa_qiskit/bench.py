@@ -77,6 +77,7 @@ def _peak_rss() -> int:
 
 
 def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None):
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend
     from .qnn import QuantumProbabilities
 
@@ -95,6 +96,7 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
     """Aer's own method on the same ISA circuit and noise model: ONE exact circuit."""
     from qiskit_aer import AerSimulator
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend, measured_qubits
 
     backend = QPABackend(spec)
@@ -117,6 +119,7 @@ def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
     """qiskit-machine-learning's SamplerQNN + TorchConnector (Aer SamplerV2), same ISA and noise."""
     from qiskit_aer.primitives import SamplerV2
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend
 
     connectors, neural_networks = require_qml("the SamplerQNN + TorchConnector baseline")
@@ -141,6 +144,7 @@ def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
 
 def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats: int, budget: float) -> dict:
     """One cell of the scaling table, in a process of its own (so its peak memory is its own)."""
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .circuits import ansatz
 
     circuit = ansatz(n, reps)
@@ -302,6 +306,7 @@ def _primitive_cell(
 
     from qiskit.quantum_info import SparsePauliOp
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend, measured_qubits
     from .circuits import ansatz
     from .primitives import Estimator, Sampler
@@ -444,6 +449,7 @@ def bench_train(args: argparse.Namespace) -> None:
     """Seconds per optimiser step of each method on the same model, targets, data and batch."""
     import tempfile
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .config import RunConfig
     from .data import load_wikitext
     from .models import load_model

@@ -52,6 +52,7 @@ def _load_array(path: str, what: str) -> np.ndarray:
 def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarray], str]:
     """The PUBs a batch evaluates: parameter-shift steps from --theta, sets from --parameters,
     or one step at seeded random angles."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..qnn import shifted_parameter_sets
 
     seed = integer(args.seed, "--seed", minimum=0)
@@ -134,6 +135,7 @@ def _print_plan(plan, pubs_shapes, shots: int, max_executions: int) -> None:
 def _runtime_options(args: argparse.Namespace) -> dict | None:
     """The runtime Sampler's options of --sampler-options and --max-execution-time, checked by
     the runtime's own options model (one-line InputError otherwise)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends.ibm import sampler_options
 
     options = sampler_options(args.sampler_options, "--sampler-options")
@@ -152,6 +154,7 @@ def _runtime_options(args: argparse.Namespace) -> dict | None:
 def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None:
     """The runtime's own estimate of the QPU time of the plan, where it offers one: a dry run
     on the service of one job of each size (run on no QPU, in job mode)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import RuntimeJobs
     from ..ibm.service import describe_error
     from ..ibm.store import job_pubs
@@ -181,6 +184,7 @@ def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
     from ..ibm import MAX_EXECUTIONS, JobStore, plan_jobs
@@ -209,6 +213,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
         if args.shots_factor is None and args.shots is None:
             raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
+        # lazy: this command's implementation (torch, qiskit), imported only when it runs
         from ..backends import parse_spec
 
         if parse_spec(args.backend)[0] != "ibm":
@@ -276,6 +281,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -297,6 +303,7 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
     import io
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -330,6 +337,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     error after the table, and makes the exit status 2 (the others are still listed)."""
     from pathlib import Path
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     root = Path(args.root)
@@ -379,6 +387,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -402,6 +411,7 @@ def add_recovery_options(p: argparse.ArgumentParser, what: str) -> None:
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     """--mode, --sampler-options and --max-execution-time of ``qpa jobs submit``: how IBM Quantum
     runs the jobs (``qpa train`` has them as run-configuration fields)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends.ibm import EXECUTION_MODES
 
     p.add_argument(

@@ -12,6 +12,7 @@ from .parsing import summary
 def _spec(text: str) -> str:
     """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
     InputError naming what is accepted for a spec of a backend without a noise model."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends.core import FAMILIES
     from ..noise import snapshot_names
 
@@ -32,6 +33,7 @@ def _spec(text: str) -> str:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..noise import Snapshot, find_snapshot
     from ..noise.snapshot import check_output
 
@@ -60,6 +62,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
     from ..noise.report import format_report, noise_report

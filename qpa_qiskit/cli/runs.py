@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .. import validate
+from ..choices import COUNTERFACTUALS
 from ..errors import InputError
 from .jobs import add_recovery_options
 from .parsing import Parser, summary
@@ -42,6 +43,7 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
     options record that they were given (:class:`.parsing.Parser`)."""
     from transformers import HfArgumentParser
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import SECTIONS
 
     class ConfigOptions(HfArgumentParser, Parser):
@@ -54,6 +56,7 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
 
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run-configuration fields given on the command line (by name)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import FIELD_SECTION
 
     return {k: getattr(args, k) for k in getattr(args, "explicit", ()) if k in FIELD_SECTION}
@@ -66,6 +69,7 @@ def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
     from ..train import CONFIG, Run
 
@@ -109,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..train import evaluate_run
 
     result = evaluate_run(args.run_dir, args.split, overrides=explicit_settings(args),
@@ -118,6 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..export import export
 
     path = export(args.run_dir, args.out_dir)
@@ -128,6 +134,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None, methods=None):
     """The base configuration of a study whose runs train `methods` (default: its own); an
     option none of them takes is refused."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
 
     cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
@@ -137,12 +144,14 @@ def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None
 
 
 def _executor(args: argparse.Namespace):
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..sweep import make_executor
 
     return make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study import compare
 
     cfg = _new_config(args, methods=args.methods)
@@ -151,6 +160,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study import study_shots
 
     study_shots(
@@ -166,6 +176,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_study_noise(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study import study_noise
 
     # the noise switches are checked against the first noisy backend (statevector has none)
@@ -188,6 +199,7 @@ def cmd_study_noise(args: argparse.Namespace) -> int:
 
 
 def cmd_study_params(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_params import study_params
 
     study_params(
@@ -209,6 +221,7 @@ def cmd_study_params(args: argparse.Namespace) -> int:
 
 
 def cmd_study_ablation(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_ablation import study_ablation
 
     study_ablation(
@@ -227,6 +240,7 @@ def cmd_study_ablation(args: argparse.Namespace) -> int:
 
 def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """What every study takes: its folder, the seeds, and where its runs execute."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..sweep import EXECUTORS
 
     g = p.add_argument_group("study")
@@ -268,10 +282,10 @@ def _shots_factor(text: str) -> float | None:
 
 def add_commands(sub) -> None:
     """The run commands."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..circuits import ROTATIONS
     from ..completion import MODES
     from ..config import TaskConfig
-    from ..generator import COUNTERFACTUALS
 
     def options(**kwargs):
         return [config_options(**kwargs)]
@@ -370,6 +384,7 @@ def add_commands(sub) -> None:
     p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
     add_sweep_options(p, "runs/study-noise-<time>")
     p.set_defaults(func=cmd_study_noise)
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_params import PARAMS_METHODS
 
     excluded = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "reps", "shots_factor",
@@ -399,6 +414,7 @@ def add_commands(sub) -> None:
     add_sweep_options(p, "runs/study-params-<time>")
     p.set_defaults(func=cmd_study_params)
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_ablation import CONTROLS, DEFAULT_REGIMES
 
     excluded = ("method", "preset", "labels", "mapping", "probabilities", "lowrank_k")
