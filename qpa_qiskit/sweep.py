@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import validate
+from . import train, validate  # train.X, looked up when called: the tests replace train.check_config
 from .config import RunConfig
 from .errors import BusyError, InputError, QPAError, StateError, TrialsFailed
 from .files import atomic_write, exclusive, json_bytes, read_json
 from .models import load_model
-from .train import Run, check_config, evaluate_run, load_texts
 
 RESULT = "result.json"
 ERROR = "error.txt"
@@ -132,16 +131,16 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     run_dir = study_dir / trial.name
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
     if (run_dir / "config.json").exists():
-        stored = Run.stored_config(run_dir)
+        stored = train.Run.stored_config(run_dir)
         if stored != trial.config:
             changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in stored.changes(trial.config).items())
             raise InputError(f"{run_dir} holds a run of other settings ({changed}); use another study folder")
-        run = Run.open(run_dir, loaded=copy(), texts=texts)
+        run = train.Run.open(run_dir, loaded=copy(), texts=texts)
     else:
-        run = Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
+        run = train.Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
     with run:
         run.train(progress=False)
-    evaluation = evaluate_run(run_dir, loaded=copy(), texts=texts)
+    evaluation = train.evaluate_run(run_dir, loaded=copy(), texts=texts)
     result = {
         "name": trial.name,
         "axes": trial.axes,
@@ -155,7 +154,7 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
         if key in evaluation:
             result[key] = evaluation[key]
     if trial.measures:
-        with Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
+        with train.Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
             for fn, options in trial.measures.items():
                 result.update((MEASURES[fn] if isinstance(fn, str) else fn)(opened, **options))
     data = json_bytes(result, f"the result of {trial.name}", indent=2)
@@ -222,7 +221,7 @@ class BaseModels:
         key = (cfg.task.model, cfg.task.data)
         if key != self._key:
             self._key, self._value = None, None
-            self._value = (load_model(key[0]), load_texts(cfg, lambda m: None))
+            self._value = (load_model(key[0]), train.load_texts(cfg, lambda m: None))
             self._key = key
         assert self._value is not None
         return self._value
@@ -247,7 +246,7 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
                 data = (cfg.task.model, cfg.task.data, cfg.task.train_tokens, cfg.training.block_size,
                         cfg.eval.eval_protocol)  # fmt: skip
                 loaded, texts = bases.get(cfg)
-                check_config(cfg, loaded, texts, data=data not in data_checked)
+                train.check_config(cfg, loaded, texts, data=data not in data_checked)
                 data_checked.add(data)
                 seen[key] = None
             except QPAError as exc:

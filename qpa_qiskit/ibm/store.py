@@ -26,7 +26,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..backends import QPABackend, pub_counts
-from ..backends.ibm import redact
+from ..credentials import redact
 from ..errors import InputError, JobsError, StateError
 from ..files import atomic_directory, atomic_write, exclusive, read_json
 from ..validate import one_of, positive_int, positive_number
