@@ -19,8 +19,11 @@ batch (median of several steps after a warm-up).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +39,7 @@ def require_qml(what: str) -> tuple[Any, Any]:
     """qiskit-machine-learning's ``connectors`` and ``neural_networks`` modules, which only the
     QNN benchmarks use; DependencyError naming the extra that installs them otherwise."""
     try:
+        # lazy: optional dependency (the dev and bench extras)
         import qiskit_machine_learning.connectors as connectors
         import qiskit_machine_learning.neural_networks as neural_networks
     except ImportError as exc:
@@ -94,6 +98,7 @@ def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None
 
 def _aer_circuit(spec: str, circuit, init: np.ndarray):
     """Aer's own method on the same ISA circuit and noise model: ONE exact circuit."""
+    # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer import AerSimulator
 
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
@@ -117,6 +122,7 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
 
 def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
     """qiskit-machine-learning's SamplerQNN + TorchConnector (Aer SamplerV2), same ISA and noise."""
+    # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer.primitives import SamplerV2
 
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
@@ -167,7 +173,6 @@ def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats:
 
 def _in_child(*args, cell: Callable[..., dict] = _cell) -> dict:
     """Run `cell` in a fresh process; an error or a kill is reported, not raised."""
-    import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -302,8 +307,8 @@ def _primitive_cell(
     All get the same ISA circuit (transpiled once by our backend) and noise model; the
     sampler takes n_shot = ceil(c 2^N) shots, the estimator is exact (precision 0).
     """
-    import warnings
 
+    # lazy: a qiskit submodule (import time), only on this path
     from qiskit.quantum_info import SparsePauliOp
 
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
@@ -327,6 +332,7 @@ def _primitive_cell(
         if kind != "aer":
             sampler = Sampler(ours, default_shots=shots, seed=1)
         else:
+            # lazy: qiskit-aer (seconds), only where Aer itself runs
             from qiskit_aer.primitives import SamplerV2
 
             sampler = SamplerV2(default_shots=shots, seed=1, options={"backend_options": aer_backend})
@@ -341,6 +347,7 @@ def _primitive_cell(
         if kind != "aer":
             estimator = Estimator(ours)
         else:
+            # lazy: qiskit-aer (seconds), only where Aer itself runs
             from qiskit_aer.primitives import EstimatorV2
 
             options = {"method": "density_matrix", **aer_backend} if model is not None else {}
@@ -447,7 +454,6 @@ def _primitives_table(rows: list[dict]) -> str:
 
 def bench_train(args: argparse.Namespace) -> None:
     """Seconds per optimiser step of each method on the same model, targets, data and batch."""
-    import tempfile
 
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .config import RunConfig

@@ -641,6 +641,7 @@ class RunConfig:
             ) from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
+                # lazy: PyYAML, only for a YAML file
                 import yaml
 
                 data = yaml.safe_load(text)

@@ -83,6 +83,7 @@ def exclusive(path: Path, busy_message: str) -> Iterator[None]:
     """
 
     try:
+        # lazy: POSIX only, for the lock
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield

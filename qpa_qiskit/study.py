@@ -542,6 +542,7 @@ def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
 def figure(size: tuple[float, float]):
     """A matplotlib Figure drawn without pyplot: saving it never touches the caller's
     backend or open figures (a notebook that runs a study keeps its inline plots)."""
+    # lazy: matplotlib (seconds), only when a plot is drawn
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)

@@ -326,6 +326,7 @@ def plot_qubits(rows: list[dict], path: Path) -> None:
         for r in series:
             ax.annotate(f"k={r['chunk_size']}", (r["trainable"], r["qubits"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    # lazy: matplotlib (seconds), only when a plot is drawn
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

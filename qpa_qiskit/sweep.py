@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import train, validate  # train.X, looked up when called: the tests replace train.check_config
 from .config import RunConfig
 from .errors import BusyError, InputError, QPAError, StateError, TrialsFailed
@@ -120,7 +122,6 @@ def _median_seconds(run_dir: Path) -> float | None:
 def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, threads: int | None = None):
     """Train (or resume) one trial and evaluate it; returns its result (also written to
     ``<run>/result.json``, last). A finished trial is read back, not trained again."""
-    import torch
 
     study_dir = Path(study_dir)
     done = read_result(study_dir, trial)
@@ -281,6 +282,7 @@ def parameter_list(value: Any, name: str, item: Callable[[Any], Any] = str) -> l
 def parameter_mapping(value: Any, name: str) -> dict:
     """A mapping parameter (settings by name): a dict, or its JSON/YAML text."""
     if isinstance(value, str):
+        # lazy: PyYAML, only for a YAML file
         import yaml
 
         try:
@@ -297,6 +299,7 @@ class Progress:
     """One line for the whole study: runs done, running, failed, and the time left."""
 
     def __init__(self, total: int, done: int, label: str, enabled: bool = True) -> None:
+        # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
         self.running = 0
@@ -341,7 +344,6 @@ class LocalExecutor:
         """Nothing to start for runs in this process."""
 
     def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
-        import torch
 
         before = torch.get_num_threads()
         if self.threads:
@@ -418,6 +420,7 @@ class RayExecutor:
 
     def _init(self):
         try:
+            # lazy: optional dependency (the ray extra)
             import ray
         except ImportError:
             raise InputError(

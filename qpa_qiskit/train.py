@@ -63,6 +63,7 @@ LOCK = ".lock"
 
 def _stderr(message: str) -> None:
     """A log line that does not break a progress bar."""
+    # lazy: tqdm, only when progress is shown
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
@@ -550,6 +551,7 @@ class Run:
     def train(self, progress: bool = True) -> list[dict]:
         """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
         (on hardware after every step: every step is paid for)."""
+        # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
         if self._lock is None:

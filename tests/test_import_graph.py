@@ -3,7 +3,8 @@
 No cycle among its modules, and no import inside a function that would close one if it were
 at module level: each layer imports only those below it. An import of a qpa_qiskit module
 inside a function is allowed only where :data:`ALLOWED` says why (start-up time and memory,
-never a cycle), and only with a comment that says so.
+never a cycle), and only with a comment that says so; so is an import of another library
+inside a function (a heavy or optional one, imported where it is used).
 """
 
 from importgraph import all_imports, cycles, function_imports, graph, modules
@@ -45,6 +46,12 @@ def test_function_level_imports_of_the_package_are_allowed_and_say_why():
     assert silent == [], "say why in a comment on the import or the line above it"
     used = {_allowed_by(i) for i in inner}
     assert used == set(ALLOWED), f"ALLOWED lists what nothing needs: {set(ALLOWED) - used}"
+
+
+def test_every_function_level_import_says_why():
+    inner = function_imports(all_imports())
+    silent = [f"{i.module}:{i.line} {i.function}: {i.target}" for i in inner if not i.reason]
+    assert silent == [], "import at module level, or say why in a comment on the import or the line above it"
 
 
 def test_the_reader_finds_a_cycle_and_a_dodged_one(tmp_path):

@@ -118,6 +118,7 @@ def _lm_head(model: nn.Module) -> list[str]:
 
 # ---------------------------------------------------------------- peft configs per tuner
 def _lora(cfg: AdapterConfig, model: nn.Module, dora: bool):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import LoraConfig
 
     targets = _targets(cfg, model, _lm_head)
@@ -136,6 +137,7 @@ def _lora(cfg: AdapterConfig, model: nn.Module, dora: bool):
 
 
 def _vera(cfg: AdapterConfig, model: nn.Module):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import VeraConfig
 
     targets = _targets(cfg, model, _lm_head)
@@ -151,6 +153,7 @@ def _vera(cfg: AdapterConfig, model: nn.Module):
 
 
 def _ia3(cfg: AdapterConfig, model: nn.Module):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import IA3Config
 
     targets = _targets(cfg, model, _lm_head)
@@ -169,6 +172,7 @@ def accepts_key_value_cache(model: nn.Module) -> bool:
 
 
 def _prefix(cfg: AdapterConfig, model: nn.Module):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import PrefixTuningConfig
 
     if cfg.targets:

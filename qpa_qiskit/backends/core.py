@@ -391,6 +391,7 @@ class Prepared:
 def available_memory() -> int:
     """Bytes of memory available to a simulation now."""
     try:
+        # lazy: psutil, only when a memory budget is checked
         import psutil
 
         return int(psutil.virtual_memory().available)
@@ -453,6 +454,7 @@ def aer_expectation_values(
 ) -> np.ndarray:
     """Exact expectation values (B, K) of Pauli terms on physical qubits, by one Aer run with
     a ``save_expectation_value`` per term (what Aer's EstimatorV2 does)."""
+    # lazy: a qiskit submodule (import time), only on this path
     from qiskit.quantum_info import Pauli
 
     circuit = unmeasured.copy()

@@ -54,6 +54,7 @@ _NOISE: dict[tuple, dict[str, Any]] = {}
 def _noise(device_name: str, settings: NoiseSettings | None) -> dict[str, Any]:
     """The cache entry of one device and settings: its noise model, and its description
     once asked for. Keyed by the snapshot's data (not its name), so an edited file is new."""
+    # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer.noise import NoiseModel
 
     settings = settings or NoiseSettings()

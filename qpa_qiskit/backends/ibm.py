@@ -75,6 +75,7 @@ def sampler_options(value: Any, what: str = "sampler_options") -> Any:
     the deprecated ``SamplerV2``) is refused by name. Raises InputError in one line."""
     if value is None:
         return None
+    # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
     import qiskit_ibm_runtime
     from pydantic import ValidationError
     from qiskit_ibm_runtime.options_models import SamplerOptions
@@ -121,6 +122,7 @@ def check_mode(mode: Any) -> Any:
     if mode is None or (isinstance(mode, str) and mode in EXECUTION_MODES):
         return mode
     if not isinstance(mode, str):
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime import Batch, Session
 
         if isinstance(mode, (Session, Batch)):
@@ -154,6 +156,7 @@ def open_mode(mode: Any, device: Any) -> Any:
         return device
     if not isinstance(mode, str):  # a Session or Batch opened by the caller
         return mode
+    # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
     from qiskit_ibm_runtime import Batch, Session
 
     try:
@@ -230,6 +233,7 @@ class IBMFamily(Family):
 
     def _open_account(self) -> Any:
         try:
+            # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
             from qiskit_ibm_runtime import QiskitRuntimeService
 
             return QiskitRuntimeService()
@@ -264,6 +268,7 @@ class IBMFamily(Family):
         qiskit-ibm-runtime 0.50), in the ``mode`` option's execution mode (job mode by default).
         """
         if self._sampler is None:
+            # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
             from qiskit_ibm_runtime.executor_sampler import Sampler
 
             mode = open_mode(self.mode, self.backend.connect())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +32,6 @@ _CREATE_OPTIONS = (
 
 def _load_array(path: str, what: str) -> np.ndarray:
     """A finite, non-empty array of real numbers from a .npy file or a text table."""
-    import warnings
 
 
     hint = "give a .npy file or a text table of numbers"
@@ -182,7 +184,6 @@ def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None
 
 
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
@@ -301,7 +302,6 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
-    import io
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
@@ -335,7 +335,6 @@ def cmd_jobs_collect(args: argparse.Namespace) -> int:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     """One row per job store under the root; a store that cannot be read is listed with its
     error after the table, and makes the exit status 2 (the others are still listed)."""
-    from pathlib import Path
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore

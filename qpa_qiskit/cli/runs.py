@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from .. import validate
@@ -41,6 +43,7 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
     """A parent parser with one option per run-configuration field (of `sections`, less
     `exclude`), spelled ``--field-name`` (``--field_name`` is accepted too, not shown); its
     options record that they were given (:class:`.parsing.Parser`)."""
+    # lazy: transformers (seconds), only when a model is loaded
     from transformers import HfArgumentParser
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
@@ -67,7 +70,6 @@ def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
@@ -111,7 +113,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..train import evaluate_run

@@ -180,6 +180,7 @@ class Snapshot:
         (``QiskitRuntimeService().backend(name)``, its ``configuration()`` and ``properties()``)."""
         if service is None:
             try:
+                # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
                 from qiskit_ibm_runtime import QiskitRuntimeService
 
                 service = QiskitRuntimeService()
@@ -382,6 +383,7 @@ class SnapshotDevice(BackendV2):
     runs nothing itself; ``QPABackend("aer_noisy:<snapshot>")`` simulates it."""
 
     def __init__(self, name: str, configuration: dict, properties: dict) -> None:
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.models import BackendConfiguration
         from qiskit_ibm_runtime.utils.backend_converter import convert_to_target
         from qiskit_ibm_runtime.utils.backend_decoder import (
