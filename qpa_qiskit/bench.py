@@ -19,8 +19,11 @@ batch (median of several steps after a warm-up).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +39,7 @@ def require_qml(what: str) -> tuple[Any, Any]:
     """qiskit-machine-learning's ``connectors`` and ``neural_networks`` modules, which only the
     QNN benchmarks use; DependencyError naming the extra that installs them otherwise."""
     try:
+        # lazy: optional dependency (the dev and bench extras)
         import qiskit_machine_learning.connectors as connectors
         import qiskit_machine_learning.neural_networks as neural_networks
     except ImportError as exc:
@@ -77,6 +81,7 @@ def _peak_rss() -> int:
 
 
 def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None):
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend
     from .qnn import QuantumProbabilities
 
@@ -93,8 +98,10 @@ def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None
 
 def _aer_circuit(spec: str, circuit, init: np.ndarray):
     """Aer's own method on the same ISA circuit and noise model: ONE exact circuit."""
+    # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer import AerSimulator
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend, measured_qubits
 
     backend = QPABackend(spec)
@@ -115,8 +122,10 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
 
 def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
     """qiskit-machine-learning's SamplerQNN + TorchConnector (Aer SamplerV2), same ISA and noise."""
+    # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer.primitives import SamplerV2
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend
 
     connectors, neural_networks = require_qml("the SamplerQNN + TorchConnector baseline")
@@ -141,6 +150,7 @@ def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
 
 def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats: int, budget: float) -> dict:
     """One cell of the scaling table, in a process of its own (so its peak memory is its own)."""
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .circuits import ansatz
 
     circuit = ansatz(n, reps)
@@ -163,7 +173,6 @@ def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats:
 
 def _in_child(*args, cell: Callable[..., dict] = _cell) -> dict:
     """Run `cell` in a fresh process; an error or a kill is reported, not raised."""
-    import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
@@ -298,10 +307,11 @@ def _primitive_cell(
     All get the same ISA circuit (transpiled once by our backend) and noise model; the
     sampler takes n_shot = ceil(c 2^N) shots, the estimator is exact (precision 0).
     """
-    import warnings
 
+    # lazy: a qiskit submodule (import time), only on this path
     from qiskit.quantum_info import SparsePauliOp
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend, measured_qubits
     from .circuits import ansatz
     from .primitives import Estimator, Sampler
@@ -322,6 +332,7 @@ def _primitive_cell(
         if kind != "aer":
             sampler = Sampler(ours, default_shots=shots, seed=1)
         else:
+            # lazy: qiskit-aer (seconds), only where Aer itself runs
             from qiskit_aer.primitives import SamplerV2
 
             sampler = SamplerV2(default_shots=shots, seed=1, options={"backend_options": aer_backend})
@@ -336,6 +347,7 @@ def _primitive_cell(
         if kind != "aer":
             estimator = Estimator(ours)
         else:
+            # lazy: qiskit-aer (seconds), only where Aer itself runs
             from qiskit_aer.primitives import EstimatorV2
 
             options = {"method": "density_matrix", **aer_backend} if model is not None else {}
@@ -442,8 +454,8 @@ def _primitives_table(rows: list[dict]) -> str:
 
 def bench_train(args: argparse.Namespace) -> None:
     """Seconds per optimiser step of each method on the same model, targets, data and batch."""
-    import tempfile
 
+    # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .config import RunConfig
     from .data import load_wikitext
     from .models import load_model

@@ -26,25 +26,26 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
-from .adapters import METHODS, split_method
 from .backends import ENGINES
 from .backends.ibm import EXECUTION_MODES
 from .backends.ibm import sampler_options as runtime_sampler_options
-from .circuits import ENTANGLEMENTS, ROTATIONS
-from .completion import MODES
-from .errors import InputError
-from .generator import (
-    ACTIVATIONS,
+from .choices import (
+    ACTIVATION_NAMES,
     CIRCUIT_SOURCES,
     DEFAULT_WIDTHS,
     LABELS,
     MAPPING_INITS,
     MAPPINGS,
+    METHODS,
     OUTPUT_CENTRINGS,
     PROBABILITIES,
     TRAINED_SOURCES,
     X_CENTRINGS,
+    split_method,
 )
+from .circuits import ENTANGLEMENTS, ROTATIONS
+from .completion import MODES
+from .errors import InputError
 from .noise import NoiseSettings
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -210,7 +211,7 @@ class GeneratorConfig:
         metadata=_help("mapping hidden widths (default: mlp 32 32; linear 32 64 128 128 64 32 32)"),
     )
     activation: str = field(
-        default="gelu", metadata=_help("mapping MLP activation", choices=tuple(ACTIVATIONS))
+        default="gelu", metadata=_help("mapping MLP activation", choices=ACTIVATION_NAMES)
     )
     mapping_init: str = field(
         default="small",
@@ -299,7 +300,7 @@ class GeneratorConfig:
         validate.one_of(self.mapping, "mapping", MAPPINGS)
         if self.hidden is not None:
             self.hidden = list(validate.positive_ints(self.hidden, "hidden", allow_empty=True))
-        validate.one_of(self.activation, "activation", tuple(ACTIVATIONS))
+        validate.one_of(self.activation, "activation", ACTIVATION_NAMES)
         validate.one_of(self.mapping_init, "mapping_init", MAPPING_INITS)
         for name in ("gamma", "beta", "alpha"):
             setattr(self, name, validate.positive_number(getattr(self, name), name))
@@ -640,6 +641,7 @@ class RunConfig:
             ) from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
+                # lazy: PyYAML, only for a YAML file
                 import yaml
 
                 data = yaml.safe_load(text)

@@ -46,6 +46,7 @@ def load_wikitext(source: str | Path, log=None) -> dict[str, str]:
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if str(source) == HUB:
         try:
+            # lazy: datasets (seconds), only when WikiText-2 is read
             from datasets import load_dataset
 
             ds = load_dataset("wikitext", "wikitext-2-raw-v1")

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import BusyError, InputError, StateError
+
 
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (a new or renamed file) durable."""
@@ -79,9 +81,9 @@ def exclusive(path: Path, busy_message: str) -> Iterator[None]:
     with `busy_message`. The kernel drops the lock when the process dies, even by SIGKILL,
     so a crash never leaves it held. (No lock on systems without fcntl, such as Windows.)
     """
-    from .errors import BusyError
 
     try:
+        # lazy: POSIX only, for the lock
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
@@ -114,7 +116,6 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
 def read_json(path: Path, what: str, hint: str) -> Any:
     """The JSON content of `path`; any OS or JSON error becomes a
     :class:`~qpa_qiskit.errors.StateError` that names the file, `what` it is, and `hint`."""
-    from .errors import StateError
 
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -138,7 +139,6 @@ def _non_finite(data: Any, where: str = "") -> list[str]:
 def json_bytes(data: Any, what: str, **options: Any) -> bytes:
     """`data` as strict JSON (UTF-8): a NaN or infinite number is refused, naming where it is,
     instead of being written as ``NaN``, which JSON readers reject."""
-    from .errors import InputError
 
     bad = _non_finite(data)
     if bad:

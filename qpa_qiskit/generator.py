@@ -32,34 +32,35 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import validate
 from .backends import QPABackend
+from .choices import (  # noqa: F401 - the tables of names, re-exported (qpa_qiskit.choices)
+    ACTIVATION_NAMES,
+    CIRCUIT_SOURCES,
+    COUNTERFACTUALS,
+    DEFAULT_WIDTHS,
+    LABELS,
+    MAPPING_INITS,
+    MAPPINGS,
+    OUTPUT_CENTRINGS,
+    PROBABILITIES,
+    TRAINED_SOURCES,
+    X_CENTRINGS,
+)
 from .circuits import ansatz
+from .config import GeneratorConfig
 from .errors import InputError
 from .qnn import QuantumProbabilities, initial_angles
 from .seeding import derived_seed, torch_seeded
 
-if TYPE_CHECKING:
-    from .config import GeneratorConfig
-
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
-LABELS = ("fixed", "random")
-MAPPINGS = ("mlp", "linear")
-# the mapping's hidden widths when none are given: ours, and the published chain
-# (MappingModel(N+1, [32, 64, 128, 128, 64, 32], 32) then fc1 32 -> chunk in qpa_lora.py)
-DEFAULT_WIDTHS = {"mlp": (32, 32), "linear": (32, 64, 128, 128, 64, 32, 32)}
-X_CENTRINGS = ("chunks", "states", "none")
-OUTPUT_CENTRINGS = ("none", "mean")
-MAPPING_INITS = ("small", "torch")
-PROBABILITIES = ("circuit", "frozen", "uniform", "fixed-random", "softmax", "none")
-CIRCUIT_SOURCES = ("circuit", "frozen")  # the sources that evaluate the circuit on the backend
-TRAINED_SOURCES = ("circuit", "softmax")  # the sources with trainable parameters
-COUNTERFACTUALS = ("uniform", "permuted", "fixed-random")
+if tuple(ACTIVATIONS) != ACTIVATION_NAMES:
+    raise AssertionError(f"choices.ACTIVATION_NAMES must name ACTIVATIONS {tuple(ACTIVATIONS)}")
 
 
 def qubits_for(n_weights: int, chunk_size: int) -> tuple[int, int]:
@@ -164,8 +165,6 @@ class QPAGenerator(nn.Module):
         start_small: bool = True,
     ) -> None:
         super().__init__()
-        from .config import GeneratorConfig
-
         cfg = config or GeneratorConfig()
         self.config = cfg
         self.n_weights = n_weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import os
@@ -40,13 +41,13 @@ class LoadedModel:
     def fresh_copy(self) -> LoadedModel:
         """The same model with its own weights: peft adapts a model in place, so every
         method of a comparison starts from its own copy of the loaded base."""
-        import copy
 
         return dataclasses.replace(self, model=copy.deepcopy(self.model))
 
 
 def byte_tokenizer():
     """A byte-level tokenizer built in code (256 bytes + end of text): works with no files."""
+    # lazy: transformers (seconds), only when a model is loaded
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -61,6 +62,7 @@ def byte_tokenizer():
 
 def tiny_gpt2(seed: int = 0) -> LoadedModel:
     """A randomly initialised 2-layer GPT-2 (about 30k weights) for tests."""
+    # lazy: transformers (seconds), only when a model is loaded
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tokenizer = byte_tokenizer()
@@ -87,6 +89,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load `name`: "smollm2-135m" (offline), "tiny-gpt2", or a Hugging Face causal LM."""
     if name == TINY:
         return tiny_gpt2()
+    # lazy: transformers (seconds), only when a model is loaded
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name == EMBEDDED:
@@ -115,6 +118,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
     """Short names of the modules a LoRA can target (Linear, GPT-2's Conv1D, Embedding)."""
+    # lazy: transformers (seconds), only when a model is loaded
     from transformers.pytorch_utils import Conv1D
 
     kinds = (torch.nn.Linear, Conv1D, torch.nn.Embedding)

@@ -14,7 +14,9 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
 from .backends import QPABackend
+from .completion import GenerativeInterpolation
 from .errors import InputError
+from .seeding import derived_seed, torch_seeded
 from .validate import one_of
 
 GRADIENTS = ("auto", "adjoint", "shift")
@@ -151,8 +153,6 @@ class QuantumProbabilities(torch.nn.Module):
         self.n_outcomes = 2**n_bits
         self.completion = None
         if completion != "none":
-            from .completion import GenerativeInterpolation
-            from .seeding import derived_seed, torch_seeded
 
             with torch_seeded(seed, "completion"):
                 self.completion = GenerativeInterpolation(

@@ -27,7 +27,9 @@ from .config import RunConfig
 from .errors import InputError, StateError
 from .files import atomic_write, json_bytes, read_json
 from .intervals import paired_reading
-from .sweep import Trial, grid_values, mean_std, measure, raise_if_failed, run_study
+from .models import load_model
+from .sweep import LocalExecutor, Trial, grid_values, mean_std, measure, raise_if_failed, run_study
+from .train import build_backend, evaluate, load_texts
 
 
 def default_out(out, pattern: str) -> Path:
@@ -81,10 +83,6 @@ def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> 
 def compare(cfg: RunConfig, out=None, methods=("lora", "qpa-lora"), seeds=(0,), executor=None, log=print):
     """The base model, then each method trained with the same data, steps and seeds: test
     perplexity (mean and standard deviation over seeds) and trainable counts, as a table."""
-    from .models import load_model
-    from .sweep import LocalExecutor
-    from .train import evaluate, load_texts
-
     out = default_out(out, "runs/compare-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
     methods = grid_values(methods, "methods", lambda m, n: validate.one_of(m, n, METHODS))
@@ -176,8 +174,6 @@ def study_shots(
     """QPA-LoRA on `cfg`'s backend for every shot factor c and completion mode, plus exact
     probabilities, for every seed: test perplexity and the TVD of the completed distribution
     to the exact one, mean and standard deviation over seeds."""
-    from .sweep import LocalExecutor
-
     out = default_out(out, "runs/study-shots-%Y%m%d-%H%M%S")
     modes = grid_values(modes, "modes", lambda m, n: validate.one_of(m, n, MODES))
     shots_factors = grid_values(shots_factors, "shots_factors", validate.positive_number)
@@ -190,7 +186,7 @@ def study_shots(
             name = ("exact" if c is None else f"c{c:g}-{mode}") + (f"-s{seed}" if len(seeds) > 1 else "")
             rcfg = cfg.replace(method="qpa-lora", shots_factor=c, completion=mode, seed=seed)
             axes = {"shots_factor": c, "completion": mode, "seed": seed}
-            trials.append(Trial(name, rcfg, axes, {"tvd": {"samples": tvd_samples}}))
+            trials.append(Trial(name, rcfg, axes, {completion_tvd: {"samples": tvd_samples}}))
     definition = {"config": cfg.to_dict(), "shots_factors": list(shots_factors), "modes": list(modes),
                   "seeds": seeds, "tvd_samples": tvd_samples}  # fmt: skip
     results, failures = run_study(out, "shots", definition, trials, executor or LocalExecutor(), log=log)
@@ -277,8 +273,6 @@ def noise_tvd(run, samples: int = 20) -> dict[str, float]:
     """At the run's final circuit angles: the total variation distance between the ideal
     and the backend's exact noisy distributions (``tvd_noise``), and between shot samples
     and that same backend's exact distribution (``tvd_shots``, mean over `samples`)."""
-    from .train import build_backend
-
     samples = check_tvd_samples(samples)
     quantum = run.model.generator.quantum
     theta = quantum.theta.detach().numpy()
@@ -327,8 +321,6 @@ def study_noise(
     ``statevector`` runs once per setting (noise scales do not apply to it). Runs that
     differ in one setting share every other initial value (components are seeded by name).
     """
-    from .sweep import LocalExecutor
-
     out = default_out(out, "runs/study-noise-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
     backends = grid_values(backends, "backends", lambda b, n: validate.names([b], n)[0])
@@ -402,7 +394,7 @@ def study_noise(
                                 "seed": seed,
                             }
                             trials.append(
-                                Trial("-".join(parts), rcfg, axes, {"noise_tvd": {"samples": tvd_samples}})
+                                Trial("-".join(parts), rcfg, axes, {noise_tvd: {"samples": tvd_samples}})
                             )
     # the fields the grid sets are not part of the study's identity: the same grid from a base
     # configuration with another backend or seed is the same study
@@ -550,6 +542,7 @@ def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
 def figure(size: tuple[float, float]):
     """A matplotlib Figure drawn without pyplot: saving it never touches the caller's
     backend or open figures (a notebook that runs a study keeps its inline plots)."""
+    # lazy: matplotlib (seconds), only when a plot is drawn
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)

@@ -94,7 +94,7 @@ def ablation_trials(cfg: RunConfig, regimes, controls, lora_ranks, counterfactua
                     rcfg = rcfg.for_method("lowrank-lora")
                 measures = {}
                 if control == "circuit" and counterfactuals:
-                    measures = {"counterfactual": {"kinds": list(counterfactuals)}}
+                    measures = {counterfactual_perplexities: {"kinds": list(counterfactuals)}}
                 axes = {"regime": regime, "control": control, "seed": seed}
                 trials.append(Trial(f"{tag}-{control}{suffix(seed)}", rcfg, axes, measures))
     for rank in lora_ranks:

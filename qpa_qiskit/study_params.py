@@ -19,8 +19,10 @@ from .adapters import METHODS, TUNERS
 from .config import RunConfig
 from .files import read_json
 from .intervals import paired_reading
+from .models import load_model
 from .study import check_seeds, config_without, default_out, figure, write_file, write_json, write_results
-from .sweep import Trial, grid_values, mean_std, raise_if_failed, run_study
+from .sweep import LocalExecutor, Trial, grid_values, mean_std, raise_if_failed, run_study
+from .train import evaluate, load_texts
 
 PARAMS_METHODS = (
     "lora",
@@ -117,10 +119,6 @@ def study_params(
     """Run the grid (see :func:`params_trials`) and write ``results.json``, ``results.md`` and
     the plots ``params.png`` (perplexity against trainable parameters), ``qubits.png`` (qubits
     against trainable parameters) and ``reps.png`` (perplexity against L)."""
-    from .models import load_model
-    from .sweep import LocalExecutor
-    from .train import evaluate, load_texts
-
     out = default_out(out, "runs/study-params-%Y%m%d-%H%M%S")
     seeds = check_seeds(seeds)
     methods = grid_values(methods, "methods", lambda m, n: validate.one_of(m, n, PARAMS_METHODS))
@@ -328,6 +326,7 @@ def plot_qubits(rows: list[dict], path: Path) -> None:
         for r in series:
             ax.annotate(f"k={r['chunk_size']}", (r["trainable"], r["qubits"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    # lazy: matplotlib (seconds), only when a plot is drawn
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -34,10 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import validate
+import torch
+
+from . import train, validate  # train.X, looked up when called: the tests replace train.check_config
 from .config import RunConfig
 from .errors import BusyError, InputError, QPAError, StateError, TrialsFailed
 from .files import atomic_write, exclusive, json_bytes, read_json
+from .models import load_model
 
 RESULT = "result.json"
 ERROR = "error.txt"
@@ -70,14 +73,16 @@ def grid_values(values: Any, name: str, check: Callable[[Any, str], Any] | None 
         seen.append(v)
     return values
 
-# Extra measurements a trial can ask for, by name: fn(run, **options) -> dict of numbers,
-# computed on the run opened read-only at its checkpoint, after its perplexity. Studies
-# register theirs on import (qpa_qiskit.study).
-MEASURES: dict[str, Callable[[Any], dict[str, Any]]] = {}
+# Extra measurements a trial can ask for: fn(run, **options) -> dict of numbers, computed on
+# the run opened read-only at its checkpoint, after its perplexity. A trial carries its measure
+# functions themselves (Trial.measures), so this module imports no study to find them: a study
+# sits above the runner. MEASURES indexes by name those that @measure marks; a trial may still
+# name one, if its module is imported.
+MEASURES: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 def measure(name: str):
-    """Register an extra measurement for trials (see :data:`MEASURES`)."""
+    """Mark an extra measurement for trials and index it by `name` (see :data:`MEASURES`)."""
 
     def register(fn):
         MEASURES[name] = fn
@@ -93,7 +98,8 @@ class Trial:
     name: str
     config: RunConfig
     axes: dict[str, Any] = field(default_factory=dict)
-    measures: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> options
+    # measure function (or a name in MEASURES) -> its options
+    measures: dict[Callable[..., dict[str, Any]] | str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_result(study_dir: Path, trial: Trial) -> dict | None:
@@ -116,9 +122,6 @@ def _median_seconds(run_dir: Path) -> float | None:
 def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, threads: int | None = None):
     """Train (or resume) one trial and evaluate it; returns its result (also written to
     ``<run>/result.json``, last). A finished trial is read back, not trained again."""
-    import torch
-
-    from .train import Run, evaluate_run
 
     study_dir = Path(study_dir)
     done = read_result(study_dir, trial)
@@ -129,16 +132,16 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     run_dir = study_dir / trial.name
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
     if (run_dir / "config.json").exists():
-        stored = Run.stored_config(run_dir)
+        stored = train.Run.stored_config(run_dir)
         if stored != trial.config:
             changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in stored.changes(trial.config).items())
             raise InputError(f"{run_dir} holds a run of other settings ({changed}); use another study folder")
-        run = Run.open(run_dir, loaded=copy(), texts=texts)
+        run = train.Run.open(run_dir, loaded=copy(), texts=texts)
     else:
-        run = Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
+        run = train.Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
     with run:
         run.train(progress=False)
-    evaluation = evaluate_run(run_dir, loaded=copy(), texts=texts)
+    evaluation = train.evaluate_run(run_dir, loaded=copy(), texts=texts)
     result = {
         "name": trial.name,
         "axes": trial.axes,
@@ -152,11 +155,9 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
         if key in evaluation:
             result[key] = evaluation[key]
     if trial.measures:
-        from . import study, study_ablation  # noqa: F401 - register the studies' measures (in a Ray worker too)
-
-        with Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
-            for name, options in trial.measures.items():
-                result.update(MEASURES[name](opened, **options))
+        with train.Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
+            for fn, options in trial.measures.items():
+                result.update((MEASURES[fn] if isinstance(fn, str) else fn)(opened, **options))
     data = json_bytes(result, f"the result of {trial.name}", indent=2)
     try:
         (run_dir / ERROR).unlink(missing_ok=True)
@@ -218,13 +219,10 @@ class BaseModels:
         self._value: tuple | None = None
 
     def get(self, cfg: RunConfig) -> tuple[Any, dict[str, str]]:
-        from .models import load_model
-        from .train import load_texts
-
         key = (cfg.task.model, cfg.task.data)
         if key != self._key:
             self._key, self._value = None, None
-            self._value = (load_model(key[0]), load_texts(cfg, lambda m: None))
+            self._value = (load_model(key[0]), train.load_texts(cfg, lambda m: None))
             self._key = key
         assert self._value is not None
         return self._value
@@ -235,8 +233,6 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
     (backend and noise scale, model fit, adapter, chunk size, data), before any run trains or
     any file is written; settings that differ only in the seed are checked once. All problems
     are reported together, each with the trials it concerns."""
-    from .train import check_config
-
     bases = bases or BaseModels()
     problems: dict[str, list[str]] = {}
     seen: dict[str, str | None] = {}
@@ -251,7 +247,7 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
                 data = (cfg.task.model, cfg.task.data, cfg.task.train_tokens, cfg.training.block_size,
                         cfg.eval.eval_protocol)  # fmt: skip
                 loaded, texts = bases.get(cfg)
-                check_config(cfg, loaded, texts, data=data not in data_checked)
+                train.check_config(cfg, loaded, texts, data=data not in data_checked)
                 data_checked.add(data)
                 seen[key] = None
             except QPAError as exc:
@@ -286,6 +282,7 @@ def parameter_list(value: Any, name: str, item: Callable[[Any], Any] = str) -> l
 def parameter_mapping(value: Any, name: str) -> dict:
     """A mapping parameter (settings by name): a dict, or its JSON/YAML text."""
     if isinstance(value, str):
+        # lazy: PyYAML, only for a YAML file
         import yaml
 
         try:
@@ -302,6 +299,7 @@ class Progress:
     """One line for the whole study: runs done, running, failed, and the time left."""
 
     def __init__(self, total: int, done: int, label: str, enabled: bool = True) -> None:
+        # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
         self.running = 0
@@ -346,7 +344,6 @@ class LocalExecutor:
         """Nothing to start for runs in this process."""
 
     def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
-        import torch
 
         before = torch.get_num_threads()
         if self.threads:
@@ -423,6 +420,7 @@ class RayExecutor:
 
     def _init(self):
         try:
+            # lazy: optional dependency (the ray extra)
             import ray
         except ImportError:
             raise InputError(

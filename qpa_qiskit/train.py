@@ -52,6 +52,7 @@ from .data import (
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 from .generator import chunk_spread
+from .ibm import HardwareLoop
 from .models import LoadedModel, load_model
 
 CONFIG = "config.json"
@@ -62,6 +63,7 @@ LOCK = ".lock"
 
 def _stderr(message: str) -> None:
     """A log line that does not break a progress bar."""
+    # lazy: tqdm, only when progress is shown
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
@@ -205,8 +207,6 @@ class Run:
         self._lock = None
         self.hardware = None
         if cfg.reads_circuit and parse_spec(cfg.generator.backend)[0] == "ibm":
-            from .ibm import HardwareLoop
-
             self.hardware = HardwareLoop(
                 run_dir / "jobs",
                 log=_stderr,
@@ -551,6 +551,7 @@ class Run:
     def train(self, progress: bool = True) -> list[dict]:
         """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
         (on hardware after every step: every step is paid for)."""
+        # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
         if self._lock is None:

@@ -130,6 +130,7 @@ def memory_size(value: Any, name: str) -> int:
 
 def torch_device(value: Any, name: str) -> str:
     """A torch device that exists here: "cpu", or "cuda"/"cuda:<index>" with a CUDA device."""
+    # lazy: torch (seconds); the command line's parsers import this module
     import torch
 
     accepted = "'cpu', or 'cuda' / 'cuda:<index>' where torch sees a CUDA device"

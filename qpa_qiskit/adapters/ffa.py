@@ -147,6 +147,7 @@ class FFAModel(BaseTuner):
 
 def _register() -> None:
     """Once per process (a reloaded module finds the type registered already)."""
+    # lazy: peft (seconds), only when an adapter is built
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
     if _add_peft_type(FFA_TYPE) not in PEFT_TYPE_TO_CONFIG_MAPPING:

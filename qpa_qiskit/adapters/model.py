@@ -63,6 +63,7 @@ class AdaptedModel(nn.Module):
         seed: int | None = 0,
     ) -> None:
         super().__init__()
+        # lazy: peft (seconds), only when an adapter is built
         from peft import get_peft_model
 
         self.cfg = adapter

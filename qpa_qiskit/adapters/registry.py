@@ -17,6 +17,13 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from ..choices import (  # noqa: F401 - GENERATOR_KINDS, METHODS, split_method: re-exported
+    GENERATED_TUNERS,
+    GENERATOR_KINDS,
+    METHODS,
+    TUNER_NAMES,
+    split_method,
+)
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -111,6 +118,7 @@ def _lm_head(model: nn.Module) -> list[str]:
 
 # ---------------------------------------------------------------- peft configs per tuner
 def _lora(cfg: AdapterConfig, model: nn.Module, dora: bool):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import LoraConfig
 
     targets = _targets(cfg, model, _lm_head)
@@ -129,6 +137,7 @@ def _lora(cfg: AdapterConfig, model: nn.Module, dora: bool):
 
 
 def _vera(cfg: AdapterConfig, model: nn.Module):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import VeraConfig
 
     targets = _targets(cfg, model, _lm_head)
@@ -144,6 +153,7 @@ def _vera(cfg: AdapterConfig, model: nn.Module):
 
 
 def _ia3(cfg: AdapterConfig, model: nn.Module):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import IA3Config
 
     targets = _targets(cfg, model, _lm_head)
@@ -162,6 +172,7 @@ def accepts_key_value_cache(model: nn.Module) -> bool:
 
 
 def _prefix(cfg: AdapterConfig, model: nn.Module):
+    # lazy: peft (seconds), only when an adapter is built
     from peft import PrefixTuningConfig
 
     if cfg.targets:
@@ -189,7 +200,7 @@ def _small_prefix(peft_model: nn.Module) -> None:
 
 
 def _ffa(cfg: AdapterConfig, model: nn.Module):
-    from .ffa import FFAConfig, output_width
+    from .ffa import FFAConfig, output_width  # lazy: it imports peft's tuner machinery (seconds)
 
     targets = _targets(cfg, model, feed_forward_outputs)
     modules = dict(model.named_modules())
@@ -245,22 +256,5 @@ TUNERS: dict[str, Tuner] = {
         Tuner("ia3", "IA3 (peft)", None, _ia3),
     )
 }
-# Generators of a tuner's tensors, by method prefix: QPA's circuit + mapping, and its classical
-# low-rank peer (qpa_qiskit.generator.LowRankGenerator).
-GENERATOR_KINDS = ("qpa", "lowrank")
-METHODS: tuple[str, ...] = tuple(
-    sorted(
-        [
-            *TUNERS,
-            *(f"{kind}-{name}" for kind in GENERATOR_KINDS for name, t in TUNERS.items() if t.generated),
-        ]
-    )
-)
-
-
-def split_method(method: str) -> tuple[str | None, str]:
-    """(generator kind or None, tuner name): ``qpa-lora`` -> ("qpa", "lora"), ``lora`` -> (None, "lora")."""
-    for kind in GENERATOR_KINDS:
-        if method.startswith(f"{kind}-"):
-            return kind, method.removeprefix(f"{kind}-")
-    return None, method
+if tuple(TUNERS) != TUNER_NAMES or tuple(n for n, t in TUNERS.items() if t.generated) != GENERATED_TUNERS:
+    raise AssertionError("choices.TUNER_NAMES, GENERATED_TUNERS: the TUNERS, those with generated tensors")

@@ -210,6 +210,7 @@ class AerNoisyFamily(Family):
                 f"set, more than memory_budget={size_text(budget)}: raise memory_budget (to at least "
                 f"{size_text(need)}, at most the {gib(available_memory())} available) or use fewer qubits"
             )
+        # lazy: qiskit-aer (seconds), only where Aer itself runs
         from qiskit_aer import AerSimulator
 
         return AerSimulator(method="density_matrix", noise_model=self.noise_model())

@@ -27,6 +27,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Gate, Measure
 from qiskit.transpiler import generate_preset_pass_manager
 
+from ..credentials import redact
 from ..errors import InputError, SpecError
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..validate import integer, memory_size, number, positive_int
@@ -34,12 +35,6 @@ from ..validate import integer, memory_size, number, positive_int
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
 MAX_SHOTS = int(np.iinfo(np.int64).max)
 COMMON_OPTIONS = frozenset({"optimization_level", "seed_transpiler"})
-
-
-def _redact(text: str) -> str:
-    from .ibm import redact  # the ibm family owns the credentials; imported late (it imports us)
-
-    return redact(text)
 
 
 # --------------------------------------------------------------------------- registry
@@ -104,6 +99,17 @@ class Family:
         """The Aer NoiseModel this family simulates, or None (noiseless, or real hardware)."""
         return None
 
+    # The accessors of one family only (the ibm: family's account and runtime Sampler, in
+    # backends/ibm.py): the facade asks the family, and the others refuse here.
+    @property
+    def service(self) -> Any:
+        """The family's account service; only the ``ibm:`` family has one."""
+        raise InputError(f"only ibm: backends have an IBM Quantum service, not {self.backend.name!r}")
+
+    def sampler(self) -> Any:
+        """The family's runtime Sampler; only the ``ibm:`` family has one."""
+        raise InputError(f"only ibm: backends run a runtime Sampler, not {self.backend.name!r}")
+
     def program(self, prepared: Prepared) -> Any:
         """The circuit compiled for this family's own engine, or None where there is none."""
         return None
@@ -152,17 +158,17 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         names = [*_ALIASES, *(f"{n}:" for n, f in FAMILIES.items() if f.needs_device)]
         close = difflib.get_close_matches(text.lower(), names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SpecError(f"unknown backend spec {_redact(repr(spec))}.{hint} Accepted: {spec_forms()}")
+        raise SpecError(f"unknown backend spec {redact(repr(spec))}.{hint} Accepted: {spec_forms()}")
     rest = rest.strip()
     if not family.needs_device:
         if rest:
             raise SpecError(
-                f"{family.name!r} takes no device, got {_redact(repr(spec))}. Accepted: {spec_forms()}"
+                f"{family.name!r} takes no device, got {redact(repr(spec))}. Accepted: {spec_forms()}"
             )
         return family.name, None
     if not rest:
         raise SpecError(
-            f"{_redact(repr(spec))} names no device: write {family.missing_device()}. "
+            f"{redact(repr(spec))} names no device: write {family.missing_device()}. "
             f"Accepted: {spec_forms()}"
         )
     return family.name, family.device_name(rest)
@@ -385,6 +391,7 @@ class Prepared:
 def available_memory() -> int:
     """Bytes of memory available to a simulation now."""
     try:
+        # lazy: psutil, only when a memory budget is checked
         import psutil
 
         return int(psutil.virtual_memory().available)
@@ -447,6 +454,7 @@ def aer_expectation_values(
 ) -> np.ndarray:
     """Exact expectation values (B, K) of Pauli terms on physical qubits, by one Aer run with
     a ``save_expectation_value`` per term (what Aer's EstimatorV2 does)."""
+    # lazy: a qiskit submodule (import time), only on this path
     from qiskit.quantum_info import Pauli
 
     circuit = unmeasured.copy()
@@ -536,7 +544,7 @@ class QPABackend:
             raise InputError(f"shots must be at most {MAX_SHOTS}, got {shots!r}")
         if family.samples_only and shots is None and shots_factor is None:
             raise InputError(
-                f"{_redact(repr(spec))} runs on IBM Quantum, which samples: exact probabilities are "
+                f"{redact(repr(spec))} runs on IBM Quantum, which samples: exact probabilities are "
                 "not possible there. Pass shots_factor=c (n_shot = ceil(c * 2^N)) or shots=n."
             )
         seed = None if seed is None else integer(seed, "seed", minimum=0)
@@ -581,10 +589,6 @@ class QPABackend:
     def service(self) -> Any:
         """The QiskitRuntimeService of an ``ibm:`` backend, opening the account on first use
         (None in local testing mode, ``ibm:fake_<device>``, which needs no account)."""
-        from .ibm import IBMFamily
-
-        if not isinstance(self.family, IBMFamily):
-            raise InputError(f"only ibm: backends have an IBM Quantum service, not {self.name!r}")
         return self.family.service
 
     def num_shots(self, n_qubits: int) -> int | None:
@@ -624,10 +628,6 @@ class QPABackend:
 
     def sampler(self) -> Any:
         """The runtime Sampler of an ``ibm:`` backend, built once."""
-        from .ibm import IBMFamily
-
-        if not isinstance(self.family, IBMFamily):
-            raise InputError(f"only ibm: backends run a runtime Sampler, not {self.name!r}")
         return self.family.sampler()
 
     # ------------------------------------------------------------------ circuits

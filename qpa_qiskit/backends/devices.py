@@ -2,78 +2,26 @@
 
 Why a module of its own: the ``aer_noisy`` family simulates fake devices, the ``ibm`` family
 runs them in the runtime's local testing mode, and the spec parser names them in its error
-messages. The lookup (with forgiving spelling and close matches) is built once, here.
+messages. The lookup of fake devices itself (with forgiving spelling and close matches) is
+:mod:`qpa_qiskit.fake_devices`, below :mod:`qpa_qiskit.noise` (whose snapshots are made from
+fake devices) and the backends; this module re-exports it.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
-import inspect
 import os
-import re
 import warnings
 from typing import Any
 
 from ..errors import SpecError
+from ..fake_devices import (  # noqa: F401 - re-exported: example_devices, fake_device_names, _instance
+    _fake_device_classes,
+    _instance,
+    example_devices,
+    fake_device,
+    fake_device_names,
+)
 from ..noise import NoiseDescription, NoiseSettings, Snapshot, describe_noise, find_snapshot, snapshot_names
-
-
-@functools.cache
-def _fake_device_classes() -> dict[str, type]:
-    """Fake IBM devices by their backend name (``fake_brisbane``), built once."""
-    import qiskit_ibm_runtime.fake_provider as fake_provider
-    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
-
-    table: dict[str, type] = {}
-    for attr in dir(fake_provider):
-        cls = getattr(fake_provider, attr)
-        if inspect.isclass(cls) and issubclass(cls, FakeBackendV2) and cls is not FakeBackendV2:
-            stem = re.sub(r"V2$", "", attr[len("Fake") :])
-            table["fake_" + re.sub(r"(?<!^)(?=[A-Z])", "_", stem).lower()] = cls
-    return table
-
-
-@functools.cache
-def _instance(cls: type) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # e.g. "properties are not typical"
-        return cls()
-
-
-def fake_device_names() -> list[str]:
-    """The fake devices' names, sorted (``fake_algiers``, ...)."""
-    return sorted(_fake_device_classes())
-
-
-def example_devices(n: int = 4) -> list[str]:
-    """A few fake device names, well-known ones first, for error messages."""
-    names = fake_device_names()
-    preferred = [d for d in ("fake_brisbane", "fake_torino", "fake_manila", "fake_athens") if d in names]
-    return (preferred + [d for d in names if d not in preferred])[:n]
-
-
-@functools.cache
-def fake_device(name: str) -> Any:
-    """Instance of the fake device `name` (``fake_brisbane``, ``brisbane``, ``FakeBrisbane``)."""
-    from .ibm import redact
-
-    key = name.strip().lower()
-    key = key if key.startswith("fake_") else "fake_" + key.removeprefix("fake")
-    table = _fake_device_classes()
-    if key not in table:
-        # class names do not always spell the device name: look at the instances
-        for cls in table.values():
-            if _instance(cls).name == key:
-                return _instance(cls)
-        known = sorted(table)
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise SpecError(
-            f"unknown fake device {redact(repr(name))}.{hint} Known devices: {', '.join(known)} "
-            "(case-insensitive, the fake_ prefix is optional)"
-        )
-    return _instance(table[key])
 
 
 def noise_source(device_name: str) -> Any:
@@ -106,6 +54,7 @@ _NOISE: dict[tuple, dict[str, Any]] = {}
 def _noise(device_name: str, settings: NoiseSettings | None) -> dict[str, Any]:
     """The cache entry of one device and settings: its noise model, and its description
     once asked for. Keyed by the snapshot's data (not its name), so an edited file is new."""
+    # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer.noise import NoiseModel
 
     settings = settings or NoiseSettings()

@@ -6,10 +6,9 @@ every evaluation through recorded, resumable jobs: a ``hardware_loop`` given whe
 is built receives each call instead of the Sampler. ``ibm:fake_<device>`` runs the same code
 path in the runtime's local testing mode, with no account.
 
-This module also owns the credentials rule: :func:`redact` removes every token it knows of
-(the environment's and every saved account's) from a text, and every backend error that
-echoes user text (a spec, a device name, an exception message) goes through it, so a token
-typed by mistake as ``ibm:<token>`` is never printed.
+The credentials rule (:func:`redact`: every backend error that echoes user text goes through
+it, so a token typed by mistake as ``ibm:<token>`` is never printed) is
+:mod:`qpa_qiskit.credentials`, below the backends; this module re-exports its names.
 """
 
 from __future__ import annotations
@@ -23,11 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 from qiskit import QuantumCircuit
 
+from ..credentials import TOKEN_VARIABLE, _saved_accounts, describe, redact, secrets  # noqa: F401 - secrets: re-exported
 from ..errors import AccountError, InputError, JobsError, SpecError
 from .core import Family, Prepared, register
 from .devices import example_devices, fake_device
 
-TOKEN_VARIABLE = "QISKIT_IBM_TOKEN"
 EXECUTION_MODES = ("job", "batch", "session")  # the runtime's execution modes, by name
 PLANS_HINT = (
     "Open Plan instances may run only job and batch mode; sessions need a paid plan "
@@ -43,36 +42,6 @@ class HardwareLoopLike(Protocol):
     ) -> np.ndarray:
         """(B, 2^N) shot frequencies of `circuit` at `values` (B, P), like the Sampler path."""
         ...
-
-
-def _saved_accounts() -> dict | None:
-    """The saved accounts (name -> settings), None if the account file cannot be read."""
-    try:
-        from qiskit_ibm_runtime import QiskitRuntimeService
-
-        return dict(QiskitRuntimeService.saved_accounts())
-    except Exception:
-        return None
-
-
-def secrets() -> list[str]:
-    """Credentials that must never be written anywhere: the token of the environment and of
-    every saved account (texts of 8 characters or more)."""
-    found = [os.environ.get(TOKEN_VARIABLE, "")]
-    found += [str(a.get("token") or "") for a in (_saved_accounts() or {}).values()]
-    return [s for s in found if len(s) >= 8]
-
-
-def redact(text: str) -> str:
-    """`text` with every credential replaced by ***."""
-    for secret in secrets():
-        text = text.replace(secret, "***")
-    return text
-
-
-def describe(exc: BaseException, limit: int = 500) -> str:
-    """``Type: message`` of an exception, credentials redacted, at most `limit` characters."""
-    return redact(f"{type(exc).__name__}: {exc}")[:limit]
 
 
 def _option_names(model: Any) -> str:
@@ -106,6 +75,7 @@ def sampler_options(value: Any, what: str = "sampler_options") -> Any:
     the deprecated ``SamplerV2``) is refused by name. Raises InputError in one line."""
     if value is None:
         return None
+    # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
     import qiskit_ibm_runtime
     from pydantic import ValidationError
     from qiskit_ibm_runtime.options_models import SamplerOptions
@@ -152,6 +122,7 @@ def check_mode(mode: Any) -> Any:
     if mode is None or (isinstance(mode, str) and mode in EXECUTION_MODES):
         return mode
     if not isinstance(mode, str):
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime import Batch, Session
 
         if isinstance(mode, (Session, Batch)):
@@ -185,6 +156,7 @@ def open_mode(mode: Any, device: Any) -> Any:
         return device
     if not isinstance(mode, str):  # a Session or Batch opened by the caller
         return mode
+    # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
     from qiskit_ibm_runtime import Batch, Session
 
     try:
@@ -261,6 +233,7 @@ class IBMFamily(Family):
 
     def _open_account(self) -> Any:
         try:
+            # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
             from qiskit_ibm_runtime import QiskitRuntimeService
 
             return QiskitRuntimeService()
@@ -295,6 +268,7 @@ class IBMFamily(Family):
         qiskit-ibm-runtime 0.50), in the ``mode`` option's execution mode (job mode by default).
         """
         if self._sampler is None:
+            # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
             from qiskit_ibm_runtime.executor_sampler import Sampler
 
             mode = open_mode(self.mode, self.backend.connect())

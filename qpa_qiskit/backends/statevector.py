@@ -40,6 +40,7 @@ class StatevectorFamily(Family):
     options = frozenset({"memory_budget"})
 
     def transpile_target(self) -> Any:
+        # lazy: qiskit-aer (seconds), only where Aer itself runs
         from qiskit_aer import AerSimulator
 
         return AerSimulator()
@@ -81,6 +82,7 @@ class StatevectorFamily(Family):
         """Aer's statevector method, built once per circuit; its density-matrix method for a
         circuit with resets, which the statevector method would sample (one branch per run),
         so that probabilities and expectation values stay exact."""
+        # lazy: qiskit-aer (seconds), only where Aer itself runs
         from qiskit_aer import AerSimulator
 
         if "simulator" not in prepared.extras:

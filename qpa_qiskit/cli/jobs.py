@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 
+from ..errors import BusyError, InputError, JobsError, QPAError
+from ..files import atomic_write
+from ..validate import integer, positive_int
 from .parsing import summary
 
 _CREATE_OPTIONS = (
@@ -26,9 +32,7 @@ _CREATE_OPTIONS = (
 
 def _load_array(path: str, what: str) -> np.ndarray:
     """A finite, non-empty array of real numbers from a .npy file or a text table."""
-    import warnings
 
-    from ..errors import InputError
 
     hint = "give a .npy file or a text table of numbers"
     try:
@@ -50,9 +54,8 @@ def _load_array(path: str, what: str) -> np.ndarray:
 def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarray], str]:
     """The PUBs a batch evaluates: parameter-shift steps from --theta, sets from --parameters,
     or one step at seeded random angles."""
-    from ..errors import InputError
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..qnn import shifted_parameter_sets
-    from ..validate import integer
 
     seed = integer(args.seed, "--seed", minimum=0)
     if args.theta and args.parameters:
@@ -134,9 +137,8 @@ def _print_plan(plan, pubs_shapes, shots: int, max_executions: int) -> None:
 def _runtime_options(args: argparse.Namespace) -> dict | None:
     """The runtime Sampler's options of --sampler-options and --max-execution-time, checked by
     the runtime's own options model (one-line InputError otherwise)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends.ibm import sampler_options
-    from ..errors import InputError
-    from ..validate import positive_int
 
     options = sampler_options(args.sampler_options, "--sampler-options")
     dumped = {} if options is None else options.model_dump(mode="json", exclude_unset=True)
@@ -154,6 +156,7 @@ def _runtime_options(args: argparse.Namespace) -> dict | None:
 def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None:
     """The runtime's own estimate of the QPU time of the plan, where it offers one: a dry run
     on the service of one job of each size (run on no QPU, in job mode)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import RuntimeJobs
     from ..ibm.service import describe_error
     from ..ibm.store import job_pubs
@@ -181,11 +184,10 @@ def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None
 
 
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
-    from ..errors import InputError, JobsError
     from ..ibm import MAX_EXECUTIONS, JobStore, plan_jobs
 
     root = Path(args.store)
@@ -212,6 +214,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
         if args.shots_factor is None and args.shots is None:
             raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
+        # lazy: this command's implementation (torch, qiskit), imported only when it runs
         from ..backends import parse_spec
 
         if parse_spec(args.backend)[0] != "ibm":
@@ -279,7 +282,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
-    from ..errors import BusyError, JobsError
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -299,9 +302,8 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
-    import io
 
-    from ..files import atomic_write
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -333,9 +335,8 @@ def cmd_jobs_collect(args: argparse.Namespace) -> int:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     """One row per job store under the root; a store that cannot be read is listed with its
     error after the table, and makes the exit status 2 (the others are still listed)."""
-    from pathlib import Path
 
-    from ..errors import InputError, QPAError
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     root = Path(args.root)
@@ -385,6 +386,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..ibm import JobStore
 
     store = JobStore(args.store)
@@ -408,6 +410,7 @@ def add_recovery_options(p: argparse.ArgumentParser, what: str) -> None:
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     """--mode, --sampler-options and --max-execution-time of ``qpa jobs submit``: how IBM Quantum
     runs the jobs (``qpa train`` has them as run-configuration fields)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends.ibm import EXECUTION_MODES
 
     p.add_argument(

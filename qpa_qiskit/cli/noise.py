@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import InputError
 from .parsing import summary
 
 
 def _spec(text: str) -> str:
     """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
     InputError naming what is accepted for a spec of a backend without a noise model."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends.core import FAMILIES
-    from ..errors import InputError
     from ..noise import snapshot_names
 
     text = text.strip()
@@ -32,7 +33,7 @@ def _spec(text: str) -> str:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..noise import Snapshot, find_snapshot
     from ..noise.snapshot import check_output
 
@@ -61,6 +62,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
     from ..noise.report import format_report, noise_report

@@ -19,6 +19,7 @@ DEMO_BACKENDS = (
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import list_backends
 
     rows = list_backends()
@@ -31,6 +32,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Evaluate one ansatz on each backend family and print probabilities, timings, shots."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
 

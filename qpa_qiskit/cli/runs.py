@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from .. import validate
+from ..choices import COUNTERFACTUALS
+from ..errors import InputError
 from .jobs import add_recovery_options
 from .parsing import Parser, summary
 
@@ -38,8 +43,10 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
     """A parent parser with one option per run-configuration field (of `sections`, less
     `exclude`), spelled ``--field-name`` (``--field_name`` is accepted too, not shown); its
     options record that they were given (:class:`.parsing.Parser`)."""
+    # lazy: transformers (seconds), only when a model is loaded
     from transformers import HfArgumentParser
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import SECTIONS
 
     class ConfigOptions(HfArgumentParser, Parser):
@@ -52,6 +59,7 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
 
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run-configuration fields given on the command line (by name)."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import FIELD_SECTION
 
     return {k: getattr(args, k) for k in getattr(args, "explicit", ()) if k in FIELD_SECTION}
@@ -62,10 +70,9 @@ def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
-    from ..errors import InputError
     from ..train import CONFIG, Run
 
     given = explicit_settings(args)
@@ -106,8 +113,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..train import evaluate_run
 
     result = evaluate_run(args.run_dir, args.split, overrides=explicit_settings(args),
@@ -117,6 +124,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..export import export
 
     path = export(args.run_dir, args.out_dir)
@@ -127,6 +135,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None, methods=None):
     """The base configuration of a study whose runs train `methods` (default: its own); an
     option none of them takes is refused."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
 
     cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
@@ -136,12 +145,14 @@ def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None
 
 
 def _executor(args: argparse.Namespace):
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..sweep import make_executor
 
     return make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study import compare
 
     cfg = _new_config(args, methods=args.methods)
@@ -150,6 +161,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study import study_shots
 
     study_shots(
@@ -165,6 +177,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_study_noise(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study import study_noise
 
     # the noise switches are checked against the first noisy backend (statevector has none)
@@ -187,6 +200,7 @@ def cmd_study_noise(args: argparse.Namespace) -> int:
 
 
 def cmd_study_params(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_params import study_params
 
     study_params(
@@ -208,6 +222,7 @@ def cmd_study_params(args: argparse.Namespace) -> int:
 
 
 def cmd_study_ablation(args: argparse.Namespace) -> int:
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_ablation import study_ablation
 
     study_ablation(
@@ -226,6 +241,7 @@ def cmd_study_ablation(args: argparse.Namespace) -> int:
 
 def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """What every study takes: its folder, the seeds, and where its runs execute."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..sweep import EXECUTORS
 
     g = p.add_argument_group("study")
@@ -246,8 +262,6 @@ def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _positive_float(text: str) -> float:
-    from .. import validate
-    from ..errors import InputError
 
     try:
         return validate.positive_number(float(text), "a shot factor")
@@ -256,8 +270,6 @@ def _positive_float(text: str) -> float:
 
 
 def _scale(text: str) -> float:
-    from .. import validate
-    from ..errors import InputError
 
     try:
         return validate.number(float(text), "a noise scale", minimum=0.0)
@@ -271,10 +283,10 @@ def _shots_factor(text: str) -> float | None:
 
 def add_commands(sub) -> None:
     """The run commands."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..circuits import ROTATIONS
     from ..completion import MODES
     from ..config import TaskConfig
-    from ..generator import COUNTERFACTUALS
 
     def options(**kwargs):
         return [config_options(**kwargs)]
@@ -373,6 +385,7 @@ def add_commands(sub) -> None:
     p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
     add_sweep_options(p, "runs/study-noise-<time>")
     p.set_defaults(func=cmd_study_noise)
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_params import PARAMS_METHODS
 
     excluded = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "reps", "shots_factor",
@@ -402,6 +415,7 @@ def add_commands(sub) -> None:
     add_sweep_options(p, "runs/study-params-<time>")
     p.set_defaults(func=cmd_study_params)
 
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..study_ablation import CONTROLS, DEFAULT_REGIMES
 
     excluded = ("method", "preset", "labels", "mapping", "probabilities", "lowrank_k")

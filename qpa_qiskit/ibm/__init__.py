@@ -25,7 +25,7 @@ stand-in), :mod:`.retry` (transient failures), :mod:`.loop` (training with the h
 the loop), :mod:`.npz` (the store's numpy files).
 """
 
-from ..backends.ibm import redact
+from ..credentials import redact
 from .ledger import Ledger
 from .local import LocalTestingJobs
 from .loop import HardwareLoop

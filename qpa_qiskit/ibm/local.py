@@ -92,6 +92,7 @@ class LocalTestingJobs(RuntimeJobs):
     def _record(self, job_id: str) -> dict:
         path = self.archive / f"{job_id}.json"
         if not path.exists():
+            # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
             from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
 
             raise RuntimeJobNotFound(f"Job not found: {job_id}")
@@ -112,6 +113,7 @@ class LocalTestingJobs(RuntimeJobs):
         return None
 
     def result(self, job_id: str) -> Any:
+        # lazy: a qiskit submodule (import time), only on this path
         from qiskit.primitives.containers import BitArray, DataBin, PrimitiveResult, SamplerPubResult
 
         record = self._record(job_id)
@@ -130,6 +132,7 @@ class LocalTestingJobs(RuntimeJobs):
         return PrimitiveResult(pubs)
 
     def cancel(self, job_id: str) -> None:
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
 
         raise RuntimeInvalidStateError(f"job {job_id} already finished ({self.status(job_id)})")

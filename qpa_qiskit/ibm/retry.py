@@ -33,6 +33,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     try:
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         import requests
         from qiskit_ibm_runtime.api.exceptions import RequestsApiError
         from qiskit_ibm_runtime.exceptions import (

@@ -58,6 +58,7 @@ class RuntimeJobs:
 
     def sampler_options(self, tags: list[str]) -> Any:
         """The backend's sampler options (kept) with the job's runtime tags."""
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.options_models import SamplerOptions
 
         given = self.backend.family.sampler_options
@@ -67,6 +68,7 @@ class RuntimeJobs:
 
     def run_sampler(self, pubs: list, shots: int, tags: list[str], dry_run: bool = False) -> Any:
         """Run one Sampler job in the execution mode; returns the runtime's job object."""
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.executor_sampler import Sampler
 
         sampler = Sampler(mode=self.open(), options=self.sampler_options(tags))
@@ -76,6 +78,7 @@ class RuntimeJobs:
         """The runtime's own estimate of the QPU seconds of one job: a dry run on the service
         (``Sampler.run(..., dry_run=True)``, executed on no QPU), read from the job's
         ``usage_estimation``. None where the installed runtime offers no estimate."""
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.executor_sampler import Sampler
 
         if "dry_run" not in inspect.signature(Sampler.run).parameters:

@@ -26,7 +26,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..backends import QPABackend, pub_counts
-from ..backends.ibm import redact
+from ..credentials import redact
 from ..errors import InputError, JobsError, StateError
 from ..files import atomic_directory, atomic_write, exclusive, read_json
 from ..validate import one_of, positive_int, positive_number
@@ -160,6 +160,7 @@ class JobStore:
     ) -> JobStore:
         """Transpile `circuit` once for `backend` and write the store with its first
         `evaluations` (label -> PUB value arrays); it appears whole or not at all."""
+        # lazy: a qiskit submodule (import time), only on this path
         from qiskit import qpy
 
         root = Path(root)
@@ -224,6 +225,7 @@ class JobStore:
     def isa(self) -> QuantumCircuit:
         """The ISA circuit of every job, read from circuit.qpy once."""
         if self._isa is None:
+            # lazy: a qiskit submodule (import time), only on this path
             from qiskit import qpy
 
             path = self.root / "circuit.qpy"
@@ -515,6 +517,7 @@ class JobStore:
                 if not wait or not report.pending:
                     return report
                 if bar is None and progress:  # a progress line only while something is waiting
+                    # lazy: tqdm, only when progress is shown
                     from tqdm import tqdm
 
                     bar = tqdm(

@@ -5,6 +5,10 @@ is laid out on. The report transpiles the circuit as the backend does, then read
 physical qubits and couplers it uses, the calibration the noise model is built from (after
 ``noise_scale``): 1q and 2q gate errors, T1, T2 and readout errors, with their medians, and
 the device-wide medians beside them. It reads the device's public ``Target`` only.
+
+Layer: above the backends (it reads an ``aer_noisy`` backend), unlike the rest of
+:mod:`qpa_qiskit.noise`, which the backends import; the package's ``__init__`` does not
+import it, and only the command line (``qpa noise show``) does.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import statistics
 from typing import Any
 
 from qiskit import QuantumCircuit
+
+from ..backends.aer_noisy import AerNoisyFamily
+from ..errors import InputError
 
 ONE_QUBIT_GATE = "sx"  # the calibrated 1q gate of IBM devices (rz is virtual, error 0)
 
@@ -41,9 +48,6 @@ def noise_report(backend: Any, circuit: QuantumCircuit) -> dict[str, Any]:
     Returns ``{"device", "settings", "layout", "qubits": [...], "couplers": [...],
     "medians": {...}, "device_medians": {...}}``; times in microseconds.
     """
-    from ..backends.aer_noisy import AerNoisyFamily
-    from ..errors import InputError
-
     if not isinstance(backend.family, AerNoisyFamily):
         raise InputError(f"qpa noise show needs an aer_noisy backend, not {backend.name!r}")
     backend.family.check_circuit_scale(circuit)  # the backend's own check: the same refusal

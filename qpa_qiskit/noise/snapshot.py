@@ -38,6 +38,7 @@ from qiskit.circuit.library import get_standard_gate_name_mapping
 from qiskit.providers import BackendV2, Options
 
 from ..errors import AccountError, InputError, SpecError
+from ..fake_devices import fake_device
 from ..files import atomic_write
 from .settings import READOUT, scaled_properties
 
@@ -166,8 +167,6 @@ class Snapshot:
     @classmethod
     def from_fake_device(cls, name: str) -> Snapshot:
         """The data files a qiskit-ibm-runtime fake device is built from, unchanged."""
-        from ..backends.devices import fake_device
-
         device = fake_device(name)
         folder = Path(type(device).dirname)
         conf = json.loads((folder / type(device).conf_filename).read_text(encoding="utf-8"))
@@ -181,6 +180,7 @@ class Snapshot:
         (``QiskitRuntimeService().backend(name)``, its ``configuration()`` and ``properties()``)."""
         if service is None:
             try:
+                # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
                 from qiskit_ibm_runtime import QiskitRuntimeService
 
                 service = QiskitRuntimeService()
@@ -383,6 +383,7 @@ class SnapshotDevice(BackendV2):
     runs nothing itself; ``QPABackend("aer_noisy:<snapshot>")`` simulates it."""
 
     def __init__(self, name: str, configuration: dict, properties: dict) -> None:
+        # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.models import BackendConfiguration
         from qiskit_ibm_runtime.utils.backend_converter import convert_to_target
         from qiskit_ibm_runtime.utils.backend_decoder import (

@@ -167,6 +167,7 @@ class Estimator(PrimitiveCore, BaseEstimatorV2):
         )
 
     def _aer(self, pub: EstimatorPub, plan: _Plan, rng: np.random.Generator) -> PubResult:
+        # lazy: qiskit-aer (seconds), only where Aer itself runs
         from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
         isa, values, seed = self._aer_inputs(plan, plan.unmeasured, pub, rng)

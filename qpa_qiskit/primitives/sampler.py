@@ -165,6 +165,7 @@ class Sampler(PrimitiveCore, BaseSamplerV2):
         return SamplerPubResult(DataBin(**data, shape=pub.shape), metadata=_metadata(pub))
 
     def _aer(self, pub: SamplerPub, plan: _Plan, rng: np.random.Generator) -> SamplerPubResult:
+        # lazy: qiskit-aer (seconds), only where Aer itself runs
         from qiskit_aer.primitives import SamplerV2 as AerSampler
 
         isa, values, seed = self._aer_inputs(plan, plan.circuit, pub, rng)

@@ -224,6 +224,7 @@ def _rotation_terms(gate_name: str, gate_cls) -> tuple[np.ndarray, np.ndarray, n
     trigonometric polynomials of degree one in a.
     """
     if gate_name in ("p", "u1"):
+        # lazy: a qiskit submodule (import time), only on this path
         from qiskit.circuit.library import RZGate
 
         gate_cls = RZGate  # equal up to a global phase

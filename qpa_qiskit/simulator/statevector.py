@@ -26,6 +26,7 @@ _ROTATIONS = {"rx", "ry", "rz", "p", "u1", "rxx", "ryy", "rzz", "rzx"}
 def _generator(name: str, gate_cls) -> np.ndarray:
     """G with gate(a) = cos(a/2) I - i sin(a/2) G, checked at two angles."""
     if name in ("p", "u1"):
+        # lazy: a qiskit submodule (import time), only on this path
         from qiskit.circuit.library import RZGate
 
         gate_cls = RZGate

@@ -1,0 +1,79 @@
+"""The layers of qpa_qiskit, read from its imports (``tests/importgraph.py``).
+
+No cycle among its modules, and no import inside a function that would close one if it were
+at module level: each layer imports only those below it. An import of a qpa_qiskit module
+inside a function is allowed only where :data:`ALLOWED` says why (start-up time and memory,
+never a cycle), and only with a comment that says so; so is an import of another library
+inside a function (a heavy or optional one, imported where it is used).
+"""
+
+from importgraph import all_imports, cycles, function_imports, graph, modules
+
+# importer (a module, or a package ending in ".") or (importer, imported) -> why its
+# functions may import qpa_qiskit modules
+ALLOWED = {
+    "qpa_qiskit.cli.": "a command module imports a command's implementation (torch, qiskit) when "
+    "that command runs: the command line's documented lazy loading (cli/parsing.py)",
+    "qpa_qiskit.bench": "each benchmark cell runs in a spawned process and reports its peak memory",
+    ("qpa_qiskit.adapters.registry", "qpa_qiskit.adapters.ffa"): "ffa imports peft's tuner machinery, "
+    "which only an ffa adapter needs",
+}
+
+
+def _allowed_by(i):
+    for key in ALLOWED:
+        if isinstance(key, tuple):
+            if (i.module, i.target) == key:
+                return key
+        elif i.module == key or (key.endswith(".") and i.module.startswith(key)):
+            return key
+    return None
+
+
+def test_no_cycle_among_the_modules():
+    assert cycles(graph(all_imports())) == []
+
+
+def test_no_import_inside_a_function_dodges_a_cycle():
+    assert cycles(graph(all_imports(), functions=True)) == []
+
+
+def test_function_level_imports_of_the_package_are_allowed_and_say_why():
+    inner = function_imports(all_imports(), internal=True)
+    unlisted = [f"{i.module}:{i.line} {i.function}: {i.target}" for i in inner if _allowed_by(i) is None]
+    assert unlisted == [], "import at module level, or add the importer to ALLOWED with its reason"
+    silent = [f"{i.module}:{i.line} {i.function}: {i.target}" for i in inner if not i.reason]
+    assert silent == [], "say why in a comment on the import or the line above it"
+    used = {_allowed_by(i) for i in inner}
+    assert used == set(ALLOWED), f"ALLOWED lists what nothing needs: {set(ALLOWED) - used}"
+
+
+def test_every_function_level_import_says_why():
+    inner = function_imports(all_imports())
+    silent = [f"{i.module}:{i.line} {i.function}: {i.target}" for i in inner if not i.reason]
+    assert silent == [], "import at module level, or say why in a comment on the import or the line above it"
+
+
+def test_the_reader_finds_a_cycle_and_a_dodged_one(tmp_path):
+    pkg = tmp_path / "qpa_qiskit"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("from .a import x\n")
+    (pkg / "sub" / "__init__.py").write_text("from .c import y\n")
+    (pkg / "sub" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import d\n"
+        "def f():\n    # why\n    from ..sub import d\n    from ..a import z\n"
+    )
+    (pkg / "sub" / "d.py").write_text("from .c import y\n")
+    found = all_imports(pkg)
+    assert set(modules(pkg)) == {"qpa_qiskit", "qpa_qiskit.a", "qpa_qiskit.b", "qpa_qiskit.sub",
+                                 "qpa_qiskit.sub.c", "qpa_qiskit.sub.d"}
+    assert cycles(graph(found)) == [["qpa_qiskit.a", "qpa_qiskit.b"]]
+    assert cycles(graph(found, functions=True)) == [["qpa_qiskit.a", "qpa_qiskit.b"],
+                                                    ["qpa_qiskit.sub.c", "qpa_qiskit.sub.d"]]
+    inner = function_imports(found, internal=True)
+    assert [(i.target, i.function, i.reason) for i in inner] == [
+        ("qpa_qiskit.sub.d", "f", "why"),
+        ("qpa_qiskit.a", "f", "why"),
+    ]
