@@ -7,6 +7,9 @@ never a cycle), and only with a comment that says so; so is an import of another
 inside a function (a heavy or optional one, imported where it is used).
 """
 
+import re
+from pathlib import Path
+
 from importgraph import all_imports, cycles, function_imports, graph, modules
 
 # importer (a module, or a package ending in ".") or (importer, imported) -> why its
@@ -77,3 +80,40 @@ def test_the_reader_finds_a_cycle_and_a_dodged_one(tmp_path):
         ("qpa_qiskit.sub.d", "f", "why"),
         ("qpa_qiskit.a", "f", "why"),
     ]
+
+
+def documented_layers() -> dict[str, int]:
+    """qpa_qiskit's modules -> their layer in docs/architecture.md's table (``| 1. name | `a.py`,
+    `pkg/` ... |``); a path in the table stands for its module, a folder for its package and
+    every module under it, the most specific entry winning."""
+    text = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+)\. [^|]+\| (.+) \|$", text, flags=re.M)
+    assert len(rows) >= 5, "docs/architecture.md has no layer table"
+    entries: dict[str, int] = {}
+    for layer, cell in rows:
+        for path in re.findall(r"`([\w/]+(?:\.py|/))`", cell):
+            stem = path.removesuffix(".py").removesuffix("/").replace("/", ".")
+            entries["qpa_qiskit." + stem] = int(layer)
+    layers: dict[str, int] = {}
+    for module in modules():
+        prefixes = [e for e in entries if module == e or module.startswith(e + ".")]
+        if prefixes:
+            layers[module] = entries[max(prefixes, key=len)]
+    return layers
+
+
+def test_every_module_is_in_a_documented_layer():
+    layers = documented_layers()
+    missing = sorted(m for m in modules() if m not in layers and m != "qpa_qiskit")
+    assert missing == [], f"modules with no layer in docs/architecture.md: {missing}"
+
+
+def test_module_level_imports_point_only_down_the_documented_layers():
+    layers = documented_layers()
+    upward = sorted(
+        f"{i.module} (layer {layers[i.module]}) imports {i.target} (layer {layers[i.target]}), line {i.line}"
+        for i in all_imports()
+        if i.internal and i.function is None and i.module in layers and i.target in layers
+        and layers[i.target] > layers[i.module]
+    )
+    assert upward == []
