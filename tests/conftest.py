@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import offline  # noqa: F401  (first: the offline environment, before torch and transformers)
 import pytest
 import torch
 from scipy import stats

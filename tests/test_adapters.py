@@ -210,7 +210,7 @@ def test_every_export_loads_with_plain_peft_in_a_fresh_process(corpus, tmp_path)
         out.update({{m: score(m) for m in ("ffa", "qpa-ffa")}})
         print(json.dumps(out))
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     theirs = json.loads(result.stdout.strip().splitlines()[-1])

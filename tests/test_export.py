@@ -111,7 +111,7 @@ def test_a_local_base_model_loads_with_auto_peft_offline_from_anywhere(corpus, t
         assert "qpa_qiskit" not in sys.modules
         print(type(model).__name__, math.exp(nll / n))
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     other = tmp_path / "elsewhere"
     other.mkdir()
     result = subprocess.run(

@@ -333,7 +333,7 @@ def test_cli_missing_account(tmp_path, no_ibm_account, capsys):
 
 
 def run_killed(point: str, nth: int, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     return subprocess.run(
         [sys.executable, KILLPOINTS, point, str(nth), *args],
         env=env,
@@ -344,7 +344,7 @@ def run_killed(point: str, nth: int, *args: str) -> subprocess.CompletedProcess:
 
 
 def qpa(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     return subprocess.run(
         [sys.executable, "-m", "qpa_qiskit.cli", *args], env=env, capture_output=True, text=True, timeout=600
     )

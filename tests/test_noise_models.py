@@ -32,6 +32,7 @@ def aer_exact(isa, noise_model, values):
 
 
 # ---------------------------------------------------------------- snapshots
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["fake_brisbane", "fake_torino"])
 def test_snapshot_reproduces_the_live_device_in_a_fresh_process(tmp_path, device):
     path = Snapshot.from_fake_device(device).save(tmp_path / f"{device}.json")

@@ -125,7 +125,7 @@ def test_resume_of_a_folder_without_a_run_is_an_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_ctrl_c_hint_is_a_working_command(corpus, tmp_path):
     """SIGINT a training run, then run exactly the command its message prints."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     run_dir = tmp_path / "r"
     args = tiny_cli_args(corpus, "--steps 20000 --save-every 1")  # cannot finish before the signal
     # a shell that runs the test-suite in the background starts it with SIGINT ignored, and the

@@ -29,6 +29,7 @@ def small(corpus, **overrides):
     return tiny_config(corpus, **{"steps": 2, "reps": 1, "hidden": [8], "eval_tokens": 300, **overrides})
 
 
+@pytest.mark.slow
 def test_noise_study_grid_tables_and_measures(corpus, tmp_path):
     out = tmp_path / "s"
     rows = study_noise(small(corpus), out, **GRID, **QUIET)

@@ -99,7 +99,7 @@ def test_a_study_killed_part_way_finishes_as_if_never_stopped(corpus, tmp_path):
     args = ["study", "shots", *tiny_cli_args(corpus, "--steps 6 --save-every 1 --reps 1 --hidden 8"),
             "--eval-tokens", "300", "--shots-factors", "2", "--modes", "none", "gi", "--tvd-samples", "2",
             "--seeds", "0", "1"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     command = [sys.executable, "-m", "qpa_qiskit.cli", *args]
     subprocess.run([*command, "--out", str(tmp_path / "straight")], env=env, check=True, capture_output=True)
 

