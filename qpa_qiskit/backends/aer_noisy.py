@@ -26,7 +26,6 @@ from ..errors import CapacityError, InputError, SpecError
 from ..noise import NoiseSettings, Snapshot, check_scale
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
-from ..simulator.ptm import size_text
 from ..validate import one_of, torch_device
 from .core import (
     Family,
@@ -34,6 +33,7 @@ from .core import (
     aer_expectation_values,
     aer_run,
     available_memory,
+    check_memory,
     gib,
     measured_qubits,
     register,
@@ -197,19 +197,8 @@ class AerNoisyFamily(Family):
             circuit.find_bit(q).index for i in circuit.data if i.operation.name != "barrier" for q in i.qubits
         }
         n_active = len(touched | set(read))
-        need = 16 * 4**n_active
-        if need > available_memory():
-            raise CapacityError(
-                f"density-matrix simulation of {n_active} qubits needs {gib(need)} per "
-                f"parameter set; {gib(available_memory())} is available"
-            )
-        budget = self.backend.memory_budget_option
-        if budget is not None and need > budget:
-            raise CapacityError(
-                f"density-matrix simulation of {n_active} qubits needs {size_text(need)} per parameter "
-                f"set, more than memory_budget={size_text(budget)}: raise memory_budget (to at least "
-                f"{size_text(need)}, at most the {gib(available_memory())} available) or use fewer qubits"
-            )
+        what = f"density-matrix simulation of {n_active} qubits"
+        check_memory(what, 16 * 4**n_active, self.backend.memory_budget_option)
         # lazy: qiskit-aer (seconds), only where Aer itself runs
         from qiskit_aer import AerSimulator
 

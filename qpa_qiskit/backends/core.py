@@ -28,8 +28,9 @@ from qiskit.circuit import Gate, Measure
 from qiskit.transpiler import generate_preset_pass_manager
 
 from ..credentials import redact
-from ..errors import InputError, SpecError
+from ..errors import CapacityError, InputError, SpecError
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
+from ..simulator.ptm import size_text
 from ..validate import integer, memory_size, number, positive_int
 
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
@@ -401,6 +402,20 @@ def available_memory() -> int:
 
 def gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
+
+
+def check_memory(what: str, need: int, budget: int | None) -> None:
+    """Refuse an Aer simulation (`what`, such as "density-matrix simulation of 5 qubits") that
+    needs `need` bytes per parameter set, more than is available or than `budget` allows."""
+    available = available_memory()
+    if need > available:
+        raise CapacityError(f"{what} needs {gib(need)} per parameter set; {gib(available)} is available")
+    if budget is not None and need > budget:
+        raise CapacityError(
+            f"{what} needs {size_text(need)} per parameter set, more than memory_budget="
+            f"{size_text(budget)}: raise memory_budget (to at least {size_text(need)}, at most the "
+            f"{gib(available)} available) or use fewer qubits"
+        )
 
 
 def aer_run(

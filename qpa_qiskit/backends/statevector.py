@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
-from ..errors import CapacityError
 from ..simulator import StatevectorProgram, UnsupportedCircuit
-from ..simulator.ptm import size_text
 from .core import (
     Family,
     Prepared,
     aer_expectation_values,
     aer_run,
-    available_memory,
-    gib,
+    check_memory,
     non_unitary,
     register,
     without_measurements,
@@ -52,16 +49,7 @@ class StatevectorFamily(Family):
         mixed = non_unitary(measured) is not None
         need = 16 * (4 if mixed else 2) ** n
         what = f"{'density-matrix' if mixed else 'statevector'} simulation of {n} qubits"
-        available = available_memory()
-        if need > available:
-            raise CapacityError(f"{what} needs {gib(need)} per parameter set; {gib(available)} is available")
-        budget = self.backend.memory_budget_option
-        if budget is not None and need > budget:
-            raise CapacityError(
-                f"{what} needs {size_text(need)} per parameter set, more than memory_budget="
-                f"{size_text(budget)}: raise memory_budget (to at least {size_text(need)}, at most the "
-                f"{gib(available)} available) or use fewer qubits"
-            )
+        check_memory(what, need, self.backend.memory_budget_option)
 
     def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
         exact = prepared.extras.get("exact")
