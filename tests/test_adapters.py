@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,22 +188,16 @@ def test_every_export_loads_with_plain_peft_in_a_fresh_process(corpus, tmp_path)
     plain = [m for m in ALL if TUNERS[split_method(m)[1]].loads_without_qpa]
     assert sorted(set(ALL) - set(plain)) == ["ffa", "qpa-ffa"]
     script = textwrap.dedent(f"""
-        import json, math, sys, torch, torch.nn.functional as F
+        import json, sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from plain_perplexity import windowed_perplexity
         from transformers import AutoModelForCausalLM
         from peft import PeftModel
 
         def score(method):
             base = AutoModelForCausalLM.from_pretrained({str(base_dir)!r})
             model = PeftModel.from_pretrained(base, {str(tmp_path)!r} + f"/{{method}}-adapter").eval()
-            tokens = torch.load({str(tmp_path / "tokens.pt")!r})
-            nll, n = 0.0, 0
-            with torch.no_grad():
-                for b in range(0, len(tokens), 64):
-                    ids = tokens[b:b + 64][None]
-                    logits = model(input_ids=ids).logits
-                    nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum").item()
-                    n += ids.shape[1] - 1
-            return math.exp(nll / n)
+            return windowed_perplexity(model, torch.load({str(tmp_path / "tokens.pt")!r}))
 
         out = {{m: score(m) for m in {plain!r}}}
         assert "qpa_qiskit" not in sys.modules

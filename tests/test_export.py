@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,19 +98,15 @@ def test_a_local_base_model_loads_with_auto_peft_offline_from_anywhere(corpus, t
     fresh.model.materialize()
     ours = perplexity(fresh.model.peft_model.eval(), tokens, window=64, stride=64)[0]
     script = textwrap.dedent(f"""
-        import math, sys, torch, torch.nn.functional as F
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from plain_perplexity import windowed_perplexity
         from peft import AutoPeftModelForCausalLM
         model = AutoPeftModelForCausalLM.from_pretrained({str(out)!r}).eval()
         tokens = torch.load({str(tmp_path / "tokens.pt")!r})
-        nll, n = 0.0, 0
-        with torch.no_grad():
-            for b in range(0, len(tokens), 64):
-                ids = tokens[b:b + 64][None]
-                logits = model(input_ids=ids).logits
-                nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum").item()
-                n += ids.shape[1] - 1
+        theirs = windowed_perplexity(model, tokens)
         assert "qpa_qiskit" not in sys.modules
-        print(type(model).__name__, math.exp(nll / n))
+        print(type(model).__name__, theirs)
     """)
     env = os.environ.copy()  # offline: tests/offline.py set it for every test
     other = tmp_path / "elsewhere"

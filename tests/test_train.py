@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,21 +138,16 @@ def test_export_round_trip_in_a_fresh_process(corpus, tmp_path):
     fresh.model.materialize()
     ours = perplexity(fresh.model.peft_model.eval(), torch.tensor(tokens), window=64, stride=64)[0]
     script = textwrap.dedent(f"""
-        import math, sys, torch, torch.nn.functional as F
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from plain_perplexity import windowed_perplexity
         from transformers import AutoModelForCausalLM
         from peft import PeftModel
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(base_dir)!r}),
                                           {str(out)!r}).eval()
-        tokens = torch.load({str(tmp_path / "tokens.pt")!r})
-        nll, n = 0.0, 0
-        with torch.no_grad():
-            for b in range(0, len(tokens), 64):
-                ids = tokens[b:b + 64][None]
-                logits = model(input_ids=ids).logits
-                nll += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum").item()
-                n += ids.shape[1] - 1
+        theirs = windowed_perplexity(model, torch.load({str(tmp_path / "tokens.pt")!r}))
         assert "qpa_qiskit" not in sys.modules
-        print(math.exp(nll / n))
+        print(theirs)
     """)
     env = os.environ.copy()  # offline: tests/offline.py set it for every test
     result = subprocess.run(
