@@ -1,7 +1,8 @@
 """The names a run's configuration chooses among, at the bottom of the layers.
 
 :mod:`qpa_qiskit.config` validates every setting against these tables, and the modules that
-implement the choices (:mod:`qpa_qiskit.generator`, :mod:`qpa_qiskit.adapters`) import them
+implement the choices (:mod:`qpa_qiskit.generator`, :mod:`qpa_qiskit.adapters`,
+:mod:`qpa_qiskit.circuits`, :mod:`qpa_qiskit.completion`) import them
 from here too and re-export them: so the configuration does not import its implementations
 to learn their names, and they import the configuration (its dataclasses and defaults) at
 module level. This module imports nothing; each implementation checks on import that its
@@ -24,6 +25,9 @@ PROBABILITIES = ("circuit", "frozen", "uniform", "fixed-random", "softmax", "non
 CIRCUIT_SOURCES = ("circuit", "frozen")  # the sources that evaluate the circuit on the backend
 TRAINED_SOURCES = ("circuit", "softmax")  # the sources with trainable parameters
 COUNTERFACTUALS = ("uniform", "permuted", "fixed-random")
+ROTATIONS = ("ry", "rx")  # the ansatz's rotations (circuits.ansatz)
+ENTANGLEMENTS = ("linear", "circular")  # its CNOT ladders
+COMPLETION_MODES = ("none", "gi", "uniform", "random")  # completion.MODES
 
 # ----------------------------------------------------------------- the adapter methods
 # the peft tuners (adapters.registry.TUNERS), and those whose tensors a generator can make

@@ -6,9 +6,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
 from . import validate
-
-ROTATIONS = ("ry", "rx")
-ENTANGLEMENTS = ("linear", "circular")
+from .choices import ENTANGLEMENTS, ROTATIONS
 
 
 def ansatz(

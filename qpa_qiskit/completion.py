@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from . import validate
+from .choices import COMPLETION_MODES as MODES
 from .errors import InputError
-
-MODES = ("none", "gi", "uniform", "random")
 
 
 def neighbour_index(n_qubits: int) -> torch.Tensor:

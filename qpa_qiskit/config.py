@@ -8,13 +8,22 @@ reads the same layout from JSON or YAML, and every value is checked once, when a
 built (``__post_init__``, through :mod:`qpa_qiskit.validate`). A section object that exists
 is valid; ``dataclasses.replace`` checks again.
 
-Sections (option names are flat on the command line and unique across sections):
+Sections (option names are flat on the command line and unique across sections); each that
+configures one layer's code sits beside it, import-light, and is re-exported here:
 
 * ``task``: the model and the data;
-* ``adapter``: the peft method and its size;
-* ``generator``: the QPA circuit, backend and mapping network (``qpa-*`` methods);
+* ``adapter``: the peft method and its size (:mod:`qpa_qiskit.adapters.config`);
+* ``backend``: the circuit's backend, shots, engine, noise, IBM execution
+  (:mod:`qpa_qiskit.backends.config`);
+* ``generator``: the QPA circuit and mapping network, ``qpa-*`` methods
+  (:mod:`qpa_qiskit.generator.config`);
 * ``training``: optimisation, seed, precision, checkpoints;
 * ``eval``: how perplexity is scored.
+
+This module keeps the composition (:class:`RunConfig`: the checks across sections, the flat
+view, files) and the sections of the runs (task, training, eval), whose code (``data``,
+``models``, ``train``) sits above it. Importing it imports no torch, peft, transformers or
+qiskit, so ``qpa --help`` is fast.
 """
 
 from __future__ import annotations
@@ -26,51 +35,31 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
-from .backends import ENGINES
-from .backends.ibm import EXECUTION_MODES
-from .backends.ibm import sampler_options as runtime_sampler_options
-from .choices import (
-    ACTIVATION_NAMES,
-    CIRCUIT_SOURCES,
-    DEFAULT_WIDTHS,
-    LABELS,
-    MAPPING_INITS,
-    MAPPINGS,
-    METHODS,
-    OUTPUT_CENTRINGS,
-    PROBABILITIES,
-    TRAINED_SOURCES,
-    X_CENTRINGS,
-    split_method,
-)
-from .circuits import ENTANGLEMENTS, ROTATIONS
-from .completion import MODES
+from .adapters.config import TUNER_SETTINGS, AdapterConfig
+from .backends.config import BackendConfig
+from .choices import CIRCUIT_SOURCES, METHODS, TRAINED_SOURCES, split_method
 from .errors import InputError
-from .noise import NoiseSettings
+from .generator.config import PRESETS, GeneratorConfig
+
+__all__ = [  # the sections beside their code, re-exported: the composition's parts
+    "PRESETS",
+    "QPA_ONLY",
+    "RESUMABLE",
+    "SECTIONS",
+    "TUNER_SETTINGS",
+    "AdapterConfig",
+    "BackendConfig",
+    "EvalConfig",
+    "GeneratorConfig",
+    "RunConfig",
+    "TaskConfig",
+    "TrainingConfig",
+    "check_given",
+]
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
 EVAL_PROTOCOLS = ("windows", "padded-lines")
-
-# Presets: named sets of settings a run takes at once (``--preset``); a setting that contradicts
-# its preset is refused. "paper" is the generator of the published QPA code (CYLphysics/QPA,
-# qpa_lora.py); the README's preset table gives the source of each value. The sizes the paper
-# sweeps (chunk size, L, rank) and the circuit (RY + linear CNOT) are not part of it: they are
-# the axes of the studies, and their published values are already the defaults.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "labels": "random",  # generate_qubit_states_torch: random.sample at every forward pass
-        "mapping": "linear",  # MappingModel: Linear layers, no activation; then fc1
-        "hidden": list(DEFAULT_WIDTHS["linear"]),  # [32, 64, 128, 128, 64, 32] -> 32, then 32 -> chunk
-        "mapping_init": "torch",  # nn.Linear defaults everywhere
-        "x_centring": "states",  # QLayer.forward: x - torch.mean(x) over all 2^N states
-        "output_centring": "mean",  # QT_HyperNet.forward: prob_val_post_processed - its mean
-        "gamma": 0.1,  # QLayer.forward
-        "beta": 0.60,
-        "alpha": 0.15,
-        "dropout": 0.05,  # QPA_LoRALayer: nn.Dropout(p=0.05) on the adapter's input
-    }
-}
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -103,246 +92,6 @@ class TaskConfig:
             self.data = str(Path(self.data).expanduser().resolve())
         if self.train_tokens is not None:
             self.train_tokens = validate.integer(self.train_tokens, "train_tokens", minimum=0) or None
-
-
-@dataclass
-class AdapterConfig:
-    """The peft adapter: which method, where, how large."""
-
-    _argument_group_name = "adapter"
-    method: str = field(default="qpa-lora", metadata=_help("adapter method", choices=list(METHODS)))
-    rank: int = field(default=4, metadata=_help("LoRA/DoRA/VeRA rank r"))
-    lora_alpha: float | None = field(default=None, metadata=_help("LoRA scaling alpha (default 2 * rank)"))
-    targets: list[str] | None = field(
-        default=None,
-        metadata=_help(
-            "modules to adapt (q_proj v_proj, c_attn...); default lm_head (lora, dora, vera, ia3), "
-            "each layer's feed-forward output (ffa); prefix takes none"
-        ),
-    )
-    bottleneck: int = field(default=16, metadata=_help("FFA: the adapter's hidden width"))
-    prefix_tokens: int = field(default=8, metadata=_help("prefix tuning: virtual tokens per layer"))
-    dropout: float = field(default=0.0, metadata=_help("LoRA/VeRA dropout probability"))
-
-    def __post_init__(self) -> None:
-        validate.one_of(self.method, "method", METHODS)
-        self.rank = validate.positive_int(self.rank, "rank")
-        if self.lora_alpha is not None:
-            self.lora_alpha = validate.positive_number(self.lora_alpha, "lora_alpha")
-        if self.targets is not None:
-            self.targets = list(validate.names(self.targets, "targets"))
-        self.bottleneck = validate.positive_int(self.bottleneck, "bottleneck")
-        self.prefix_tokens = validate.positive_int(self.prefix_tokens, "prefix_tokens")
-        self.dropout = validate.number(self.dropout, "dropout", minimum=0.0, maximum=0.999)
-
-    @property
-    def tuner(self) -> str:
-        return split_method(self.method)[1]
-
-    @property
-    def generator_kind(self) -> str | None:
-        """What generates the tuner's tensors: "qpa", "lowrank" (the classical low-rank peer), or
-        None (a peft adapter trained as usual)."""
-        return split_method(self.method)[0]
-
-    @property
-    def generated(self) -> bool:
-        return self.generator_kind is not None
-
-
-@dataclass
-class GeneratorConfig:
-    """The generator: backend and shots, the ansatz, labels, mapping, rescaling and centrings,
-    the probability source, the completion; the low-rank peer's rank."""
-
-    _argument_group_name = "generator (qpa-* and lowrank-* methods)"
-    backend: str = field(
-        default="statevector", metadata=_help("statevector, aer_noisy:<device>, ibm:<device>")
-    )
-    shots_factor: float | None = field(
-        default=None, metadata=_help("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
-    )
-    engine: str = field(
-        default="auto",
-        metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
-    )
-    noise_scale: float = field(
-        default=1.0,
-        metadata=_help("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
-    )
-    gate_error: bool = field(
-        default=True, metadata=_help("aer_noisy: the depolarising gate errors (on; --no-gate-error: off)")
-    )
-    thermal_relaxation: bool = field(
-        default=True,
-        metadata=_help("aer_noisy: relaxation (T1, T2) in gates (on; --no-thermal-relaxation: off)"),
-    )
-    readout_error: bool = field(
-        default=True, metadata=_help("aer_noisy: the readout errors (on; --no-readout-error: off)")
-    )
-    chunk_size: int = field(default=2048, metadata=_help("n_mlp: weights per chunk (the MLP's output width)"))
-    reps: int = field(default=8, metadata=_help("ansatz layers L"))
-    rotation: str = field(default="ry", metadata=_help("ansatz rotation", choices=ROTATIONS))
-    entanglement: str = field(default="linear", metadata=_help("CNOT ladder", choices=ENTANGLEMENTS))
-    preset: str | None = field(
-        default=None,
-        metadata=_help(
-            "paper: the published generator's settings at once (random labels, linear mapping, its "
-            "centrings and dropout); a setting that contradicts it is refused",
-            choices=list(PRESETS),
-        ),
-    )
-    labels: str = field(
-        default="fixed",
-        metadata=_help(
-            "chunk labels: fixed (chunk c reads basis state c's bits) or random (a fresh assignment "
-            "of distinct bitstrings at every training step, as published)",
-            choices=LABELS,
-        ),
-    )
-    mapping: str = field(
-        default="mlp",
-        metadata=_help(
-            "mapping network: mlp (with --activation) or linear (the published chain)", choices=MAPPINGS
-        ),
-    )
-    hidden: list[int] | None = field(
-        default=None,
-        metadata=_help("mapping hidden widths (default: mlp 32 32; linear 32 64 128 128 64 32 32)"),
-    )
-    activation: str = field(
-        default="gelu", metadata=_help("mapping MLP activation", choices=ACTIVATION_NAMES)
-    )
-    mapping_init: str = field(
-        default="small",
-        metadata=_help(
-            "small: the last layer at std 0.01, zero bias; torch: torch's defaults (published)",
-            choices=MAPPING_INITS,
-        ),
-    )
-    gamma: float = field(default=0.1, metadata=_help("probability rescaling gamma"))
-    beta: float = field(default=0.60, metadata=_help("probability rescaling beta"))
-    alpha: float = field(default=0.15, metadata=_help("probability rescaling exponent alpha"))
-    x_centring: str = field(
-        default="chunks",
-        metadata=_help(
-            "the rescaled x minus its mean over the chunks, over all 2^N states (published), or none",
-            choices=X_CENTRINGS,
-        ),
-    )
-    output_centring: str = field(
-        default="none",
-        metadata=_help("mean: the generated vector minus its own mean (published)", choices=OUTPUT_CENTRINGS),
-    )
-    probabilities: str = field(
-        default="circuit",
-        metadata=_help(
-            "what the mapping reads: the trained circuit, or a control: frozen (the circuit at its "
-            "initial angles), uniform, fixed-random (one Porter-Thomas draw), softmax (2^N trained "
-            "logits), none (the bits only)",
-            choices=PROBABILITIES,
-        ),
-    )
-    lowrank_k: int | None = field(
-        default=None,
-        metadata=_help(
-            "lowrank-* methods: the rank k of H @ C (default: the QPA generator's trainable count)"
-        ),
-    )
-    completion: str = field(
-        default="none",
-        metadata=_help("fill unmeasured states: gi (Generative Interpolation) or a control", choices=MODES),
-    )
-    completion_hidden: list[int] = field(
-        default_factory=lambda: [16], metadata=_help("hidden widths of the GI network")
-    )
-    mode: str | None = field(
-        default=None,
-        metadata=_help(
-            "ibm: execution mode of the training jobs: job (default; every plan), batch (every "
-            "plan), session (paid plans only; bills the time between steps too)",
-            choices=EXECUTION_MODES,
-        ),
-    )
-    sampler_options: str | None = field(
-        default=None,
-        metadata=_help(
-            "ibm: the runtime Sampler's options as JSON text or a JSON file, checked by "
-            "qiskit_ibm_runtime.options_models.SamplerOptions "
-            "(e.g. '{\"twirling\": {\"enable_gates\": true}}')"
-        ),
-    )
-    max_execution_time: int | None = field(
-        default=None, metadata=_help("ibm: QPU seconds a job may use before the service cancels it")
-    )
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.backend, str) or not self.backend.strip():
-            raise InputError(f"backend must be a backend spec such as 'statevector', got {self.backend!r}")
-        if self.shots_factor is not None:
-            self.shots_factor = validate.positive_number(self.shots_factor, "shots_factor")
-        validate.one_of(self.engine, "engine", ENGINES)
-        noise = NoiseSettings(self.noise_scale, self.gate_error, self.thermal_relaxation, self.readout_error)
-        self.noise_scale = noise.scale
-        if not noise.is_device and not self.backend.strip().lower().startswith("aer_noisy"):
-            raise InputError(
-                f"{noise.describe()} applies to aer_noisy:<device> backends, which simulate a noise model; "
-                f"backend {self.backend!r} has none to scale or switch. Use an aer_noisy backend or drop "
-                "--noise-scale and the --no-* noise switches"
-            )
-        self.chunk_size = validate.positive_int(self.chunk_size, "chunk_size")
-        self.reps = validate.positive_int(self.reps, "reps")
-        validate.one_of(self.rotation, "rotation", ROTATIONS)
-        validate.one_of(self.entanglement, "entanglement", ENTANGLEMENTS)
-        if self.preset is not None:
-            validate.one_of(self.preset, "preset", PRESETS)
-        validate.one_of(self.labels, "labels", LABELS)
-        validate.one_of(self.mapping, "mapping", MAPPINGS)
-        if self.hidden is not None:
-            self.hidden = list(validate.positive_ints(self.hidden, "hidden", allow_empty=True))
-        validate.one_of(self.activation, "activation", ACTIVATION_NAMES)
-        validate.one_of(self.mapping_init, "mapping_init", MAPPING_INITS)
-        for name in ("gamma", "beta", "alpha"):
-            setattr(self, name, validate.positive_number(getattr(self, name), name))
-        validate.one_of(self.x_centring, "x_centring", X_CENTRINGS)
-        validate.one_of(self.output_centring, "output_centring", OUTPUT_CENTRINGS)
-        validate.one_of(self.probabilities, "probabilities", PROBABILITIES)
-        if self.lowrank_k is not None:
-            self.lowrank_k = validate.positive_int(self.lowrank_k, "lowrank_k")
-        validate.one_of(self.completion, "completion", MODES)
-        self.completion_hidden = list(validate.positive_ints(self.completion_hidden, "completion_hidden"))
-        self._check_ibm()
-
-    def _check_ibm(self) -> None:
-        """The IBM Quantum settings: valid, for an ibm: backend only, and not contradictory."""
-        if self.mode is not None:
-            validate.one_of(self.mode, "mode", EXECUTION_MODES)
-        if self.max_execution_time is not None:
-            self.max_execution_time = validate.positive_int(self.max_execution_time, "max_execution_time")
-        if self.sampler_options is not None:
-            options = runtime_sampler_options(self.sampler_options, "sampler_options")
-            limit = options.max_execution_time
-            if limit is not None and self.max_execution_time not in (None, limit):
-                raise InputError(
-                    f"max_execution_time {self.max_execution_time} contradicts the sampler options' "
-                    f"max_execution_time {limit}; give one of them"
-                )
-            dumped = options.model_dump(mode="json", exclude_unset=True)
-            self.sampler_options = json.dumps(dumped, sort_keys=True)
-        given = [n for n in ("mode", "sampler_options", "max_execution_time") if getattr(self, n) is not None]
-        if given and not self.backend.strip().lower().startswith("ibm:"):
-            flags = ", ".join("--" + n.replace("_", "-") for n in given)
-            raise InputError(
-                f"{', '.join(given)} set(s) how IBM Quantum runs the jobs of an ibm:<device> backend; "
-                f"backend {self.backend!r} runs here. Use an ibm: backend or drop {flags}"
-            )
-
-    def runtime_options(self) -> dict[str, Any] | None:
-        """The runtime Sampler's options of an ibm: backend (None: the runtime's defaults)."""
-        options = json.loads(self.sampler_options) if self.sampler_options else {}
-        if self.max_execution_time is not None:
-            options["max_execution_time"] = self.max_execution_time
-        return options or None
 
 
 @dataclass
@@ -421,6 +170,7 @@ class EvalConfig:
 SECTIONS: dict[str, type] = {
     "task": TaskConfig,
     "adapter": AdapterConfig,
+    "backend": BackendConfig,
     "generator": GeneratorConfig,
     "training": TrainingConfig,
     "eval": EvalConfig,
@@ -437,19 +187,6 @@ RESUMABLE = frozenset(
 # RunConfig.for_method resets them when a study trains a classical method beside QPA.
 QPA_ONLY = {"completion": "none", "shots_factor": None, "probabilities": "circuit", "circuit_lr": None,
             "preset": None}  # fmt: skip
-
-
-# Adapter settings only some tuners take (a qpa-/lowrank- method takes its tuner's): given for
-# methods that take none of them, they would be silently ignored, so they are refused
-# (:func:`check_given`).
-TUNER_SETTINGS: dict[str, tuple[str, ...]] = {
-    "rank": ("lora", "dora", "vera"),
-    "lora_alpha": ("lora", "dora"),
-    "dropout": ("lora", "dora", "vera"),
-    "bottleneck": ("ffa",),
-    "prefix_tokens": ("prefix",),
-    "targets": ("lora", "dora", "vera", "ia3", "ffa"),
-}
 
 
 def _option(name: str) -> str:
@@ -474,7 +211,7 @@ def check_given(names, methods) -> None:
                 f"{_option(name)} does not apply to {which} (it sets {', '.join(takers)} adapters and their "
                 f"qpa-/lowrank- versions); {takes}"
             )
-        if FIELD_SECTION.get(name) == "generator" and not generated:
+        if FIELD_SECTION.get(name) in ("backend", "generator") and not generated:
             problems.append(
                 f"{_option(name)} sets the generator of the qpa-* and lowrank-* methods; {which} have none"
             )
@@ -492,6 +229,10 @@ def _section_of() -> dict[str, str]:
 
 FIELD_SECTION: dict[str, str] = _section_of()
 
+# config.json files written before the backend had its own section hold its fields under
+# "generator": (section read, section the field is in now) that from_dict still accepts
+LEGACY = ("generator", "backend")
+
 
 @dataclass
 class RunConfig:
@@ -499,6 +240,7 @@ class RunConfig:
 
     task: TaskConfig = field(default_factory=TaskConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -514,7 +256,7 @@ class RunConfig:
         if kind != "qpa":
             if gen.completion != "none":
                 raise InputError(f"completion {gen.completion!r} is for qpa-* methods only, not {method!r}")
-            if gen.shots_factor is not None:
+            if self.backend.shots_factor is not None:
                 raise InputError(f"shots_factor applies to the qpa-* methods only, not {method!r}")
             if gen.probabilities != "circuit":
                 raise InputError(
@@ -533,7 +275,7 @@ class RunConfig:
                 )
         else:
             if gen.probabilities not in CIRCUIT_SOURCES:
-                for name, value, neutral in (("shots_factor", gen.shots_factor, None),
+                for name, value, neutral in (("shots_factor", self.backend.shots_factor, None),
                                              ("completion", gen.completion, "none")):  # fmt: skip
                     if value != neutral:
                         raise InputError(
@@ -604,14 +346,15 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Any, source: str = "the configuration") -> RunConfig:
         """From the nested layout of ``config.json`` or a flat mapping of field names (a mix
-        works too). Unknown keys are refused with the accepted ones."""
+        works too). Unknown keys are refused with the accepted ones; the backend's fields under
+        "generator" (the layout before the backend section, :data:`LEGACY`) still load."""
         if not isinstance(data, dict):
             raise InputError(f"{source} must be a mapping of settings, got {type(data).__name__}")
         flat: dict[str, Any] = {}
         for key, value in data.items():
             if key in SECTIONS and isinstance(value, dict):
                 for name, v in value.items():
-                    if FIELD_SECTION.get(name) != key:
+                    if FIELD_SECTION.get(name) != key and (key, FIELD_SECTION.get(name)) != LEGACY:
                         accepted = ", ".join(f.name for f in dataclasses.fields(SECTIONS[key]))
                         raise InputError(
                             f"{source}: unknown setting {key}.{name}; accepted in {key}: {accepted}"

@@ -8,7 +8,7 @@ with them through ``torch.func.functional_call``. Only the circuit angles, the m
 weights filled in, which needs no quantum hardware and no qpa_qiskit.
 
 With no configuration given, the generator is sized for the module (:func:`default_config`):
-the defaults of :class:`~qpa_qiskit.config.GeneratorConfig` are an adapter's (chunks of 2,048
+the defaults of :class:`~qpa_qiskit.generator.config.GeneratorConfig` are an adapter's (chunks of 2,048
 weights from a 32-32 mapping, 68,744 trainable parameters whatever is generated), which would
 train more parameters than a small network has weights.
 """
@@ -23,9 +23,9 @@ from torch import nn
 
 from . import validate
 from .backends import QPABackend
-from .config import GeneratorConfig
 from .errors import InputError
-from .generator import QPAGenerator, qpa_trainable, qubits_for, split_weights
+from .generator.config import GeneratorConfig
+from .generator.core import QPAGenerator, qpa_trainable, qubits_for, split_weights
 
 # the mapping of the default generator: one hidden layer of 16, the digits example's
 DEFAULT_HIDDEN = [16]
@@ -78,7 +78,7 @@ class QuantumTrain(nn.Module):
         module: any torch module; its generated parameters are frozen and replaced on every
             call, the others keep their values and are frozen too.
         backend: the :class:`QPABackend` that evaluates the circuit.
-        config: the generator's :class:`~qpa_qiskit.config.GeneratorConfig` (chunk size,
+        config: the generator's :class:`~qpa_qiskit.generator.config.GeneratorConfig` (chunk size,
             ansatz, mapping, rescaling, completion); its backend fields are not used here.
             None: :func:`default_config` for the module's size, which trains fewer
             parameters than the module has weights (or refuses, saying why it cannot).

@@ -29,7 +29,7 @@ from .files import atomic_write, json_bytes, read_json
 from .intervals import paired_reading
 from .models import load_model
 from .sweep import LocalExecutor, Trial, grid_values, mean_std, measure, raise_if_failed, run_study
-from .train import build_backend, evaluate, load_texts
+from .train import evaluate, load_texts
 
 
 def default_out(out, pattern: str) -> Path:
@@ -277,7 +277,9 @@ def noise_tvd(run, samples: int = 20) -> dict[str, float]:
     quantum = run.model.generator.quantum
     theta = quantum.theta.detach().numpy()
     ideal = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
-    exact_backend = build_backend(run.cfg.replace(shots_factor=None))
+    exact_backend = QPABackend.from_config(
+        run.cfg.replace(shots_factor=None).backend, seed=run.cfg.training.seed
+    )
     exact = exact_backend.probabilities(quantum.circuit, theta)[0]
     shots = 0.0
     if quantum.shots is not None:

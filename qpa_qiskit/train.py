@@ -51,7 +51,7 @@ from .data import (
 )
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
-from .generator import chunk_spread
+from .generator.core import chunk_spread
 from .ibm import HardwareLoop
 from .models import LoadedModel, load_model
 
@@ -136,7 +136,7 @@ def check_config(
     (targets, sizes, chunk size and qubits), and the data. Nothing is written and the IBM
     Quantum account is not opened. `texts`: the data already loaded; `data` False skips the
     data check (already done for these data settings)."""
-    backend = build_backend(cfg)
+    backend = QPABackend.from_config(cfg.backend, seed=cfg.training.seed) if cfg.reads_circuit else None
     check_fits_model(cfg, loaded)
     AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed)
     if not data:
@@ -154,30 +154,6 @@ def check_splits(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str]) -> 
             raise InputError(f"the {split} split of {cfg.task.data} has fewer than 2 tokens to score")
     if cfg.eval.eval_protocol == "padded-lines":
         check_line_structure(texts["test"], f"the test split of {cfg.task.data}")
-
-
-def build_backend(cfg: RunConfig, hardware_loop=None) -> QPABackend | None:
-    """The backend of a ``qpa-*`` run that evaluates its circuit (None for other runs)."""
-    if not cfg.reads_circuit:
-        return None
-    gen = cfg.generator
-    family, _ = parse_spec(gen.backend)
-    options: dict[str, Any] = {}
-    if family == "aer_noisy":
-        options["engine"] = gen.engine
-        options.update(
-            noise_scale=gen.noise_scale,
-            gate_error=gen.gate_error,
-            thermal_relaxation=gen.thermal_relaxation,
-            readout_error=gen.readout_error,
-        )
-    elif gen.engine != "auto":
-        raise InputError(f"engine {gen.engine!r} applies to aer_noisy backends only, not {gen.backend!r}")
-    if family == "ibm":
-        # on IBM Quantum the account opens when a job is due: a finished run reads its
-        # recorded results (eval, export) with no account
-        options.update(connect=False, hardware_loop=hardware_loop, sampler_options=gen.runtime_options())
-    return QPABackend(gen.backend, shots_factor=gen.shots_factor, seed=cfg.training.seed, **options)
 
 
 def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
@@ -206,15 +182,19 @@ class Run:
         self._texts = texts
         self._lock = None
         self.hardware = None
-        if cfg.reads_circuit and parse_spec(cfg.generator.backend)[0] == "ibm":
+        if cfg.reads_circuit and parse_spec(cfg.backend.backend)[0] == "ibm":
             self.hardware = HardwareLoop(
                 run_dir / "jobs",
                 log=_stderr,
                 command=f"qpa train {run_dir} --resume",
-                mode=cfg.generator.mode or "job",
+                mode=cfg.backend.mode or "job",
                 **(hardware_options or {}),
             )
-        backend = build_backend(cfg, self.hardware)
+        backend = (
+            QPABackend.from_config(cfg.backend, self.hardware, seed=cfg.training.seed)
+            if cfg.reads_circuit
+            else None
+        )
         self.loaded = loaded or load_model(cfg.task.model)
         check_fits_model(cfg, self.loaded)
         _seed_everything(cfg.training.seed)

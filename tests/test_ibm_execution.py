@@ -323,14 +323,14 @@ def test_the_dry_run_prints_the_runtime_estimate_for_a_real_device(monkeypatch, 
 def test_training_takes_the_mode_and_runtime_options_as_settings(tmp_path):
     base = RunConfig().replace(method="qpa-lora", backend=DEVICE, shots_factor=2.0)
     cfg = base.replace(mode="batch", sampler_options='{"default_shots": 5}', max_execution_time=60)
-    assert cfg.generator.runtime_options() == {"default_shots": 5, "max_execution_time": 60}
-    assert RunConfig.from_dict(cfg.to_dict()).generator.runtime_options() == cfg.generator.runtime_options()
+    assert cfg.backend.runtime_options() == {"default_shots": 5, "max_execution_time": 60}
+    assert RunConfig.from_dict(cfg.to_dict()).backend.runtime_options() == cfg.backend.runtime_options()
     path = tmp_path / "o.json"
     path.write_text('{"twirling": {"enable_gates": true}}')
-    assert base.replace(sampler_options=str(path)).generator.runtime_options() == {
+    assert base.replace(sampler_options=str(path)).backend.runtime_options() == {
         "twirling": {"enable_gates": True}
     }  # the file's options are kept in the run's configuration, not the file's path
-    assert base.generator.runtime_options() is None and base.generator.mode is None
+    assert base.backend.runtime_options() is None and base.backend.mode is None
     for changes, fragment in (
         ({"mode": "sesion"}, "mode must be one of job, batch, session"),
         ({"sampler_options": '{"defalt_shots": 5}'}, "unknown option 'defalt_shots'"),

@@ -117,3 +117,17 @@ def test_module_level_imports_point_only_down_the_documented_layers():
         and layers[i.target] > layers[i.module]
     )
     assert upward == []
+
+
+def test_the_run_configuration_imports_no_heavy_library():
+    """``import qpa_qiskit.config`` (what ``qpa --help`` and the option parsers need) imports
+    no torch, peft, transformers or qiskit: its sections beside their code are import-light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qpa_qiskit.config\n"
+        "print([m for m in ('torch', 'peft', 'transformers', 'qiskit') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -324,7 +324,7 @@ def test_run_configuration_refuses_noise_settings_without_a_noise_model():
     with pytest.raises(InputError, match="applies to aer_noisy"):
         RunConfig.from_dict({"backend": "statevector", "readout_error": False})
     cfg = RunConfig.from_dict({"backend": "aer_noisy:brisbane", "noise_scale": 0.5, "readout_error": False})
-    assert cfg.generator.noise_scale == 0.5
+    assert cfg.backend.noise_scale == 0.5
     assert NoiseSettings(0.5, readout_error=False).describe() == "noise x0.5, without readout_error"
 
 

@@ -318,3 +318,20 @@ def test_study_reports_what_qpa_eval_reports(tmp_path, corpus):
                        log=lambda m: None)  # fmt: skip
     for row, name in zip(rows, ("exact", "c2-random"), strict=True):
         assert row["perplexity"] == evaluate_run(tmp_path / "s" / name)["perplexity"]
+
+
+def test_an_old_config_json_with_the_backend_under_generator_still_loads():
+    """config.json files written before the backend section hold its fields under "generator"."""
+    old = {
+        "adapter": {"method": "qpa-lora"},
+        "generator": {"backend": "aer_noisy:fake_brisbane", "shots_factor": 2.0, "engine": "ptm",
+                      "noise_scale": 0.5, "readout_error": False, "chunk_size": 64, "reps": 2},
+        "training": {"seed": 3},
+    }  # fmt: skip
+    cfg = RunConfig.from_dict(old)
+    assert cfg.backend.backend == "aer_noisy:fake_brisbane" and cfg.backend.shots_factor == 2.0
+    assert (cfg.backend.engine, cfg.backend.noise_scale, cfg.backend.readout_error) == ("ptm", 0.5, False)
+    assert (cfg.generator.chunk_size, cfg.generator.reps, cfg.training.seed) == (64, 2, 3)
+    assert cfg.to_dict()["backend"]["backend"] == "aer_noisy:fake_brisbane"
+    assert "backend" not in cfg.to_dict()["generator"]
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

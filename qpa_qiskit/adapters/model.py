@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..generator import CIRCUIT_SOURCES, LowRankGenerator, QPAGenerator, split_weights
+from ..generator.core import CIRCUIT_SOURCES, LowRankGenerator, QPAGenerator, split_weights
 from ..seeding import torch_seeded
 from .registry import TIED_LAYER_WARNING, TUNERS, Tuner
 
 if TYPE_CHECKING:
-    from ..config import AdapterConfig, GeneratorConfig
+    from ..generator.config import GeneratorConfig
+    from .config import AdapterConfig
 
 
 def generated_parameter_names(peft_model: nn.Module, tuner: Tuner) -> list[str]:
@@ -45,8 +46,8 @@ class AdaptedModel(nn.Module):
 
     Args:
         model: the base model (peft adapts it in place).
-        adapter: the :class:`~qpa_qiskit.config.AdapterConfig`.
-        generator: the :class:`~qpa_qiskit.config.GeneratorConfig` (``qpa-*``, ``lowrank-*``).
+        adapter: the :class:`~qpa_qiskit.adapters.config.AdapterConfig`.
+        generator: the :class:`~qpa_qiskit.generator.config.GeneratorConfig` (``qpa-*``, ``lowrank-*``).
         backend: the :class:`QPABackend` that evaluates the circuit (``qpa-*`` methods whose
             probabilities come from the circuit).
         seed: the adapter's own and the generator's initial values are drawn from streams

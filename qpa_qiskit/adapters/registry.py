@@ -1,7 +1,7 @@
 """The tuner registry: one entry per peft method, by name (after peft's ``PEFT_TYPE_TO_*``).
 
 An entry says how to build the peft config for a model, which field of
-:class:`~qpa_qiskit.config.AdapterConfig` sets its size, where it goes by default, what must
+:class:`~qpa_qiskit.adapters.config.AdapterConfig` sets its size, where it goes by default, what must
 hold for it to fit a model, and which of its tensors a ``qpa-<name>`` method generates:
 the attribute names under which the tuner keeps them (``lora_A``/``lora_B`` on every LoRA
 layer, ``prompt_encoder`` on the prefix-tuned model, ``ffa_down``/``ffa_up`` on every FFA
@@ -27,7 +27,7 @@ from ..choices import (  # noqa: F401 - GENERATOR_KINDS, METHODS, split_method: 
 from ..errors import InputError
 
 if TYPE_CHECKING:
-    from ..config import AdapterConfig
+    from .config import AdapterConfig
 
 FEED_FORWARD_BLOCKS = ("mlp", "feed_forward", "ffn")
 # Every adapter here is for a causal LM: peft wraps it in PeftModelForCausalLM, and the

@@ -12,28 +12,70 @@ Why a package: :class:`QPABackend` (:mod:`.core`) is the one facade callers use;
 is a module registered by name, so a new family is a new module. The fake-device table and
 noise models are in :mod:`.devices`. Every call of :meth:`QPABackend.probabilities` sends all
 parameter sets as one submission: one Aer run with parameter binds, or one Sampler PUB.
+
+The names below are imported on first use (PEP 562 ``__getattr__``), and with the first of
+them every family (``from qpa_qiskit.backends import QPABackend`` registers them all): so the
+configuration section (:mod:`.config`) imports without qiskit, for ``qpa --help`` and
+``import qpa_qiskit.config``.
 """
 
-from . import aer_noisy, ibm, statevector  # noqa: F401 - each registers its family
-from .aer_noisy import ENGINES, SlowEngineWarning
-from .core import (
-    FAMILIES,
-    Family,
-    QPABackend,
-    available_memory,
-    fingerprint,
-    flatten,
-    measured_qubits,
-    parse_spec,
-    register,
-    with_measurements,
-)
-from .devices import fake_device, fake_device_names, list_backends, noise_description, noise_model
-from .ibm import HardwareLoopLike, counts_to_probabilities, pub_counts, redact, secrets
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .config import ENGINES, BackendConfig
+
+# public name -> the submodule that defines it
+_LAZY: dict[str, str] = {
+    "SlowEngineWarning": "aer_noisy",
+    **dict.fromkeys(
+        ("FAMILIES", "Family", "QPABackend", "available_memory", "fingerprint", "flatten",
+         "measured_qubits", "parse_spec", "register", "with_measurements"), "core"),
+    **dict.fromkeys(
+        ("fake_device", "fake_device_names", "list_backends", "noise_description", "noise_model"), "devices"),
+    **dict.fromkeys(
+        ("HardwareLoopLike", "counts_to_probabilities", "pub_counts", "redact", "secrets"), "ibm"),
+}  # fmt: skip
+_FAMILY_MODULES = ("statevector", "aer_noisy", "ibm")  # each registers its family on import
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .aer_noisy import SlowEngineWarning
+    from .core import (
+        FAMILIES,
+        Family,
+        QPABackend,
+        available_memory,
+        fingerprint,
+        flatten,
+        measured_qubits,
+        parse_spec,
+        register,
+        with_measurements,
+    )
+    from .devices import fake_device, fake_device_names, list_backends, noise_description, noise_model
+    from .ibm import HardwareLoopLike, counts_to_probabilities, pub_counts, redact, secrets
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for family in _FAMILY_MODULES:
+        importlib.import_module(f".{family}", __name__)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ENGINES",
     "FAMILIES",
+    "BackendConfig",
     "Family",
     "HardwareLoopLike",
     "QPABackend",

@@ -27,6 +27,7 @@ from ..noise import NoiseSettings, Snapshot, check_scale
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
 from ..validate import one_of, torch_device
+from .config import ENGINES
 from .core import (
     Family,
     Prepared,
@@ -48,8 +49,6 @@ from .devices import (
     snapshot_names,
 )
 
-ENGINES = ("auto", "ptm", "aer")
-
 
 class SlowEngineWarning(UserWarning):
     """``engine="auto"`` runs a circuit on Aer's density-matrix method, much slower than PTM."""
@@ -60,6 +59,11 @@ class AerNoisyFamily(Family):
     name = "aer_noisy"
     forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
     options = frozenset({"engine", "memory_budget", "torch_device", *NOISE_OPTIONS})
+
+    @classmethod
+    def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
+        names = ("engine", *NOISE_OPTIONS)  # the engine, noise_scale and the component switches
+        return {name: getattr(section, name) for name in names}
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)

@@ -32,6 +32,7 @@ from ..errors import CapacityError, InputError, SpecError
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator.ptm import size_text
 from ..validate import integer, memory_size, number, positive_int
+from .config import BackendConfig
 
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
 MAX_SHOTS = int(np.iinfo(np.int64).max)
@@ -100,16 +101,31 @@ class Family:
         """The Aer NoiseModel this family simulates, or None (noiseless, or real hardware)."""
         return None
 
-    # The accessors of one family only (the ibm: family's account and runtime Sampler, in
-    # backends/ibm.py): the facade asks the family, and the others refuse here.
+    @classmethod
+    def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
+        """The options of :class:`QPABackend` this family takes from a backend configuration
+        section (:class:`~qpa_qiskit.backends.config.BackendConfig`); `hardware_loop` is for a
+        family that runs its jobs through one."""
+        return {}
+
+    # The accessors of one family only (a remote service's account, runtime Sampler and local
+    # testing mode): the facade asks the family, the family that has them overrides these,
+    # and the others refuse here, naming the families that have one.
+    @property
+    def local_testing(self) -> bool:
+        """The family's local testing mode (a remote service simulated here, with no account)."""
+        return False
+
     @property
     def service(self) -> Any:
-        """The family's account service; only the ``ibm:`` family has one."""
-        raise InputError(f"only ibm: backends have an IBM Quantum service, not {self.backend.name!r}")
+        """The family's account service; only a remote family has one."""
+        having = _having("service")
+        raise InputError(f"only {having} backends have an account service, not {self.backend.name!r}")
 
     def sampler(self) -> Any:
-        """The family's runtime Sampler; only the ``ibm:`` family has one."""
-        raise InputError(f"only ibm: backends run a runtime Sampler, not {self.backend.name!r}")
+        """The family's runtime Sampler; only a remote family has one."""
+        having = _having("sampler")
+        raise InputError(f"only {having} backends run a runtime Sampler, not {self.backend.name!r}")
 
     def program(self, prepared: Prepared) -> Any:
         """The circuit compiled for this family's own engine, or None where there is none."""
@@ -127,6 +143,13 @@ class Family:
 
 FAMILIES: dict[str, type[Family]] = {}
 _ALIASES: dict[str, str] = {}
+
+
+def _having(accessor: str) -> str:
+    """The spec forms of the families that override a :class:`Family` accessor (``"ibm:"``)."""
+    names = [f"{n}:" if f.needs_device else n for n, f in FAMILIES.items()
+             if getattr(f, accessor) is not getattr(Family, accessor)]  # fmt: skip
+    return ", ".join(names) or "no"
 
 
 def register(family: type[Family]) -> type[Family]:
@@ -169,8 +192,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         return family.name, None
     if not rest:
         raise SpecError(
-            f"{redact(repr(spec))} names no device: write {family.missing_device()}. "
-            f"Accepted: {spec_forms()}"
+            f"{redact(repr(spec))} names no device: write {family.missing_device()}. Accepted: {spec_forms()}"
         )
     return family.name, family.device_name(rest)
 
@@ -571,6 +593,23 @@ class QPABackend:
         if self.family.opens_at_start():
             self.connect()
 
+    @classmethod
+    def from_config(
+        cls, section: BackendConfig, hardware_loop: Any = None, *, seed: int | None = None
+    ) -> QPABackend:
+        """The backend a configuration section describes (:class:`~.config.BackendConfig`):
+        its family takes the options it has from the section (:meth:`Family.config_options`);
+        `seed` seeds the shots, `hardware_loop` is for a family that runs its jobs through one."""
+        kind, _ = parse_spec(section.backend)
+        family = FAMILIES[kind]
+        if section.engine != "auto" and "engine" not in family.options:
+            takers = ", ".join(n for n, f in FAMILIES.items() if "engine" in f.options)
+            raise InputError(
+                f"engine {section.engine!r} applies to {takers} backends only, not {section.backend!r}"
+            )
+        options = family.config_options(section, hardware_loop)
+        return cls(section.backend, shots_factor=section.shots_factor, seed=seed, **options)
+
     # ------------------------------------------------------------------ description
     @property
     def name(self) -> str:
@@ -583,7 +622,8 @@ class QPABackend:
 
     @property
     def is_local_testing(self) -> bool:
-        return self.kind == "ibm" and str(self.device_name).startswith("fake_")
+        """A remote family's local testing mode (``ibm:fake_<device>``): no account needed."""
+        return self.family.local_testing
 
     @property
     def rng_state(self) -> dict:

@@ -13,7 +13,7 @@ def _spec(text: str) -> str:
     """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
     InputError naming what is accepted for a spec of a backend without a noise model."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..backends.core import FAMILIES
+    from ..backends import FAMILIES
     from ..noise import snapshot_names
 
     text = text.strip()

@@ -4,19 +4,50 @@
 * :mod:`.snapshot`: :class:`Snapshot` files that fix a device's configuration and calibration;
 * :mod:`.settings`: :class:`NoiseSettings`, ``noise_scale`` and the component switches;
 * :mod:`.report`: the noise a circuit meets on a device (``qpa noise show``).
+
+The snapshot and description names are imported on first use (PEP 562 ``__getattr__``): they
+import qiskit, and the settings alone (:mod:`.settings`) are what the run configuration needs.
 """
 
-from .description import NoiseDescription, describe_noise
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .settings import COMPONENTS, NoiseSettings, check_scale, scaled_properties
-from .snapshot import (
-    Snapshot,
-    SnapshotDevice,
-    check_values,
-    find_snapshot,
-    packaged_dir,
-    snapshot_dirs,
-    snapshot_names,
-)
+
+# public name -> the submodule that defines it
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("NoiseDescription", "describe_noise"), "description"),
+    **dict.fromkeys(("Snapshot", "SnapshotDevice", "check_values", "find_snapshot", "packaged_dir",
+                     "snapshot_dirs", "snapshot_names"), "snapshot"),
+}  # fmt: skip
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .description import NoiseDescription, describe_noise
+    from .snapshot import (
+        Snapshot,
+        SnapshotDevice,
+        check_values,
+        find_snapshot,
+        packaged_dir,
+        snapshot_dirs,
+        snapshot_names,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "COMPONENTS",

@@ -3,7 +3,7 @@
 :class:`QPAGenerator` is QPA's generator. Chunk c (of n_ch = ceil(M / n_mlp)) is fed N
 label bits as ±1 and its rescaled probability x_c = (beta * tanh(gamma * 2^(N-1) * p_c))^alpha;
 a mapping network turns those N+1 numbers into n_mlp weights, and the chunks are concatenated
-and cut to M. Its settings (:class:`~qpa_qiskit.config.GeneratorConfig`) cover two designs:
+and cut to M. Its settings (:class:`~qpa_qiskit.generator.config.GeneratorConfig`) cover two designs:
 
 * ours (the defaults): chunk c always reads basis state c's bits (``labels="fixed"``), a GELU
   MLP (``mapping="mlp"``), x centred over the chunks, no centring of the output;
@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import validate
-from .backends import QPABackend
-from .choices import (  # noqa: F401 - the tables of names, re-exported (qpa_qiskit.choices)
+from .. import validate
+from ..backends import QPABackend
+from ..choices import (  # noqa: F401 - the tables of names, re-exported (qpa_qiskit.choices)
     ACTIVATION_NAMES,
     CIRCUIT_SOURCES,
     COUNTERFACTUALS,
@@ -52,11 +52,11 @@ from .choices import (  # noqa: F401 - the tables of names, re-exported (qpa_qis
     TRAINED_SOURCES,
     X_CENTRINGS,
 )
-from .circuits import ansatz
+from ..circuits import ansatz
+from ..errors import InputError
+from ..qnn import QuantumProbabilities, initial_angles
+from ..seeding import derived_seed, torch_seeded
 from .config import GeneratorConfig
-from .errors import InputError
-from .qnn import QuantumProbabilities, initial_angles
-from .seeding import derived_seed, torch_seeded
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 if tuple(ACTIVATIONS) != ACTIVATION_NAMES:
@@ -140,7 +140,7 @@ class QPAGenerator(nn.Module):
         n_weights: M, how many weights to generate.
         backend: the :class:`QPABackend` that evaluates the circuit; only the ``circuit``
             and ``frozen`` probability sources use one (None is accepted for the others).
-        config: a :class:`~qpa_qiskit.config.GeneratorConfig`: chunk size n_mlp, the ansatz,
+        config: a :class:`~qpa_qiskit.generator.config.GeneratorConfig`: chunk size n_mlp, the ansatz,
             the labels, the mapping, the rescaling and centrings, the probability source,
             the completion (its backend fields are used by whoever builds `backend`).
         seed: the circuit angles, the mapping, the completion, the label draws and the fixed

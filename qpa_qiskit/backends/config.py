@@ -1,0 +1,124 @@
+"""The backend section of a run's configuration: the spec, the shots, the aer_noisy engine and
+noise switches, and how IBM Quantum runs the jobs. :meth:`QPABackend.from_config
+<qpa_qiskit.backends.core.QPABackend.from_config>` builds the backend from it.
+
+Beside the backends, and import-light (no qiskit, no torch): the run configuration
+(:mod:`qpa_qiskit.config`) composes this section, and the command line builds its options
+from it before any command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import validate
+from ..errors import InputError
+from ..noise.settings import NoiseSettings
+from .ibm_options import EXECUTION_MODES
+from .ibm_options import sampler_options as runtime_sampler_options
+
+ENGINES = ("auto", "ptm", "aer")  # aer_noisy's engines (backends/aer_noisy.py)
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class BackendConfig:
+    """The backend of a ``qpa-*`` run's circuit: spec and shots, the aer_noisy engine and noise
+    components, and the IBM Quantum execution settings."""
+
+    _argument_group_name = "backend (qpa-* methods)"
+    backend: str = field(
+        default="statevector", metadata=_help("statevector, aer_noisy:<device>, ibm:<device>")
+    )
+    shots_factor: float | None = field(
+        default=None, metadata=_help("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
+    )
+    engine: str = field(
+        default="auto",
+        metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
+    )
+    noise_scale: float = field(
+        default=1.0,
+        metadata=_help("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
+    )
+    gate_error: bool = field(
+        default=True, metadata=_help("aer_noisy: the depolarising gate errors (on; --no-gate-error: off)")
+    )
+    thermal_relaxation: bool = field(
+        default=True,
+        metadata=_help("aer_noisy: relaxation (T1, T2) in gates (on; --no-thermal-relaxation: off)"),
+    )
+    readout_error: bool = field(
+        default=True, metadata=_help("aer_noisy: the readout errors (on; --no-readout-error: off)")
+    )
+    mode: str | None = field(
+        default=None,
+        metadata=_help(
+            "ibm: execution mode of the training jobs: job (default; every plan), batch (every "
+            "plan), session (paid plans only; bills the time between steps too)",
+            choices=EXECUTION_MODES,
+        ),
+    )
+    sampler_options: str | None = field(
+        default=None,
+        metadata=_help(
+            "ibm: the runtime Sampler's options as JSON text or a JSON file, checked by "
+            "qiskit_ibm_runtime.options_models.SamplerOptions "
+            '(e.g. \'{"twirling": {"enable_gates": true}}\')'
+        ),
+    )
+    max_execution_time: int | None = field(
+        default=None, metadata=_help("ibm: QPU seconds a job may use before the service cancels it")
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, str) or not self.backend.strip():
+            raise InputError(f"backend must be a backend spec such as 'statevector', got {self.backend!r}")
+        if self.shots_factor is not None:
+            self.shots_factor = validate.positive_number(self.shots_factor, "shots_factor")
+        validate.one_of(self.engine, "engine", ENGINES)
+        noise = NoiseSettings(self.noise_scale, self.gate_error, self.thermal_relaxation, self.readout_error)
+        self.noise_scale = noise.scale
+        if not noise.is_device and not self.backend.strip().lower().startswith("aer_noisy"):
+            raise InputError(
+                f"{noise.describe()} applies to aer_noisy:<device> backends, which simulate a noise model; "
+                f"backend {self.backend!r} has none to scale or switch. Use an aer_noisy backend or drop "
+                "--noise-scale and the --no-* noise switches"
+            )
+        self._check_ibm()
+
+    def _check_ibm(self) -> None:
+        """The IBM Quantum settings: valid, for an ibm: backend only, and not contradictory."""
+        if self.mode is not None:
+            validate.one_of(self.mode, "mode", EXECUTION_MODES)
+        if self.max_execution_time is not None:
+            self.max_execution_time = validate.positive_int(self.max_execution_time, "max_execution_time")
+        if self.sampler_options is not None:
+            options = runtime_sampler_options(self.sampler_options, "sampler_options")
+            limit = options.max_execution_time
+            if limit is not None and self.max_execution_time not in (None, limit):
+                raise InputError(
+                    f"max_execution_time {self.max_execution_time} contradicts the sampler options' "
+                    f"max_execution_time {limit}; give one of them"
+                )
+            dumped = options.model_dump(mode="json", exclude_unset=True)
+            self.sampler_options = json.dumps(dumped, sort_keys=True)
+        given = [n for n in ("mode", "sampler_options", "max_execution_time") if getattr(self, n) is not None]
+        if given and not self.backend.strip().lower().startswith("ibm:"):
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise InputError(
+                f"{', '.join(given)} set(s) how IBM Quantum runs the jobs of an ibm:<device> backend; "
+                f"backend {self.backend!r} runs here. Use an ibm: backend or drop {flags}"
+            )
+
+    def runtime_options(self) -> dict[str, Any] | None:
+        """The runtime Sampler's options of an ibm: backend (None: the runtime's defaults)."""
+        options = json.loads(self.sampler_options) if self.sampler_options else {}
+        if self.max_execution_time is not None:
+            options["max_execution_time"] = self.max_execution_time
+        return options or None
