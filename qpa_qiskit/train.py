@@ -18,7 +18,7 @@ completion's generator included; written atomically).
   bit for bit).
 
 On an ``ibm:`` backend the run trains with the hardware in the loop: the backend is built
-with a :class:`~qpa_qiskit.ibm.HardwareLoop` whose job store is ``<run>/jobs``; every step's
+with a :class:`~qpa_qiskit.jobs.HardwareLoop` whose job store is ``<run>/jobs``; every step's
 circuit evaluation is one recorded job, and a resumed run replays at most the step in flight,
 collecting its recorded job instead of submitting a new one.
 """
@@ -52,7 +52,7 @@ from .data import (
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 from .generator import chunk_spread
-from .ibm import HardwareLoop
+from .jobs import HardwareLoop
 from .models import LoadedModel, load_model
 
 CONFIG = "config.json"

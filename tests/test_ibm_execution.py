@@ -11,7 +11,7 @@ import pytest
 from qpa_qiskit import AccountError, InputError, QPABackend, SpecError, ansatz
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RunConfig
-from qpa_qiskit.ibm import HardwareLoop, JobStore, RuntimeJobs, is_transient, with_retries
+from qpa_qiskit.jobs import HardwareLoop, JobStore, RuntimeJobs, is_transient, with_retries
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"
@@ -249,7 +249,7 @@ def test_the_ledger_records_each_jobs_reported_usage(tmp_path):
 
 
 def test_a_usage_that_cannot_be_read_never_stops_a_collection(tmp_path, monkeypatch):
-    from qpa_qiskit.ibm import LocalTestingJobs
+    from qpa_qiskit.jobs import LocalTestingJobs
 
     store, backend = make_store(tmp_path / "u")
     store.submit("batch", store.service(backend), log=quiet)
@@ -290,7 +290,7 @@ def test_the_runtime_usage_estimate_is_a_dry_run_on_the_service(monkeypatch):
 
 def test_the_dry_run_prints_the_runtime_estimate_for_a_real_device(monkeypatch, capsys):
     from qpa_qiskit.cli.jobs import _print_usage_estimate
-    from qpa_qiskit.ibm.plan import plan_jobs
+    from qpa_qiskit.jobs.plan import plan_jobs
 
     asked = []
 

@@ -12,7 +12,7 @@ import pytest
 from qpa_qiskit import InputError, QPABackend, ansatz
 from qpa_qiskit.cli import build_parser, main
 from qpa_qiskit.errors import StateError
-from qpa_qiskit.ibm import HardwareLoop, JobStore, plan_jobs
+from qpa_qiskit.jobs import HardwareLoop, JobStore, plan_jobs
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"

@@ -14,7 +14,7 @@ from conftest import assert_sampled_from
 from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, SpecError, ansatz
 from qpa_qiskit.cli import main
 from qpa_qiskit.errors import BusyError
-from qpa_qiskit.ibm import JobStore, LocalTestingJobs, RuntimeJobs, with_retries
+from qpa_qiskit.jobs import JobStore, LocalTestingJobs, RuntimeJobs, with_retries
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"  # 5 qubits: local jobs take a fraction of a second

@@ -157,9 +157,9 @@ def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None
     """The runtime's own estimate of the QPU time of the plan, where it offers one: a dry run
     on the service of one job of each size (run on no QPU, in job mode)."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import RuntimeJobs
-    from ..ibm.service import describe_error
-    from ..ibm.store import job_pubs
+    from ..jobs import RuntimeJobs
+    from ..jobs.service import describe_error
+    from ..jobs.store import job_pubs
 
     if backend.is_local_testing:
         print("usage estimate: none (ibm:fake_<device> runs in the runtime's local testing mode, on no QPU)")
@@ -188,7 +188,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
-    from ..ibm import MAX_EXECUTIONS, JobStore, plan_jobs
+    from ..jobs import MAX_EXECUTIONS, JobStore, plan_jobs
 
     root = Path(args.store)
     backend = None
@@ -283,7 +283,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore
 
     store = JobStore(args.store)
     if not args.offline:
@@ -304,7 +304,7 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore
 
     store = JobStore(args.store)
     service = store.service()
@@ -337,7 +337,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     error after the table, and makes the exit status 2 (the others are still listed)."""
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore
 
     root = Path(args.root)
     if not root.is_dir():
@@ -387,7 +387,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore
 
     store = JobStore(args.store)
     cancelled = store.cancel(store.service())

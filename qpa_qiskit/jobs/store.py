@@ -2,7 +2,7 @@
 once, find them again after any crash, and collect their counts exactly once.
 
 A store outlives processes (jobs queue for days), so every decision is replayed from its
-files (see :mod:`qpa_qiskit.ibm` for the layout) and never from memory, and every file that
+files (see :mod:`qpa_qiskit.jobs` for the layout) and never from memory, and every file that
 cannot be read is reported by name with what to do. One process at a time works on a store:
 submit, refresh, collect and cancel hold its lock.
 """
@@ -130,7 +130,7 @@ class Report:
 
 
 class JobStore:
-    """A directory of recorded IBM Quantum jobs for one ISA circuit; see :mod:`qpa_qiskit.ibm`."""
+    """A directory of recorded IBM Quantum jobs for one ISA circuit; see :mod:`qpa_qiskit.jobs`."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
