@@ -341,7 +341,7 @@ def test_the_eval_window_hint_names_its_option(corpus, tmp_path):
 
 # ------------------------------------------------------------------ run files that cannot be written
 def test_a_read_only_metrics_file_mid_run_is_a_clear_error(corpus, tmp_path, monkeypatch):
-    import qpa_qiskit.train as train
+    import qpa_qiskit.run_folder as run_folder
 
     with Run.create(tmp_path / "r", small(corpus, steps=4, save_every=1)) as run:
         run.train_step()
@@ -353,7 +353,7 @@ def test_a_read_only_metrics_file_mid_run_is_a_clear_error(corpus, tmp_path, mon
                 raise PermissionError(13, "Permission denied", str(path))
             return builtins.open(path, mode, *args, **kwargs)
 
-        monkeypatch.setattr(train, "open", read_only, raising=False)
+        monkeypatch.setattr(run_folder, "open", read_only, raising=False)
         with pytest.raises(StateError, match=r"cannot append step 2 to .*metrics.jsonl \(PermissionError.*"
                                              r"earlier metric lines are intact.*--resume"):  # fmt: skip
             run.train(progress=False)

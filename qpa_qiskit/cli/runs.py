@@ -73,7 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
-    from ..train import CONFIG, Run
+    from ..run_folder import CONFIG
+    from ..train import Run
 
     given = explicit_settings(args)
     run_dir = Path(args.run_dir)
