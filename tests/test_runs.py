@@ -311,7 +311,7 @@ def test_runs_that_differ_in_one_setting_share_every_other_initial_value(corpus,
 
 
 def test_study_reports_what_qpa_eval_reports(tmp_path, corpus):
-    from qpa_qiskit.study import study_shots
+    from qpa_qiskit.studies.shots import study_shots
 
     cfg = config(corpus, steps=2, reps=1, hidden=[8], eval_tokens=300)
     rows = study_shots(cfg, tmp_path / "s", shots_factors=(2,), modes=("random",), tvd_samples=2,

@@ -16,20 +16,14 @@ from qpa_qiskit import InputError
 from qpa_qiskit.cli import main
 from qpa_qiskit.errors import BusyError, StateError
 from qpa_qiskit.files import exclusive, json_bytes
-from qpa_qiskit.study import compare, study_noise, study_shots, write_results
-from qpa_qiskit.study_ablation import study_ablation
-from qpa_qiskit.study_params import study_params
-from qpa_qiskit.sweep import (
-    ERROR,
-    RESULT,
-    STUDY,
-    STUDY_LOCK,
-    LocalExecutor,
-    RayExecutor,
-    grid_values,
-    parameter_list,
-    parameter_mapping,
-)
+from qpa_qiskit.studies.ablation import study_ablation
+from qpa_qiskit.studies.common import grid_values, parameter_list, parameter_mapping, write_results
+from qpa_qiskit.studies.compare import compare
+from qpa_qiskit.studies.executors import LocalExecutor, RayExecutor
+from qpa_qiskit.studies.noise import study_noise
+from qpa_qiskit.studies.params import study_params
+from qpa_qiskit.studies.runner import ERROR, RESULT, STUDY, STUDY_LOCK
+from qpa_qiskit.studies.shots import study_shots
 from qpa_qiskit.train import Run
 
 QUIET = dict(log=lambda m: None)
