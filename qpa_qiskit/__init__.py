@@ -49,7 +49,7 @@ _LAZY: dict[str, str] = {
     "export": "export",
     "LowRankGenerator": "generator",
     "QPAGenerator": "generator",
-    "JobStore": "ibm",
+    "JobStore": "jobs",
     "NoiseSettings": "noise",
     "Snapshot": "noise",
     "QuantumProbabilities": "qnn",
@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .config import AdapterConfig, EvalConfig, GeneratorConfig, RunConfig, TaskConfig, TrainingConfig
     from .export import export
     from .generator import LowRankGenerator, QPAGenerator
-    from .ibm import JobStore
+    from .jobs import JobStore
     from .noise import NoiseSettings, Snapshot
     from .qnn import QuantumProbabilities
     from .quantum_train import QuantumTrain

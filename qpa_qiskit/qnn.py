@@ -153,7 +153,6 @@ class QuantumProbabilities(torch.nn.Module):
         self.n_outcomes = 2**n_bits
         self.completion = None
         if completion != "none":
-
             with torch_seeded(seed, "completion"):
                 self.completion = GenerativeInterpolation(
                     n_bits,

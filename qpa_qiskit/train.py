@@ -3,7 +3,9 @@
 A run folder holds ``config.json`` (the :class:`~qpa_qiskit.config.RunConfig`, every field),
 ``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt`` (trainable tensors,
 optimiser, scheduler, step and every random state, the backend's shot sampler and the
-completion's generator included; written atomically).
+completion's generator included; written atomically). What the folder guarantees is
+:class:`~qpa_qiskit.run_folder.RunFolder`'s; :class:`Run` is the trainer in it (optimiser,
+parameter groups, schedule, batches, step) and hands it plain values (a state dict, a record).
 
 * :meth:`Run.create` checks everything that can be checked (the configuration, the model,
   the data, the backend, the account and device width on IBM Quantum) before it writes
@@ -18,15 +20,13 @@ completion's generator included; written atomically).
   bit for bit).
 
 On an ``ibm:`` backend the run trains with the hardware in the loop: the backend is built
-with a :class:`~qpa_qiskit.ibm.HardwareLoop` whose job store is ``<run>/jobs``; every step's
+with a :class:`~qpa_qiskit.jobs.HardwareLoop` whose job store is ``<run>/jobs``; every step's
 circuit evaluation is one recorded job, and a resumed run replays at most the step in flight,
 collecting its recorded job instead of submitting a new one.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import random
 import sys
@@ -50,15 +50,10 @@ from .data import (
     tokenize,
 )
 from .errors import InputError, StateError
-from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 from .generator.core import chunk_spread
-from .ibm import HardwareLoop
+from .jobs import HardwareLoop
 from .models import LoadedModel, load_model
-
-CONFIG = "config.json"
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-LOCK = ".lock"
+from .run_folder import CHECKPOINT, RunFolder
 
 
 def _stderr(message: str) -> None:
@@ -179,8 +174,8 @@ class Run:
         self.dir = run_dir
         self.cfg = cfg
         self.log = log or _stderr
+        self.folder = RunFolder(run_dir, self.log)
         self._texts = texts
-        self._lock = None
         self.hardware = None
         if cfg.reads_circuit and parse_spec(cfg.backend.backend)[0] == "ibm":
             self.hardware = HardwareLoop(
@@ -237,31 +232,14 @@ class Run:
         run_dir = Path(run_dir)
         if not isinstance(cfg, RunConfig):
             raise InputError(f"a run needs a RunConfig, got {type(cfg).__name__}")
-        if (run_dir / CONFIG).exists():
-            raise InputError(
-                f"{run_dir} already holds a run; continue it with 'qpa train {run_dir} --resume' "
-                "or choose another folder"
-            )
-        if run_dir.exists() and not run_dir.is_dir():
-            raise InputError(f"{run_dir} is a file, not a folder; choose a folder for the run")
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            raise InputError(f"{run_dir} exists and is not a run folder; choose an empty or new one")
+        RunFolder.check_new(run_dir)
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         run.check_data()
         if run.hardware is not None:  # account, device and width fail here, before any file
             run.model.generator.quantum.backend.connect()
             run.model.generator.quantum.backend.isa_circuit(run.model.generator.circuit)
-        config = json.dumps(cfg.to_dict(), indent=2).encode()
-        try:
-            with atomic_directory(run_dir) as tmp:
-                (tmp / CONFIG).write_bytes(config)
-        except OSError as exc:
-            raise InputError(
-                f"cannot create the run folder {run_dir} ({type(exc).__name__}: {exc}); check that "
-                "its parent exists, is writable and has free space, and that no other process "
-                "created a run there meanwhile"
-            ) from None
-        run._take_lock()
+        run.folder.create(cfg)
+        run.folder.lock()
         return run
 
     @classmethod
@@ -302,48 +280,23 @@ class Run:
             cfg = candidate
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         if for_training:
-            run._take_lock()
-        if (run_dir / CHECKPOINT).exists():
-            run._load_checkpoint()
+            run.folder.lock()
+        if run.folder.has_checkpoint:
+            run.folder.load_checkpoint(run._restore)
         if for_training:
-            run._truncate_metrics()
+            run.folder.truncate_metrics(run.step)
         return run
 
     @staticmethod
     def stored_config(run_dir: str | Path) -> RunConfig:
         """The configuration a run folder was created with."""
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir() or not (run_dir / CONFIG).exists():
-            raise InputError(
-                f"{run_dir} holds no run (no {CONFIG}); start one with 'qpa train {run_dir} [options]'"
-            )
-        data = read_json(
-            run_dir / CONFIG, "run configuration", "restore it, or start a new run in another folder"
-        )
-        try:
-            return RunConfig.from_dict(data, source=str(run_dir / CONFIG))
-        except InputError as exc:
-            raise StateError(f"{exc}; restore {run_dir / CONFIG} or start a new run") from None
-
-    def _take_lock(self) -> None:
-        lock = exclusive(
-            self.dir / LOCK,
-            f"another process is training {self.dir} right now; wait for it to finish (or stop it), "
-            f"then run 'qpa train {self.dir} --resume'",
-        )
-        lock.__enter__()
-        self._lock = lock
-        for name in (CHECKPOINT, METRICS, CONFIG):
-            for path in remove_stale_temporaries(self.dir, name):
-                self.log(f"removed {path.name}, left behind by a process that was stopped mid-write")
+        return RunFolder.stored_config(run_dir)
 
     def close(self) -> None:
         """Release the hardware session and the folder's lock."""
         if self.hardware is not None:
             self.hardware.close()
-        if self._lock is not None:
-            lock, self._lock = self._lock, None
-            lock.__exit__(None, None, None)
+        self.folder.unlock()
 
     def __enter__(self) -> Run:
         return self
@@ -367,67 +320,29 @@ class Run:
         }
 
     def save(self) -> None:
-        buffer = io.BytesIO()
-        torch.save(self._state(), buffer)
-        self._write(CHECKPOINT, buffer.getvalue())
+        self.folder.save_checkpoint(self._state())
 
-    def _write(self, name: str, data: bytes) -> None:
-        """Replace a file of the run atomically; a full disk or a permission problem is an
-        error that says the old file is intact and how to go on."""
-        try:
-            atomic_write(self.dir / name, data)
-        except OSError as exc:
+    def _restore(self, state: dict) -> None:
+        """Put a checkpoint's state back: tensors, optimiser, scheduler, step, random states."""
+        trainable = state["trainable"]
+        if set(trainable) != set(self.params):
+            differ = sorted(set(trainable) ^ set(self.params))[:4]
             raise StateError(
-                f"cannot write {self.dir / name} ({type(exc).__name__}: {exc}); nothing is lost, the "
-                f"previous {name} is intact. Free some space or fix the permissions, then run "
-                f"'qpa train {self.dir} --resume'"
-            ) from None
-
-    def _load_checkpoint(self) -> None:
-        path = self.dir / CHECKPOINT
-        hint = (
-            "it is truncated or corrupt. Restore it from a backup, or delete it to restart the run "
-            "from step 0"
-        )
-        try:
-            state = torch.load(path, weights_only=False)
-            trainable = state["trainable"]
-            if set(trainable) != set(self.params):
-                differ = sorted(set(trainable) ^ set(self.params))[:4]
-                raise StateError(
-                    f"{path} holds other tensors than this run trains ({differ}...): it belongs to "
-                    "another configuration. Restore the matching checkpoint, or delete it to restart "
-                    "the run from step 0"
-                )
-            with torch.no_grad():
-                for name, tensor in trainable.items():
-                    self.params[name].copy_(tensor)
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.step = int(state["step"])
-            rng = state["rng"]
-            torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
-            self.model.rng_state = rng["model"]
-        except StateError:
-            raise
-        except Exception as exc:  # pickle, zip, key, shape and type errors alike
-            raise StateError(f"cannot read the checkpoint {path} ({type(exc).__name__}); {hint}") from None
-
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines of steps after the checkpoint (the tail of a killed run)."""
-        metrics = self.dir / METRICS
-        if not metrics.exists():
-            return
-        kept = []
-        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                if json.loads(line)["step"] <= self.step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by the kill
-        self._write(METRICS, "".join(ln + "\n" for ln in kept).encode())
+                f"{self.dir / CHECKPOINT} holds other tensors than this run trains ({differ}...): it "
+                "belongs to another configuration. Restore the matching checkpoint, or delete it to "
+                "restart the run from step 0"
+            )
+        with torch.no_grad():
+            for name, tensor in trainable.items():
+                self.params[name].copy_(tensor)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.model.rng_state = rng["model"]
 
     # ------------------------------------------------------------------ data
     @property
@@ -511,22 +426,8 @@ class Run:
         if len(rates) > 1:
             record["circuit_lr"] = rates[1]
         record.update(self.model.diagnostics())
-        self._append_metrics(record)
+        self.folder.append_metrics(record)
         return record
-
-    def _append_metrics(self, record: dict) -> None:
-        """Append a step's line to ``metrics.jsonl``; a read-only or full file is an error that
-        says what is kept and how to go on."""
-        path = self.dir / METRICS
-        try:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as exc:
-            raise StateError(
-                f"cannot append step {record['step']} to {path} ({type(exc).__name__}: {exc}); the run "
-                f"stopped. The checkpoint and the earlier metric lines are intact. Fix the permissions "
-                f"or free some space, then run 'qpa train {self.dir} --resume'"
-            ) from None
 
     def train(self, progress: bool = True) -> list[dict]:
         """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
@@ -534,7 +435,7 @@ class Run:
         # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
-        if self._lock is None:
+        if not self.folder.locked:
             raise InputError(f"{self.dir} was opened for evaluation only; open it for training")
         t = self.cfg.training
         records = []
@@ -561,7 +462,7 @@ class Run:
         self._label(f"weights-{self.step:06d}")
 
     def require_checkpoint(self) -> None:
-        if not (self.dir / CHECKPOINT).exists():
+        if not self.folder.has_checkpoint:
             raise InputError(
                 f"{self.dir} has no checkpoint yet: it has not been trained. Train it first with "
                 f"'qpa train {self.dir} --resume'"

@@ -15,7 +15,7 @@ import sys
 
 from qpa_qiskit import train
 from qpa_qiskit.cli import main
-from qpa_qiskit.ibm import Ledger, LocalTestingJobs, RuntimeJobs
+from qpa_qiskit.jobs import Ledger, LocalTestingJobs, RuntimeJobs
 
 
 def kill_at(point: str, nth: int) -> None:

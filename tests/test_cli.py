@@ -155,21 +155,22 @@ def error_lines(err: str) -> list[str]:
 
 
 def test_failed_runs_make_compare_exit_non_zero_and_say_which(corpus, tmp_path, monkeypatch, capsys):
-    import qpa_qiskit.sweep as sweep
+    import qpa_qiskit.studies.executors as executors
     from qpa_qiskit.errors import InputError
+    from qpa_qiskit.studies.runner import RESULT
 
-    real = sweep.run_trial
+    real = executors.run_trial
 
     def failing(study_dir, trial, **kwargs):
         if trial.name == "dora":  # refused before its folder exists: deterministic
             raise InputError("rank 2 does not suit this made-up check; accepted: rank 1")
         if trial.name == "qpa-lora":  # a crash once the run was trained: worth retrying
             real(study_dir, trial, **kwargs)
-            (study_dir / trial.name / sweep.RESULT).unlink()
+            (study_dir / trial.name / RESULT).unlink()
             raise RuntimeError("the device caught fire")
         return real(study_dir, trial, **kwargs)
 
-    monkeypatch.setattr(sweep, "run_trial", failing)
+    monkeypatch.setattr(executors, "run_trial", failing)
     out = tmp_path / "c"
     assert main(compare_args(corpus, out, "lora", "dora", "qpa-lora")) == 1
     captured = capsys.readouterr()

@@ -117,7 +117,7 @@ def test_wrong_width_input():
 
 
 def test_study_shots_writes_table_and_plot(tmp_path):
-    from qpa_qiskit.study import study_shots
+    from qpa_qiskit.studies.shots import study_shots
 
     corpus = tmp_path / "wikitext"
     corpus.mkdir()

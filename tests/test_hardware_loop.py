@@ -16,7 +16,7 @@ from conftest import assert_sampled_from, make_corpus, tiny_cli_args, tiny_confi
 from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, ansatz
 from qpa_qiskit.config import RunConfig
 from qpa_qiskit.export import export
-from qpa_qiskit.ibm import HardwareLoop, JobStore, LocalTestingJobs, RuntimeJobs
+from qpa_qiskit.jobs import HardwareLoop, JobStore, LocalTestingJobs, RuntimeJobs
 from qpa_qiskit.train import Run
 
 KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))

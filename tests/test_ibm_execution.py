@@ -11,7 +11,7 @@ import pytest
 from qpa_qiskit import AccountError, InputError, QPABackend, SpecError, ansatz
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RunConfig
-from qpa_qiskit.ibm import HardwareLoop, JobStore, RuntimeJobs, is_transient, with_retries
+from qpa_qiskit.jobs import HardwareLoop, JobStore, RuntimeJobs, is_transient, sync, with_retries
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"
@@ -85,13 +85,13 @@ def test_a_refused_session_or_batch_is_one_line_with_the_cause(tmp_path, monkeyp
     store, backend = make_store(tmp_path / "s", mode=mode)
     refusing(monkeypatch, name)
     with pytest.raises(AccountError) as info:
-        store.submit("batch", store.service(backend), log=quiet)
+        sync.submit(store, "batch", store.service(backend), log=quiet)
     message = str(info.value)
     assert f"refused to open a {mode}" in message and "not authorized to run a session" in message
     assert "Open Plan" in message and "--mode job" in message and "\n" not in message
     assert store.ledger.records() == []  # nothing recorded, nothing submitted
     # the same store goes on in job mode, where the plan allows no session
-    report = store.submit("batch", store.service(backend, mode="job"), log=quiet)
+    report = sync.submit(store, "batch", store.service(backend, mode="job"), log=quiet)
     assert report.submitted == ["batch/job-0000"]
 
 
@@ -242,24 +242,24 @@ def test_jobs_submit_records_and_applies_the_runtime_options(tmp_path, capsys):
 # ---------------------------------------------------------------------- usage
 def test_the_ledger_records_each_jobs_reported_usage(tmp_path):
     store, backend = make_store(tmp_path / "u")
-    store.submit("batch", store.service(backend), log=quiet)
-    store.collect("batch", store.service(), log=quiet)
+    sync.submit(store, "batch", store.service(backend), log=quiet)
+    sync.collect(store, "batch", store.service(), log=quiet)
     collected = [r for r in store.ledger.records() if r["kind"] == "collected"]
     assert [r["usage"] for r in collected] == [{"qpu_charge_time_seconds": 0, "status": "complete"}]
 
 
 def test_a_usage_that_cannot_be_read_never_stops_a_collection(tmp_path, monkeypatch):
-    from qpa_qiskit.ibm import LocalTestingJobs
+    from qpa_qiskit.jobs import LocalTestingJobs
 
     store, backend = make_store(tmp_path / "u")
-    store.submit("batch", store.service(backend), log=quiet)
+    sync.submit(store, "batch", store.service(backend), log=quiet)
 
     def broken(self, job_id):
         raise ConnectionError("metrics endpoint down")
 
     monkeypatch.setattr(LocalTestingJobs, "usage", broken)
     messages = []
-    report = store.collect("batch", store.service(), log=messages.append)
+    report = sync.collect(store, "batch", store.service(), log=messages.append)
     assert report.collected == ["batch/job-0000"] and any("usage" in m for m in messages)
     assert [r["usage"] for r in store.ledger.records() if r["kind"] == "collected"] == [None]
 
@@ -289,8 +289,8 @@ def test_the_runtime_usage_estimate_is_a_dry_run_on_the_service(monkeypatch):
 
 
 def test_the_dry_run_prints_the_runtime_estimate_for_a_real_device(monkeypatch, capsys):
-    from qpa_qiskit.cli.jobs import _print_usage_estimate
-    from qpa_qiskit.ibm.plan import plan_jobs
+    from qpa_qiskit.jobs.batch import usage_estimate
+    from qpa_qiskit.jobs.plan import plan_jobs
 
     asked = []
 
@@ -304,7 +304,7 @@ def test_the_dry_run_prints_the_runtime_estimate_for_a_real_device(monkeypatch, 
     pubs = [np.zeros((7, circuit.num_parameters))]
     plan = plan_jobs([7], 100, 300)  # jobs of 3, 3 and 1 sets
     backend = SimpleNamespace(kind="ibm", is_local_testing=False)
-    _print_usage_estimate(backend, circuit, circuit, pubs, plan, 100)
+    print(usage_estimate(backend, circuit, circuit, pubs, plan, 100))
     assert sorted(asked) == [1, 3]  # one dry run per job size
     assert (
         "usage estimate (the runtime's, from a dry run on the service): 10.5 QPU seconds"
@@ -315,7 +315,7 @@ def test_the_dry_run_prints_the_runtime_estimate_for_a_real_device(monkeypatch, 
         raise RuntimeError("dry runs are not enabled for this instance")
 
     monkeypatch.setattr(RuntimeJobs, "usage_estimate", refused)
-    _print_usage_estimate(backend, circuit, circuit, pubs, plan, 100)
+    print(usage_estimate(backend, circuit, circuit, pubs, plan, 100))
     assert "usage estimate: not available (RuntimeError: dry runs are not enabled" in capsys.readouterr().out
 
 

@@ -70,11 +70,19 @@ def test_the_reader_finds_a_cycle_and_a_dodged_one(tmp_path):
     )
     (pkg / "sub" / "d.py").write_text("from .c import y\n")
     found = all_imports(pkg)
-    assert set(modules(pkg)) == {"qpa_qiskit", "qpa_qiskit.a", "qpa_qiskit.b", "qpa_qiskit.sub",
-                                 "qpa_qiskit.sub.c", "qpa_qiskit.sub.d"}
+    assert set(modules(pkg)) == {
+        "qpa_qiskit",
+        "qpa_qiskit.a",
+        "qpa_qiskit.b",
+        "qpa_qiskit.sub",
+        "qpa_qiskit.sub.c",
+        "qpa_qiskit.sub.d",
+    }
     assert cycles(graph(found)) == [["qpa_qiskit.a", "qpa_qiskit.b"]]
-    assert cycles(graph(found, functions=True)) == [["qpa_qiskit.a", "qpa_qiskit.b"],
-                                                    ["qpa_qiskit.sub.c", "qpa_qiskit.sub.d"]]
+    assert cycles(graph(found, functions=True)) == [
+        ["qpa_qiskit.a", "qpa_qiskit.b"],
+        ["qpa_qiskit.sub.c", "qpa_qiskit.sub.d"],
+    ]
     inner = function_imports(found, internal=True)
     assert [(i.target, i.function, i.reason) for i in inner] == [
         ("qpa_qiskit.sub.d", "f", "why"),
@@ -113,7 +121,10 @@ def test_module_level_imports_point_only_down_the_documented_layers():
     upward = sorted(
         f"{i.module} (layer {layers[i.module]}) imports {i.target} (layer {layers[i.target]}), line {i.line}"
         for i in all_imports()
-        if i.internal and i.function is None and i.module in layers and i.target in layers
+        if i.internal
+        and i.function is None
+        and i.module in layers
+        and i.target in layers
         and layers[i.target] > layers[i.module]
     )
     assert upward == []

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from qpa_qiskit import InputError
-from qpa_qiskit.ibm import MAX_EXECUTIONS, Ledger, plan_jobs
+from qpa_qiskit.jobs import MAX_EXECUTIONS, Ledger, plan_jobs
 
 
 def test_small_work_is_one_job():

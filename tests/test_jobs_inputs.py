@@ -12,7 +12,7 @@ import pytest
 from qpa_qiskit import InputError, QPABackend, ansatz
 from qpa_qiskit.cli import build_parser, main
 from qpa_qiskit.errors import StateError
-from qpa_qiskit.ibm import HardwareLoop, JobStore, plan_jobs
+from qpa_qiskit.jobs import HardwareLoop, JobStore, plan_jobs, sync
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"
@@ -32,8 +32,8 @@ def collected(tmp_path_factory) -> Path:
     store = JobStore.create(
         root, QPABackend(DEVICE, shots=100), circuit, evaluations={"batch": [shifted_parameter_sets(theta)]}
     )
-    store.submit("batch", store.service(), log=quiet)
-    store.collect("batch", store.service(), log=quiet)
+    sync.submit(store, "batch", store.service(), log=quiet)
+    sync.collect(store, "batch", store.service(), log=quiet)
     return root
 
 
@@ -104,7 +104,7 @@ CASES = [
     ("create kind", lambda root, tmp: new_store(tmp, kind="nightly"), InputError, "job store kind"),
     (
         "poll 0",
-        lambda root, tmp: JobStore(root).collect("batch", JobStore(root).service(), poll=0),
+        lambda root, tmp: sync.collect(JobStore(root), "batch", JobStore(root).service(), poll=0),
         InputError,
         "poll (seconds) must be a finite number > 0",
     ),
@@ -356,7 +356,7 @@ def test_a_broken_counts_file_is_fetched_again(store_root):
     expected = store.probabilities("batch")
     truncate(store_root / "counts" / "batch.job-0000.npz")
     messages = []
-    report = store.collect("batch", store.service(), log=messages.append)
+    report = sync.collect(store, "batch", store.service(), log=messages.append)
     assert report.collected == ["batch/job-0000"] and any("fetching it again" in m for m in messages)
     np.testing.assert_array_equal(store.probabilities("batch"), expected)
 
@@ -387,6 +387,6 @@ def test_a_store_this_user_cannot_write(store_root):
     store_root.chmod(0o500)
     try:
         with pytest.raises(StateError, match="must be a directory this user can write to"):
-            store.collect("batch", store.service(), log=quiet)
+            sync.collect(store, "batch", store.service(), log=quiet)
     finally:
         store_root.chmod(0o700)

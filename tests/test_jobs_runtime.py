@@ -14,7 +14,7 @@ from conftest import assert_sampled_from
 from qpa_qiskit import AccountError, InputError, JobsError, QPABackend, SpecError, ansatz
 from qpa_qiskit.cli import main
 from qpa_qiskit.errors import BusyError
-from qpa_qiskit.ibm import JobStore, LocalTestingJobs, RuntimeJobs, with_retries
+from qpa_qiskit.jobs import JobStore, LocalTestingJobs, RuntimeJobs, sync, with_retries
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"  # 5 qubits: local jobs take a fraction of a second
@@ -44,7 +44,7 @@ def test_batch_submission_split_tagged_collected_in_backend_order(tmp_path):
     plan = store.plan("batch")
     assert [job.sets for job in plan] == [5, 5, 4]  # 2 PUBs of 7 sets, 5 sets fit a job
     service = store.service(backend)
-    report = store.submit("batch", service, log=quiet)
+    report = sync.submit(store, "batch", service, log=quiet)
     from qiskit_ibm_runtime import Batch
 
     assert isinstance(service.open(), Batch)  # Batch execution mode, one for the whole store
@@ -57,7 +57,7 @@ def test_batch_submission_split_tagged_collected_in_backend_order(tmp_path):
     intents = [r for r in store.ledger.records() if r["kind"] == "intent"]
     assert [r["tags"] for r in intents] == [r["tags"] for r in archived]
 
-    report = store.collect("batch", store.service(), log=quiet)
+    report = sync.collect(store, "batch", store.service(), log=quiet)
     assert len(report.collected) == 3 and not report.pending
     freqs = store.probabilities("batch")
     assert freqs.shape == (14, 8)
@@ -68,8 +68,8 @@ def test_batch_submission_split_tagged_collected_in_backend_order(tmp_path):
 
 def test_submit_and_collect_are_idempotent(tmp_path):
     store, backend, *_ = make_store(tmp_path / "b", max_executions=2000 * 4)
-    store.submit("batch", store.service(backend), log=quiet)
-    again = store.submit("batch", store.service(backend), log=quiet)
+    sync.submit(store, "batch", store.service(backend), log=quiet)
+    again = sync.submit(store, "batch", store.service(backend), log=quiet)
     assert again.submitted == [] and len(archived_jobs(store)) == 2
     fetched = []
 
@@ -79,9 +79,9 @@ def test_submit_and_collect_are_idempotent(tmp_path):
             return super().result(job_id)
 
     counting = Counting(backend, "batch", store.root / "local-service")
-    store.collect("batch", counting, log=quiet)
+    sync.collect(store, "batch", counting, log=quiet)
     first = store.probabilities("batch")
-    store.collect("batch", counting, log=quiet)
+    sync.collect(store, "batch", counting, log=quiet)
     assert len(fetched) == 2  # each job fetched once
     np.testing.assert_array_equal(store.probabilities("batch"), first)
     kinds = [r["kind"] for r in store.ledger.records()]
@@ -101,12 +101,12 @@ def test_intent_without_id_is_found_by_its_tags(tmp_path):
     # the job reached the service, then the process died before recording its id
     job_id = service.submit(store.job_pubs(store.plan("batch")[0], store.values("batch")), store.shots, tags)
     messages = []
-    report = store.submit("batch", service, log=messages.append)
+    report = sync.submit(store, "batch", service, log=messages.append)
     assert report.found == [key] and report.submitted == []
     assert store.ledger.state()[key]["job_id"] == job_id
     assert len(archived_jobs(store)) == 1
     assert any("found job" in m for m in messages)
-    store.collect("batch", service, log=quiet)
+    sync.collect(store, "batch", service, log=quiet)
     assert_sampled_from(store.probabilities("batch"), exact_probabilities(circuit, pubs), store.shots)
 
 
@@ -115,18 +115,18 @@ def test_intent_with_no_job_is_reported_then_resubmitted_on_request(tmp_path):
     key = store.key("batch", 0)
     store.ledger.append("intent", key, attempt=1, tags=store.tags("batch", 0))
     service = store.service(backend)
-    report = store.submit("batch", service, log=quiet)
+    report = sync.submit(store, "batch", service, log=quiet)
     assert report.unconfirmed == [key] and not archived_jobs(store)
-    message = store.unconfirmed_message(report.unconfirmed, "qpa jobs submit x")
+    message = sync.unconfirmed_message(store, report.unconfirmed, "qpa jobs submit x")
     assert "--resubmit-unconfirmed" in message and key in message
-    report = store.submit("batch", service, resubmit_unconfirmed=True, log=quiet)
+    report = sync.submit(store, "batch", service, resubmit_unconfirmed=True, log=quiet)
     assert report.submitted == [key] and len(archived_jobs(store)) == 1
     assert store.ledger.state()[key]["attempt"] == 2
 
 
 def test_collect_retries_transient_errors_with_backoff(tmp_path):
     store, backend, *_ = make_store(tmp_path / "b")
-    store.submit("batch", store.service(backend), log=quiet)
+    sync.submit(store, "batch", store.service(backend), log=quiet)
 
     class Flaky(LocalTestingJobs):
         failures = 3
@@ -139,7 +139,7 @@ def test_collect_retries_transient_errors_with_backoff(tmp_path):
 
     sleeps, messages = [], []
     flaky = Flaky(backend, "batch", store.root / "local-service")
-    report = store.collect("batch", flaky, log=messages.append, sleep=sleeps.append)
+    report = sync.collect(store, "batch", flaky, log=messages.append, sleep=sleeps.append)
     assert report.collected == ["batch/job-0000"]
     assert len(sleeps) == 3 and sleeps[0] < sleeps[2]  # exponential backoff
     assert sum("retry" in m for m in messages) == 3
@@ -167,7 +167,7 @@ def test_collect_retries_transient_errors_with_backoff(tmp_path):
 
 def test_failed_job_is_recorded_and_only_retried_on_request(tmp_path, monkeypatch):
     store, backend, circuit, pubs = make_store(tmp_path / "b")
-    store.submit("batch", store.service(backend), log=quiet)
+    sync.submit(store, "batch", store.service(backend), log=quiet)
     first = store.ledger.state()["batch/job-0000"]["job_id"]
 
     class Broken(LocalTestingJobs):
@@ -178,13 +178,13 @@ def test_failed_job_is_recorded_and_only_retried_on_request(tmp_path, monkeypatc
             return "Error code 1517; qubit calibration failed"
 
     broken = Broken(backend, "batch", store.root / "local-service")
-    report = store.collect("batch", broken, log=quiet)
+    report = sync.collect(store, "batch", broken, log=quiet)
     assert "1517" in report.failed["batch/job-0000"]
-    assert store.submit("batch", broken, log=quiet).submitted == []  # not without retry_failed
-    assert store.submit("batch", broken, retry_failed=True, log=quiet).submitted == ["batch/job-0000"]
+    assert sync.submit(store, "batch", broken, log=quiet).submitted == []  # not without retry_failed
+    assert sync.submit(store, "batch", broken, retry_failed=True, log=quiet).submitted == ["batch/job-0000"]
     state = store.ledger.state()["batch/job-0000"]
     assert state["earlier_job_ids"] == [first] and state["attempt"] == 2
-    store.collect("batch", broken, log=quiet)
+    sync.collect(store, "batch", broken, log=quiet)
     assert_sampled_from(store.probabilities("batch"), exact_probabilities(circuit, pubs), store.shots)
 
 
@@ -192,7 +192,7 @@ def test_credentials_never_reach_ledger_logs_or_errors(tmp_path, monkeypatch, ca
     secret = "tok-9f8e7d6c5b4a3928"
     monkeypatch.setenv("QISKIT_IBM_TOKEN", secret)
     store, backend, *_ = make_store(tmp_path / "b")
-    store.submit("batch", store.service(backend), log=print)
+    sync.submit(store, "batch", store.service(backend), log=print)
 
     class Leaky(LocalTestingJobs):
         calls = 0
@@ -207,7 +207,7 @@ def test_credentials_never_reach_ledger_logs_or_errors(tmp_path, monkeypatch, ca
             return f"rejected token {secret}"
 
     leaky = Leaky(backend, "batch", store.root / "local-service")
-    report = store.collect("batch", leaky, log=print, sleep=lambda s: None)
+    report = sync.collect(store, "batch", leaky, log=print, sleep=lambda s: None)
     out = capsys.readouterr()
     assert "***" in out.out and "***" in report.failed["batch/job-0000"]
     assert secret not in out.out + out.err + report.failed["batch/job-0000"]
@@ -221,7 +221,7 @@ def test_credentials_never_reach_ledger_logs_or_errors(tmp_path, monkeypatch, ca
 
     store2, backend2, *_ = make_store(tmp_path / "c")
     with pytest.raises(JobsError) as info:
-        store2.submit("batch", Refusing(backend2, "batch", store2.root / "local-service"), log=quiet)
+        sync.submit(store2, "batch", Refusing(backend2, "batch", store2.root / "local-service"), log=quiet)
     assert secret not in str(info.value) and "may or may not" in str(info.value)
     assert secret not in (store2.root / "ledger.jsonl").read_text()
 
@@ -416,7 +416,7 @@ def test_a_job_the_service_does_not_know_stops_collect_and_changes_nothing(tmp_p
     store.ledger.append("submitted", "batch/job-0000", job_id="d4f1-unknown", attempt=1)
     before = (store.root / "ledger.jsonl").read_text()
     with pytest.raises(JobsError, match=r"d4f1-unknown cannot be read.*account and instance"):
-        store.collect("batch", store.service(backend), log=quiet)
+        sync.collect(store, "batch", store.service(backend), log=quiet)
     assert (store.root / "ledger.jsonl").read_text() == before
 
 
@@ -436,12 +436,12 @@ def test_two_processes_cannot_submit_or_collect_the_same_store_at_once(tmp_path,
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
         with pytest.raises(BusyError, match="another process is working on"):
-            store.submit("batch", store.service(backend), log=quiet)
+            sync.submit(store, "batch", store.service(backend), log=quiet)
         with pytest.raises(BusyError, match="another process"):
-            store.collect("batch", store.service(backend), log=quiet)
+            sync.collect(store, "batch", store.service(backend), log=quiet)
         assert not store.ledger.records() and not archived_jobs(store)
         assert qpa_jobs("status", str(store.root)) == 0  # still shows what the ledger knows
         assert "not refreshed" in capsys.readouterr().out
     finally:
         os.close(holder)
-    assert store.submit("batch", store.service(backend), log=quiet).submitted == ["batch/job-0000"]
+    assert sync.submit(store, "batch", store.service(backend), log=quiet).submitted == ["batch/job-0000"]

@@ -70,7 +70,7 @@ def test_an_installed_wheel_ships_the_snapshots_and_uses_them(tmp_path):
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: Apache-2.0" in meta and "License-File: LICENSE" in meta
     assert "Classifier: Typing :: Typed" in meta
-    assert "Requires-Dist: qiskit-machine-learning>=0.9; extra == \"bench\"" in meta
+    assert 'Requires-Dist: qiskit-machine-learning>=0.9; extra == "bench"' in meta
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)

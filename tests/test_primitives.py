@@ -128,8 +128,9 @@ def test_sampler_seed_reproduces_a_sequence_of_runs_and_per_pub_shots():
     qc = ansatz(3, 1)
     values = np.linspace(0, 1, qc.num_parameters)
     # a Generator: one stream, used on run after run (reproducible from its seed)
-    a, b = Sampler("statevector", seed=np.random.default_rng(11)), Sampler(
-        "statevector", seed=np.random.default_rng(11)
+    a, b = (
+        Sampler("statevector", seed=np.random.default_rng(11)),
+        Sampler("statevector", seed=np.random.default_rng(11)),
     )
     first = [a.run([(qc, values)]).result()[0].data.c.array for _ in range(2)]
     second = [b.run([(qc, values)]).result()[0].data.c.array for _ in range(2)]

@@ -228,7 +228,7 @@ def test_eval_and_export_need_a_checkpoint(corpus, tmp_path, capsys):
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch, capsys):
     import errno
 
-    import qpa_qiskit.train as train
+    import qpa_qiskit.run_folder as run_folder
 
     assert main(["train", str(tmp_path / "r"), *tiny_cli_args(corpus, "--steps 2 --save-every 1")]) == 0
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
@@ -236,7 +236,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(corpus, t
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(train, "atomic_write", full)
+    monkeypatch.setattr(run_folder, "atomic_write", full)
     capsys.readouterr()
     assert main(["train", str(tmp_path / "r"), "--resume", "--steps", "3"]) == 2
     err = capsys.readouterr().err
@@ -311,7 +311,7 @@ def test_runs_that_differ_in_one_setting_share_every_other_initial_value(corpus,
 
 
 def test_study_reports_what_qpa_eval_reports(tmp_path, corpus):
-    from qpa_qiskit.study import study_shots
+    from qpa_qiskit.studies.shots import study_shots
 
     cfg = config(corpus, steps=2, reps=1, hidden=[8], eval_tokens=300)
     rows = study_shots(cfg, tmp_path / "s", shots_factors=(2,), modes=("random",), tvd_samples=2,

@@ -16,20 +16,14 @@ from qpa_qiskit import InputError
 from qpa_qiskit.cli import main
 from qpa_qiskit.errors import BusyError, StateError
 from qpa_qiskit.files import exclusive, json_bytes
-from qpa_qiskit.study import compare, study_noise, study_shots, write_results
-from qpa_qiskit.study_ablation import study_ablation
-from qpa_qiskit.study_params import study_params
-from qpa_qiskit.sweep import (
-    ERROR,
-    RESULT,
-    STUDY,
-    STUDY_LOCK,
-    LocalExecutor,
-    RayExecutor,
-    grid_values,
-    parameter_list,
-    parameter_mapping,
-)
+from qpa_qiskit.studies.ablation import study_ablation
+from qpa_qiskit.studies.common import grid_values, parameter_list, parameter_mapping, write_results
+from qpa_qiskit.studies.compare import compare
+from qpa_qiskit.studies.executors import LocalExecutor, RayExecutor
+from qpa_qiskit.studies.noise import study_noise
+from qpa_qiskit.studies.params import study_params
+from qpa_qiskit.studies.runner import ERROR, RESULT, STUDY, STUDY_LOCK
+from qpa_qiskit.studies.shots import study_shots
 from qpa_qiskit.train import Run
 
 QUIET = dict(log=lambda m: None)
@@ -341,7 +335,7 @@ def test_the_eval_window_hint_names_its_option(corpus, tmp_path):
 
 # ------------------------------------------------------------------ run files that cannot be written
 def test_a_read_only_metrics_file_mid_run_is_a_clear_error(corpus, tmp_path, monkeypatch):
-    import qpa_qiskit.train as train
+    import qpa_qiskit.run_folder as run_folder
 
     with Run.create(tmp_path / "r", small(corpus, steps=4, save_every=1)) as run:
         run.train_step()
@@ -353,7 +347,7 @@ def test_a_read_only_metrics_file_mid_run_is_a_clear_error(corpus, tmp_path, mon
                 raise PermissionError(13, "Permission denied", str(path))
             return builtins.open(path, mode, *args, **kwargs)
 
-        monkeypatch.setattr(train, "open", read_only, raising=False)
+        monkeypatch.setattr(run_folder, "open", read_only, raising=False)
         with pytest.raises(StateError, match=r"cannot append step 2 to .*metrics.jsonl \(PermissionError.*"
                                              r"earlier metric lines are intact.*--resume"):  # fmt: skip
             run.train(progress=False)
@@ -369,7 +363,11 @@ def test_data_too_short_for_a_block_is_found_before_any_run(corpus, tmp_path):
     match = r"2 of the study's 2 runs .*10 tokens are fewer than one block of 32"
     with pytest.raises(InputError, match=match):
         study_shots(
-            small(corpus, train_tokens=10), tmp_path / "s", shots_factors=[2], modes=["none"], tvd_samples=1,
+            small(corpus, train_tokens=10),
+            tmp_path / "s",
+            shots_factors=[2],
+            modes=["none"],
+            tvd_samples=1,
             **QUIET,
         )
     assert not (tmp_path / "s").exists()

@@ -9,8 +9,8 @@ from conftest import tiny_cli_args, tiny_config
 
 from qpa_qiskit import InputError, QPABackend
 from qpa_qiskit.cli import main
-from qpa_qiskit.study import backend_label, study_noise
-from qpa_qiskit.sweep import RESULT
+from qpa_qiskit.studies.noise import backend_label, study_noise
+from qpa_qiskit.studies.runner import RESULT
 from qpa_qiskit.train import Run, evaluate_run
 
 QUIET = dict(log=lambda m: None)

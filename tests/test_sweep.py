@@ -13,8 +13,10 @@ from conftest import tiny_config
 
 from qpa_qiskit import InputError, TrialsFailed
 from qpa_qiskit.cli import main
-from qpa_qiskit.study import compare, study_shots
-from qpa_qiskit.sweep import RESULT, LocalExecutor, RayExecutor
+from qpa_qiskit.studies.compare import compare
+from qpa_qiskit.studies.executors import LocalExecutor, RayExecutor
+from qpa_qiskit.studies.runner import RESULT
+from qpa_qiskit.studies.shots import study_shots
 
 QUIET = dict(log=lambda m: None)
 
@@ -69,16 +71,16 @@ def test_another_study_in_the_same_folder_is_refused(corpus, tmp_path):
 
 
 def test_a_failing_run_is_reported_and_does_not_stop_the_others(corpus, tmp_path, monkeypatch, capsys):
-    import qpa_qiskit.sweep as sweep
+    import qpa_qiskit.studies.executors as executors
 
-    real = sweep.run_trial
+    real = executors.run_trial
 
     def flaky(study_dir, trial, **kwargs):
         if trial.name == "c2-none-s0":
             raise RuntimeError("the device caught fire")
         return real(study_dir, trial, **kwargs)
 
-    monkeypatch.setattr(sweep, "run_trial", flaky)
+    monkeypatch.setattr(executors, "run_trial", flaky)
     logs = []
     with pytest.raises(TrialsFailed, match=r"^1 of 6 runs failed .* retry c2-none-s0$") as failed:
         study_shots(small(corpus), tmp_path / "s", shots_factors=(2,), modes=("none", "gi"), tvd_samples=2,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BusyError, InputError, JobsError, QPAError
 from ..files import atomic_write
-from ..validate import integer, positive_int
+from ..validate import positive_int
 from .parsing import summary
 
 _CREATE_OPTIONS = (
@@ -28,55 +27,6 @@ _CREATE_OPTIONS = (
     "sampler_options",
     "max_execution_time",
 )
-
-
-def _load_array(path: str, what: str) -> np.ndarray:
-    """A finite, non-empty array of real numbers from a .npy file or a text table."""
-
-
-    hint = "give a .npy file or a text table of numbers"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # loadtxt warns about an empty file: it is refused below
-            array = np.load(path, allow_pickle=False) if path.endswith(".npy") else np.loadtxt(path, ndmin=1)
-    except (OSError, ValueError, EOFError) as exc:  # a UnicodeDecodeError (binary garbage) is a ValueError
-        raise InputError(f"cannot read {what} from {path!r} ({type(exc).__name__}: {exc}); {hint}") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
-        kind = getattr(array, "dtype", type(array).__name__)
-        raise InputError(f"{what} in {path!r} are not real numbers ({kind}); {hint}")
-    if array.size == 0:
-        raise InputError(f"{what} file {path!r} is empty; {hint}")
-    if not np.all(np.isfinite(array)):
-        raise InputError(f"{what} in {path!r} must be finite numbers (no nan or inf)")
-    return array.astype(float)
-
-
-def _batch_pubs(args: argparse.Namespace, n_params: int) -> tuple[list[np.ndarray], str]:
-    """The PUBs a batch evaluates: parameter-shift steps from --theta, sets from --parameters,
-    or one step at seeded random angles."""
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..qnn import shifted_parameter_sets
-
-    seed = integer(args.seed, "--seed", minimum=0)
-    if args.theta and args.parameters:
-        raise InputError("give --theta (training steps) or --parameters (parameter sets), not both")
-    if args.parameters:
-        sets = _load_array(args.parameters, "parameter sets")
-        sets = sets[None, :] if sets.ndim == 1 else sets
-        if sets.ndim != 2 or sets.shape[1] != n_params:
-            raise InputError(f"--parameters needs shape (B, {n_params}) for this circuit, got {sets.shape}")
-        return [sets], f"{len(sets)} parameter set(s) from {args.parameters}"
-    if args.theta:
-        thetas = _load_array(args.theta, "angles")
-        source = args.theta
-    else:
-        thetas = np.random.default_rng(seed).uniform(0, 2 * np.pi, n_params)
-        source = f"random angles (seed {seed})"
-    thetas = thetas[None, :] if thetas.ndim == 1 else thetas
-    if thetas.ndim != 2 or thetas.shape[1] != n_params:
-        raise InputError(f"--theta needs shape ({n_params},) or (steps, {n_params}), got {thetas.shape}")
-    pubs = [shifted_parameter_sets(t) for t in thetas]
-    return pubs, f"{len(pubs)} training step(s) at {source}: forward + {2 * n_params} shifted sets each"
 
 
 def _print_table(columns: list[tuple[str, str]], rows: list[list]) -> None:
@@ -153,42 +103,29 @@ def _runtime_options(args: argparse.Namespace) -> dict | None:
     return dumped or None
 
 
-def _print_usage_estimate(backend, circuit, isa, pubs, plan, shots: int) -> None:
-    """The runtime's own estimate of the QPU time of the plan, where it offers one: a dry run
-    on the service of one job of each size (run on no QPU, in job mode)."""
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import RuntimeJobs
-    from ..ibm.service import describe_error
-    from ..ibm.store import job_pubs
-
-    if backend.is_local_testing:
-        print("usage estimate: none (ibm:fake_<device> runs in the runtime's local testing mode, on no QPU)")
-        return
-    service = RuntimeJobs(backend, "job")
-    names = [p.name for p in circuit.parameters]
-    estimates: dict[int, float | None] = {}
-    try:
-        for job in plan:
-            if job.sets not in estimates:
-                estimates[job.sets] = service.usage_estimate(job_pubs(isa, names, job, pubs), shots)
-    except Exception as exc:  # e.g. dry runs are not open to this instance
-        print(f"usage estimate: not available ({describe_error(exc)})")
-        return
-    finally:
-        service.close()
-    if any(v is None for v in estimates.values()):
-        print("usage estimate: the installed qiskit-ibm-runtime offers none")
-        return
-    total = sum(estimates[job.sets] or 0.0 for job in plan)
-    print(f"usage estimate (the runtime's, from a dry run on the service): {total:,.1f} QPU seconds in all")
+def _print_batch(batch, options: dict | None) -> None:
+    """What a new batch runs, before it is written."""
+    backend = batch.backend
+    print(
+        f"backend {backend.name} ({backend.num_qubits} qubits), {batch.mode} mode, "
+        f"{batch.shots} shots per set"
+    )
+    print(
+        f"circuit: {batch.qubits} qubits x {batch.reps} layers ({batch.rotation}), "
+        f"{batch.circuit.num_parameters} angles; "
+        f"ISA depth {batch.isa.depth()}, {batch.two_qubit_gates} two-qubit gates"
+    )
+    print(f"work: {batch.what}")
+    _print_plan(batch.plan, [p.shape for p in batch.pubs], batch.shots, batch.max_executions)
+    if options:
+        print(f"sampler options: {json.dumps(options, sort_keys=True)}")
 
 
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
-
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..backends import QPABackend
-    from ..circuits import ansatz
-    from ..ibm import MAX_EXECUTIONS, JobStore, plan_jobs
+    from ..backends import QPABackend, parse_spec
+    from ..jobs import MAX_EXECUTIONS, JobStore
+    from ..jobs.batch import plan_batch, submit_batch
 
     root = Path(args.store)
     backend = None
@@ -214,64 +151,38 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
         if args.shots_factor is None and args.shots is None:
             raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
-        # lazy: this command's implementation (torch, qiskit), imported only when it runs
-        from ..backends import parse_spec
-
         if parse_spec(args.backend)[0] != "ibm":
             raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
         options = _runtime_options(args)
         backend = QPABackend(
             args.backend, shots_factor=args.shots_factor, shots=args.shots, sampler_options=options
         )
-        reps, rotation = args.reps or 8, args.rotation or "ry"
-        circuit = ansatz(args.qubits, reps, rotation=rotation)
-        pubs, what = _batch_pubs(args, circuit.num_parameters)
-        max_executions = MAX_EXECUTIONS if args.max_executions is None else args.max_executions
-        isa = backend.isa_circuit(circuit)
-        shots = backend.num_shots(args.qubits)
-        plan = plan_jobs([len(p) for p in pubs], shots, max_executions)
-        ops = isa.count_ops()
-        two_qubit = sum(n for name, n in ops.items() if name in ("ecr", "cz", "cx"))
-        mode = args.mode or "batch"
-        print(f"backend {backend.name} ({backend.num_qubits} qubits), {mode} mode, {shots} shots per set")
-        print(
-            f"circuit: {args.qubits} qubits x {reps} layers ({rotation}), {circuit.num_parameters} angles; "
-            f"ISA depth {isa.depth()}, {two_qubit} two-qubit gates"
+        batch = plan_batch(
+            backend,
+            args.qubits,
+            reps=args.reps or 8,
+            rotation=args.rotation or "ry",
+            theta=args.theta,
+            parameters=args.parameters,
+            seed=args.seed,
+            max_executions=MAX_EXECUTIONS if args.max_executions is None else args.max_executions,
+            mode=args.mode or "batch",
         )
-        print(f"work: {what}")
-        _print_plan(plan, [p.shape for p in pubs], shots, max_executions)
-        if options:
-            print(f"sampler options: {json.dumps(options, sort_keys=True)}")
+        _print_batch(batch, options)
         if args.dry_run:
-            _print_usage_estimate(backend, circuit, isa, pubs, plan, shots)
+            print(batch.usage_estimate())
             print("dry run: nothing submitted, nothing written")
             return 0
-        describe = {
-            "ansatz": "ansatz",
-            "qubits": args.qubits,
-            "reps": reps,
-            "rotation": rotation,
-            "work": what,
-        }
-        store = JobStore.create(
-            root,
-            backend,
-            circuit,
-            mode=mode,
-            max_executions=max_executions,
-            describe=describe,
-            evaluations={"batch": pubs},
-        )
+        store = batch.create(root)
         print(f"job store {root} (run tag qpa-run:{store.id})")
-    service = store.service(backend, mode=args.mode)
-    try:
-        report = store.submit(
-            "batch", service, resubmit_unconfirmed=args.resubmit_unconfirmed, retry_failed=args.retry_failed
-        )
-    finally:
-        service.close()
-    if report.unconfirmed:
-        raise JobsError(store.unconfirmed_message(report.unconfirmed, f"qpa jobs submit {root}"))
+    report = submit_batch(
+        store,
+        backend,
+        mode=args.mode,
+        resubmit_unconfirmed=args.resubmit_unconfirmed,
+        retry_failed=args.retry_failed,
+        command=f"qpa jobs submit {root}",
+    )
     for key, why in report.failed.items():
         print(f"{key}: failed ({why}); 'qpa jobs submit {root} --retry-failed' submits it again")
     print(
@@ -283,12 +194,12 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore, sync
 
     store = JobStore(args.store)
     if not args.offline:
         try:
-            store.refresh(store.service())
+            sync.refresh(store, store.service())
         except (BusyError, JobsError) as exc:  # a `collect --wait` holds the store, or the service
             # cannot be reached: show what the ledger knows
             print(f"(not refreshed: {exc})")
@@ -304,13 +215,13 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 def cmd_jobs_collect(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore, sync
 
     store = JobStore(args.store)
     service = store.service()
     incomplete = 0
     for label in store.labels():
-        report = store.collect(label, service, wait=args.wait, poll=args.poll)
+        report = sync.collect(store, label, service, wait=args.wait, poll=args.poll)
         for key, status in report.pending.items():
             print(f"{key}: {status}")
         for key, why in report.failed.items():
@@ -337,7 +248,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     error after the table, and makes the exit status 2 (the others are still listed)."""
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore
 
     root = Path(args.root)
     if not root.is_dir():
@@ -387,10 +298,10 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..ibm import JobStore
+    from ..jobs import JobStore, sync
 
     store = JobStore(args.store)
-    cancelled = store.cancel(store.service())
+    cancelled = sync.cancel(store, store.service())
     print(f"{len(cancelled)} job(s) cancelled")
     return 0
 

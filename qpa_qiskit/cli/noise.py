@@ -65,7 +65,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend
     from ..circuits import ansatz
-    from ..noise.report import format_report, noise_report
+    from .noise_report import format_report, noise_report
 
     backend = QPABackend(
         _spec(args.spec),

@@ -17,14 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import validate
 from ..choices import COUNTERFACTUALS
 from ..errors import InputError
 from .jobs import add_recovery_options
 from .parsing import Parser, summary
-
-# Defaults of `qpa study shots` that differ from a run's: short runs, a short evaluation.
-STUDY_DEFAULTS: dict[str, Any] = {"steps": 20, "eval_tokens": 4096}
 
 
 def _without(cls: type, exclude: tuple[str, ...]) -> type:
@@ -73,7 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig, check_given
-    from ..train import CONFIG, Run
+    from ..run_folder import CONFIG
+    from ..train import Run
 
     given = explicit_settings(args)
     run_dir = Path(args.run_dir)
@@ -132,123 +129,80 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_config(args: argparse.Namespace, defaults: dict[str, Any] | None = None, methods=None):
-    """The base configuration of a study whose runs train `methods` (default: its own); an
-    option none of them takes is refused."""
+def _study_config(args: argparse.Namespace, spec):
+    """A study's base configuration: ``--config`` (or a run's defaults), then the study's own
+    defaults, then the run options given (:meth:`~qpa_qiskit.studies.common.StudySpec.configuration`)."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import RunConfig, check_given
+    from ..config import RunConfig
 
-    cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
-    cfg = cfg.replace(**{**(defaults or {}), **explicit_settings(args)})
-    check_given(explicit_settings(args), methods or [cfg.adapter.method])
-    return cfg
+    base = RunConfig.from_file(args.config) if args.config else None
+    return spec.configuration(base, explicit_settings(args))
 
 
-def _executor(args: argparse.Namespace):
+def _dest(f: dataclasses.Field) -> str:
+    """Where argparse puts a study field's option: named after its flag (``--reps-values`` ->
+    ``reps_values``), never after a run setting of the same name."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..sweep import make_executor
+    from ..studies.common import flag
 
-    return make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study import compare
-
-    cfg = _new_config(args, methods=args.methods)
-    compare(cfg, args.out, methods=args.methods, seeds=args.seeds, executor=_executor(args))
-    return 0
+    return flag(f).removeprefix("--").replace("-", "_")
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    """``qpa compare`` and ``qpa study <name>``: the spec from its options, then its run."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study import study_shots
+    from ..studies.executors import make_executor
 
-    study_shots(
-        _new_config(args, STUDY_DEFAULTS),
-        args.out,
-        shots_factors=args.shots_factors,
-        modes=args.modes,
-        tvd_samples=args.tvd_samples,
-        seeds=args.seeds,
-        executor=_executor(args),
-    )
+    spec_class = args.study_spec
+    spec = spec_class(**{f.name: getattr(args, _dest(f)) for f in dataclasses.fields(spec_class)})
+    cfg = _study_config(args, spec)
+    spec.run(cfg, args.out, make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run))
     return 0
 
 
-def cmd_study_noise(args: argparse.Namespace) -> int:
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study import study_noise
+def _option_type(parse):
+    """An argparse ``type`` from a study field's reader: its InputError or ValueError is
+    argparse's error (int and float keep argparse's own messages)."""
+    if parse in (int, float):
+        return parse
 
-    # the noise switches are checked against the first noisy backend (statevector has none)
-    noisy = [b for b in args.backends if b.strip().lower().startswith("aer_noisy:")]
-    defaults = {**STUDY_DEFAULTS, "backend": noisy[0] if noisy else "statevector"}
-    study_noise(
-        _new_config(args, defaults, methods=["qpa-lora", "lora"]),
-        args.out,
-        backends=args.backends,
-        rotations=args.rotations,
-        noise_scales=args.noise_scales,
-        chunk_sizes=args.chunk_sizes,
-        shots_factors=args.shots_factors,
-        lora_rank=args.lora_rank,
-        tvd_samples=args.tvd_samples,
-        seeds=args.seeds,
-        executor=_executor(args),
-    )
-    return 0
+    def convert(text: str):
+        try:
+            return parse(text)
+        except (ValueError, InputError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def cmd_study_params(args: argparse.Namespace) -> int:
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study_params import study_params
-
-    study_params(
-        _new_config(args, STUDY_DEFAULTS, methods=args.methods),
-        args.out,
-        methods=args.methods,
-        ranks=args.ranks,
-        vera_ranks=args.vera_ranks,
-        prefix_tokens=args.prefix_token_counts,
-        bottlenecks=args.bottlenecks,
-        chunk_sizes=args.chunk_sizes,
-        reps=args.reps_values,
-        chunk_methods=args.chunk_methods,
-        reps_methods=args.reps_methods,
-        seeds=args.seeds,
-        executor=_executor(args),
-    )
-    return 0
+def add_study_option(p, f: dataclasses.Field) -> None:
+    """The option of one study field: its flag, values, choices, default and help."""
+    meta = f.metadata
+    kwargs: dict[str, Any] = {"help": meta["help"].replace("%", "%%")}
+    kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+    if meta["nargs"] is not None:
+        kwargs["nargs"] = meta["nargs"]
+    if meta["choices"] is not None:
+        kwargs["choices"] = meta["choices"]
+    if meta["parse"] is not None:
+        kwargs["type"] = _option_type(meta["parse"])
+    p.add_argument("--" + _dest(f).replace("_", "-"), dest=_dest(f), **kwargs)
 
 
-def cmd_study_ablation(args: argparse.Namespace) -> int:
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study_ablation import study_ablation
-
-    study_ablation(
-        _new_config(args, STUDY_DEFAULTS, methods=["qpa-lora", "lowrank-lora", "lora"]),
-        args.out,
-        regimes=args.regimes,
-        controls=args.controls,
-        lora_ranks=args.lora_ranks,
-        counterfactuals=args.counterfactuals,
-        margin=args.margin,
-        seeds=args.seeds,
-        executor=_executor(args),
-    )
-    return 0
-
-
-def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
+def add_sweep_options(p: argparse.ArgumentParser, spec_class) -> None:
     """What every study takes: its folder, the seeds, and where its runs execute."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..sweep import EXECUTORS
+    from ..studies.executors import EXECUTORS
 
+    default_out = spec_class.OUT.replace("%Y%m%d-%H%M%S", "<time>")
     g = p.add_argument_group("study")
     g.add_argument("--out", default=None,
                    help=f"study folder (default {default_out}); an existing one of the same study is "
                    "resumed: finished runs are skipped, killed ones resumed")  # fmt: skip
-    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds: one run per setting and seed")
+    for f in dataclasses.fields(spec_class):
+        if f.metadata.get("group") == "study":
+            add_study_option(g, f)
     g.add_argument("--config", help="settings from a JSON or YAML file")
     g.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: one run after another in this process; ray: each run a Ray task")  # fmt: skip
@@ -261,31 +215,22 @@ def add_sweep_options(p: argparse.ArgumentParser, default_out: str) -> None:
                    help="ray: GPUs reserved for each run (0.25: four runs share a GPU)")  # fmt: skip
 
 
-def _positive_float(text: str) -> float:
-
-    try:
-        return validate.positive_number(float(text), "a shot factor")
-    except (ValueError, InputError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _scale(text: str) -> float:
-
-    try:
-        return validate.number(float(text), "a noise scale", minimum=0.0)
-    except (ValueError, InputError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _shots_factor(text: str) -> float | None:
-    return None if text.strip().lower() == "exact" else _positive_float(text)
+def add_study(sub, spec_class, options, help: str | None = None) -> None:
+    """A study's command, made from its spec: the run options less those its grid sets, one
+    option per spec field, the study options; the help shows the study's run defaults."""
+    p = sub.add_parser(spec_class.NAME, help=help or spec_class.HELP,
+                       parents=options(exclude=spec_class.SET_BY_GRID),
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    for f in dataclasses.fields(spec_class):
+        if f.metadata.get("group") != "study":
+            add_study_option(p, f)
+    add_sweep_options(p, spec_class)
+    p.set_defaults(func=cmd_study, study_spec=spec_class, **spec_class.CONFIG_DEFAULTS)
 
 
 def add_commands(sub) -> None:
     """The run commands."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..circuits import ROTATIONS
-    from ..completion import MODES
     from ..config import TaskConfig
 
     def options(**kwargs):
@@ -329,136 +274,15 @@ def add_commands(sub) -> None:
     p.add_argument("out_dir", help="new folder for the adapter (must not exist or be empty)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("compare", help=summary("compare"),
-                       parents=options(exclude=("method",)), formatter_class=formatter)  # fmt: skip
-    p.add_argument("--methods", nargs="+", default=["lora", "qpa-lora"], help="methods to train")
-    add_sweep_options(p, "runs/compare-<time>")
-    p.set_defaults(func=cmd_compare)
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
+    from ..studies.ablation import AblationStudy
+    from ..studies.compare import CompareStudy
+    from ..studies.noise import NoiseStudy
+    from ..studies.params import ParamsStudy
+    from ..studies.shots import ShotsStudy
 
+    add_study(sub, CompareStudy, options, help=summary("compare"))
     study = sub.add_parser("study", help=summary("study"))
     studies = study.add_subparsers(dest="study", required=True)
-    p = studies.add_parser("shots", help="shot factor c x completion mode",
-                           parents=options(exclude=("method", "shots_factor", "completion")),
-                           formatter_class=formatter)  # fmt: skip
-    p.add_argument("--shots-factors", type=_positive_float, nargs="+", default=[1, 2, 5, 20])
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
-    add_sweep_options(p, "runs/study-shots-<time>")
-    p.set_defaults(func=cmd_study)
-
-    excluded = ("method", "shots_factor", "backend", "rotation", "noise_scale", "chunk_size")
-    p = studies.add_parser(
-        "noise",
-        help="ideal vs device noise: backends x rotations x noise scales, LoRA beside",
-        parents=options(exclude=excluded),
-        formatter_class=formatter,
-    )
-    p.add_argument(
-        "--backends",
-        nargs="+",
-        default=["statevector", "aer_noisy:brisbane", "aer_noisy:torino"],
-        help="statevector and aer_noisy:<fake device | snapshot> specs",
-    )
-    p.add_argument("--rotations", nargs="+", choices=ROTATIONS, default=list(ROTATIONS))
-    p.add_argument(
-        "--noise-scales",
-        type=_scale,
-        nargs="+",
-        default=[1.0],
-        help="noise scales s of the aer_noisy backends (errors x s, T1 and T2 / s)",
-    )
-    p.add_argument(
-        "--chunk-sizes",
-        type=int,
-        nargs="+",
-        default=None,
-        help="chunk sizes (set the qubits and trainable parameters; default the config's 2048)",
-    )
-    p.add_argument(
-        "--shots-factors",
-        type=_shots_factor,
-        nargs="+",
-        default=[20.0],
-        help="c: n_shot = c 2^N; 'exact' for exact probabilities (noise without shot noise)",
-    )
-    p.add_argument("--lora-rank", type=int, default=4, help="rank of the classical LoRA reference")
-    p.add_argument("--tvd-samples", type=int, default=20, help="shot samples averaged for the TVD")
-    add_sweep_options(p, "runs/study-noise-<time>")
-    p.set_defaults(func=cmd_study_noise)
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study_params import PARAMS_METHODS
-
-    excluded = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "reps", "shots_factor",
-                "completion")  # fmt: skip
-    p = studies.add_parser(
-        "params",
-        help="perplexity against trainable parameters: every adapter over its sizes, QPA over chunk "
-        "sizes and L",
-        parents=options(exclude=excluded),
-        formatter_class=formatter,
-    )
-    p.add_argument("--methods", nargs="+", choices=PARAMS_METHODS, default=list(PARAMS_METHODS))
-    p.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16], help="LoRA and DoRA ranks")
-    p.add_argument("--vera-ranks", type=int, nargs="+", default=[256], help="VeRA ranks")
-    p.add_argument("--prefix-token-counts", type=int, nargs="+", default=[8],
-                   help="prefix tuning virtual tokens")  # fmt: skip
-    p.add_argument("--bottlenecks", type=int, nargs="+", default=[16], help="FFA bottleneck widths")
-    p.add_argument("--chunk-sizes", type=int, nargs="+", default=[512, 2048, 8192],
-                   help="QPA chunk sizes (set the qubits and the mapping's size)")  # fmt: skip
-    p.add_argument("--chunk-methods", nargs="+", default=["qpa-lora", "qpa-dora"],
-                   choices=[m for m in PARAMS_METHODS if m.startswith("qpa-")],
-                   help="QPA methods swept over --chunk-sizes; the others run at the middle one")  # fmt: skip
-    p.add_argument("--reps-values", type=int, nargs="+", default=[2, 8, 16],
-                   help="ansatz layers L swept for --reps-methods at the middle chunk size")  # fmt: skip
-    p.add_argument("--reps-methods", nargs="+", default=["qpa-lora"],
-                   choices=[m for m in PARAMS_METHODS if m.startswith("qpa-")])  # fmt: skip
-    add_sweep_options(p, "runs/study-params-<time>")
-    p.set_defaults(func=cmd_study_params)
-
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..study_ablation import CONTROLS, DEFAULT_REGIMES
-
-    excluded = ("method", "preset", "labels", "mapping", "probabilities", "lowrank_k")
-    p = studies.add_parser(
-        "ablation",
-        help="does the circuit's output matter: generator regimes x probability sources (the circuit and "
-        "its classical controls), LoRA beside",
-        parents=options(exclude=excluded),
-        formatter_class=formatter,
-    )
-    p.add_argument(
-        "--regimes",
-        nargs="+",
-        default=list(DEFAULT_REGIMES),
-        help="generator regimes: <labels>:<mapping> (fixed|random : mlp|linear; every other "
-        "setting from the configuration) or paper (the published generator, --preset paper)",
-    )
-    p.add_argument(
-        "--controls",
-        nargs="+",
-        choices=CONTROLS,
-        default=list(CONTROLS),
-        help="probability sources set against the trained circuit, and lowrank (the classical "
-        "H @ C peer of equal trainable count)",
-    )
-    p.add_argument(
-        "--lora-ranks", type=int, nargs="*", default=[1, 4], help="ranks of the classical LoRA beside"
-    )
-    p.add_argument(
-        "--counterfactuals",
-        nargs="*",
-        choices=COUNTERFACTUALS,
-        default=list(COUNTERFACTUALS),
-        help="test-time probabilities scored for every trained-circuit run",
-    )
-    p.add_argument(
-        "--margin",
-        type=float,
-        default=0.1,
-        help="equivalence margin in perplexity, stated in advance: a difference whose 95%% "
-        "interval lies inside ±margin reads 'equivalent'",
-    )
-    add_sweep_options(p, "runs/study-ablation-<time>")
-    p.set_defaults(func=cmd_study_ablation)
-    for name in ("shots", "noise", "params", "ablation"):
-        studies.choices[name].set_defaults(**STUDY_DEFAULTS)
+    for spec_class in (ShotsStudy, NoiseStudy, ParamsStudy, AblationStudy):
+        add_study(studies, spec_class, options)

@@ -17,7 +17,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Measure, ParameterExpression
 from qiskit.quantum_info import Operator
 
-from .ptm import IGNORED_INSTRUCTIONS, Angles, UnsupportedCircuit
+from .ptm.compile import IGNORED_INSTRUCTIONS, Angles, UnsupportedCircuit
 
 # exp(-i a G / 2) with G a Pauli string (p and u1 are rz up to a global phase)
 _ROTATIONS = {"rx", "ry", "rz", "p", "u1", "rxx", "ryy", "rzz", "rzx"}

@@ -6,9 +6,9 @@ physical qubits and couplers it uses, the calibration the noise model is built f
 ``noise_scale``): 1q and 2q gate errors, T1, T2 and readout errors, with their medians, and
 the device-wide medians beside them. It reads the device's public ``Target`` only.
 
-Layer: above the backends (it reads an ``aer_noisy`` backend), unlike the rest of
-:mod:`qpa_qiskit.noise`, which the backends import; the package's ``__init__`` does not
-import it, and only the command line (``qpa noise show``) does.
+Why here, beside :mod:`qpa_qiskit.cli.noise`, which prints it: it reads an ``aer_noisy``
+backend, so it sits above the backends, while :mod:`qpa_qiskit.noise` (noise as data) sits
+below them.
 """
 
 from __future__ import annotations

@@ -15,80 +15,35 @@ under the study folder, and its result is written last, as ``<run>/result.json``
   failures running again may cure and which are deterministic (an error qpa-qiskit raises on
   purpose, such as a setting the run refuses: it repeats until the setting is changed).
 
-Executors: :class:`LocalExecutor` runs the trials in this process, one after another;
-:class:`RayExecutor` makes each trial a Ray task with its own CPUs and GPUs (fractions
+Executors (:mod:`.executors`): ``LocalExecutor`` runs the trials in this process, one after
+another; ``RayExecutor`` makes each trial a Ray task with its own CPUs and GPUs (fractions
 allowed), on a local Ray or a cluster that sees the same study folder.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from . import train, validate  # train.X, looked up when called: the tests replace train.check_config
-from .config import RunConfig
-from .errors import BusyError, InputError, QPAError, StateError, TrialsFailed
-from .files import atomic_write, exclusive, json_bytes, read_json
-from .models import load_model
+from .. import train  # train.X, looked up when called: the tests replace train.check_config
+from ..config import RunConfig
+from ..errors import BusyError, InputError, QPAError, StateError, TrialsFailed
+from ..files import atomic_write, exclusive, json_bytes, read_json
+from ..models import load_model
 
 RESULT = "result.json"
 ERROR = "error.txt"
 STUDY = "study.json"
 STUDY_LOCK = ".study.lock"
-# how long joining a Ray cluster at host:port may take before it is reported unreachable
-RAY_CONNECT_TIMEOUT_S = 10.0
-
-
-def grid_values(values: Any, name: str, check: Callable[[Any, str], Any] | None = None,
-                *, option: str | None = None, allow_empty: bool = False) -> list:
-    """The values of one grid axis of a study: a list (not a string, which would be read
-    character by character), each value checked with `check`, none repeated. Errors name the
-    keyword `name` and its command-line `option` (default ``--<name>``)."""
-    label = f"{name} ({option or '--' + name.replace('_', '-')})"
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InputError(
-            f"{label} must be a list of values, got {values!r}" + (f" (for one value: [{values!r}])"
-                                                                  if isinstance(values, str) else "")
-        )
-    values = list(values)
-    if check is not None:
-        values = [check(v, name) for v in values]
-    if not values and not allow_empty:
-        raise InputError(f"{label} must list at least one value, got []")
-    seen: list = []
-    for v in values:
-        if v in seen:
-            raise InputError(f"{label} lists {v!r} more than once ({values!r}); give each value once")
-        seen.append(v)
-    return values
-
-# Extra measurements a trial can ask for: fn(run, **options) -> dict of numbers, computed on
-# the run opened read-only at its checkpoint, after its perplexity. A trial carries its measure
-# functions themselves (Trial.measures), so this module imports no study to find them: a study
-# sits above the runner. MEASURES indexes by name those that @measure marks; a trial may still
-# name one, if its module is imported.
-MEASURES: dict[str, Callable[..., dict[str, Any]]] = {}
-
-
-def measure(name: str):
-    """Mark an extra measurement for trials and index it by `name` (see :data:`MEASURES`)."""
-
-    def register(fn):
-        MEASURES[name] = fn
-        return fn
-
-    return register
 
 
 @dataclass(frozen=True)
@@ -98,8 +53,9 @@ class Trial:
     name: str
     config: RunConfig
     axes: dict[str, Any] = field(default_factory=dict)
-    # measure function (or a name in MEASURES) -> its options
-    measures: dict[Callable[..., dict[str, Any]] | str, dict[str, Any]] = field(default_factory=dict)
+    # extra measurements, computed on the run opened read-only at its checkpoint after its
+    # perplexity: fn(run, **options) -> dict of numbers, each with its options
+    measures: dict[Callable[..., dict[str, Any]], dict[str, Any]] = field(default_factory=dict)
 
 
 def read_result(study_dir: Path, trial: Trial) -> dict | None:
@@ -157,7 +113,7 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     if trial.measures:
         with train.Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
             for fn, options in trial.measures.items():
-                result.update((MEASURES[fn] if isinstance(fn, str) else fn)(opened, **options))
+                result.update(fn(opened, **options))
     data = json_bytes(result, f"the result of {trial.name}", indent=2)
     try:
         (run_dir / ERROR).unlink(missing_ok=True)
@@ -196,7 +152,7 @@ class Failure:
         return f"{where}; deterministic: running again repeats it until the setting it names is changed"
 
 
-def _record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> Failure:
+def record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> Failure:
     message = str(exc) if isinstance(exc, QPAError) else "".join(traceback.format_exception(exc))
     first = message.strip().splitlines()[-1] if message.strip() else type(exc).__name__
     folder = study_dir / trial.name
@@ -212,17 +168,19 @@ def _record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> Failur
 
 class BaseModels:
     """The base model and texts of the runs, loaded once per (model, data) and shared by the
-    grid check and the local executor (only the last pair is kept)."""
+    grid check, the local executor and the base model's own evaluation (only the last pair
+    is kept). `log` hears what loading the data says (default: nothing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Callable[[str], None] = lambda m: None) -> None:
         self._key: tuple | None = None
         self._value: tuple | None = None
+        self._log = log
 
     def get(self, cfg: RunConfig) -> tuple[Any, dict[str, str]]:
         key = (cfg.task.model, cfg.task.data)
         if key != self._key:
             self._key, self._value = None, None
-            self._value = (load_model(key[0]), train.load_texts(cfg, lambda m: None))
+            self._value = (load_model(key[0]), train.load_texts(cfg, self._log))
             self._key = key
         assert self._value is not None
         return self._value
@@ -263,38 +221,6 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
         )
 
 
-def parameter_list(value: Any, name: str, item: Callable[[Any], Any] = str) -> list:
-    """A list parameter as a notebook or script may receive it (papermill's ``-p devices
-    aer_noisy:brisbane`` gives a string, ``-p seeds 0`` an integer): a string is split at commas
-    and spaces (never read character by character), one value becomes a list of one, and each
-    item is converted with `item` (``int`` for seeds)."""
-    if isinstance(value, str):
-        value = [v for v in value.replace(",", " ").split() if v]
-    elif not isinstance(value, (list, tuple)):
-        value = [value]
-    try:
-        return [item(v) for v in value]
-    except (TypeError, ValueError):
-        kind = getattr(item, "__name__", "value")
-        raise InputError(f"{name} must be a list of {kind} values (or one), got {value!r}") from None
-
-
-def parameter_mapping(value: Any, name: str) -> dict:
-    """A mapping parameter (settings by name): a dict, or its JSON/YAML text."""
-    if isinstance(value, str):
-        # lazy: PyYAML, only for a YAML file
-        import yaml
-
-        try:
-            value = yaml.safe_load(value) if value.strip() else {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"{name} must be a mapping of settings (JSON or YAML text): {exc}") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{name} must be a mapping of settings, e.g. {{'chunk_size': 512}}; got {value!r}")
-    return value
-
-
-# --------------------------------------------------------------------------- executors
 class Progress:
     """One line for the whole study: runs done, running, failed, and the time left."""
 
@@ -330,159 +256,6 @@ class Progress:
         self.bar.close()
 
 
-class LocalExecutor:
-    """Runs the trials in this process, one after another; the base model is loaded once.
-    `threads` sets torch's CPU threads for the runs (default: torch's own choice)."""
-
-    name = "local"
-
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = None if threads is None else validate.positive_int(threads, "threads")
-        self.bases: BaseModels | None = None  # set by run_study: the models its grid check loaded
-
-    def prepare(self) -> None:
-        """Nothing to start for runs in this process."""
-
-    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
-
-        before = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            return self._run(study_dir, trials, progress)
-        finally:
-            torch.set_num_threads(before)
-
-    def _run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
-        failures: dict[str, Failure] = {}
-        bases = self.bases or BaseModels()
-        for trial in trials:
-            progress.started()
-            try:
-                loaded, texts = bases.get(trial.config)
-                run_trial(study_dir, trial, loaded=loaded, texts=texts)
-                progress.finished(True)
-            except Exception as exc:
-                failures[trial.name] = _record_failure(study_dir, trial, exc)
-                progress.finished(False)
-                progress.log(f"{trial.name}: failed: {failures[trial.name]}")
-        return failures
-
-
-def _ray_trial(study_dir: str, trial: Trial, threads: int) -> dict:
-    return run_trial(study_dir, trial, threads=threads)
-
-
-class RayExecutor:
-    """Each trial is a Ray task with `cpus_per_run` CPUs and `gpus_per_run` GPUs (fractions
-    allowed: 0.25 lets four runs share one GPU). With no `address` it starts a local Ray
-    (or uses one already started in this process); ``auto`` or ``ray://host:port`` joins a
-    cluster. Every node needs the same qpa-qiskit installed and the study folder at the same
-    path (shared storage): the trials write their run folders there."""
-
-    name = "ray"
-
-    def __init__(self, address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0):
-        self.address = address
-        self.cpus_per_run = validate.number(cpus_per_run, "cpus_per_run", above=0.0)
-        self.gpus_per_run = validate.number(gpus_per_run, "gpus_per_run", minimum=0.0)
-
-    def _reachable(self) -> None:
-        """A ``host:port`` or ``ray://host:port`` address answers within
-        :data:`RAY_CONNECT_TIMEOUT_S` (Ray itself retries an unreachable one for minutes)."""
-        address = self.address
-        if address is None or address == "auto":
-            return
-        client = address.startswith("ray://")
-        host, sep, port = address.removeprefix("ray://").rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise InputError(
-                f"--address must be 'auto', host:port (a cluster's GCS, port 6379 by default) or "
-                f"ray://host:port (Ray Client, port 10001 by default); got {address!r}"
-            )
-        if client:
-            try:
-                import grpc  # noqa: F401 - Ray Client's transport, in ray[client]
-            except ImportError:
-                raise InputError(
-                    f"--address {address} uses Ray Client, which needs ray[client]: "
-                    "pip install 'qpa-qiskit[ray]' (or pip install 'ray[client]')"
-                ) from None
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
-                pass
-        except OSError as exc:
-            raise InputError(
-                f"cannot reach the Ray cluster at {address} ({type(exc).__name__}: {exc}) within "
-                f"{RAY_CONNECT_TIMEOUT_S:g} s; start it ('ray start --head' on its head node) or fix "
-                "--address ('auto' joins the cluster started on this machine)"
-            ) from None
-
-    def _init(self):
-        try:
-            # lazy: optional dependency (the ray extra)
-            import ray
-        except ImportError:
-            raise InputError(
-                "--executor ray needs Ray: pip install 'qpa-qiskit[ray]' (or pip install ray)"
-            ) from None
-        if not ray.is_initialized():
-            self._reachable()
-            if self.address not in (None, "auto"):
-                # Ray's own wait for a cluster's GCS that accepts but does not answer, bounded
-                os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(RAY_CONNECT_TIMEOUT_S)))
-            try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-            except Exception as exc:
-                where = self.address or "a local Ray"
-                raise InputError(f"cannot start or join {where} ({type(exc).__name__}: {exc})") from None
-        return ray
-
-    def prepare(self) -> None:
-        """Start or join Ray now: a study that cannot reach its cluster writes nothing."""
-        self._init()
-
-    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
-        ray = self._init()
-        task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run)(_ray_trial)
-        threads = max(1, int(self.cpus_per_run))
-        pending = {task.remote(str(study_dir.resolve()), t, threads): t for t in trials}
-        progress.started(len(pending))
-        failures: dict[str, Failure] = {}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            trial = pending.pop(ready[0])
-            try:
-                ray.get(ready[0])
-                progress.finished(True)
-            except Exception as exc:
-                cause = getattr(exc, "cause", None) or exc
-                failures[trial.name] = _record_failure(study_dir, trial, cause)
-                progress.finished(False)
-                progress.log(f"{trial.name}: failed: {failures[trial.name]}")
-        return failures
-
-
-EXECUTORS = ("local", "ray")
-
-
-def make_executor(
-    name: str, address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float = 0
-) -> LocalExecutor | RayExecutor:
-    """The executor of ``--executor``. `cpus_per_run` is the torch threads of each run (and,
-    on Ray, the CPUs reserved for it; default 1 there, torch's own choice locally). Runs give
-    the same numbers on either executor when they use the same number of threads: torch's
-    CPU reductions depend on it."""
-    validate.one_of(name, "executor", EXECUTORS)
-    if name == "local":
-        if address is not None or gpus_per_run:
-            raise InputError("--address and --gpus-per-run apply to --executor ray only")
-        if cpus_per_run is not None and float(cpus_per_run) != int(cpus_per_run):
-            raise InputError(f"--cpus-per-run of a local study is a number of threads, got {cpus_per_run}")
-        return LocalExecutor(None if cpus_per_run is None else int(cpus_per_run))
-    return RayExecutor(address, 1.0 if cpus_per_run is None else cpus_per_run, gpus_per_run)
-
-
 # --------------------------------------------------------------------------- the runner
 def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -> None:
     """A new study folder, or the folder of the same study (resumed). Anything else is refused.
@@ -507,12 +280,26 @@ def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -
         atomic_write(marker, json.dumps(wanted, indent=2, sort_keys=True).encode())
 
 
+class Executor(Protocol):
+    """Where a study's trials run (:mod:`.executors`): `prepare` before the folder is made
+    (given the base models the grid check loaded, which it may reuse), `run` the unfinished
+    trials, `release` what `prepare` kept."""
+
+    name: str
+
+    def prepare(self, bases: BaseModels) -> None: ...
+
+    def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]: ...
+
+    def release(self) -> None: ...
+
+
 def run_study(
     out: Path,
     kind: str,
     definition: dict,
     trials: list[Trial],
-    executor,
+    executor: Executor,
     *,
     log: Callable[[str], None] = print,
     progress: bool = True,
@@ -529,9 +316,7 @@ def run_study(
     bases = BaseModels()
     if todo:
         check_trials(todo, bases)  # the whole grid, before anything is written
-    if isinstance(executor, LocalExecutor):
-        executor.bases = bases
-    executor.prepare()  # a cluster that cannot be reached: refused before the folder is made
+    executor.prepare(bases)  # a cluster that cannot be reached: refused before the folder is made
     out.mkdir(parents=True, exist_ok=True)
     try:
         # one study process per folder: a second one would find the first one's runs locked
@@ -544,11 +329,10 @@ def run_study(
             prepare_folder(out, kind, definition)
             return _run_locked(out, kind, trials, executor, log, progress)
     finally:
-        if isinstance(executor, LocalExecutor):
-            executor.bases = None
+        executor.release()
 
 
-def _run_locked(out: Path, kind: str, trials: list[Trial], executor, log, progress: bool):
+def _run_locked(out: Path, kind: str, trials: list[Trial], executor: Executor, log, progress: bool):
     todo = [t for t in trials if read_result(out, t) is None]
     if len(todo) < len(trials):
         log(f"{out}: {len(trials) - len(todo)} of {len(trials)} runs already finished; running the rest")
@@ -585,9 +369,3 @@ def raise_if_failed(out: Path, failures: dict[str, Failure], total: int, result:
         failures,
         result,
     )
-
-
-def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    values = list(values)
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -22,6 +22,7 @@ from qiskit import QuantumCircuit
 
 from ..errors import InputError, JobsError
 from ..validate import one_of, positive_number
+from . import sync
 from .service import MODES, RuntimeJobs
 from .store import JobStore, check_label
 
@@ -81,7 +82,8 @@ class HardwareLoop:
         if self._service is None:
             self._service = store.service(backend, mode=self.mode)
         store.add(label, [values])
-        report = store.submit(
+        report = sync.submit(
+            store,
             label,
             self._service,
             resubmit_unconfirmed=self.resubmit_unconfirmed,
@@ -89,8 +91,8 @@ class HardwareLoop:
             log=self.log,
         )
         if report.unconfirmed:
-            raise JobsError(store.unconfirmed_message(report.unconfirmed, self.command))
-        report = store.collect(label, self._service, wait=True, poll=self.poll, log=self.log)
+            raise JobsError(sync.unconfirmed_message(store, report.unconfirmed, self.command))
+        report = sync.collect(store, label, self._service, wait=True, poll=self.poll, log=self.log)
         if report.failed:
             detail = "; ".join(f"{k}: {v}" for k, v in report.failed.items())
             raise JobsError(

@@ -19,10 +19,12 @@ of at most :data:`MAX_EXECUTIONS` executions. The ledger decides everything: a j
 is recorded is never submitted again, and an intent with no id (the process died during the
 call) is looked up on the service by its job tags before anything is resubmitted.
 
-Modules: :mod:`.plan` (jobs under the limit), :mod:`.ledger`, :mod:`.store` (the job store),
-:mod:`.service` (the real runtime, credential redaction), :mod:`.local` (the local-testing
-stand-in), :mod:`.retry` (transient failures), :mod:`.loop` (training with the hardware in
-the loop), :mod:`.npz` (the store's numpy files).
+Modules: :mod:`.plan` (jobs under the limit), :mod:`.ledger`, :mod:`.store` (the job store's
+local state), :mod:`.sync` (syncing it with the service: submit, refresh, collect, cancel),
+:mod:`.batch` (the ``qpa jobs submit`` workflow), :mod:`.service` (the real runtime,
+credential redaction), :mod:`.local` (the local-testing stand-in), :mod:`.retry` (transient
+failures), :mod:`.loop` (training with the hardware in the loop), :mod:`.npz` (the store's
+numpy files).
 """
 
 from ..credentials import redact
@@ -32,7 +34,8 @@ from .loop import HardwareLoop
 from .plan import MAX_EXECUTIONS, PlannedJob, plan_jobs
 from .retry import is_transient, with_retries
 from .service import MODES, RuntimeJobs
-from .store import KINDS, JobStore, Report
+from .store import KINDS, JobStore
+from .sync import Report
 
 __all__ = [
     "KINDS",

@@ -6,23 +6,34 @@ ranks, IA3), and the QPA versions over chunk sizes (so over qubit counts and map
 and ansatz layers L, each for several seeds. Every QPA row is set against the classical run
 nearest to it in trainable parameters (on a log scale), paired by seed, with a reading of
 whether the difference is larger than the spread over seeds. The runs go through the study
-runner (:func:`~qpa_qiskit.sweep.run_study`), so an interrupted study resumes.
+runner (:func:`~.runner.run_study`), so an interrupted study resumes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
-from . import validate
-from .adapters import METHODS, TUNERS
-from .config import RunConfig
-from .files import read_json
-from .intervals import paired_reading
-from .models import load_model
-from .study import check_seeds, config_without, default_out, figure, write_file, write_json, write_results
-from .sweep import LocalExecutor, Trial, grid_values, mean_std, raise_if_failed, run_study
-from .train import evaluate, load_texts
+from .. import validate
+from ..adapters import METHODS, TUNERS
+from ..config import RunConfig
+from ..intervals import paired_reading
+from .common import (
+    StudySpec,
+    base_result,
+    check_seeds,
+    config_without,
+    figure,
+    grid_values,
+    mean_std,
+    option,
+    write_file,
+    write_results,
+)
+from .runner import Executor, Failure, Trial
 
 PARAMS_METHODS = (
     "lora",
@@ -40,141 +51,156 @@ PARAMS_METHODS = (
 GRID_FIELDS = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size", "reps", "seed",
                "shots_factor", "completion")  # fmt: skip
 SETTING = ("method", "size", "chunk_size", "reps")
+QPA_METHODS = tuple(m for m in PARAMS_METHODS if m.startswith("qpa-"))
 
 
+@dataclass(frozen=True)
+class ParamsStudy(StudySpec):
+    """Every adapter over its sizes, the QPA methods over chunk sizes and ansatz layers L, for
+    every seed (see :meth:`trials`); writes ``results.json``, ``results.md`` and the plots
+    ``params.png`` (perplexity against trainable parameters), ``qubits.png`` (qubits against
+    trainable parameters) and ``reps.png`` (perplexity against L)."""
 
+    NAME: ClassVar[str] = "params"
+    HELP: ClassVar[str] = (
+        "perplexity against trainable parameters: every adapter over its sizes, QPA over chunk sizes and L"
+    )
+    OUT: ClassVar[str] = "runs/study-params-%Y%m%d-%H%M%S"
+    SET_BY_GRID: ClassVar[tuple[str, ...]] = ("method", "rank", "bottleneck", "prefix_tokens", "chunk_size",
+                                              "reps", "shots_factor", "completion")  # fmt: skip
 
-def params_trials(
-    cfg: RunConfig,
-    methods,
-    ranks,
-    vera_ranks,
-    prefix_tokens,
-    bottlenecks,
-    chunk_sizes,
-    reps,
-    chunk_methods,
-    reps_methods,
-    seeds,
-) -> list[Trial]:
-    """The grid: each classical method over its sizes; the QPA methods in `chunk_methods` over
-    `chunk_sizes` at the configuration's L, the others at the middle chunk size; the methods in
-    `reps_methods` also over `reps` at the middle chunk size."""
-    middle = sorted(chunk_sizes)[len(chunk_sizes) // 2]
-    settings: list[tuple[str, dict, dict]] = []  # (name, changes, axes)
-    for method in methods:
-        tuner = TUNERS[method.removeprefix("qpa-")]
-        if method.startswith("qpa-"):
-            grid = [(k, cfg.generator.reps) for k in (chunk_sizes if method in chunk_methods else [middle])]
-            if method in reps_methods:
-                grid += [(middle, L) for L in reps if (middle, L) not in grid]
-            for chunk, layers in grid:
-                changes = {"method": method, "chunk_size": chunk, "reps": layers}
-                size = getattr(cfg.adapter, tuner.size) if tuner.size else None
-                axes = {"method": method, "size": size, "chunk_size": chunk, "reps": layers}
-                settings.append((f"{method}-k{chunk}-L{layers}", changes, axes))
-            continue
-        sizes = {"rank": vera_ranks if method == "vera" else ranks, "prefix_tokens": prefix_tokens,
-                 "bottleneck": bottlenecks}.get(tuner.size, [None])  # fmt: skip
-        for size in sizes:
-            changes = {"method": method}
-            if tuner.size:
-                changes[tuner.size] = size
-            tag = {"rank": "r", "prefix_tokens": "p", "bottleneck": "b"}.get(tuner.size, "")
-            name = method + (f"-{tag}{size}" if tuner.size else "")
-            settings.append(
-                (name, changes, {"method": method, "size": size, "chunk_size": None, "reps": None})
-            )
-    trials = []
-    for name, changes, axes in settings:
-        for seed in seeds:
-            trials.append(
-                Trial(
-                    name + (f"-s{seed}" if len(seeds) > 1 else ""),
-                    # every setting is checked here, before anything runs; classical methods
-                    # drop the settings only QPA takes
-                    cfg.for_method(**changes, seed=seed),
-                    {**axes, "seed": seed},
+    methods: tuple[str, ...] = option("adapters to run", PARAMS_METHODS, choices=PARAMS_METHODS)
+    ranks: tuple[int, ...] = option("LoRA and DoRA ranks", (1, 4, 16), parse=int)
+    vera_ranks: tuple[int, ...] = option("VeRA ranks", (256,), parse=int)
+    prefix_tokens: tuple[int, ...] = option(
+        "prefix tuning virtual tokens", (8,), flag="--prefix-token-counts", parse=int
+    )
+    bottlenecks: tuple[int, ...] = option("FFA bottleneck widths", (16,), parse=int)
+    chunk_sizes: tuple[int, ...] = option(
+        "QPA chunk sizes (set the qubits and the mapping's size)", (512, 2048, 8192), parse=int
+    )
+    chunk_methods: tuple[str, ...] = option(
+        "QPA methods swept over --chunk-sizes; the others run at the middle one", ("qpa-lora", "qpa-dora"),
+        choices=QPA_METHODS,
+    )  # fmt: skip
+    reps: tuple[int, ...] = option(
+        "ansatz layers L swept for --reps-methods at the middle chunk size", (2, 8, 16), flag="--reps-values",
+        parse=int,
+    )  # fmt: skip
+    reps_methods: tuple[str, ...] = option(
+        "QPA methods swept over --reps-values", ("qpa-lora",), choices=QPA_METHODS
+    )
+
+    def trained_methods(self) -> list[str]:
+        return list(self.methods)
+
+    def checked(self, cfg: RunConfig) -> ParamsStudy:
+        seeds = check_seeds(self.seeds)
+        methods = grid_values(self.methods, "methods", lambda m, n: validate.one_of(m, n, PARAMS_METHODS))
+        ranks = grid_values(self.ranks, "ranks", validate.positive_int)
+        vera_ranks = grid_values(self.vera_ranks, "vera_ranks", validate.positive_int)
+        prefix_tokens = grid_values(self.prefix_tokens, "prefix_tokens", validate.positive_int,
+                                    option="--prefix-token-counts")  # fmt: skip
+        bottlenecks = grid_values(self.bottlenecks, "bottlenecks", validate.positive_int)
+        chunk_sizes = grid_values(self.chunk_sizes, "chunk_sizes", validate.positive_int)
+        reps = grid_values(self.reps, "reps", validate.positive_int, option="--reps-values")
+        generated = tuple(m for m in METHODS if m.startswith("qpa-"))
+
+        def qpa(values, name):
+            return grid_values(values, name, lambda m, n: validate.one_of(m, n, generated), allow_empty=True)
+
+        return replace(self, seeds=seeds, methods=methods, ranks=ranks, vera_ranks=vera_ranks,
+                       prefix_tokens=prefix_tokens, bottlenecks=bottlenecks, chunk_sizes=chunk_sizes,
+                       reps=reps, chunk_methods=qpa(self.chunk_methods, "chunk_methods"),
+                       reps_methods=qpa(self.reps_methods, "reps_methods"))  # fmt: skip
+
+    def trials(self, cfg: RunConfig) -> list[Trial]:
+        """The grid: each classical method over its sizes; the QPA methods in `chunk_methods`
+        over `chunk_sizes` at the configuration's L, the others at the middle chunk size; the
+        methods in `reps_methods` also over `reps` at the middle chunk size."""
+        trials = []
+        for name, changes, axes in self.settings(cfg):
+            for seed in self.seeds:
+                trials.append(
+                    Trial(
+                        name + (f"-s{seed}" if len(self.seeds) > 1 else ""),
+                        # every setting is checked here, before anything runs; classical methods
+                        # drop the settings only QPA takes
+                        cfg.for_method(**changes, seed=seed),
+                        {**axes, "seed": seed},
+                    )
                 )
-            )
-    return trials
+        return trials
+
+    def settings(self, cfg: RunConfig) -> list[tuple[str, dict, dict]]:
+        """(name, changes, axes) of every setting of the grid."""
+        middle = sorted(self.chunk_sizes)[len(self.chunk_sizes) // 2]
+        settings: list[tuple[str, dict, dict]] = []
+        for method in self.methods:
+            tuner = TUNERS[method.removeprefix("qpa-")]
+            if method.startswith("qpa-"):
+                chunks = self.chunk_sizes if method in self.chunk_methods else [middle]
+                grid = [(k, cfg.generator.reps) for k in chunks]
+                if method in self.reps_methods:
+                    grid += [(middle, L) for L in self.reps if (middle, L) not in grid]
+                for chunk, layers in grid:
+                    changes = {"method": method, "chunk_size": chunk, "reps": layers}
+                    size = getattr(cfg.adapter, tuner.size) if tuner.size else None
+                    axes = {"method": method, "size": size, "chunk_size": chunk, "reps": layers}
+                    settings.append((f"{method}-k{chunk}-L{layers}", changes, axes))
+                continue
+            by_size = {"rank": self.vera_ranks if method == "vera" else self.ranks,
+                       "prefix_tokens": self.prefix_tokens, "bottleneck": self.bottlenecks}  # fmt: skip
+            sizes = by_size.get(tuner.size, [None])
+            for size in sizes:
+                changes = {"method": method}
+                if tuner.size:
+                    changes[tuner.size] = size
+                tag = {"rank": "r", "prefix_tokens": "p", "bottleneck": "b"}.get(tuner.size, "")
+                name = method + (f"-{tag}{size}" if tuner.size else "")
+                settings.append(
+                    (name, changes, {"method": method, "size": size, "chunk_size": None, "reps": None})
+                )
+        return settings
+
+    def definition(self, cfg: RunConfig) -> dict:
+        return {
+            "config": config_without(cfg, GRID_FIELDS),
+            "methods": self.methods,
+            "ranks": self.ranks,
+            "vera_ranks": self.vera_ranks,
+            "prefix_tokens": self.prefix_tokens,
+            "bottlenecks": self.bottlenecks,
+            "chunk_sizes": self.chunk_sizes,
+            "reps": self.reps,
+            "chunk_methods": self.chunk_methods,
+            "reps_methods": self.reps_methods,
+            "seeds": self.seeds,
+        }
+
+    def report(self, cfg: RunConfig, out: Path, results: list[dict], failures: dict[str, Failure],
+               log: Callable[[str], None]) -> list[dict]:  # fmt: skip
+        base = base_result(out, cfg, log)
+        rows = params_rows(results, list(self.methods))
+        write_results(out, cfg, self.seeds, rows, results, failures)
+        if rows:
+            text = params_table(rows, cfg, self.seeds, base)
+            write_file(out, "results.md", text + "\n")
+            written = [out / "results.md", out / "params.png", out / "qubits.png"]
+            plot_params(rows, base, out / "params.png")
+            plot_qubits(rows, out / "qubits.png")
+            if any(r["reps"] is not None for r in rows):
+                plot_reps(rows, out / "reps.png")
+                written.append(out / "reps.png")
+            log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
+        return rows
 
 
-def study_params(
-    cfg: RunConfig,
-    out: str | Path | None = None,
-    methods=PARAMS_METHODS,
-    ranks=(1, 4, 16),
-    vera_ranks=(256,),
-    prefix_tokens=(8,),
-    bottlenecks=(16,),
-    chunk_sizes=(512, 2048, 8192),
-    reps=(2, 8, 16),
-    chunk_methods=("qpa-lora", "qpa-dora"),
-    reps_methods=("qpa-lora",),
-    seeds=(0,),
-    executor=None,
-    log=print,
-) -> list[dict]:
-    """Run the grid (see :func:`params_trials`) and write ``results.json``, ``results.md`` and
-    the plots ``params.png`` (perplexity against trainable parameters), ``qubits.png`` (qubits
-    against trainable parameters) and ``reps.png`` (perplexity against L)."""
-    out = default_out(out, "runs/study-params-%Y%m%d-%H%M%S")
-    seeds = check_seeds(seeds)
-    methods = grid_values(methods, "methods", lambda m, n: validate.one_of(m, n, PARAMS_METHODS))
-    ranks = grid_values(ranks, "ranks", validate.positive_int)
-    vera_ranks = grid_values(vera_ranks, "vera_ranks", validate.positive_int)
-    prefix_tokens = grid_values(prefix_tokens, "prefix_tokens", validate.positive_int,
-                                option="--prefix-token-counts")  # fmt: skip
-    bottlenecks = grid_values(bottlenecks, "bottlenecks", validate.positive_int)
-    chunk_sizes = grid_values(chunk_sizes, "chunk_sizes", validate.positive_int)
-    reps = grid_values(reps, "reps", validate.positive_int, option="--reps-values")
-    generated = tuple(m for m in METHODS if m.startswith("qpa-"))
-    chunk_methods = grid_values(chunk_methods, "chunk_methods", lambda m, n: validate.one_of(m, n, generated),
-                                allow_empty=True)  # fmt: skip
-    reps_methods = grid_values(reps_methods, "reps_methods", lambda m, n: validate.one_of(m, n, generated),
-                               allow_empty=True)  # fmt: skip
-    trials = params_trials(cfg, methods, ranks, vera_ranks, prefix_tokens, bottlenecks, chunk_sizes, reps,
-                           chunk_methods, reps_methods, seeds)  # fmt: skip
-    definition = {
-        "config": config_without(cfg, GRID_FIELDS),
-        "methods": methods,
-        "ranks": ranks,
-        "vera_ranks": vera_ranks,
-        "prefix_tokens": prefix_tokens,
-        "bottlenecks": bottlenecks,
-        "chunk_sizes": chunk_sizes,
-        "reps": reps,
-        "chunk_methods": chunk_methods,
-        "reps_methods": reps_methods,
-        "seeds": seeds,
-    }
-    # every setting of the grid is checked on the model before any run trains (run_study)
-    results, failures = run_study(out, "params", definition, trials, executor or LocalExecutor(), log=log)
-    base_file = out / "base.json"
-    if base_file.exists():
-        base = read_json(base_file, "the base model's result", "delete it to evaluate the base model again")
-    else:
-        loaded = load_model(cfg.task.model)
-        result = evaluate(
-            loaded.model, loaded, cfg.eval, load_texts(cfg, log), precision=cfg.training.precision
-        )
-        base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
-        write_json(out, "base.json", base)
-    rows = params_rows(results, methods)
-    write_results(out, cfg, seeds, rows, results, failures)
-    if rows:
-        text = params_table(rows, cfg, seeds, base)
-        write_file(out, "results.md", text + "\n")
-        written = [out / "results.md", out / "params.png", out / "qubits.png"]
-        plot_params(rows, base, out / "params.png")
-        plot_qubits(rows, out / "qubits.png")
-        if any(r["reps"] is not None for r in rows):
-            plot_reps(rows, out / "reps.png")
-            written.append(out / "reps.png")
-        log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
-    raise_if_failed(out, failures, len(trials), rows)
-    return rows
+def study_params(cfg: RunConfig | None = None, out: str | Path | None = None, *,
+                 executor: Executor | None = None, log: Callable[[str], None] = print,
+                 **axes: Any) -> list[dict]:  # fmt: skip
+    """:class:`ParamsStudy` of `axes` (its fields) run on `cfg`: its rows."""
+    return ParamsStudy(**axes).run(cfg, out, executor, log)
 
 
 def _key(r: dict) -> tuple:

@@ -25,15 +25,28 @@ every study.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
-from . import validate
-from .config import RunConfig
-from .errors import InputError
-from .generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
-from .intervals import LEGEND, PairedDifference
-from .study import check_seeds, config_without, default_out, figure, write_file, write_results
-from .sweep import LocalExecutor, Trial, grid_values, mean_std, measure, raise_if_failed, run_study
+from .. import validate
+from ..config import RunConfig
+from ..errors import InputError
+from ..generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
+from ..intervals import LEGEND, PairedDifference
+from .common import (
+    StudySpec,
+    check_seeds,
+    config_without,
+    figure,
+    grid_values,
+    mean_std,
+    option,
+    write_file,
+    write_results,
+)
+from .runner import Executor, Failure, Trial
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -55,7 +68,6 @@ GRID_FIELDS = (
 )
 
 
-@measure("counterfactual")
 def counterfactual_perplexities(run, kinds=COUNTERFACTUALS) -> dict[str, dict[str, float]]:
     """Test perplexity of the run's adapter generated from other probabilities (see
     :meth:`~qpa_qiskit.generator.QPAGenerator.counterfactual`), by kind."""
@@ -110,58 +122,100 @@ def ablation_trials(cfg: RunConfig, regimes, controls, lora_ranks, counterfactua
     return trials
 
 
-def study_ablation(
-    cfg: RunConfig,
-    out: str | Path | None = None,
-    regimes=DEFAULT_REGIMES,
-    controls=CONTROLS,
-    lora_ranks=(1, 4),
-    counterfactuals=COUNTERFACTUALS,
-    margin: float | None = 0.1,
-    seeds=(0,),
-    executor=None,
-    log=print,
-) -> dict:
-    """Run the grid (see :func:`ablation_trials`) and write ``results.json``, ``results.md`` and
-    ``ablation.png``; returns the aggregated tables. `margin` (perplexity) is the equivalence
-    margin stated in advance: a difference whose interval lies inside ±margin reads
-    "equivalent"."""
-    out = default_out(out, "runs/study-ablation-%Y%m%d-%H%M%S")
-    seeds = check_seeds(seeds)
-    regimes = grid_values(regimes, "regimes", lambda r, n: (regime_changes(r), r)[1])
-    controls = grid_values(controls, "controls", lambda c, n: validate.one_of(c, n, CONTROLS))
-    if "circuit" not in controls:
-        raise InputError(
-            f"controls must include 'circuit', the run every control is set against; got {controls}"
-        )
-    lora_ranks = grid_values(lora_ranks or [], "lora_ranks", validate.positive_int, allow_empty=True)
-    counterfactuals = grid_values(
-        counterfactuals or [], "counterfactuals", lambda k, n: validate.one_of(k, n, COUNTERFACTUALS),
-        allow_empty=True,
+@dataclass(frozen=True)
+class AblationStudy(StudySpec):
+    """Every regime x control x seed, LoRA of each rank beside (see :func:`ablation_trials`);
+    writes ``results.json``, ``results.md`` and ``ablation.png`` and returns the aggregated
+    tables. `margin` (perplexity) is the equivalence margin stated in advance: a difference
+    whose interval lies inside ±margin reads "equivalent"."""
+
+    NAME: ClassVar[str] = "ablation"
+    HELP: ClassVar[str] = (
+        "does the circuit's output matter: generator regimes x probability sources (the circuit and its "
+        "classical controls), LoRA beside"
     )
-    if margin is not None:
-        margin = validate.positive_number(margin, "margin")
-    trials = ablation_trials(cfg, regimes, controls, lora_ranks, counterfactuals, seeds)
-    definition = {
-        "config": config_without(cfg, GRID_FIELDS),
-        "regimes": regimes,
-        "controls": controls,
-        "lora_ranks": lora_ranks,
-        "counterfactuals": counterfactuals,
-        "circuit_lr": cfg.training.circuit_lr,
-        "seeds": seeds,
-    }
-    # every setting of the grid is checked on the model before any run trains (run_study)
-    results, failures = run_study(out, "ablation", definition, trials, executor or LocalExecutor(), log=log)
-    tables = ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, margin)
-    write_results(out, cfg, seeds, tables, results, failures)
-    if tables["rows"]:
-        text = ablation_markdown(tables, cfg, seeds, margin)
-        write_file(out, "results.md", text + "\n")
-        plot_ablation(tables, margin, out / "ablation.png")
-        log("\n" + text + f"\n\nwritten: {out / 'results.md'}, {out / 'ablation.png'}")
-    raise_if_failed(out, failures, len(trials), tables)
-    return tables
+    OUT: ClassVar[str] = "runs/study-ablation-%Y%m%d-%H%M%S"
+    SET_BY_GRID: ClassVar[tuple[str, ...]] = ("method", "preset", "labels", "mapping", "probabilities",
+                                              "lowrank_k")  # fmt: skip
+
+    regimes: tuple[str, ...] = option(
+        "generator regimes: <labels>:<mapping> (fixed|random : mlp|linear; every other setting from the "
+        "configuration) or paper (the published generator, --preset paper)",
+        DEFAULT_REGIMES,
+    )
+    controls: tuple[str, ...] = option(
+        "probability sources set against the trained circuit, and lowrank (the classical H @ C peer of "
+        "equal trainable count)",
+        CONTROLS,
+        choices=CONTROLS,
+    )
+    lora_ranks: tuple[int, ...] = option("ranks of the classical LoRA beside", (1, 4), parse=int, nargs="*")
+    counterfactuals: tuple[str, ...] = option(
+        "test-time probabilities scored for every trained-circuit run", COUNTERFACTUALS,
+        choices=COUNTERFACTUALS, nargs="*",
+    )  # fmt: skip
+    margin: float | None = option(
+        "equivalence margin in perplexity, stated in advance: a difference whose 95% interval lies inside "
+        "±margin reads 'equivalent'",
+        0.1,
+        parse=float,
+        nargs=None,
+    )
+
+    def trained_methods(self) -> list[str]:
+        return ["qpa-lora", "lowrank-lora", "lora"]
+
+    def checked(self, cfg: RunConfig) -> AblationStudy:
+        seeds = check_seeds(self.seeds)
+        regimes = grid_values(self.regimes, "regimes", lambda r, n: (regime_changes(r), r)[1])
+        controls = grid_values(self.controls, "controls", lambda c, n: validate.one_of(c, n, CONTROLS))
+        if "circuit" not in controls:
+            raise InputError(
+                f"controls must include 'circuit', the run every control is set against; got {controls}"
+            )
+        lora_ranks = grid_values(self.lora_ranks or [], "lora_ranks", validate.positive_int, allow_empty=True)
+        counterfactuals = grid_values(
+            self.counterfactuals or [], "counterfactuals",
+            lambda k, n: validate.one_of(k, n, COUNTERFACTUALS), allow_empty=True,
+        )  # fmt: skip
+        margin = self.margin if self.margin is None else validate.positive_number(self.margin, "margin")
+        return replace(self, seeds=seeds, regimes=regimes, controls=controls, lora_ranks=lora_ranks,
+                       counterfactuals=counterfactuals, margin=margin)  # fmt: skip
+
+    def trials(self, cfg: RunConfig) -> list[Trial]:
+        return ablation_trials(cfg, self.regimes, self.controls, self.lora_ranks, self.counterfactuals,
+                               self.seeds)  # fmt: skip
+
+    def definition(self, cfg: RunConfig) -> dict:
+        return {
+            "config": config_without(cfg, GRID_FIELDS),
+            "regimes": self.regimes,
+            "controls": self.controls,
+            "lora_ranks": self.lora_ranks,
+            "counterfactuals": self.counterfactuals,
+            "circuit_lr": cfg.training.circuit_lr,
+            "seeds": self.seeds,
+        }
+
+    def report(self, cfg: RunConfig, out: Path, results: list[dict], failures: dict[str, Failure],
+               log: Callable[[str], None]) -> dict:  # fmt: skip
+        margin = self.margin
+        tables = ablation_tables(results, self.regimes, self.controls, self.lora_ranks, self.counterfactuals,
+                                 margin)  # fmt: skip
+        write_results(out, cfg, self.seeds, tables, results, failures)
+        if tables["rows"]:
+            text = ablation_markdown(tables, cfg, self.seeds, margin)
+            write_file(out, "results.md", text + "\n")
+            plot_ablation(tables, margin, out / "ablation.png")
+            log("\n" + text + f"\n\nwritten: {out / 'results.md'}, {out / 'ablation.png'}")
+        return tables
+
+
+def study_ablation(cfg: RunConfig | None = None, out: str | Path | None = None, *,
+                   executor: Executor | None = None, log: Callable[[str], None] = print,
+                   **axes: Any) -> dict:  # fmt: skip
+    """:class:`AblationStudy` of `axes` (its fields) run on `cfg`: its tables."""
+    return AblationStudy(**axes).run(cfg, out, executor, log)
 
 
 def _paired(mine: dict[int, float], reference: dict[int, float]) -> PairedDifference | None:

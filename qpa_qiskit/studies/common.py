@@ -1,0 +1,294 @@
+"""What every study shares: its spec, its grid's values, its folder's files, the base model.
+
+A study is a :class:`StudySpec`, a frozen dataclass whose fields are its grid's axes and its
+own settings, each with its default and help written once (:func:`option`): Python callers
+construct it, and ``qpa compare`` / ``qpa study <name>`` make one command-line option per
+field from it (:mod:`qpa_qiskit.cli.runs`). The run settings a study changes from a run's
+defaults (short runs, a short evaluation: :data:`STUDY_DEFAULTS`) are also the spec's, so a
+study started from Python without a configuration and one started from the command line run
+the same settings. :meth:`StudySpec.run` takes the spec down: its grid of trials, the runner
+(:func:`~.runner.run_study`), then the study's own rows, tables and plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .. import validate
+from ..config import RunConfig, check_given
+from ..errors import InputError, StateError
+from ..files import atomic_write, json_bytes, read_json
+from ..train import evaluate
+from .executors import LocalExecutor
+from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study
+
+# The run settings of a study that differ from a run's defaults: short runs, a short evaluation.
+STUDY_DEFAULTS: Mapping[str, Any] = {"steps": 20, "eval_tokens": 4096}
+
+
+def option(
+    help: str,
+    default: Any,
+    *,
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    choices: Iterable[str] | None = None,
+    nargs: str | None = "+",
+    group: str | None = None,
+) -> Any:
+    """A field of a study spec with its default and `help`; its command-line option is `flag`
+    (default ``--<name>``), reads each of its values (`nargs`; None: one value) with `parse`
+    (default: the text) and accepts only `choices`; `group` is its help section."""
+    metadata = {"help": help, "flag": flag, "parse": parse, "nargs": nargs, "group": group,
+                "choices": None if choices is None else list(choices)}  # fmt: skip
+    return field(default=default, metadata=metadata)
+
+
+def flag(f: dataclasses.Field) -> str:
+    """The command-line option of a spec field."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def positive_float(text: str) -> float:
+    """A shot factor from the command line: a positive number."""
+    return validate.positive_number(float(text), "a shot factor")
+
+
+def shot_factor_or_exact(text: str) -> float | None:
+    """A shot factor from the command line, or ``exact`` (None: exact probabilities)."""
+    return None if text.strip().lower() == "exact" else positive_float(text)
+
+
+def noise_scale(text: str) -> float:
+    """A noise scale from the command line: a number of at least 0."""
+    return validate.number(float(text), "a noise scale", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A study: its axes and settings (the fields), the run settings it changes from a run's
+    defaults, and the steps from a configuration to its results (:meth:`run`). Subclasses set
+    the class attributes and define :meth:`checked`, :meth:`trials`, :meth:`definition` and
+    :meth:`report`."""
+
+    NAME: ClassVar[str]  # the study's kind (recorded in study.json) and its command
+    HELP: ClassVar[str]  # its command's one-line help
+    OUT: ClassVar[str]  # its default folder, a time.strftime pattern
+    # the run settings its grid sets, offered as no command-line option
+    SET_BY_GRID: ClassVar[tuple[str, ...]] = ("method",)
+    # the run settings it changes from a run's defaults
+    CONFIG_DEFAULTS: ClassVar[Mapping[str, Any]] = STUDY_DEFAULTS
+
+    seeds: tuple[int, ...] = option("seeds: one run per setting and seed", (0,), parse=int, group="study")
+
+    def config_defaults(self) -> dict[str, Any]:
+        """The run settings this study changes from a run's defaults."""
+        return dict(self.CONFIG_DEFAULTS)
+
+    def trained_methods(self) -> list[str] | None:
+        """The methods its runs train (None: the configuration's own)."""
+        return None
+
+    def configuration(
+        self, base: RunConfig | None = None, given: Mapping[str, Any] | None = None
+    ) -> RunConfig:
+        """The study's base configuration: `base` (default: a run's defaults) with the study's
+        defaults, then the settings `given` (on the command line); a given setting that none of
+        its runs' methods takes is refused."""
+        given = dict(given or {})
+        cfg = (base or RunConfig()).replace(**{**self.config_defaults(), **given})
+        check_given(given, self.trained_methods() or [cfg.adapter.method])
+        return cfg
+
+    def run(
+        self,
+        cfg: RunConfig | None = None,
+        out: str | Path | None = None,
+        executor: Executor | None = None,
+        log: Callable[[str], None] = print,
+    ) -> Any:
+        """Check the spec, build its trials from `cfg` (default :meth:`configuration`), run the
+        unfinished ones in `out` (default a new time-stamped folder) on `executor` (default
+        here, one after another), then write and return the study's rows or tables. Trials
+        that failed raise :class:`~qpa_qiskit.errors.TrialsFailed` after that."""
+        cfg = self.configuration() if cfg is None else cfg
+        out = default_out(out, self.OUT)
+        spec = self.checked(cfg)
+        trials = spec.trials(cfg)  # every setting is checked before anything runs
+        definition, executor = spec.definition(cfg), executor or LocalExecutor()
+        results, failures = run_study(out, self.NAME, definition, trials, executor, log=log)
+        summary = spec.report(cfg, out, results, failures, log)
+        raise_if_failed(out, failures, len(trials), summary)
+        return summary
+
+    def checked(self, cfg: RunConfig) -> StudySpec:
+        """This spec with every value checked and every axis a list (errors name the option)."""
+        raise NotImplementedError
+
+    def trials(self, cfg: RunConfig) -> list[Trial]:
+        """The grid: one trial per setting and seed."""
+        raise NotImplementedError
+
+    def definition(self, cfg: RunConfig) -> dict:
+        """What identifies the study (``study.json``): the same definition resumes its folder."""
+        raise NotImplementedError
+
+    def report(
+        self,
+        cfg: RunConfig,
+        out: Path,
+        results: list[dict],
+        failures: dict[str, Failure],
+        log: Callable[[str], None],
+    ) -> Any:
+        """Aggregate the finished trials, write ``results.json`` and the tables and plots."""
+        raise NotImplementedError
+
+
+def grid_values(
+    values: Any,
+    name: str,
+    check: Callable[[Any, str], Any] | None = None,
+    *,
+    option: str | None = None,
+    allow_empty: bool = False,
+) -> list:
+    """The values of one grid axis of a study: a list (not a string, which would be read
+    character by character), each value checked with `check`, none repeated. Errors name the
+    keyword `name` and its command-line `option` (default ``--<name>``)."""
+    label = f"{name} ({option or '--' + name.replace('_', '-')})"
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InputError(
+            f"{label} must be a list of values, got {values!r}"
+            + (f" (for one value: [{values!r}])" if isinstance(values, str) else "")
+        )
+    values = list(values)
+    if check is not None:
+        values = [check(v, name) for v in values]
+    if not values and not allow_empty:
+        raise InputError(f"{label} must list at least one value, got []")
+    seen: list = []
+    for v in values:
+        if v in seen:
+            raise InputError(f"{label} lists {v!r} more than once ({values!r}); give each value once")
+        seen.append(v)
+    return values
+
+
+def parameter_list(value: Any, name: str, item: Callable[[Any], Any] = str) -> list:
+    """A list parameter as a notebook or script may receive it (papermill's ``-p devices
+    aer_noisy:brisbane`` gives a string, ``-p seeds 0`` an integer): a string is split at commas
+    and spaces (never read character by character), one value becomes a list of one, and each
+    item is converted with `item` (``int`` for seeds)."""
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    try:
+        return [item(v) for v in value]
+    except (TypeError, ValueError):
+        kind = getattr(item, "__name__", "value")
+        raise InputError(f"{name} must be a list of {kind} values (or one), got {value!r}") from None
+
+
+def parameter_mapping(value: Any, name: str) -> dict:
+    """A mapping parameter (settings by name): a dict, or its JSON/YAML text."""
+    if isinstance(value, str):
+        # lazy: PyYAML, only for a YAML file
+        import yaml
+
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{name} must be a mapping of settings (JSON or YAML text): {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{name} must be a mapping of settings, e.g. {{'chunk_size': 512}}; got {value!r}")
+    return value
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def default_out(out, pattern: str) -> Path:
+    """`out`, or a time-stamped new folder."""
+    return Path(out or time.strftime(pattern))
+
+
+def write_file(out: Path, name: str, text: str | bytes) -> None:
+    """A file of the study folder, whole or not at all; a write that fails names the file."""
+    try:
+        atomic_write(out / name, text if isinstance(text, bytes) else text.encode())
+    except OSError as exc:
+        raise StateError(
+            f"cannot write {out / name} ({type(exc).__name__}: {exc}); the runs are kept. Fix the "
+            "permissions or free some space, then run the same command again (nothing is trained twice)"
+        ) from None
+
+
+def write_json(out: Path, name: str, data) -> None:
+    """Strict JSON (a NaN or infinity is refused, naming where it is) in the study folder."""
+    write_file(out, name, json_bytes(data, str(out / name), indent=2))
+
+
+def check_tvd_samples(samples) -> int:
+    """The shot samples averaged for a TVD measure: a positive integer (0 would average nothing)."""
+    return validate.positive_int(samples, "tvd_samples (--tvd-samples)")
+
+
+def config_without(cfg: RunConfig, fields) -> dict:
+    """The configuration by section, less the fields a study's grid sets: its identity, so the
+    same grid from a base configuration that differs only in those fields is the same study."""
+    return {
+        section: {k: v for k, v in values.items() if k not in fields}
+        for section, values in cfg.to_dict().items()
+    }
+
+
+def check_seeds(seeds) -> list[int]:
+    return grid_values(seeds, "seeds", lambda v, n: validate.integer(v, n, minimum=0, maximum=2**63 - 1))
+
+
+def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> None:
+    """``results.json``: the aggregated rows and every finished run, sorted by name, with no
+    timing (the file must not depend on the machine or the order the runs finished in)."""
+    trials = sorted(({k: v for k, v in r.items() if k != "seconds_per_step"} for r in results),
+                    key=lambda r: r["name"])  # fmt: skip
+    summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials}
+    write_json(out, "results.json", {**summary, "failed": sorted(failures)})
+
+
+def base_result(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict:
+    """The base model's test perplexity and tokens scored under `cfg`'s evaluation, kept in
+    ``base.json`` of the study folder (evaluated once: a resumed study reads it back)."""
+    base_file = out / "base.json"
+    if base_file.exists():
+        return read_json(base_file, "the base model's result", "delete it to evaluate the base model again")
+    loaded, texts = BaseModels(log).get(cfg)
+    result = evaluate(loaded.model, loaded, cfg.eval, texts, precision=cfg.training.precision)
+    base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
+    write_json(out, "base.json", base)
+    return base
+
+
+def cell(row: dict, key: str, digits: int) -> str:
+    """`mean` or `mean ± std` (several seeds)."""
+    text = f"{row[key]:.{digits}f}"
+    return text + (f" ± {row[key + '_std']:.{digits}f}" if row["seeds"] > 1 else "")
+
+
+def figure(size: tuple[float, float]):
+    """A matplotlib Figure drawn without pyplot: saving it never touches the caller's
+    backend or open figures (a notebook that runs a study keeps its inline plots)."""
+    # lazy: matplotlib (seconds), only when a plot is drawn
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)

@@ -1,0 +1,424 @@
+"""``qpa study noise``: QPA-LoRA under device noise, beside ideal and plain LoRA.
+
+A grid of backends x rotations x noise scales x chunk sizes x shot factors (None: exact
+probabilities) for every seed, with plain LoRA of one rank beside it: test perplexity,
+trainable parameters, and the noise and shot TVDs at the trained angles; mean and standard
+deviation over seeds, and each noisy setting's difference to the ideal one paired by seed.
+``statevector`` runs once per setting (noise scales do not apply to it). Runs that differ in
+one setting share every other initial value (components are seeded by name).
+
+The study in its seams: the spec and its checks (:class:`NoiseStudy`), the grid
+(:func:`quantum_settings`, :func:`quantum_trial`), the measure (:func:`noise_tvd`), the rows
+(:func:`noise_rows`), the table (:func:`noise_table`) and the plots.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from .. import validate
+from ..backends import QPABackend, parse_spec
+from ..circuits import ROTATIONS
+from ..config import RunConfig
+from ..errors import InputError
+from ..intervals import paired_reading
+from .common import (
+    StudySpec,
+    cell,
+    check_seeds,
+    check_tvd_samples,
+    config_without,
+    figure,
+    grid_values,
+    mean_std,
+    noise_scale,
+    option,
+    shot_factor_or_exact,
+    write_file,
+    write_results,
+)
+from .runner import Executor, Failure, Trial
+
+# every noise switch on: what a statevector run records (it has no noise to switch)
+ALL_NOISE = dict(gate_error=True, thermal_relaxation=True, readout_error=True)
+# the fields the grid sets are not part of the study's identity: the same grid from a base
+# configuration with another backend or seed is the same study
+GRID_FIELDS = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor", "seed")
+SETTING = ("label", "rotation", "noise_scale", "chunk_size", "shots_factor")
+
+
+def backend_label(spec: str) -> str:
+    """A short, file-name-safe label of a backend spec (``aer_noisy:noise_models/x.json`` -> x)."""
+    head, _, device = spec.partition(":")
+    if not device:
+        return "ideal" if head.strip().lower() in ("statevector", "ideal") else head.strip()
+    return Path(device.strip()).stem.removeprefix("fake_") if device.endswith(".json") else device.strip()
+
+
+def _noisy(spec: str) -> bool:
+    return spec.strip().lower().startswith("aer_noisy:")
+
+
+@dataclass(frozen=True)
+class NoiseStudy(StudySpec):
+    """QPA-LoRA on every backend x rotation x noise scale x chunk size x shot factor and seed,
+    plain LoRA of rank `lora_rank` beside it."""
+
+    NAME: ClassVar[str] = "noise"
+    HELP: ClassVar[str] = "ideal vs device noise: backends x rotations x noise scales, LoRA beside"
+    OUT: ClassVar[str] = "runs/study-noise-%Y%m%d-%H%M%S"
+    SET_BY_GRID: ClassVar[tuple[str, ...]] = ("method", "shots_factor", "backend", "rotation", "noise_scale",
+                                              "chunk_size")  # fmt: skip
+
+    backends: tuple[str, ...] = option(
+        "statevector and aer_noisy:<fake device | snapshot> specs",
+        ("statevector", "aer_noisy:brisbane", "aer_noisy:torino"),
+    )
+    rotations: tuple[str, ...] = option("ansatz rotations", ROTATIONS, choices=ROTATIONS)
+    noise_scales: tuple[float, ...] = option(
+        "noise scales s of the aer_noisy backends (errors x s, T1 and T2 / s)", (1.0,), parse=noise_scale
+    )
+    chunk_sizes: tuple[int, ...] | None = option(
+        "chunk sizes (set the qubits and trainable parameters; default the config's 2048)", None, parse=int
+    )
+    shots_factors: tuple[float | None, ...] = option(
+        "c: n_shot = c 2^N; 'exact' for exact probabilities (noise without shot noise)", (20.0,),
+        parse=shot_factor_or_exact,
+    )  # fmt: skip
+    lora_rank: int = option("rank of the classical LoRA reference", 4, parse=int, nargs=None)
+    tvd_samples: int = option("shot samples averaged for the TVD", 20, parse=int, nargs=None)
+
+    def config_defaults(self) -> dict[str, Any]:
+        """The study defaults, and the first noisy backend as the configuration's: the noise
+        switches are checked against it (statevector has none)."""
+        noisy = [b for b in self.backends if _noisy(b)]
+        return {**super().config_defaults(), "backend": noisy[0] if noisy else "statevector"}
+
+    def trained_methods(self) -> list[str]:
+        return ["qpa-lora", "lora"]
+
+    def checked(self, cfg: RunConfig) -> NoiseStudy:
+        seeds = check_seeds(self.seeds)
+        backends = grid_values(self.backends, "backends", lambda b, n: validate.names([b], n)[0])
+        rotations = grid_values(self.rotations, "rotations", lambda r, n: validate.one_of(r, n, ROTATIONS))
+        noise_scales = grid_values(self.noise_scales, "noise_scales",
+                                   lambda v, n: validate.number(v, n, minimum=0.0))  # fmt: skip
+        chunk_sizes = [cfg.generator.chunk_size] if self.chunk_sizes is None else self.chunk_sizes
+        chunk_sizes = grid_values(chunk_sizes, "chunk_sizes", validate.positive_int)
+        positive = validate.positive_number
+        shots_factors = grid_values(self.shots_factors, "shots_factors",
+                                    lambda c, n: None if c is None else positive(c, n))  # fmt: skip
+        lora_rank = validate.positive_int(self.lora_rank, "lora_rank")
+        tvd_samples = check_tvd_samples(self.tvd_samples)
+        for spec in backends:  # every backend is checked before anything runs (a missing snapshot, a typo)
+            family, _ = parse_spec(spec)
+            if family not in ("statevector", "aer_noisy"):
+                raise InputError(
+                    f"noise-study backends are simulators, statevector and aer_noisy:<device>; not {spec!r}"
+                )
+        labels = [backend_label(b) for b in backends]
+        if len(set(labels)) != len(labels):
+            raise InputError(f"backends {backends} have the same label {labels}; give each device once")
+        return replace(self, seeds=seeds, backends=backends, rotations=rotations, noise_scales=noise_scales,
+                       chunk_sizes=chunk_sizes, shots_factors=shots_factors, lora_rank=lora_rank,
+                       tvd_samples=tvd_samples)  # fmt: skip
+
+    def labels(self) -> list[str]:
+        return [backend_label(b) for b in self.backends]
+
+    def trials(self, cfg: RunConfig) -> list[Trial]:
+        """LoRA for every seed, then QPA-LoRA for every setting and seed."""
+        trials = [self.lora_trial(cfg, seed) for seed in self.seeds]
+        trials += [quantum_trial(cfg, s, self) for s in quantum_settings(self)]
+        return trials
+
+    def lora_trial(self, cfg: RunConfig, seed: int) -> Trial:
+        name = f"lora-r{self.lora_rank}" + (f"-s{seed}" if len(self.seeds) > 1 else "")
+        rcfg = cfg.for_method("lora", rank=self.lora_rank, backend="statevector", noise_scale=1.0,
+                              **ALL_NOISE, seed=seed)  # fmt: skip
+        return Trial(name, rcfg, {"method": "lora", "seed": seed})
+
+    def definition(self, cfg: RunConfig) -> dict:
+        return {
+            "config": config_without(cfg, GRID_FIELDS),
+            "backends": self.backends,
+            "rotations": self.rotations,
+            "noise_scales": self.noise_scales,
+            "chunk_sizes": self.chunk_sizes,
+            "shots_factors": self.shots_factors,
+            "lora_rank": self.lora_rank,
+            "seeds": self.seeds,
+            "tvd_samples": self.tvd_samples,
+        }
+
+    def report(self, cfg: RunConfig, out: Path, results: list[dict], failures: dict[str, Failure],
+               log: Callable[[str], None]) -> list[dict]:  # fmt: skip
+        rows = noise_rows(results, self.labels(), list(self.rotations))
+        write_results(out, cfg, self.seeds, rows, results, failures)
+        if rows:
+            text = noise_table(rows, cfg, self.seeds)
+            write_file(out, "results.md", text + "\n")
+            written = [out / "results.md", out / "noise-params.png"]
+            plot_params(rows, out / "noise-params.png")
+            if len(self.noise_scales) > 1:
+                plot_scales(rows, out / "noise-scales.png")
+                written.append(out / "noise-scales.png")
+            log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
+        return rows
+
+
+def study_noise(cfg: RunConfig | None = None, out: str | Path | None = None, *,
+                executor: Executor | None = None, log: Callable[[str], None] = print,
+                **axes: Any) -> list[dict]:  # fmt: skip
+    """:class:`NoiseStudy` of `axes` (its fields) run on `cfg`: its rows."""
+    return NoiseStudy(**axes).run(cfg, out, executor, log)
+
+
+# --------------------------------------------------------------------------- the grid
+class Setting(NamedTuple):
+    """One QPA-LoRA run of the grid."""
+
+    backend: str
+    label: str
+    rotation: str
+    noise_scale: float
+    chunk_size: int
+    shots_factor: float | None
+    seed: int
+
+
+def quantum_settings(spec: NoiseStudy) -> Iterator[Setting]:
+    """Every backend x rotation x noise scale (noisy backends only; statevector at 1) x chunk
+    size x shot factor x seed, in that order."""
+    for backend, label in zip(spec.backends, spec.labels(), strict=True):
+        scales = spec.noise_scales if _noisy(backend) else [1.0]
+        grid = itertools.product(spec.rotations, scales, spec.chunk_sizes, spec.shots_factors, spec.seeds)
+        for rotation, scale, chunk, c, seed in grid:
+            yield Setting(backend, label, rotation, scale, chunk, c, seed)
+
+
+def _trial_name(s: Setting, spec: NoiseStudy) -> str:
+    """The setting's label and rotation, then each axis the grid varies."""
+    parts = [s.label, s.rotation]
+    parts += [f"x{s.noise_scale:g}"] if len(spec.noise_scales) > 1 and _noisy(s.backend) else []
+    parts += [f"k{s.chunk_size}"] if len(spec.chunk_sizes) > 1 else []
+    c = s.shots_factor
+    parts += ["exact" if c is None else f"c{c:g}"] if len(spec.shots_factors) > 1 else []
+    parts += [f"s{s.seed}"] if len(spec.seeds) > 1 else []
+    return "-".join(parts)
+
+
+def quantum_trial(cfg: RunConfig, s: Setting, spec: NoiseStudy) -> Trial:
+    """The QPA-LoRA trial of one setting, measured with :func:`noise_tvd`."""
+    rcfg = cfg.replace(method="qpa-lora", backend=s.backend, rotation=s.rotation, noise_scale=s.noise_scale,
+                       chunk_size=s.chunk_size, shots_factor=s.shots_factor, seed=s.seed,
+                       **({} if _noisy(s.backend) else ALL_NOISE))  # fmt: skip
+    axes = {"method": "qpa-lora", **s._asdict()}
+    return Trial(_trial_name(s, spec), rcfg, axes, {noise_tvd: {"samples": spec.tvd_samples}})
+
+
+def noise_tvd(run, samples: int = 20) -> dict[str, float]:
+    """At the run's final circuit angles: the total variation distance between the ideal
+    and the backend's exact noisy distributions (``tvd_noise``), and between shot samples
+    and that same backend's exact distribution (``tvd_shots``, mean over `samples`)."""
+    samples = check_tvd_samples(samples)
+    quantum = run.model.generator.quantum
+    theta = quantum.theta.detach().numpy()
+    ideal = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
+    exact_backend = QPABackend.from_config(
+        run.cfg.replace(shots_factor=None).backend, seed=run.cfg.training.seed
+    )
+    exact = exact_backend.probabilities(quantum.circuit, theta)[0]
+    shots = 0.0
+    if quantum.shots is not None:
+        draws = [quantum.backend.probabilities(quantum.circuit, theta)[0] for _ in range(samples)]
+        shots = float(np.mean([0.5 * np.abs(d - exact).sum() for d in draws]))
+    return {"tvd_noise": 0.5 * float(np.abs(exact - ideal).sum()), "tvd_shots": shots}
+
+
+# --------------------------------------------------------------------------- the rows
+def noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> list[dict]:
+    """One row per setting: mean and std over seeds, and (noisy settings) the difference to
+    the ideal setting of the same rotation, chunk size and shots, paired by seed."""
+    rows = []
+    lora = [r for r in results if r["axes"]["method"] == "lora"]
+    if lora:
+        ppl, std = mean_std(r["perplexity"] for r in lora)
+        rows.append(
+            {
+                "method": "lora",
+                "label": "classical",
+                "rotation": None,
+                "noise_scale": None,
+                "chunk_size": None,
+                "shots_factor": None,
+                "seeds": len(lora),
+                "perplexity": ppl,
+                "perplexity_std": std,
+                "trainable": lora[0]["counts"]["trainable"],
+                "qubits": None,
+            }
+        )
+    quantum = [r for r in results if r["axes"]["method"] == "qpa-lora"]
+    order = {label: i for i, label in enumerate(labels)}
+    settings = sorted(
+        {tuple(r["axes"][k] for k in SETTING) for r in quantum},
+        key=lambda s: (
+            order.get(s[0], len(order)),
+            rotations.index(s[1]) if s[1] in rotations else len(rotations),
+            s[2],
+            s[3],
+            -1 if s[4] is None else s[4],
+        ),
+    )
+    by_seed = {(tuple(r["axes"][k] for k in SETTING), r["axes"]["seed"]): r for r in quantum}
+    for setting in settings:
+        mine = [r for r in quantum if tuple(r["axes"][k] for k in SETTING) == setting]
+        ppl, std = mean_std(r["perplexity"] for r in mine)
+        tvd_noise, tvd_noise_std = mean_std(r["tvd_noise"] for r in mine)
+        tvd_shots, tvd_shots_std = mean_std(r["tvd_shots"] for r in mine)
+        row = dict(zip(SETTING, setting, strict=True))
+        row.update(
+            {
+                "method": "qpa-lora",
+                "backend": mine[0]["axes"]["backend"],
+                "seeds": len(mine),
+                "perplexity": ppl,
+                "perplexity_std": std,
+                "tvd_noise": tvd_noise,
+                "tvd_noise_std": tvd_noise_std,
+                "tvd_shots": tvd_shots,
+                "tvd_shots_std": tvd_shots_std,
+                "trainable": mine[0]["counts"]["trainable"],
+                "qubits": mine[0]["counts"].get("qubits"),
+            }
+        )
+        ideal = ("ideal", setting[1], 1.0, setting[3], setting[4])
+        pairs = [
+            r["perplexity"] - by_seed[(ideal, r["axes"]["seed"])]["perplexity"]
+            for r in mine
+            if (ideal, r["axes"]["seed"]) in by_seed
+        ]
+        if setting[0] != "ideal" and pairs:
+            diff, diff_std = mean_std(pairs)
+            row.update({"vs_ideal": diff, "vs_ideal_std": diff_std, "vs_ideal_pairs": len(pairs)})
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- the table
+def _reading(row: dict) -> str:
+    """The paired difference to ideal with its t-based 95% interval and verdict."""
+    if "vs_ideal" not in row:
+        return "-"
+    return paired_reading(row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"])
+
+
+def noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
+    note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
+    t = cfg.training
+    lines = [
+        f"QPA-LoRA under device noise: {cfg.task.model}, {t.steps} steps of {t.batch_size}x{t.block_size}, "
+        f"{note}; perplexity on the test split ({cfg.eval.eval_tokens or 'all'} tokens).",
+        "",
+        "| backend | rotation | noise scale | chunk | shots | test perplexity | vs ideal (paired by seed) "
+        "| TVD ideal-noisy | TVD shots-exact | trainable | qubits |",
+        "|" + "---|" * 11,
+    ]
+    for r in rows:
+        if r["method"] == "lora":
+            ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+            lines.append(f"| LoRA (classical) | - | - | - | - | {ppl} | - | - | - | {r['trainable']:,} | - |")
+            continue
+        shots = "exact" if r["shots_factor"] is None else f"c={r['shots_factor']:g}"
+        scale = "-" if r["label"] == "ideal" else f"{r['noise_scale']:g}"
+        lines.append(
+            f"| {r['label']} | {r['rotation'].upper()} | {scale} | {r['chunk_size']} | {shots} | "
+            f"{cell(r, 'perplexity', 3)} | {_reading(r)} | {cell(r, 'tvd_noise', 4)} | "
+            f"{cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the plots
+def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] == "qpa-lora":
+            out.setdefault((r["label"], r["rotation"], r["noise_scale"], r["shots_factor"]), []).append(r)
+    return out
+
+
+def plot_params(rows: list[dict], path: Path) -> None:
+    """Perplexity against trainable parameters, one series per noise setting (as in the
+    published figure), LoRA as the classical reference."""
+    fig = figure((7, 4.5))
+    ax = fig.subplots()
+    for (label, rotation, scale, c), series in sorted(_series(rows).items(), key=lambda kv: str(kv[0])):
+        series = sorted(series, key=lambda r: r["trainable"])
+        name = f"{label} {rotation.upper()}" + (f" x{scale:g}" if label != "ideal" and scale != 1 else "")
+        name += "" if c is None else f" c={c:g}"
+        ax.errorbar(
+            [r["trainable"] for r in series],
+            [r["perplexity"] for r in series],
+            yerr=[r["perplexity_std"] for r in series],
+            marker="o",
+            capsize=3,
+            label=name,
+            linestyle="--" if label == "ideal" else "-",
+        )
+    for r in rows:
+        if r["method"] == "lora":
+            ax.errorbar(
+                [r["trainable"]],
+                [r["perplexity"]],
+                yerr=[r["perplexity_std"]],
+                marker="s",
+                color="black",
+                capsize=3,
+                linestyle="none",
+                label="LoRA (classical)",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test perplexity")
+    seeds = max(r["seeds"] for r in rows)
+    ax.set_title("QPA-LoRA: ideal vs device noise" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_scales(rows: list[dict], path: Path) -> None:
+    """Perplexity against the noise scale per device and rotation; ideal as a dashed line."""
+    fig = figure((7, 4.5))
+    ax = fig.subplots()
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] == "qpa-lora" and r["label"] != "ideal":
+            groups.setdefault((r["label"], r["rotation"], r["chunk_size"], r["shots_factor"]), []).append(r)
+    for (label, rotation, chunk, c), series in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        series = sorted(series, key=lambda r: r["noise_scale"])
+        ax.errorbar(
+            [r["noise_scale"] for r in series],
+            [r["perplexity"] for r in series],
+            yerr=[r["perplexity_std"] for r in series],
+            marker="o",
+            capsize=3,
+            label=f"{label} {rotation.upper()} k={chunk}" + ("" if c is None else f" c={c:g}"),
+        )
+    for r in rows:
+        if r["method"] == "qpa-lora" and r["label"] == "ideal":
+            ax.axhline(r["perplexity"], linestyle="--", linewidth=1, color="gray")
+    ax.set_xlabel("noise scale s (errors x s, T1 and T2 / s)")
+    ax.set_ylabel("test perplexity")
+    ax.set_title("QPA-LoRA against noise strength (dashed: ideal)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,172 @@
+"""``qpa study shots``: QPA-LoRA for every shot factor c and completion mode, beside exact
+probabilities; test perplexity and the TVD of the completed distribution to the exact one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .. import validate
+from ..backends import QPABackend
+from ..completion import MODES
+from ..config import RunConfig
+from .common import (
+    StudySpec,
+    cell,
+    check_seeds,
+    check_tvd_samples,
+    figure,
+    grid_values,
+    mean_std,
+    option,
+    positive_float,
+    write_file,
+    write_results,
+)
+from .runner import Executor, Failure, Trial
+
+
+def completion_tvd(run, samples: int = 20) -> dict[str, float]:
+    """Mean total variation distance between the completed sampled distribution and the
+    exact one, at the run's final circuit angles (over `samples` fresh shot samples)."""
+    samples = check_tvd_samples(samples)
+    quantum = run.model.generator.quantum
+    theta = quantum.theta.detach().numpy()
+    exact = QPABackend("statevector").probabilities(quantum.circuit, theta)[0]
+    if quantum.shots is None:
+        return {"tvd": 0.0}
+    distances = []
+    with torch.no_grad():
+        for _ in range(samples):
+            sampled = torch.from_numpy(quantum.backend.probabilities(quantum.circuit, theta)[0])
+            if quantum.completion is not None:
+                sampled = quantum.completion(sampled.float(), shots=quantum.shots).double()
+            distances.append(0.5 * float(np.abs(sampled.numpy() - exact).sum()))
+    return {"tvd": float(np.mean(distances))}
+
+
+@dataclass(frozen=True)
+class ShotsStudy(StudySpec):
+    """QPA-LoRA on the configuration's backend for every shot factor c and completion mode,
+    plus exact probabilities, for every seed: test perplexity and the TVD of the completed
+    distribution to the exact one, mean and standard deviation over seeds."""
+
+    NAME: ClassVar[str] = "shots"
+    HELP: ClassVar[str] = "shot factor c x completion mode"
+    OUT: ClassVar[str] = "runs/study-shots-%Y%m%d-%H%M%S"
+    SET_BY_GRID: ClassVar[tuple[str, ...]] = ("method", "shots_factor", "completion")
+
+    shots_factors: tuple[float, ...] = option(
+        "shot factors c: n_shot = c 2^N", (1, 2, 5, 20), parse=positive_float
+    )
+    modes: tuple[str, ...] = option("completion modes of the unmeasured states", MODES, choices=MODES)
+    tvd_samples: int = option("shot samples averaged for the TVD", 20, parse=int, nargs=None)
+
+    def checked(self, cfg: RunConfig) -> ShotsStudy:
+        modes = grid_values(self.modes, "modes", lambda m, n: validate.one_of(m, n, MODES))
+        shots_factors = grid_values(self.shots_factors, "shots_factors", validate.positive_number)
+        tvd_samples = check_tvd_samples(self.tvd_samples)
+        seeds = check_seeds(self.seeds)
+        return replace(self, modes=modes, shots_factors=shots_factors, tvd_samples=tvd_samples, seeds=seeds)
+
+    def settings(self) -> list[tuple[float | None, str]]:
+        """(shot factor, completion mode): exact probabilities first."""
+        return [(None, "none")] + [(c, mode) for c in self.shots_factors for mode in self.modes]
+
+    def trials(self, cfg: RunConfig) -> list[Trial]:
+        seeds, trials = self.seeds, []
+        for c, mode in self.settings():
+            for seed in seeds:
+                name = ("exact" if c is None else f"c{c:g}-{mode}") + (f"-s{seed}" if len(seeds) > 1 else "")
+                rcfg = cfg.replace(method="qpa-lora", shots_factor=c, completion=mode, seed=seed)
+                axes = {"shots_factor": c, "completion": mode, "seed": seed}
+                trials.append(Trial(name, rcfg, axes, {completion_tvd: {"samples": self.tvd_samples}}))
+        return trials
+
+    def definition(self, cfg: RunConfig) -> dict:
+        return {"config": cfg.to_dict(), "shots_factors": list(self.shots_factors), "modes": list(self.modes),
+                "seeds": self.seeds, "tvd_samples": self.tvd_samples}  # fmt: skip
+
+    def report(self, cfg: RunConfig, out: Path, results: list[dict], failures: dict[str, Failure],
+               log: Callable[[str], None]) -> list[dict]:  # fmt: skip
+        settings = self.settings()
+        rows = []
+        for c, mode in settings:
+            mine = [r for r in results if r["axes"]["shots_factor"] == c and r["axes"]["completion"] == mode]
+            if not mine:
+                continue
+            ppl, ppl_std = mean_std(r["perplexity"] for r in mine)
+            tvd, tvd_std = mean_std(r["tvd"] for r in mine)
+            shots = None if c is None else int(np.ceil(c * 2 ** mine[0]["counts"]["qubits"]))
+            rows.append({"shots_factor": c, "shots": shots, "completion": mode, "seeds": len(mine),
+                         "perplexity": ppl, "perplexity_std": ppl_std, "tvd": tvd, "tvd_std": tvd_std,
+                         "trainable": mine[0]["counts"]["trainable"]})  # fmt: skip
+        write_results(out, cfg, self.seeds, rows, results, failures)
+        if any(r["shots_factor"] is None for r in rows) and len(rows) == len(settings):
+            table = _table(rows, self.modes)
+            write_file(out, "results.md", table + "\n")
+            _plot(rows, self.modes, out / "shots.png")
+            log("\n" + table + f"\n\nwritten: {out / 'results.md'}, {out / 'shots.png'}")
+        return rows
+
+
+def study_shots(cfg: RunConfig | None = None, out: str | Path | None = None, *,
+                executor: Executor | None = None, log: Callable[[str], None] = print,
+                **axes: Any) -> list[dict]:  # fmt: skip
+    """:class:`ShotsStudy` of `axes` (its fields) run on `cfg`: its rows."""
+    return ShotsStudy(**axes).run(cfg, out, executor, log)
+
+
+def _table(rows: list[dict], modes) -> str:
+    seeds = max(r["seeds"] for r in rows)
+    note = f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""
+    lines = [
+        "| c | shots | "
+        + " | ".join(f"ppl {m}{note if i == 0 else ''}" for i, m in enumerate(modes))
+        + " | "
+        + " | ".join(f"TVD {m}" for m in modes)
+        + " |"
+    ]
+    lines.append("|" + "---|" * (2 + 2 * len(modes)))
+    exact = next(r for r in rows if r["shots_factor"] is None)
+    for c in sorted({r["shots_factor"] for r in rows if r["shots_factor"] is not None}):
+        by_mode = {r["completion"]: r for r in rows if r["shots_factor"] == c}
+        shots = next(iter(by_mode.values()))["shots"]
+        ppl = " | ".join(cell(by_mode[m], "perplexity", 3) for m in modes)
+        tvd = " | ".join(cell(by_mode[m], "tvd", 4) for m in modes)
+        lines.append(f"| {c:g} | {shots} | {ppl} | {tvd} |")
+    # exact probabilities leave nothing unmeasured: every mode is the identity there
+    ppl = " | ".join(cell(exact, "perplexity", 3) for _ in modes)
+    lines.append(f"| exact | - | {ppl} | " + " | ".join("0" for _ in modes) + " |")
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict], modes, path: Path) -> None:
+    exact = next(r for r in rows if r["shots_factor"] is None)
+    fig = figure((10, 4))
+    ax_ppl, ax_tvd = fig.subplots(1, 2)
+    for mode in modes:
+        keys = ("shots_factor", "perplexity", "perplexity_std", "tvd", "tvd_std")
+        points = sorted(tuple(r[k] for k in keys) for r in rows
+                        if r["completion"] == mode and r["shots_factor"] is not None)  # fmt: skip
+        cs = [p[0] for p in points]
+        ax_ppl.errorbar(cs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3,
+                        label=mode)  # fmt: skip
+        ax_tvd.errorbar(cs, [p[3] for p in points], yerr=[p[4] for p in points], marker="o", capsize=3,
+                        label=mode)  # fmt: skip
+    ax_ppl.axhline(exact["perplexity"], color="black", linestyle="--", label="exact probabilities")
+    for ax, label in ((ax_ppl, "test perplexity"), (ax_tvd, "TVD to the exact distribution")):
+        ax.set_xscale("log")
+        ax.set_xlabel("shots factor c (n_shot = c 2^N)")
+        ax.set_ylabel(label)
+        ax.legend()
+    seeds = max(r["seeds"] for r in rows)
+    spread = f", mean ± std over {seeds} seeds" if seeds > 1 else ""
+    fig.suptitle(f"QPA-LoRA, completion of finite-shot distributions{spread}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
