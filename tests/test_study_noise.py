@@ -138,8 +138,9 @@ def test_cli_study_noise_and_its_bad_input(corpus, tmp_path, capsys):
     )
     trials = json.loads((out / "results.json").read_text())["trials"]
     assert {t["name"] for t in trials} == {"lora-r4", "ideal-rx", "fake_manila-rx"}
-    noisy = Run.stored_config(out / "fake_manila-rx").generator
-    assert noisy.readout_error is False and noisy.shots_factor is None and noisy.rotation == "rx"
+    noisy = Run.stored_config(out / "fake_manila-rx")
+    assert noisy.backend.readout_error is False and noisy.backend.shots_factor is None
+    assert noisy.generator.rotation == "rx"
     assert Run.stored_config(out / "ideal-rx").backend.readout_error is True
     capsys.readouterr()
     bad = [
