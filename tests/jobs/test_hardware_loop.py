@@ -19,7 +19,7 @@ from qpa_qiskit.export import export
 from qpa_qiskit.jobs import HardwareLoop, JobStore, LocalTestingJobs, RuntimeJobs
 from qpa_qiskit.train import Run
 
-KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))
+KILLPOINTS = str(Path(__file__).resolve().parents[1] / "killpoints.py")
 DEVICE = "ibm:fake_manila"
 
 

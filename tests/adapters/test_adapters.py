@@ -189,7 +189,7 @@ def test_every_export_loads_with_plain_peft_in_a_fresh_process(corpus, tmp_path)
     assert sorted(set(ALL) - set(plain)) == ["ffa", "qpa-ffa"]
     script = textwrap.dedent(f"""
         import json, sys, torch
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
         from plain_perplexity import windowed_perplexity
         from transformers import AutoModelForCausalLM
         from peft import PeftModel

@@ -27,7 +27,7 @@ from qpa_qiskit.studies.shots import study_shots
 from qpa_qiskit.train import Run
 
 QUIET = dict(log=lambda m: None)
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "ideal_vs_noisy.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "ideal_vs_noisy.ipynb"
 
 
 def small(corpus, **overrides):
@@ -257,7 +257,7 @@ def test_ray_addresses_are_checked():
 def test_the_ray_extra_installs_what_ray_client_needs():
     import tomllib
 
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert any(r.startswith("ray[client]") for r in pyproject["project"]["optional-dependencies"]["ray"])
 
 

@@ -18,7 +18,7 @@ from qpa_qiskit.jobs import JobStore, LocalTestingJobs, RuntimeJobs, sync, with_
 from qpa_qiskit.qnn import shifted_parameter_sets
 
 DEVICE = "ibm:fake_manila"  # 5 qubits: local jobs take a fraction of a second
-KILLPOINTS = str(Path(__file__).with_name("killpoints.py"))
+KILLPOINTS = str(Path(__file__).resolve().parents[1] / "killpoints.py")
 
 
 def make_store(root, qubits=3, reps=1, shots=2000, max_executions=None, steps=1, seed=0):

@@ -17,7 +17,7 @@ from qpa_qiskit.errors import InputError, SpecError
 from qpa_qiskit.noise import NoiseSettings, Snapshot, packaged_dir
 from qpa_qiskit.simulator import PTMProgram
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VALUES = np.random.default_rng(11).uniform(0, 2 * np.pi, (3, 8))
 
 
