@@ -57,12 +57,18 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .ibm import HardwareLoopLike, counts_to_probabilities, pub_counts, redact, secrets
 
 
+def load_families() -> None:
+    """Import every family's module (each registers its family); imported modules are cached,
+    so this costs nothing after the first call. ``core`` calls it before it looks a spec up."""
+    for family in _FAMILY_MODULES:
+        importlib.import_module(f".{family}", __name__)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for family in _FAMILY_MODULES:
-        importlib.import_module(f".{family}", __name__)
+    load_families()
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # once imported, an ordinary attribute
     return value

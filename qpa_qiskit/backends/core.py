@@ -16,6 +16,7 @@ random state, and the width check against the device.
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import os
 from collections.abc import Callable
@@ -145,8 +146,17 @@ FAMILIES: dict[str, type[Family]] = {}
 _ALIASES: dict[str, str] = {}
 
 
+def load_families() -> None:
+    """Import every family module, each of which registers its family (:func:`register`).
+
+    They import this module, so it cannot import them; the package names them and loads them
+    here, on the first lookup of a spec, so that importing ``backends.core`` alone is enough."""
+    importlib.import_module(__package__).load_families()
+
+
 def _having(accessor: str) -> str:
     """The spec forms of the families that override a :class:`Family` accessor (``"ibm:"``)."""
+    load_families()
     names = [f"{n}:" if f.needs_device else n for n, f in FAMILIES.items()
              if getattr(f, accessor) is not getattr(Family, accessor)]  # fmt: skip
     return ", ".join(names) or "no"
@@ -162,6 +172,7 @@ def register(family: type[Family]) -> type[Family]:
 
 def spec_forms() -> str:
     """The accepted spec forms of every registered family, for error messages."""
+    load_families()
     return ", ".join(form for family in FAMILIES.values() for form in family.forms)
 
 
@@ -174,6 +185,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     """
     if not isinstance(spec, str):
         raise SpecError(f"a backend spec is a string, got {type(spec).__name__}; accepted: {spec_forms()}")
+    load_families()
     text = spec.strip()
     head, _, rest = text.partition(":")
     key = head.strip().lower()

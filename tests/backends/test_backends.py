@@ -1,5 +1,8 @@
 """Spec parsing, shots, shapes and every bad input of QPABackend."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from qiskit import QuantumCircuit
@@ -190,3 +193,19 @@ def test_list_backends_and_cli(capsys):
 def test_cli_reports_errors_cleanly(capsys):
     assert main(["demo", "--qubits", "0"]) == 2
     assert "n_qubits must be a positive integer" in capsys.readouterr().err
+
+
+def test_importing_the_facade_module_alone_knows_every_family():
+    """The package loads its families lazily; a caller that imports ``backends.core`` directly
+    (not the package's names) must still find every family by its spec."""
+    code = (
+        "from qpa_qiskit.backends.core import QPABackend, parse_spec\n"
+        "print(parse_spec('ideal'), parse_spec('aer_noisy:fake_manila'), parse_spec('ibm:fake_manila'))\n"
+        "print(QPABackend('statevector').kind)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == [
+        "('statevector', None) ('aer_noisy', 'fake_manila') ('ibm', 'fake_manila')",
+        "statevector",
+    ]
