@@ -16,8 +16,7 @@ they pull in torch, transformers, peft and qiskit, seconds that the ``qpa`` comm
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     AccountError,
@@ -30,6 +29,7 @@ from .errors import (
     StateError,
     TrialsFailed,
 )
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -73,17 +73,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .train import Run, evaluate_run
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once imported, an ordinary attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

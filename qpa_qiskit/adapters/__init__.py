@@ -11,10 +11,10 @@ torch and peft, which the configuration section, imported by ``qpa --help``, doe
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..choices import GENERATOR_KINDS, METHODS, split_method
+from ..lazy import lazy_exports
 from .config import TUNER_SETTINGS, AdapterConfig
 
 # public name -> the submodule that defines it
@@ -31,17 +31,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .registry import TUNERS, Tuner, feed_forward_outputs
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once imported, an ordinary attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [

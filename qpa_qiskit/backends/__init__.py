@@ -22,8 +22,9 @@ configuration section (:mod:`.config`) imports without qiskit, for ``qpa --help`
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .config import ENGINES, BackendConfig
 
 # public name -> the submodule that defines it
@@ -64,18 +65,7 @@ def load_families() -> None:
         importlib.import_module(f".{family}", __name__)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    load_families()
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once imported, an ordinary attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY, before=load_families)
 
 
 __all__ = [

@@ -11,9 +11,9 @@ import qiskit, and the settings alone (:mod:`.settings`) are what the run config
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .settings import COMPONENTS, NoiseSettings, check_scale, scaled_properties
 
 # public name -> the submodule that defines it
@@ -36,17 +36,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once imported, an ordinary attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 
 __all__ = [
