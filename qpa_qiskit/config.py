@@ -11,18 +11,17 @@ is valid; ``dataclasses.replace`` checks again.
 Sections (option names are flat on the command line and unique across sections); each that
 configures one layer's code sits beside it, import-light, and is re-exported here:
 
-* ``task``: the model and the data;
+* ``task``: the model and the data (:mod:`qpa_qiskit.data.config`);
 * ``adapter``: the peft method and its size (:mod:`qpa_qiskit.adapters.config`);
 * ``backend``: the circuit's backend, shots, engine, noise, IBM execution
   (:mod:`qpa_qiskit.backends.config`);
 * ``generator``: the QPA circuit and mapping network, ``qpa-*`` methods
   (:mod:`qpa_qiskit.generator.config`);
-* ``training``: optimisation, seed, precision, checkpoints;
-* ``eval``: how perplexity is scored.
+* ``training``: optimisation, seed, precision, checkpoints (:mod:`qpa_qiskit.train.config`);
+* ``eval``: how perplexity is scored (:mod:`qpa_qiskit.data.config`).
 
-This module keeps the composition (:class:`RunConfig`: the checks across sections, the flat
-view, files) and the sections of the runs (task, training, eval), whose code (``data``,
-``models``, ``train``) sits above it. Importing it imports no torch, peft, transformers or
+This module keeps only the composition (:class:`RunConfig`: the checks across sections, the
+flat view, the resumable fields, files). Importing it imports no torch, peft, transformers or
 qiskit, so ``qpa --help`` is fast.
 """
 
@@ -38,8 +37,10 @@ from . import validate
 from .adapters.config import TUNER_SETTINGS, AdapterConfig
 from .backends.config import BackendConfig
 from .choices import CIRCUIT_SOURCES, METHODS, TRAINED_SOURCES, split_method
+from .data.config import EvalConfig, TaskConfig
 from .errors import InputError
 from .generator.config import PRESETS, GeneratorConfig
+from .train.config import TrainingConfig
 
 __all__ = [  # the sections beside their code, re-exported: the composition's parts
     "PRESETS",
@@ -56,116 +57,6 @@ __all__ = [  # the sections beside their code, re-exported: the composition's pa
     "TrainingConfig",
     "check_given",
 ]
-
-SCHEDULES = ("cosine", "linear", "constant")
-PRECISIONS = ("fp32", "bf16")
-EVAL_PROTOCOLS = ("windows", "padded-lines")
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
-@dataclass
-class TaskConfig:
-    """The model to adapt and the WikiText-2 data."""
-
-    _argument_group_name = "model and data"
-    model: str = field(
-        default="smollm2-135m",
-        metadata=_help("smollm2-135m (embedded, offline), tiny-gpt2 (tests), or a Hugging Face causal LM"),
-    )
-    data: str = field(
-        default="hub",
-        metadata=_help("'hub' (wikitext-2-raw-v1) or a WikiText-2 folder; a folder is stored resolved"),
-    )
-    train_tokens: int | None = field(
-        default=200_000, metadata=_help("cap on the training tokens (0: the whole split)")
-    )
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise InputError(f"model must be a model name, got {self.model!r}")
-        if not isinstance(self.data, str) or not self.data.strip():
-            raise InputError(f"data must be 'hub' or a folder, got {self.data!r}")
-        if self.data != "hub":
-            self.data = str(Path(self.data).expanduser().resolve())
-        if self.train_tokens is not None:
-            self.train_tokens = validate.integer(self.train_tokens, "train_tokens", minimum=0) or None
-
-
-@dataclass
-class TrainingConfig:
-    """Optimisation, randomness, precision and checkpoints."""
-
-    _argument_group_name = "training"
-    steps: int = field(default=30, metadata=_help("optimiser steps"))
-    batch_size: int = field(default=4, metadata=_help("sequences per micro-batch"))
-    grad_accum: int = field(default=1, metadata=_help("micro-batches per optimiser step"))
-    block_size: int = field(default=128, metadata=_help("tokens per training sequence"))
-    lr: float = field(default=1e-3, metadata=_help("peak learning rate (AdamW)"))
-    circuit_lr: float | None = field(
-        default=None,
-        metadata=_help("qpa-*: the peak rate of the circuit angles (or softmax logits); default --lr"),
-    )
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
-    warmup: int = field(default=3, metadata=_help("linear warm-up steps"))
-    schedule: str = field(
-        default="cosine", metadata=_help("learning-rate schedule after the warm-up", choices=SCHEDULES)
-    )
-    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping (0: off)"))
-    seed: int = field(default=0, metadata=_help("seeds every initial value, the data order and the shots"))
-    precision: str = field(default="fp32", metadata=_help("bf16: autocast", choices=PRECISIONS))
-    save_every: int = field(default=10, metadata=_help("checkpoint interval in steps"))
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "block_size", "save_every"):
-            setattr(self, name, validate.positive_int(getattr(self, name), name))
-        self.lr = validate.positive_number(self.lr, "lr")
-        if self.circuit_lr is not None:
-            self.circuit_lr = validate.positive_number(self.circuit_lr, "circuit_lr")
-        self.weight_decay = validate.number(self.weight_decay, "weight_decay", minimum=0.0)
-        self.warmup = validate.integer(self.warmup, "warmup", minimum=0)
-        validate.one_of(self.schedule, "schedule", SCHEDULES)
-        self.max_grad_norm = validate.number(self.max_grad_norm, "max_grad_norm", minimum=0.0)
-        self.seed = validate.integer(self.seed, "seed", minimum=0, maximum=2**63 - 1)
-        validate.one_of(self.precision, "precision", PRECISIONS)
-
-
-@dataclass
-class EvalConfig:
-    """How test perplexity is scored (see :mod:`qpa_qiskit.data`)."""
-
-    _argument_group_name = "evaluation"
-    eval_tokens: int | None = field(default=16_384, metadata=_help("tokens scored (0: the whole split)"))
-    eval_window: int = field(default=256, metadata=_help("context window of the scoring"))
-    eval_stride: int = field(default=192, metadata=_help("window stride"))
-    eval_batch: int = field(default=4, metadata=_help("windows per forward pass"))
-    eval_protocol: str = field(
-        default="windows",
-        metadata=_help(
-            "padded-lines: also the published metric (lines padded with EOS, padding scored), beside "
-            "the honest windowed perplexity",
-            choices=EVAL_PROTOCOLS,
-        ),
-    )
-    padded_block: int = field(
-        default=512, metadata=_help("padded-lines: tokens per padded line (published: 512)")
-    )
-
-    def __post_init__(self) -> None:
-        if self.eval_tokens is not None:
-            self.eval_tokens = validate.integer(self.eval_tokens, "eval_tokens", minimum=0) or None
-        self.eval_window = validate.integer(self.eval_window, "eval_window", minimum=2)
-        self.eval_stride = validate.positive_int(self.eval_stride, "eval_stride")
-        if self.eval_stride > self.eval_window:
-            raise InputError(
-                f"eval_stride ({self.eval_stride}) must be at most eval_window ({self.eval_window})"
-            )
-        self.eval_batch = validate.positive_int(self.eval_batch, "eval_batch")
-        validate.one_of(self.eval_protocol, "eval_protocol", EVAL_PROTOCOLS)
-        self.padded_block = validate.integer(self.padded_block, "padded_block", minimum=2)
-
 
 SECTIONS: dict[str, type] = {
     "task": TaskConfig,

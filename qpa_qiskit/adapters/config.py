@@ -8,14 +8,10 @@ it before any command runs. The methods it names are in :mod:`qpa_qiskit.choices
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import validate
 from ..choices import METHODS, split_method
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+from ..sections import described
 
 
 @dataclass
@@ -23,19 +19,21 @@ class AdapterConfig:
     """The peft adapter: which method, where, how large."""
 
     _argument_group_name = "adapter"
-    method: str = field(default="qpa-lora", metadata=_help("adapter method", choices=list(METHODS)))
-    rank: int = field(default=4, metadata=_help("LoRA/DoRA/VeRA rank r"))
-    lora_alpha: float | None = field(default=None, metadata=_help("LoRA scaling alpha (default 2 * rank)"))
+    method: str = field(default="qpa-lora", metadata=described("adapter method", choices=list(METHODS)))
+    rank: int = field(default=4, metadata=described("LoRA/DoRA/VeRA rank r"))
+    lora_alpha: float | None = field(
+        default=None, metadata=described("LoRA scaling alpha (default 2 * rank)")
+    )
     targets: list[str] | None = field(
         default=None,
-        metadata=_help(
+        metadata=described(
             "modules to adapt (q_proj v_proj, c_attn...); default lm_head (lora, dora, vera, ia3), "
             "each layer's feed-forward output (ffa); prefix takes none"
         ),
     )
-    bottleneck: int = field(default=16, metadata=_help("FFA: the adapter's hidden width"))
-    prefix_tokens: int = field(default=8, metadata=_help("prefix tuning: virtual tokens per layer"))
-    dropout: float = field(default=0.0, metadata=_help("LoRA/VeRA dropout probability"))
+    bottleneck: int = field(default=16, metadata=described("FFA: the adapter's hidden width"))
+    prefix_tokens: int = field(default=8, metadata=described("prefix tuning: virtual tokens per layer"))
+    dropout: float = field(default=0.0, metadata=described("LoRA/VeRA dropout probability"))
 
     def __post_init__(self) -> None:
         validate.one_of(self.method, "method", METHODS)

@@ -16,14 +16,11 @@ from typing import Any
 from .. import validate
 from ..errors import InputError
 from ..noise.settings import NoiseSettings
+from ..sections import described
 from .ibm_options import EXECUTION_MODES
 from .ibm_options import sampler_options as runtime_sampler_options
 
 ENGINES = ("auto", "ptm", "aer")  # aer_noisy's engines (backends/aer_noisy.py)
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
 
 
 @dataclass
@@ -33,32 +30,32 @@ class BackendConfig:
 
     _argument_group_name = "backend (qpa-* methods)"
     backend: str = field(
-        default="statevector", metadata=_help("statevector, aer_noisy:<device>, ibm:<device>")
+        default="statevector", metadata=described("statevector, aer_noisy:<device>, ibm:<device>")
     )
     shots_factor: float | None = field(
-        default=None, metadata=_help("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
+        default=None, metadata=described("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
     )
     engine: str = field(
         default="auto",
-        metadata=_help("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
+        metadata=described("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
     )
     noise_scale: float = field(
         default=1.0,
-        metadata=_help("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
+        metadata=described("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
     )
     gate_error: bool = field(
-        default=True, metadata=_help("aer_noisy: the depolarising gate errors (on; --no-gate-error: off)")
+        default=True, metadata=described("aer_noisy: the depolarising gate errors (on; --no-gate-error: off)")
     )
     thermal_relaxation: bool = field(
         default=True,
-        metadata=_help("aer_noisy: relaxation (T1, T2) in gates (on; --no-thermal-relaxation: off)"),
+        metadata=described("aer_noisy: relaxation (T1, T2) in gates (on; --no-thermal-relaxation: off)"),
     )
     readout_error: bool = field(
-        default=True, metadata=_help("aer_noisy: the readout errors (on; --no-readout-error: off)")
+        default=True, metadata=described("aer_noisy: the readout errors (on; --no-readout-error: off)")
     )
     mode: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=described(
             "ibm: execution mode of the training jobs: job (default; every plan), batch (every "
             "plan), session (paid plans only; bills the time between steps too)",
             choices=EXECUTION_MODES,
@@ -66,14 +63,14 @@ class BackendConfig:
     )
     sampler_options: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=described(
             "ibm: the runtime Sampler's options as JSON text or a JSON file, checked by "
             "qiskit_ibm_runtime.options_models.SamplerOptions "
             '(e.g. \'{"twirling": {"enable_gates": true}}\')'
         ),
     )
     max_execution_time: int | None = field(
-        default=None, metadata=_help("ibm: QPU seconds a job may use before the service cancels it")
+        default=None, metadata=described("ibm: QPU seconds a job may use before the service cancels it")
     )
 
     def __post_init__(self) -> None:

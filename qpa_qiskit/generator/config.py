@@ -25,6 +25,7 @@ from ..choices import (
     ROTATIONS,
     X_CENTRINGS,
 )
+from ..sections import described
 
 # Presets: named sets of settings a run takes at once (``--preset``); a setting that contradicts
 # its preset is refused. "paper" is the generator of the published QPA code (CYLphysics/QPA,
@@ -47,10 +48,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class GeneratorConfig:
     """The generator: the ansatz, labels, mapping, rescaling and centrings, the probability
@@ -58,13 +55,15 @@ class GeneratorConfig:
     :class:`~qpa_qiskit.backends.config.BackendConfig`.)"""
 
     _argument_group_name = "generator (qpa-* and lowrank-* methods)"
-    chunk_size: int = field(default=2048, metadata=_help("n_mlp: weights per chunk (the MLP's output width)"))
-    reps: int = field(default=8, metadata=_help("ansatz layers L"))
-    rotation: str = field(default="ry", metadata=_help("ansatz rotation", choices=ROTATIONS))
-    entanglement: str = field(default="linear", metadata=_help("CNOT ladder", choices=ENTANGLEMENTS))
+    chunk_size: int = field(
+        default=2048, metadata=described("n_mlp: weights per chunk (the MLP's output width)")
+    )
+    reps: int = field(default=8, metadata=described("ansatz layers L"))
+    rotation: str = field(default="ry", metadata=described("ansatz rotation", choices=ROTATIONS))
+    entanglement: str = field(default="linear", metadata=described("CNOT ladder", choices=ENTANGLEMENTS))
     preset: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=described(
             "paper: the published generator's settings at once (random labels, linear mapping, its "
             "centrings and dropout); a setting that contradicts it is refused",
             choices=list(PRESETS),
@@ -72,7 +71,7 @@ class GeneratorConfig:
     )
     labels: str = field(
         default="fixed",
-        metadata=_help(
+        metadata=described(
             "chunk labels: fixed (chunk c reads basis state c's bits) or random (a fresh assignment "
             "of distinct bitstrings at every training step, as published)",
             choices=LABELS,
@@ -80,41 +79,43 @@ class GeneratorConfig:
     )
     mapping: str = field(
         default="mlp",
-        metadata=_help(
+        metadata=described(
             "mapping network: mlp (with --activation) or linear (the published chain)", choices=MAPPINGS
         ),
     )
     hidden: list[int] | None = field(
         default=None,
-        metadata=_help("mapping hidden widths (default: mlp 32 32; linear 32 64 128 128 64 32 32)"),
+        metadata=described("mapping hidden widths (default: mlp 32 32; linear 32 64 128 128 64 32 32)"),
     )
     activation: str = field(
-        default="gelu", metadata=_help("mapping MLP activation", choices=ACTIVATION_NAMES)
+        default="gelu", metadata=described("mapping MLP activation", choices=ACTIVATION_NAMES)
     )
     mapping_init: str = field(
         default="small",
-        metadata=_help(
+        metadata=described(
             "small: the last layer at std 0.01, zero bias; torch: torch's defaults (published)",
             choices=MAPPING_INITS,
         ),
     )
-    gamma: float = field(default=0.1, metadata=_help("probability rescaling gamma"))
-    beta: float = field(default=0.60, metadata=_help("probability rescaling beta"))
-    alpha: float = field(default=0.15, metadata=_help("probability rescaling exponent alpha"))
+    gamma: float = field(default=0.1, metadata=described("probability rescaling gamma"))
+    beta: float = field(default=0.60, metadata=described("probability rescaling beta"))
+    alpha: float = field(default=0.15, metadata=described("probability rescaling exponent alpha"))
     x_centring: str = field(
         default="chunks",
-        metadata=_help(
+        metadata=described(
             "the rescaled x minus its mean over the chunks, over all 2^N states (published), or none",
             choices=X_CENTRINGS,
         ),
     )
     output_centring: str = field(
         default="none",
-        metadata=_help("mean: the generated vector minus its own mean (published)", choices=OUTPUT_CENTRINGS),
+        metadata=described(
+            "mean: the generated vector minus its own mean (published)", choices=OUTPUT_CENTRINGS
+        ),
     )
     probabilities: str = field(
         default="circuit",
-        metadata=_help(
+        metadata=described(
             "what the mapping reads: the trained circuit, or a control: frozen (the circuit at its "
             "initial angles), uniform, fixed-random (one Porter-Thomas draw), softmax (2^N trained "
             "logits), none (the bits only)",
@@ -123,18 +124,18 @@ class GeneratorConfig:
     )
     lowrank_k: int | None = field(
         default=None,
-        metadata=_help(
+        metadata=described(
             "lowrank-* methods: the rank k of H @ C (default: the QPA generator's trainable count)"
         ),
     )
     completion: str = field(
         default="none",
-        metadata=_help(
+        metadata=described(
             "fill unmeasured states: gi (Generative Interpolation) or a control", choices=COMPLETION_MODES
         ),
     )
     completion_hidden: list[int] = field(
-        default_factory=lambda: [16], metadata=_help("hidden widths of the GI network")
+        default_factory=lambda: [16], metadata=described("hidden widths of the GI network")
     )
 
     def __post_init__(self) -> None:

@@ -3,7 +3,8 @@
 * :mod:`.description`: :class:`NoiseDescription`, the one reader of Aer's NoiseModel internals;
 * :mod:`.snapshot`: :class:`Snapshot` files that fix a device's configuration and calibration;
 * :mod:`.settings`: :class:`NoiseSettings`, ``noise_scale`` and the component switches;
-* :mod:`.report`: the noise a circuit meets on a device (``qpa noise show``).
+* the noise a circuit meets on a device (``qpa noise show``) is reported by
+  :mod:`qpa_qiskit.cli.noise_report`, beside the command that prints it.
 
 The snapshot and description names are imported on first use (PEP 562 ``__getattr__``): they
 import qiskit, and the settings alone (:mod:`.settings`) are what the run configuration needs.

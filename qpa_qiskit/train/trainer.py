@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .adapters import AdaptedModel
-from .backends import QPABackend, parse_spec
-from .config import RESUMABLE, EvalConfig, RunConfig
-from .data import (
+from ..adapters import AdaptedModel
+from ..backends import QPABackend, parse_spec
+from ..config import RESUMABLE, RunConfig
+from ..data import (
     blocks,
     check_line_structure,
     load_wikitext,
@@ -49,11 +49,12 @@ from .data import (
     perplexity,
     tokenize,
 )
-from .errors import InputError, StateError
-from .generator.core import chunk_spread
-from .jobs import HardwareLoop
-from .models import LoadedModel, load_model
-from .run_folder import CHECKPOINT, RunFolder
+from ..data.config import EvalConfig
+from ..errors import InputError, StateError
+from ..generator.core import chunk_spread
+from ..jobs import HardwareLoop
+from ..models import LoadedModel, load_model
+from ..run_folder import CHECKPOINT, RunFolder
 
 
 def _stderr(message: str) -> None:

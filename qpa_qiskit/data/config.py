@@ -1,0 +1,81 @@
+"""The run's sections for the task (the model and the data) and for how it is scored.
+
+Beside the data code they configure (:mod:`.wikitext`), and import-light: the run
+configuration (:mod:`qpa_qiskit.config`) composes them without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import validate
+from ..errors import InputError
+from ..sections import described
+
+EVAL_PROTOCOLS = ("windows", "padded-lines")
+
+
+@dataclass
+class TaskConfig:
+    """The model to adapt and the WikiText-2 data."""
+
+    _argument_group_name = "model and data"
+    model: str = field(
+        default="smollm2-135m",
+        metadata=described(
+            "smollm2-135m (embedded, offline), tiny-gpt2 (tests), or a Hugging Face causal LM"
+        ),
+    )
+    data: str = field(
+        default="hub",
+        metadata=described("'hub' (wikitext-2-raw-v1) or a WikiText-2 folder; a folder is stored resolved"),
+    )
+    train_tokens: int | None = field(
+        default=200_000, metadata=described("cap on the training tokens (0: the whole split)")
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InputError(f"model must be a model name, got {self.model!r}")
+        if not isinstance(self.data, str) or not self.data.strip():
+            raise InputError(f"data must be 'hub' or a folder, got {self.data!r}")
+        if self.data != "hub":
+            self.data = str(Path(self.data).expanduser().resolve())
+        if self.train_tokens is not None:
+            self.train_tokens = validate.integer(self.train_tokens, "train_tokens", minimum=0) or None
+
+
+@dataclass
+class EvalConfig:
+    """How test perplexity is scored (see :mod:`qpa_qiskit.data.wikitext`)."""
+
+    _argument_group_name = "evaluation"
+    eval_tokens: int | None = field(default=16_384, metadata=described("tokens scored (0: the whole split)"))
+    eval_window: int = field(default=256, metadata=described("context window of the scoring"))
+    eval_stride: int = field(default=192, metadata=described("window stride"))
+    eval_batch: int = field(default=4, metadata=described("windows per forward pass"))
+    eval_protocol: str = field(
+        default="windows",
+        metadata=described(
+            "padded-lines: also the published metric (lines padded with EOS, padding scored), beside "
+            "the honest windowed perplexity",
+            choices=EVAL_PROTOCOLS,
+        ),
+    )
+    padded_block: int = field(
+        default=512, metadata=described("padded-lines: tokens per padded line (published: 512)")
+    )
+
+    def __post_init__(self) -> None:
+        if self.eval_tokens is not None:
+            self.eval_tokens = validate.integer(self.eval_tokens, "eval_tokens", minimum=0) or None
+        self.eval_window = validate.integer(self.eval_window, "eval_window", minimum=2)
+        self.eval_stride = validate.positive_int(self.eval_stride, "eval_stride")
+        if self.eval_stride > self.eval_window:
+            raise InputError(
+                f"eval_stride ({self.eval_stride}) must be at most eval_window ({self.eval_window})"
+            )
+        self.eval_batch = validate.positive_int(self.eval_batch, "eval_batch")
+        validate.one_of(self.eval_protocol, "eval_protocol", EVAL_PROTOCOLS)
+        self.padded_block = validate.integer(self.padded_block, "padded_block", minimum=2)
