@@ -129,7 +129,9 @@ class RunFolder:
             "from step 0"
         )
         try:
-            restore(torch.load(path, weights_only=False))
+            # on the CPU whatever device saved it (a run trained on a GPU resumes on a CPU): the
+            # random states must be CPU tensors, and restoring copies the rest onto the run's device
+            restore(torch.load(path, weights_only=False, map_location="cpu"))
         except StateError:
             raise
         except Exception as exc:

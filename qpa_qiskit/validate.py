@@ -142,12 +142,75 @@ def torch_device(value: Any, name: str) -> str:
         return "cpu"
     if device.type != "cuda":
         raise InputError(f"{name} must be {accepted}, got {value!r}")
+    return str(_cuda_device(device.index, value, name))
+
+
+DEVICE_FORMS = "auto, cpu, cuda, cuda:<index> (cuda:0, cuda:1, ...) or mps"
+
+
+def device_form(value: Any, name: str, *, auto: bool = True) -> str:
+    """The written form of a device, checked without torch (a configuration is checked on any
+    machine, and a run trained on a GPU is evaluated on a CPU): ``auto`` (with `auto`),
+    ``cpu``, ``cuda``, ``cuda:<index>`` or ``mps``; returned stripped and in lower case.
+    Whether the device exists here is :func:`run_device`'s question, when a run starts."""
+    forms = DEVICE_FORMS if auto else DEVICE_FORMS.removeprefix("auto, ")
+    text = value.strip().lower() if isinstance(value, str) else None
+    base, sep, index = (text or "").partition(":")
+    if text in (*(("auto",) if auto else ()), "cpu", "cuda", "mps") or (
+        base == "cuda" and sep and index.isdigit() and index.isascii()
+    ):
+        return text if not sep else f"cuda:{int(index)}"
+    raise InputError(f"{name} must be {forms}; got {value!r}")
+
+
+def torch_sees(kind: str = "cuda") -> str:
+    """What torch sees here of `kind` ("cuda" or "mps"), for a message about a device that is
+    not there: torch's version and build, the CUDA devices and ``CUDA_VISIBLE_DEVICES``, or MPS."""
+    # lazy: torch (seconds); the command line's parsers import this module
+    import os
+
+    import torch
+
+    if kind == "mps":
+        built = "built with MPS" if torch.backends.mps.is_built() else "built without MPS"
+        return f"torch {torch.__version__} ({built}) sees no MPS device here"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    about = [f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"]
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        about.append(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}")
+    seen = "no CUDA device" if count == 0 else f"{count} CUDA device(s)"
+    return f"torch {torch.__version__} ({'; '.join(about)}) sees {seen} here"
+
+
+def _cuda_device(index: int | None, value: Any, name: str, instead: str = "'cpu'"):
+    # lazy: torch (seconds); the command line's parsers import this module
+    import torch
+
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise InputError(
-            f"{name}={value!r}, but torch {torch.__version__} sees no CUDA device here; use 'cpu'"
-        )
-    index = 0 if device.index is None else device.index
+        raise InputError(f"{name}={value!r}, but {torch_sees()}; use {instead}")
+    index = 0 if index is None else index
     if index >= count:
-        raise InputError(f"{name}={value!r}, but torch sees {count} CUDA device(s): cuda:0..cuda:{count - 1}")
-    return f"cuda:{index}"
+        raise InputError(f"{name}={value!r}, but {torch_sees()}: cuda:0..cuda:{count - 1}; give one of those")
+    return torch.device("cuda", index)
+
+
+def run_device(value: Any, name: str = "device"):
+    """The torch device a run uses for `value` (:func:`device_form`): ``auto`` is the first
+    CUDA device torch sees (inside a Ray task: the GPU Ray gave it), else the CPU; ``cuda``,
+    ``cuda:<index>`` and ``mps`` must exist here, or the error says what torch sees."""
+    # lazy: torch (seconds); the command line's parsers import this module
+    import torch
+
+    text = device_form(value, name)
+    if text == "auto":
+        cuda = torch.cuda.is_available() and torch.cuda.device_count() > 0
+        return torch.device("cuda", 0) if cuda else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError(f"{name}='mps', but {torch_sees('mps')}; use 'cpu' or 'auto'")
+        return torch.device("mps")
+    _, _, index = text.partition(":")
+    return _cuda_device(int(index) if index else None, value, name, "'cpu' or 'auto'")

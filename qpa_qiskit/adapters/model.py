@@ -94,6 +94,14 @@ class AdaptedModel(nn.Module):
             else:
                 self.generator = QPAGenerator(total, backend, generator, seed=seed)
 
+    def place(self, device: torch.device | str) -> None:
+        """Put the model on a run's device: the peft model (base model and adapter) and the
+        generator's mapping network (:meth:`QPAGenerator.place`: its probability source stays
+        on the CPU, where the circuit is evaluated)."""
+        self.peft_model.to(device)
+        if self.generator is not None:
+            self.generator.place(device)
+
     def _split(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
         dtype = next(iter(self.peft_model.parameters())).dtype
         shapes = dict(zip(self.generated_names, self.generated_shapes, strict=True))

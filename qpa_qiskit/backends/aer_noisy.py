@@ -63,7 +63,10 @@ class AerNoisyFamily(Family):
     @classmethod
     def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
         names = ("engine", *NOISE_OPTIONS)  # the engine, noise_scale and the component switches
-        return {name: getattr(section, name) for name in names}
+        options = {name: getattr(section, name) for name in names}
+        if section.torch_device is not None:  # else the run's device (QPABackend.from_config)
+            options["torch_device"] = section.torch_device
+        return options
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)

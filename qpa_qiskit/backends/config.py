@@ -39,6 +39,13 @@ class BackendConfig:
         default="auto",
         metadata=described("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
     )
+    torch_device: str | None = field(
+        default=None,
+        metadata=described(
+            "aer_noisy PTM engine: where its states live (cpu, cuda, cuda:<index>); default the run's "
+            "--device (the CPU for mps, which has no float64)"
+        ),
+    )
     noise_scale: float = field(
         default=1.0,
         metadata=described("aer_noisy: every error and relaxation rate x s (0: noiseless, 1: the device)"),
@@ -79,6 +86,18 @@ class BackendConfig:
         if self.shots_factor is not None:
             self.shots_factor = validate.positive_number(self.shots_factor, "shots_factor")
         validate.one_of(self.engine, "engine", ENGINES)
+        if self.torch_device is not None:
+            self.torch_device = validate.device_form(self.torch_device, "torch_device", auto=False)
+            if self.torch_device == "mps":
+                raise InputError(
+                    "torch_device must be cpu, cuda or cuda:<index>: the PTM engine computes in float64, "
+                    "which MPS does not have; got 'mps'"
+                )
+            if not self.backend.strip().lower().startswith("aer_noisy"):
+                raise InputError(
+                    f"torch_device sets where the PTM engine of an aer_noisy:<device> backend runs; backend "
+                    f"{self.backend!r} has none. Drop --torch-device, or use an aer_noisy backend"
+                )
         noise = NoiseSettings(self.noise_scale, self.gate_error, self.thermal_relaxation, self.readout_error)
         self.noise_scale = noise.scale
         if not noise.is_device and not self.backend.strip().lower().startswith("aer_noisy"):

@@ -607,11 +607,19 @@ class QPABackend:
 
     @classmethod
     def from_config(
-        cls, section: BackendConfig, hardware_loop: Any = None, *, seed: int | None = None
+        cls,
+        section: BackendConfig,
+        hardware_loop: Any = None,
+        *,
+        seed: int | None = None,
+        device: str | None = None,
     ) -> QPABackend:
         """The backend a configuration section describes (:class:`~.config.BackendConfig`):
         its family takes the options it has from the section (:meth:`Family.config_options`);
-        `seed` seeds the shots, `hardware_loop` is for a family that runs its jobs through one."""
+        `seed` seeds the shots, `hardware_loop` is for a family that runs its jobs through one.
+        `device` is the run's torch device: a family with a ``torch_device`` option (the PTM
+        engine) runs there unless the section sets one; a CUDA device only, since the engine
+        computes in float64, which MPS lacks (the CPU otherwise)."""
         kind, _ = parse_spec(section.backend)
         family = FAMILIES[kind]
         if section.engine != "auto" and "engine" not in family.options:
@@ -620,6 +628,8 @@ class QPABackend:
                 f"engine {section.engine!r} applies to {takers} backends only, not {section.backend!r}"
             )
         options = family.config_options(section, hardware_loop)
+        if device is not None and "torch_device" in family.options and "torch_device" not in options:
+            options["torch_device"] = device if device.startswith("cuda") else "cpu"
         return cls(section.backend, shots_factor=section.shots_factor, seed=seed, **options)
 
     # ------------------------------------------------------------------ description

@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_given(given, [cfg.adapter.method])  # an option the method ignores is refused
         run = Run.create(run_dir, cfg, hardware_options=_hardware_options(args))
     with run:
-        print(f"{run.cfg.adapter.method} on {run.cfg.task.model}: {run.model.counts()}")
+        print(f"{run.cfg.adapter.method} on {run.cfg.task.model} ({run.device}): {run.model.counts()}")
         try:
             records = run.train()
         except KeyboardInterrupt:
@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..train import evaluate_run
 
     result = evaluate_run(args.run_dir, args.split, overrides=explicit_settings(args),
-                          counterfactual=args.counterfactual)  # fmt: skip
+                          counterfactual=args.counterfactual, progress=True)  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 
@@ -212,7 +212,8 @@ def add_sweep_options(p: argparse.ArgumentParser, spec_class) -> None:
                    help="torch threads of each run; ray: also the CPUs reserved for it (default 1 on ray, "
                    "torch's choice locally)")  # fmt: skip
     g.add_argument("--gpus-per-run", type=float, default=0.0,
-                   help="ray: GPUs reserved for each run (0.25: four runs share a GPU)")  # fmt: skip
+                   help="ray: GPUs reserved for each run, which --device auto then uses (0.25: four runs "
+                   "share a GPU; 0: the runs see no GPU and train on the CPU)")  # fmt: skip
 
 
 def add_study(sub, spec_class, options, help: str | None = None) -> None:

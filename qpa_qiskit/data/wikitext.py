@@ -106,8 +106,12 @@ def blocks(tokens: torch.Tensor, block_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512, batch_size: int = 4):
-    """(perplexity, scored tokens, total NLL) of a token stream; see the module docstring."""
+def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512, batch_size: int = 4, *,
+               progress: bool = False):  # fmt: skip
+    """(perplexity, scored tokens, total NLL) of a token stream, on the tokens' device (the
+    model's); see the module docstring. `progress`: a bar of the windows scored, below any
+    bar already shown, on a terminal only and once scoring has taken 2 s (a short evaluation
+    shows none); it goes when scoring ends."""
     if window < 2 or not 1 <= stride <= window:
         raise InputError(f"need window >= 2 and 1 <= stride <= window, got window={window}, stride={stride}")
     n = tokens.numel()
@@ -121,21 +125,30 @@ def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512
         if end == n:
             break
         begin += stride
+    # lazy: tqdm, only when windows are scored
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(spans), desc="perplexity", unit="window", leave=False, delay=2.0, file=sys.stderr,
+               disable=None if progress else True)  # fmt: skip
     total_nll, total_tokens = 0.0, 0
     i = 0
-    while i < len(spans):
-        length = spans[i][1] - spans[i][0]
-        group = [s for s in spans[i : i + batch_size] if s[1] - s[0] == length]
-        ids = torch.stack([tokens[b:e] for b, e, _ in group])
-        logits = model(input_ids=ids).logits.float()
-        targets = ids[:, 1:].clone()
-        for row, (_, _, first) in enumerate(group):
-            targets[row, : first - 1] = -100  # context only: scored by an earlier window
-        nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                              ignore_index=-100, reduction="sum")  # fmt: skip
-        total_nll += nll.item()
-        total_tokens += int((targets != -100).sum())
-        i += len(group)
+    try:
+        while i < len(spans):
+            length = spans[i][1] - spans[i][0]
+            group = [s for s in spans[i : i + batch_size] if s[1] - s[0] == length]
+            ids = torch.stack([tokens[b:e] for b, e, _ in group])
+            logits = model(input_ids=ids).logits.float()
+            targets = ids[:, 1:].clone()
+            for row, (_, _, first) in enumerate(group):
+                targets[row, : first - 1] = -100  # context only: scored by an earlier window
+            nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                  ignore_index=-100, reduction="sum")  # fmt: skip
+            total_nll += nll.item()
+            total_tokens += int((targets != -100).sum())
+            i += len(group)
+            bar.update(len(group))
+    finally:
+        bar.close()
     return math.exp(total_nll / total_tokens), total_tokens, total_nll
 
 
@@ -160,7 +173,7 @@ def check_line_structure(text: str, what: str) -> None:
 
 @torch.no_grad()
 def padded_lines_perplexity(model, tokenizer, text: str, block: int = 512, max_rows: int | None = None,
-                            batch_size: int = 4) -> tuple[float, int, int]:  # fmt: skip
+                            batch_size: int = 4, device=None) -> tuple[float, int, int]:  # fmt: skip
     """(perplexity, rows, scored positions) by the published protocol (CYLphysics/QPA,
     ``train.py``): every row of the split (:func:`text_rows`, blank ones included) tokenised,
     cut to `block` tokens and right-padded with EOS to `block`; the model sees the attention
@@ -169,7 +182,8 @@ def padded_lines_perplexity(model, tokenizer, text: str, block: int = 512, max_r
     Scoring the padding flatters a model trained on padding too, as the published one is
     (EOS after EOS becomes nearly free, and most scored positions are padding); a model that
     never saw padding pays ~19 nats per padding position instead. Either way it is reported
-    beside the honest perplexity, never instead of it. `max_rows` scores the first rows only.
+    beside the honest perplexity, never instead of it. `max_rows` scores the first rows only;
+    `device`: where the batches go (the model's; default the CPU).
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -184,8 +198,9 @@ def padded_lines_perplexity(model, tokenizer, text: str, block: int = 512, max_r
             tokens = tokenizer(row, add_special_tokens=False)["input_ids"][:block] if row else []
             ids.append(tokens + [eos] * (block - len(tokens)))
             mask.append([1] * len(tokens) + [0] * (block - len(tokens)))
-        ids_t = torch.tensor(ids, dtype=torch.long)
-        logits = model(input_ids=ids_t, attention_mask=torch.tensor(mask, dtype=torch.long)).logits.float()
+        ids_t = torch.tensor(ids, dtype=torch.long, device=device)
+        attention = torch.tensor(mask, dtype=torch.long, device=device)
+        logits = model(input_ids=ids_t, attention_mask=attention).logits.float()
         targets = ids_t[:, 1:]
         total += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                  reduction="sum").item()  # fmt: skip

@@ -277,12 +277,23 @@ class QPAGenerator(nn.Module):
         return (x - x.mean())[: self.n_chunks]
 
     def _inputs(self, probs: torch.Tensor | None) -> torch.Tensor:
-        """(n_chunks,) float32 x values; zeros where there are no probabilities."""
+        """(n_chunks,) float32 x values, on the mapping's device; zeros where there are no
+        probabilities."""
         if probs is None:
             return torch.zeros(self.n_chunks, device=self.labels.device)
         if self.config.x_centring != "states":
             probs = probs[: self.n_chunks]  # the float32 rescaling of the chunks' share, as before
-        return self.rescale(probs.float())
+        return self.rescale(probs.float()).to(self.labels.device)
+
+    def place(self, device: torch.device | str) -> None:
+        """Put the mapping network and the labels on `device` (a run's device). The probability
+        source stays on the CPU, beside the circuit's evaluation (numpy, float64: MPS has no
+        float64): the angles, softmax logits, fixed distributions and the completion; only the
+        rescaled x (n_chunks float32 values) moves to the device each step."""
+        self.mapping.to(device)
+        self.labels = self.labels.to(device)
+        if self.random_labels:
+            self.all_labels = self.all_labels.to(device)
 
     # ------------------------------------------------------------------ labels
     def draw_labels(self) -> torch.Tensor:
@@ -463,6 +474,10 @@ class LowRankGenerator(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return (self.left @ self.right).reshape(-1)[: self.n_weights]
+
+    def place(self, device: torch.device | str) -> None:
+        """Put H and C on `device` (a run's device)."""
+        self.to(device)
 
     def final_weights(self, probabilities: torch.Tensor | None = None) -> torch.Tensor:
         if probabilities is not None:

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from .. import validate
 from ..errors import InputError
-from .runner import BaseModels, Failure, Progress, Trial, record_failure, run_trial
+from .runner import BaseModels, Failure, Progress, Trial, record_failure, run_trial, steps_done
 
 # how long joining a Ray cluster at host:port may take before it is reported unreachable
 RAY_CONNECT_TIMEOUT_S = 10.0
+# how often the study's line reads the steps of the runs on Ray from their folders
+RAY_POLL_S = 2.0
+# Ray's own switch (ray._private.accelerators): a task that reserves no GPU sees none
+# (CUDA_VISIBLE_DEVICES=""), so --device auto runs it on the CPU instead of an unreserved GPU
+RAY_NO_GPU_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}
 
 
 class LocalExecutor:
@@ -55,7 +62,7 @@ class LocalExecutor:
             progress.started()
             try:
                 loaded, texts = bases.get(trial.config)
-                run_trial(study_dir, trial, loaded=loaded, texts=texts)
+                run_trial(study_dir, trial, loaded=loaded, texts=texts, progress=progress.enabled)
                 progress.finished(True)
             except Exception as exc:
                 failures[trial.name] = record_failure(study_dir, trial, exc)
@@ -64,8 +71,35 @@ class LocalExecutor:
         return failures
 
 
-def _ray_trial(study_dir: str, trial: Trial, threads: int) -> dict:
+def _ray_trial(study_dir: str, trial: Trial, threads: int, gpus: float = 0.0) -> dict:
+    if not gpus and trial.config.training.device.startswith("cuda"):
+        raise InputError(
+            f"--device {trial.config.training.device} on Ray needs --gpus-per-run above 0: a Ray task sees a "
+            "GPU only when it reserves one (0.25: four runs share a GPU)"
+        )
     return run_trial(study_dir, trial, threads=threads)
+
+
+class InFlight:
+    """The runs of a study on Ray as its driver sees them in their folders (shared storage):
+    a run is in flight from when its step count first moves (a resumed run's earlier steps,
+    or one still queued, do not count) until its task ends."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.study_dir = study_dir
+        self.first: dict[str, int] = {}  # steps when first looked at
+        self.since: dict[str, float] = {}  # when its steps were first seen moving
+
+    def poll(self, trials: Iterable[Trial]) -> dict[str, tuple[int, int, float]]:
+        """name -> (steps done, steps, seconds in flight) of the runs moving among `trials`."""
+        now = time.monotonic()
+        out = {}
+        for trial in trials:
+            done = steps_done(self.study_dir / trial.name)
+            if self.first.setdefault(trial.name, done) != done:
+                start = self.since.setdefault(trial.name, now)
+                out[trial.name] = (done, trial.config.training.steps, now - start)
+        return out
 
 
 class RayExecutor:
@@ -142,14 +176,25 @@ class RayExecutor:
         """Ray stays up for the process (a notebook's next study joins it)."""
 
     def run(self, study_dir: Path, trials: list[Trial], progress: Progress) -> dict[str, Failure]:
+        """Every trial a Ray task with its CPUs and GPUs; with GPUs (fractions too) Ray sets the
+        task's ``CUDA_VISIBLE_DEVICES`` and ``--device auto`` runs on that GPU, without, the task
+        sees no GPU and runs on the CPU. The study's line names the runs whose steps move."""
         ray = self._init()
-        task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run)(_ray_trial)
+        options = {} if self.gpus_per_run else {"runtime_env": {"env_vars": RAY_NO_GPU_ENV}}
+        task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, **options)(_ray_trial)
         threads = max(1, int(self.cpus_per_run))
-        pending = {task.remote(str(study_dir.resolve()), t, threads): t for t in trials}
+        folder = str(study_dir.resolve())
+        pending = {task.remote(folder, t, threads, self.gpus_per_run): t for t in trials}
         progress.started(len(pending))
         failures: dict[str, Failure] = {}
+        flight = InFlight(study_dir)
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            wait = RAY_POLL_S if progress.enabled else None
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
+            if progress.enabled:
+                progress.in_flight(flight.poll(t for r, t in pending.items() if r not in ready))
+            if not ready:
+                continue
             trial = pending.pop(ready[0])
             try:
                 ray.get(ready[0])

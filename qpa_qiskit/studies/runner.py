@@ -75,9 +75,28 @@ def _median_seconds(run_dir: Path) -> float | None:
     return statistics.median(seconds) if seconds else None
 
 
-def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, threads: int | None = None):
+def steps_done(run_dir: Path) -> int:
+    """The steps a run folder's ``metrics.jsonl`` records so far (0 before its first step): what
+    a study shows of a run that trains elsewhere (a Ray task on shared storage)."""
+    try:
+        with open(run_dir / "metrics.jsonl", "rb") as lines:
+            return sum(1 for line in lines if line.strip())
+    except OSError:
+        return 0
+
+
+def run_trial(
+    study_dir: str | Path,
+    trial: Trial,
+    *,
+    loaded=None,
+    texts=None,
+    threads: int | None = None,
+    progress: bool = False,
+):
     """Train (or resume) one trial and evaluate it; returns its result (also written to
-    ``<run>/result.json``, last). A finished trial is read back, not trained again."""
+    ``<run>/result.json``, last). A finished trial is read back, not trained again.
+    `progress`: the run's step bar and its evaluation's bar, below the study's bar."""
 
     study_dir = Path(study_dir)
     done = read_result(study_dir, trial)
@@ -96,8 +115,8 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     else:
         run = train.Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
     with run:
-        run.train(progress=False)
-    evaluation = train.evaluate_run(run_dir, loaded=copy(), texts=texts)
+        run.train(progress=progress, desc=trial.name, nested=True)
+    evaluation = train.evaluate_run(run_dir, loaded=copy(), texts=texts, progress=progress)
     result = {
         "name": trial.name,
         "axes": trial.axes,
@@ -222,20 +241,38 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
 
 
 class Progress:
-    """One line for the whole study: runs done, running, failed, and the time left."""
+    """One line for the whole study: runs done, running, failed, and the time left. A run in
+    this process shows its own step bar below it (:func:`run_trial` with `progress`); runs
+    elsewhere (Ray) are named on the line with their steps and how long they have run
+    (:meth:`in_flight`)."""
+
+    SHOWN_RUNS = 3  # runs named on the line; the rest counted
 
     def __init__(self, total: int, done: int, label: str, enabled: bool = True) -> None:
         # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
+        self.enabled = enabled
         self.running = 0
         self.failed = 0
+        self.now = ""
         self.bar = tqdm(total=total, initial=done, desc=label, unit="run", disable=not enabled,
                         file=sys.stderr)  # fmt: skip
         self._show()
 
     def _show(self) -> None:
-        self.bar.set_postfix(running=self.running, failed=self.failed)
+        now = {"now": self.now} if self.now else {}
+        self.bar.set_postfix(running=self.running, failed=self.failed, **now)
+
+    def in_flight(self, runs: dict[str, tuple[int, int, float]]) -> None:
+        """The runs training elsewhere: name -> (steps done, steps, seconds since its steps
+        were first seen going by), shown as ``name 12/30 1m05s``."""
+        parts = [f"{name} {done}/{steps} {_clock(seconds)}"
+                 for name, (done, steps, seconds) in list(runs.items())[: self.SHOWN_RUNS]]  # fmt: skip
+        if len(runs) > self.SHOWN_RUNS:
+            parts.append(f"+{len(runs) - self.SHOWN_RUNS} more")
+        self.now = ", ".join(parts)
+        self._show()
 
     def started(self, n: int = 1) -> None:
         self.running += n
@@ -254,6 +291,16 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    """12s, 1m05s, 2h03m."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 # --------------------------------------------------------------------------- the runner

@@ -1,4 +1,4 @@
-"""The run's training section: optimisation, randomness, precision and checkpoints.
+"""The run's training section: optimisation, randomness, the device, precision and checkpoints.
 
 Beside the trainer it configures (:mod:`.trainer`), and import-light: the run configuration
 (:mod:`qpa_qiskit.config`) composes it without importing torch.
@@ -17,7 +17,7 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class TrainingConfig:
-    """Optimisation, randomness, precision and checkpoints."""
+    """Optimisation, randomness, the device, precision and checkpoints."""
 
     _argument_group_name = "training"
     steps: int = field(default=30, metadata=described("optimiser steps"))
@@ -38,7 +38,16 @@ class TrainingConfig:
     seed: int = field(
         default=0, metadata=described("seeds every initial value, the data order and the shots")
     )
-    precision: str = field(default="fp32", metadata=described("bf16: autocast", choices=PRECISIONS))
+    device: str = field(
+        default="auto",
+        metadata=described(
+            "where the model, adapter, generator and batches live: auto (a CUDA device when torch sees "
+            "one, else the CPU), cpu, cuda, cuda:<index> or mps; a resumed run may change it"
+        ),
+    )
+    precision: str = field(
+        default="fp32", metadata=described("bf16: autocast on the run's device", choices=PRECISIONS)
+    )
     save_every: int = field(default=10, metadata=described("checkpoint interval in steps"))
 
     def __post_init__(self) -> None:
@@ -52,4 +61,5 @@ class TrainingConfig:
         validate.one_of(self.schedule, "schedule", SCHEDULES)
         self.max_grad_norm = validate.number(self.max_grad_norm, "max_grad_norm", minimum=0.0)
         self.seed = validate.integer(self.seed, "seed", minimum=0, maximum=2**63 - 1)
+        self.device = validate.device_form(self.device, "device")  # exists here? checked when a run starts
         validate.one_of(self.precision, "precision", PRECISIONS)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import validate
 from ..adapters import AdaptedModel
 from ..backends import QPABackend, parse_spec
 from ..config import RESUMABLE, RunConfig
@@ -69,6 +70,39 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def run_device(cfg: RunConfig) -> torch.device:
+    """The torch device of a run (``--device``, resolved here: ``auto`` is a CUDA device where
+    torch sees one, else the CPU), checked against ``--precision``: bf16 where the device has
+    it. Every CPU autocasts to bf16 (emulated where it lacks the instructions: slower, not
+    refused)."""
+    device = validate.run_device(cfg.training.device, "device")
+    if cfg.training.precision != "bf16":
+        return device
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError(
+            f"--precision bf16 on {device} ({torch.cuda.get_device_name(device)}): torch says this GPU "
+            "does not support bfloat16; use --precision fp32"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_macos_or_newer(14, 0):
+        raise InputError("--precision bf16 on mps needs macOS 14 or newer; use --precision fp32")
+    return device
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on `device` for ``--precision bf16``; fp32 (no autocast) otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _device_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    """The random state of `device`'s own generator (CUDA, MPS: dropout there draws from it),
+    keyed by the device type; nothing for the CPU, whose state is saved as torch's."""
+    if device.type == "cuda":
+        return {"cuda": torch.cuda.get_rng_state(device)}
+    if device.type == "mps":
+        return {"mps": torch.mps.get_rng_state()}
+    return {}
 
 
 def _schedule(cfg: RunConfig) -> Callable[[int], float]:
@@ -128,10 +162,11 @@ def check_config(
 ) -> None:
     """What :meth:`Run.create` checks before it writes anything, for a configuration alone (a
     study checks its whole grid with it before any run trains): the backend (its spec, the
-    noise scale against the device), the model's context, the adapter on a copy of the model
-    (targets, sizes, chunk size and qubits), and the data. Nothing is written and the IBM
-    Quantum account is not opened. `texts`: the data already loaded; `data` False skips the
-    data check (already done for these data settings)."""
+    noise scale against the device), the run's device and precision, the model's context, the
+    adapter on a copy of the model (targets, sizes, chunk size and qubits), and the data.
+    Nothing is written and the IBM Quantum account is not opened. `texts`: the data already
+    loaded; `data` False skips the data check (already done for these data settings)."""
+    run_device(cfg)  # a device torch does not see here, or bf16 where it has none
     backend = QPABackend.from_config(cfg.backend, seed=cfg.training.seed) if cfg.reads_circuit else None
     check_fits_model(cfg, loaded)
     AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed)
@@ -177,6 +212,7 @@ class Run:
         self.log = log or _stderr
         self.folder = RunFolder(run_dir, self.log)
         self._texts = texts
+        self.device = run_device(cfg)  # a device torch does not see is refused before anything else
         self.hardware = None
         if cfg.reads_circuit and parse_spec(cfg.backend.backend)[0] == "ibm":
             self.hardware = HardwareLoop(
@@ -187,7 +223,9 @@ class Run:
                 **(hardware_options or {}),
             )
         backend = (
-            QPABackend.from_config(cfg.backend, self.hardware, seed=cfg.training.seed)
+            QPABackend.from_config(
+                cfg.backend, self.hardware, seed=cfg.training.seed, device=str(self.device)
+            )
             if cfg.reads_circuit
             else None
         )
@@ -197,6 +235,7 @@ class Run:
         self.model = AdaptedModel(
             self.loaded.model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed
         )
+        self.model.place(self.device)  # initial values drawn on the CPU: the same on every device
         self.params = self.model.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
             self._parameter_groups(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay
@@ -309,7 +348,7 @@ class Run:
     def _state(self) -> dict:
         return {
             "step": self.step,
-            "trainable": {n: p.detach().clone() for n, p in self.params.items()},
+            "trainable": {n: p.detach().to("cpu", copy=True) for n, p in self.params.items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {
@@ -317,6 +356,7 @@ class Run:
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
                 "model": self.model.rng_state,
+                **_device_rng(self.device),
             },
         }
 
@@ -344,6 +384,12 @@ class Run:
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         self.model.rng_state = rng["model"]
+        # a device's own state, where the run resumes on a device of that type (a run trained on
+        # a GPU resumes on a CPU without it)
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        elif self.device.type == "mps" and "mps" in rng:
+            torch.mps.set_rng_state(rng["mps"])
 
     # ------------------------------------------------------------------ data
     @property
@@ -372,7 +418,7 @@ class Run:
         epoch = (step * per_step + micro * t.batch_size) // len(data)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(t.seed + epoch))
         idx = torch.cat([order, order])[start : start + t.batch_size]
-        return data[idx]
+        return data[idx].to(self.device)
 
     # ------------------------------------------------------------------ training
     def _label(self, label: str) -> None:
@@ -397,7 +443,7 @@ class Run:
         total = 0.0
         for micro in range(t.grad_accum):
             ids = self.batch(self.step, micro)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+            with autocast(self.device, t.precision):
                 if leaves is None:
                     out = self.model(input_ids=ids, labels=ids)
                 else:
@@ -423,16 +469,19 @@ class Run:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        record = {"step": self.step, "loss": total, "lr": rates[0], "seconds": time.perf_counter() - start}
+        record = {"step": self.step, "loss": total, "lr": rates[0], "seconds": time.perf_counter() - start,
+                  "device": str(self.device)}  # fmt: skip
         if len(rates) > 1:
             record["circuit_lr"] = rates[1]
         record.update(self.model.diagnostics())
         self.folder.append_metrics(record)
         return record
 
-    def train(self, progress: bool = True) -> list[dict]:
+    def train(self, progress: bool = True, *, desc: str | None = None, nested: bool = False) -> list[dict]:
         """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
-        (on hardware after every step: every step is paid for)."""
+        (on hardware after every step: every step is paid for). `progress` shows a bar of the
+        steps (loss, s/step), named `desc` (default the method); `nested`: it sits below a
+        bar already shown (a study's), on a terminal only, and goes when training ends."""
         # lazy: tqdm, only when progress is shown
         from tqdm import tqdm
 
@@ -440,8 +489,9 @@ class Run:
             raise InputError(f"{self.dir} was opened for evaluation only; open it for training")
         t = self.cfg.training
         records = []
-        bar = tqdm(total=t.steps, initial=self.step, desc=self.cfg.adapter.method, disable=not progress,
-                   file=sys.stderr)  # fmt: skip
+        disable = True if not progress else (None if nested else False)  # None: on a terminal only
+        bar = tqdm(total=t.steps, initial=self.step, desc=desc or self.cfg.adapter.method, unit="step",
+                   leave=not nested, disable=disable, file=sys.stderr)  # fmt: skip
         try:
             while self.step < t.steps:
                 record = self.train_step()
@@ -479,13 +529,17 @@ class Run:
             )
         return self.model.generator.counterfactual(kind)
 
-    def evaluate(self, split: str = "test", counterfactual: str | None = None) -> dict:
+    def evaluate(
+        self, split: str = "test", counterfactual: str | None = None, *, progress: bool = False
+    ) -> dict:
         """Perplexity of the adapted model at this run's step (see :func:`evaluate`); with
-        `counterfactual`, of the adapter generated from those probabilities instead."""
+        `counterfactual`, of the adapter generated from those probabilities instead; `progress`
+        shows a bar of the windows scored (on a terminal, after 2 s)."""
         self.label_final_weights()  # on hardware the permuted counterfactual reads that job too
         probabilities = None if counterfactual is None else self.counterfactual(counterfactual)
         precision = self.cfg.training.precision
-        result = evaluate(self.model, self.loaded, self.cfg.eval, self.texts, split, precision, probabilities)
+        result = evaluate(self.model, self.loaded, self.cfg.eval, self.texts, split, precision, probabilities,
+                          progress=progress)  # fmt: skip
         if counterfactual is not None:
             result["probabilities"] = counterfactual
         return result
@@ -499,6 +553,7 @@ def evaluate_run(
     loaded: LoadedModel | None = None,
     texts: dict[str, str] | None = None,
     counterfactual: str | None = None,
+    progress: bool = False,
 ) -> dict:
     """What ``qpa eval RUN`` reports: the perplexity of a run's adapter at its checkpoint,
     read from the folder alone (studies call this too, so they report the same number), with
@@ -506,10 +561,10 @@ def evaluate_run(
     with random labels, how far one label draw's weights are from the final ones; how different
     the generated chunks are, ``chunk_spread``).
     `counterfactual` (``qpa eval --probabilities``) scores the adapter generated from other
-    probabilities: uniform, permuted or fixed-random."""
+    probabilities: uniform, permuted or fixed-random. `progress`: a bar of the windows scored."""
     with Run.open(run_dir, overrides=overrides, for_training=False, loaded=loaded, texts=texts) as run:
         run.require_checkpoint()
-        result = run.evaluate(split, counterfactual)
+        result = run.evaluate(split, counterfactual, progress=progress)
         result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
         generator = run.model.generator
         if generator is not None:
@@ -530,10 +585,13 @@ def evaluate(
     split: str = "test",
     precision="fp32",
     probabilities: torch.Tensor | None = None,
+    *,
+    progress: bool = False,
 ) -> dict:
-    """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split; with
-    ``eval_protocol="padded-lines"`` also the published padded figure (``padded_lines_perplexity``).
-    `probabilities` replaces what an AdaptedModel's generator reads (a counterfactual)."""
+    """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split, on the
+    device the model is on; with ``eval_protocol="padded-lines"`` also the published padded
+    figure (``padded_lines_perplexity``). `probabilities` replaces what an AdaptedModel's
+    generator reads (a counterfactual). `progress`: a bar of the windows scored."""
     if split not in texts:
         raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
     positions = model_positions(loaded)
@@ -553,13 +611,15 @@ def evaluate(
         fn = model.peft_model
     else:
         fn = model
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        ppl, n, nll = perplexity(fn, tokens, cfg.eval_window, cfg.eval_stride, cfg.eval_batch)
+    device = next(fn.parameters()).device
+    with autocast(device, precision):
+        ppl, n, nll = perplexity(fn, tokens.to(device), cfg.eval_window, cfg.eval_stride, cfg.eval_batch,
+                                 progress=progress)  # fmt: skip
         result = {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
         if cfg.eval_protocol == "padded-lines":
             rows = None if cfg.eval_tokens is None else max(1, cfg.eval_tokens // cfg.padded_block)
             padded, n_rows, positions = padded_lines_perplexity(
-                fn, loaded.tokenizer, texts[split], cfg.padded_block, rows, cfg.eval_batch
+                fn, loaded.tokenizer, texts[split], cfg.padded_block, rows, cfg.eval_batch, device=device
             )
             result.update(padded_lines_perplexity=padded, padded_lines_rows=n_rows,
                           padded_lines_positions=positions)  # fmt: skip
