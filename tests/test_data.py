@@ -1,9 +1,12 @@
+import io
 import math
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import qpa_qiskit.data.wikitext as wikitext
 from qpa_qiskit import InputError
 from qpa_qiskit.data import blocks, load_wikitext, perplexity, tokenize
 
@@ -106,3 +109,27 @@ def test_blocks_and_tokenize():
     assert blocks(torch.arange(10), 3).tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     with pytest.raises(InputError, match="fewer than one block"):
         blocks(torch.arange(2), 3)
+
+
+class TTY(io.StringIO):
+    """A stderr that says it is a terminal: tqdm shows the bars a terminal would see."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("progress, shown", [(True, True), (False, False)])
+def test_a_long_evaluation_has_its_own_bar(monkeypatch, progress, shown):
+    monkeypatch.setattr(wikitext, "BAR_DELAY_S", 0.0)  # "long": from the start
+    monkeypatch.setattr(sys, "stderr", TTY())
+    tokens = torch.randint(0, 7, (41,), generator=torch.Generator().manual_seed(1))
+    quiet = perplexity(Bigram(), tokens, window=8, stride=8, batch_size=1)
+    assert sys.stderr.getvalue() == ""  # progress is off unless asked
+    assert perplexity(Bigram(), tokens, window=8, stride=8, batch_size=1, progress=progress) == quiet
+    assert ("perplexity:" in sys.stderr.getvalue() and "/6 [" in sys.stderr.getvalue()) == shown  # 6 windows
+
+
+def test_the_evaluation_bar_is_silent_off_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(wikitext, "BAR_DELAY_S", 0.0)
+    perplexity(Bigram(), torch.zeros(41, dtype=torch.long), window=8, stride=8, progress=True)
+    assert capsys.readouterr().err == ""  # a CI log gets no carriage-return updates

@@ -26,6 +26,7 @@ from ..errors import InputError
 SPLITS = ("train", "valid", "test")
 HUB = "hub"
 _FILE_NAMES = ("{split}.txt", "wiki.{split}.tokens", "wiki.{split}.raw")
+BAR_DELAY_S = 2.0  # an evaluation shorter than this shows no bar
 
 
 def _local_split(folder: Path, split: str) -> Path | None:
@@ -110,7 +111,7 @@ def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512
                progress: bool = False):  # fmt: skip
     """(perplexity, scored tokens, total NLL) of a token stream, on the tokens' device (the
     model's); see the module docstring. `progress`: a bar of the windows scored, below any
-    bar already shown, on a terminal only and once scoring has taken 2 s (a short evaluation
+    bar already shown, on a terminal only and once scoring has taken BAR_DELAY_S (a short evaluation
     shows none); it goes when scoring ends."""
     if window < 2 or not 1 <= stride <= window:
         raise InputError(f"need window >= 2 and 1 <= stride <= window, got window={window}, stride={stride}")
@@ -128,8 +129,8 @@ def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512
     # lazy: tqdm, only when windows are scored
     from tqdm import tqdm
 
-    bar = tqdm(total=len(spans), desc="perplexity", unit="window", leave=False, delay=2.0, file=sys.stderr,
-               disable=None if progress else True)  # fmt: skip
+    bar = tqdm(total=len(spans), desc="perplexity", unit="window", leave=False, delay=BAR_DELAY_S,
+               file=sys.stderr, disable=None if progress else True)  # fmt: skip
     total_nll, total_tokens = 0.0, 0
     i = 0
     try:

@@ -24,7 +24,7 @@ from .. import validate
 from ..config import RunConfig, check_given
 from ..errors import InputError, StateError
 from ..files import atomic_write, json_bytes, read_json
-from ..train import evaluate
+from ..train import evaluate, run_device
 from .executors import LocalExecutor
 from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study
 
@@ -273,7 +273,9 @@ def base_result(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict:
     if base_file.exists():
         return read_json(base_file, "the base model's result", "delete it to evaluate the base model again")
     loaded, texts = BaseModels(log).get(cfg)
-    result = evaluate(loaded.model, loaded, cfg.eval, texts, precision=cfg.training.precision)
+    device = run_device(cfg)  # where the study's runs are evaluated
+    model = loaded.model if device.type == "cpu" else loaded.fresh_copy().model.to(device)
+    result = evaluate(model, loaded, cfg.eval, texts, precision=cfg.training.precision)
     base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
     write_json(out, "base.json", base)
     return base

@@ -15,14 +15,15 @@ from ..lazy import lazy_exports
 from .config import PRECISIONS, SCHEDULES, TrainingConfig
 
 _LAZY: dict[str, str] = dict.fromkeys(
-    ("Run", "check_config", "check_fits_model", "check_splits", "evaluate", "evaluate_run", "load_texts",
-     "model_positions"),
+    ("Run", "autocast", "check_config", "check_fits_model", "check_splits", "evaluate", "evaluate_run",
+     "load_texts", "model_positions", "run_device"),
     "trainer",
 )  # fmt: skip
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from .trainer import (
         Run,
+        autocast,
         check_config,
         check_fits_model,
         check_splits,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         evaluate_run,
         load_texts,
         model_positions,
+        run_device,
     )
 
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
@@ -39,6 +41,7 @@ __all__ = [
     "SCHEDULES",
     "Run",
     "TrainingConfig",
+    "autocast",
     "check_config",
     "check_fits_model",
     "check_splits",
@@ -46,4 +49,5 @@ __all__ = [
     "evaluate_run",
     "load_texts",
     "model_positions",
+    "run_device",
 ]
