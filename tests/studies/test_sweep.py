@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import tiny_config
 
 from qpa_qiskit import InputError, TrialsFailed
@@ -28,6 +29,11 @@ def small(corpus, **overrides):
 def shots(corpus, out, **kwargs):
     settings = dict(shots_factors=(2,), modes=("none", "gi"), tvd_samples=2, seeds=(0, 1))
     return study_shots(small(corpus), out, **{**settings, **kwargs}, **QUIET)
+
+
+def devices_used(out):
+    """The devices the steps of a study's runs ran on (their metrics lines say)."""
+    return {json.loads(x)["device"] for p in out.glob("*/metrics.jsonl") for x in p.read_text().splitlines()}
 
 
 def stamps(out):
@@ -152,3 +158,19 @@ def test_ray_gives_the_same_results_as_local(corpus, tmp_path):
         ray.shutdown()
     local = (tmp_path / "local" / "results.json").read_text()
     assert (tmp_path / "ray" / "results.json").read_text() == local
+    # --gpus-per-run 0: the tasks see no GPU, so --device auto trains on the CPU even where one is
+    assert devices_used(tmp_path / "ray") == {"cpu"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device here")
+def test_ray_runs_share_a_gpu_and_use_it(corpus, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:  # two runs on half a GPU each, at once
+        shots(corpus, tmp_path / "ray", executor=RayExecutor(cpus_per_run=1, gpus_per_run=0.5),
+              shots_factors=(2,), modes=("gi",), seeds=(0, 1))  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert len(list((tmp_path / "ray").glob(f"*/{RESULT}"))) == 4
+    assert devices_used(tmp_path / "ray") == {"cuda:0"}  # the GPU Ray gave each task, as each sees it
