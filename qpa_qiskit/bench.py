@@ -469,7 +469,7 @@ def bench_train(args: argparse.Namespace) -> None:
         cfg = RunConfig().replace(
             model=args.model, data=args.data, method=method, backend=args.backend,
             shots_factor=args.shots_factor if generated else None, steps=args.steps + 1,
-            batch_size=args.batch_size, block_size=args.block_size, save_every=10**9,
+            batch_size=args.batch_size, block_size=args.block_size, save_every=10**9, device=args.device,
         )  # fmt: skip
         with (
             tempfile.TemporaryDirectory() as tmp,
@@ -477,12 +477,13 @@ def bench_train(args: argparse.Namespace) -> None:
         ):
             run.train_step()  # warm-up: first touches, caches
             times = [run.train_step()["seconds"] for _ in range(args.steps)]
+            device = run.device
         results[method] = statistics.median(times)
         print(f"  {method}: {results[method]:.3f} s/step (median of {args.steps})", flush=True)
     reference = results.get("lora")
     print()
-    print(f"| method | s/step | vs lora |  ({args.model}, batch {args.batch_size}x{args.block_size}, "
-          f"backend {args.backend}, lm_head r=4)")  # fmt: skip
+    print(f"| method | s/step | vs lora |  ({args.model} on {device}, batch "
+          f"{args.batch_size}x{args.block_size}, backend {args.backend}, lm_head r=4)")  # fmt: skip
     print("|---|---|---|")
     for method, seconds in results.items():
         ratio = f"{seconds / reference:.2f}x" if reference else "-"
@@ -532,6 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--device", default="auto", help="the runs' --device (auto: a CUDA device if any)")
     p.set_defaults(func=bench_train)
     args = parser.parse_args(argv)
     try:

@@ -469,6 +469,8 @@ class Run:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self.device.type == "cuda":  # the step's kernels finished: its seconds are its own
+            torch.cuda.synchronize(self.device)
         record = {"step": self.step, "loss": total, "lr": rates[0], "seconds": time.perf_counter() - start,
                   "device": str(self.device)}  # fmt: skip
         if len(rates) > 1:
