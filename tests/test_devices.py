@@ -12,6 +12,9 @@ from qpa_qiskit import InputError, SpecError
 from qpa_qiskit.backends import QPABackend
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RESUMABLE, BackendConfig, RunConfig, TrainingConfig
+from qpa_qiskit.studies.common import base_result
+from qpa_qiskit.studies.compare import compare
+from qpa_qiskit.studies.runner import Trial, check_trials
 from qpa_qiskit.train import Run, evaluate_run, run_device
 from qpa_qiskit.validate import device_form
 
@@ -177,4 +180,27 @@ def test_resume_on_cuda_is_exact(corpus, tmp_path):
     torch.testing.assert_close(
         [m["loss"] for m in metrics(tmp_path / "resumed")],
         [m["loss"] for m in metrics(tmp_path / "straight")],
+    )
+
+
+@pytest.mark.skipif(CUDA, reason="checks the message of a machine without CUDA")
+def test_a_local_study_on_a_missing_device_is_refused_before_anything_is_written(corpus, tmp_path):
+    with pytest.raises(
+        InputError, match=r"runs cannot run, found before any run started.*sees no CUDA device"
+    ):
+        compare(tiny_config(corpus, steps=1, device="cuda"), tmp_path / "c", methods=("lora",), seeds=(0,),
+                log=lambda m: None)  # fmt: skip
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.skipif(CUDA, reason="checks a driver without CUDA")
+def test_a_cluster_driver_without_the_gpu_checks_the_rest_and_scores_the_base_on_its_cpu(corpus, tmp_path):
+    """On Ray the runs' device is the nodes': the driver checks every other setting, and scores
+    the base model where it can."""
+    cfg = tiny_config(corpus, steps=1, device="cuda", method="lora")
+    check_trials([Trial("r", cfg)], device=False)
+    with pytest.raises(InputError, match="rank must be"):
+        check_trials([Trial("r", cfg.replace(rank=0))], device=False)
+    assert base_result(tmp_path, cfg, lambda m: None) == base_result(
+        tmp_path / "cpu", cfg.replace(device="cpu"), lambda m: None
     )

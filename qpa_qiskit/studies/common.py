@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from .. import validate
 from ..config import RunConfig, check_given
 from ..errors import InputError, StateError
@@ -273,7 +275,10 @@ def base_result(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict:
     if base_file.exists():
         return read_json(base_file, "the base model's result", "delete it to evaluate the base model again")
     loaded, texts = BaseModels(log).get(cfg)
-    device = run_device(cfg)  # where the study's runs are evaluated
+    try:
+        device = run_device(cfg)  # where the study's runs are evaluated
+    except InputError:  # their device is on a cluster's nodes, not on this driver: scored here
+        device = torch.device("cpu")
     model = loaded.model if device.type == "cpu" else loaded.fresh_copy().model.to(device)
     result = evaluate(model, loaded, cfg.eval, texts, precision=cfg.training.precision)
     base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}

@@ -33,6 +33,7 @@ class LocalExecutor:
     `threads` sets torch's CPU threads for the runs (default: torch's own choice)."""
 
     name = "local"
+    runs_here = True
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = None if threads is None else validate.positive_int(threads, "threads")
@@ -110,6 +111,7 @@ class RayExecutor:
     path (shared storage): the trials write their run folders there."""
 
     name = "ray"
+    runs_here = False  # on a cluster's nodes: the driver may have no GPU
 
     def __init__(self, address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0):
         self.address = address

@@ -205,11 +205,12 @@ class BaseModels:
         return self._value
 
 
-def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
+def check_trials(trials: list[Trial], bases: BaseModels | None = None, *, device: bool = True) -> None:
     """Every trial's configuration checked as :meth:`~qpa_qiskit.train.Run.create` checks it
-    (backend and noise scale, model fit, adapter, chunk size, data), before any run trains or
-    any file is written; settings that differ only in the seed are checked once. All problems
-    are reported together, each with the trials it concerns."""
+    (backend and noise scale, device, model fit, adapter, chunk size, data), before any run
+    trains or any file is written; settings that differ only in the seed are checked once. All
+    problems are reported together, each with the trials it concerns. `device` False: the runs
+    train elsewhere (Ray), where their device is checked when each starts."""
     bases = bases or BaseModels()
     problems: dict[str, list[str]] = {}
     seen: dict[str, str | None] = {}
@@ -224,7 +225,7 @@ def check_trials(trials: list[Trial], bases: BaseModels | None = None) -> None:
                 data = (cfg.task.model, cfg.task.data, cfg.task.train_tokens, cfg.training.block_size,
                         cfg.eval.eval_protocol)  # fmt: skip
                 loaded, texts = bases.get(cfg)
-                train.check_config(cfg, loaded, texts, data=data not in data_checked)
+                train.check_config(cfg, loaded, texts, data=data not in data_checked, device=device)
                 data_checked.add(data)
                 seen[key] = None
             except QPAError as exc:
@@ -333,6 +334,7 @@ class Executor(Protocol):
     trials, `release` what `prepare` kept."""
 
     name: str
+    runs_here: bool  # the runs train in this process (their device is checked here first)
 
     def prepare(self, bases: BaseModels) -> None: ...
 
@@ -362,7 +364,8 @@ def run_study(
     todo = [t for t in trials if read_result(out, t) is None]
     bases = BaseModels()
     if todo:
-        check_trials(todo, bases)  # the whole grid, before anything is written
+        # the whole grid, before anything is written; the device where the runs train here
+        check_trials(todo, bases, device=getattr(executor, "runs_here", True))
     executor.prepare(bases)  # a cluster that cannot be reached: refused before the folder is made
     out.mkdir(parents=True, exist_ok=True)
     try:

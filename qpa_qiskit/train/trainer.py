@@ -158,15 +158,22 @@ def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
 
 
 def check_config(
-    cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str] | None = None, *, data: bool = True
+    cfg: RunConfig,
+    loaded: LoadedModel,
+    texts: dict[str, str] | None = None,
+    *,
+    data: bool = True,
+    device: bool = True,
 ) -> None:
     """What :meth:`Run.create` checks before it writes anything, for a configuration alone (a
     study checks its whole grid with it before any run trains): the backend (its spec, the
     noise scale against the device), the run's device and precision, the model's context, the
     adapter on a copy of the model (targets, sizes, chunk size and qubits), and the data.
     Nothing is written and the IBM Quantum account is not opened. `texts`: the data already
-    loaded; `data` False skips the data check (already done for these data settings)."""
-    run_device(cfg)  # a device torch does not see here, or bf16 where it has none
+    loaded; `data` False skips the data check (already done for these data settings); `device`
+    False skips the device's (the runs train on other machines: a Ray cluster's nodes)."""
+    if device:
+        run_device(cfg)  # a device torch does not see here, or bf16 where it has none
     backend = QPABackend.from_config(cfg.backend, seed=cfg.training.seed) if cfg.reads_circuit else None
     check_fits_model(cfg, loaded)
     AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed)
