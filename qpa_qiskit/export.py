@@ -42,11 +42,14 @@ def base_model_note(loaded: LoadedModel) -> str | None:
 
 
 def export(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write the adapter of the run in `run_dir`, at its checkpoint, to the new folder `out_dir`."""
+    """Write the adapter of the run in `run_dir`, at its checkpoint, to the new folder `out_dir`.
+    Written from the CPU whatever device the run trained on (a GPU-trained run exports on a
+    laptop; the adapter's tensors are small)."""
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not empty; export into a new folder")
-    with Run.open(run_dir, for_training=False) as run:
+    on_cpu = {"device": "cpu", "torch_device": None}
+    with Run.open(run_dir, overrides=on_cpu, for_training=False) as run:
         run.require_checkpoint()
         run.label_final_weights()
         try:

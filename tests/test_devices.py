@@ -12,6 +12,7 @@ from qpa_qiskit import InputError, SpecError
 from qpa_qiskit.backends import QPABackend
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RESUMABLE, BackendConfig, RunConfig, TrainingConfig
+from qpa_qiskit.export import export
 from qpa_qiskit.studies.common import base_result
 from qpa_qiskit.studies.compare import compare
 from qpa_qiskit.studies.runner import Trial, check_trials
@@ -204,3 +205,18 @@ def test_a_cluster_driver_without_the_gpu_checks_the_rest_and_scores_the_base_on
     assert base_result(tmp_path, cfg, lambda m: None) == base_result(
         tmp_path / "cpu", cfg.replace(device="cpu"), lambda m: None
     )
+
+
+@pytest.mark.skipif(CUDA, reason="checks a machine without the run's GPU")
+def test_a_gpu_run_is_evaluated_and_exported_on_a_machine_without_one(corpus, tmp_path):
+    """A run whose config.json asks for cuda (as one created on a GPU machine does) opened here."""
+    with Run.create(tmp_path / "r", tiny_config(corpus, steps=2, device="cpu")) as run:
+        run.train(progress=False)
+    path = tmp_path / "r" / "config.json"
+    path.write_text(path.read_text().replace('"device": "cpu"', '"device": "cuda"'))
+    assert Run.stored_config(tmp_path / "r").training.device == "cuda"  # loads on any machine
+    with pytest.raises(InputError, match="sees no CUDA device here"):
+        evaluate_run(tmp_path / "r")
+    on_cpu = evaluate_run(tmp_path / "r", overrides={"device": "cpu"})
+    assert on_cpu["perplexity"] > 1
+    assert export(tmp_path / "r", tmp_path / "adapter").joinpath("adapter_model.safetensors").exists()
