@@ -15,7 +15,7 @@ from qpa_qiskit.config import RESUMABLE, BackendConfig, RunConfig, TrainingConfi
 from qpa_qiskit.export import export
 from qpa_qiskit.studies.common import base_result
 from qpa_qiskit.studies.compare import compare
-from qpa_qiskit.studies.runner import Trial, check_trials
+from qpa_qiskit.studies.runner import Trial, check_trials, run_trial
 from qpa_qiskit.train import Run, evaluate_run, run_device
 from qpa_qiskit.validate import device_form
 
@@ -220,3 +220,22 @@ def test_a_gpu_run_is_evaluated_and_exported_on_a_machine_without_one(corpus, tm
     on_cpu = evaluate_run(tmp_path / "r", overrides={"device": "cpu"})
     assert on_cpu["perplexity"] > 1
     assert export(tmp_path / "r", tmp_path / "adapter").joinpath("adapter_model.safetensors").exists()
+
+
+def test_a_study_and_its_killed_run_resume_with_another_device(corpus, tmp_path):
+    """The device says where a study's runs train, not what they are: the same study in the
+    same folder with another --device resumes (its finished runs read back, a killed one
+    continued exactly), as a run does."""
+    cfg = tiny_config(corpus, steps=2, device="cpu", method="lora", eval_tokens=300)
+    straight = run_trial(tmp_path / "a", Trial("r", cfg))
+    stop_after(tmp_path / "b" / "r", cfg, 1)  # killed after its first step
+    moved = cfg.replace(device="cpu" if CUDA else "auto")
+    resumed = run_trial(tmp_path / "b", Trial("r", moved))
+    assert resumed.pop("seconds_per_step") > 0 and straight.pop("seconds_per_step") > 0
+    assert resumed == straight  # the same perplexity, bit for bit
+    first = compare(cfg, tmp_path / "c", methods=("lora",), seeds=(0,), log=lambda m: None)
+    before = (tmp_path / "c" / "lora" / "metrics.jsonl").stat().st_mtime_ns
+    assert compare(moved, tmp_path / "c", methods=("lora",), seeds=(0,), log=lambda m: None) == first
+    assert (tmp_path / "c" / "lora" / "metrics.jsonl").stat().st_mtime_ns == before  # not trained again
+    with pytest.raises(InputError, match="holds another study"):  # what the runs are still counts
+        compare(cfg.replace(lr=0.5), tmp_path / "c", methods=("lora",), seeds=(0,), log=lambda m: None)

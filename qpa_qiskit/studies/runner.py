@@ -44,6 +44,9 @@ RESULT = "result.json"
 ERROR = "error.txt"
 STUDY = "study.json"
 STUDY_LOCK = ".study.lock"
+# where a study's runs train, not what they are: a study (and each of its runs) resumes on
+# another device, as a run does (both are resumable settings)
+PLACEMENT = ("device", "torch_device")
 
 
 @dataclass(frozen=True)
@@ -106,17 +109,21 @@ def run_trial(
         torch.set_num_threads(threads)
     run_dir = study_dir / trial.name
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
+    placement = {name: trial.config.get(name) for name in PLACEMENT}
     if (run_dir / "config.json").exists():
         stored = train.Run.stored_config(run_dir)
-        if stored != trial.config:
-            changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in stored.changes(trial.config).items())
+        changes = {k: v for k, v in stored.changes(trial.config).items() if k not in PLACEMENT}
+        if changes:
+            changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
             raise InputError(f"{run_dir} holds a run of other settings ({changed}); use another study folder")
-        run = train.Run.open(run_dir, loaded=copy(), texts=texts)
+        run = train.Run.open(run_dir, overrides=placement, loaded=copy(), texts=texts)
     else:
         run = train.Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
     with run:
         run.train(progress=progress, desc=trial.name, nested=True)
-    evaluation = train.evaluate_run(run_dir, loaded=copy(), texts=texts, progress=progress)
+    evaluation = train.evaluate_run(
+        run_dir, overrides=placement, loaded=copy(), texts=texts, progress=progress
+    )
     result = {
         "name": trial.name,
         "axes": trial.axes,
@@ -130,7 +137,9 @@ def run_trial(
         if key in evaluation:
             result[key] = evaluation[key]
     if trial.measures:
-        with train.Run.open(run_dir, for_training=False, loaded=copy(), texts=texts) as opened:
+        with train.Run.open(
+            run_dir, overrides=placement, for_training=False, loaded=copy(), texts=texts
+        ) as opened:
             for fn, options in trial.measures.items():
                 result.update(fn(opened, **options))
     data = json_bytes(result, f"the result of {trial.name}", indent=2)
@@ -305,9 +314,23 @@ def _clock(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------- the runner
+def _identity(definition: dict) -> dict:
+    """A study's definition less where its runs train (:data:`PLACEMENT`)."""
+    config = definition.get("config")
+    if not isinstance(config, dict):
+        return definition
+    kept = {
+        section: {k: v for k, v in values.items() if k not in PLACEMENT}
+        if isinstance(values, dict)
+        else values
+        for section, values in config.items()
+    }
+    return {**definition, "config": kept}
+
+
 def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -> None:
-    """A new study folder, or the folder of the same study (resumed). Anything else is refused.
-    With `write` False only checked (nothing is written)."""
+    """A new study folder, or the folder of the same study (resumed; on another device too).
+    Anything else is refused. With `write` False only checked (nothing is written)."""
     marker = out / STUDY
     wanted = {"study": kind, **definition}
     if marker.exists():
@@ -315,6 +338,7 @@ def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -
         stored = read_json(marker, "the study record", hint)
         if not isinstance(stored, dict):
             raise StateError(f"the study record {marker} is not a mapping of settings; {hint}")
+        stored, wanted = _identity(stored), _identity(wanted)
         if stored != wanted:
             differ = sorted(k for k in {*stored, *wanted} if stored.get(k) != wanted.get(k))
             raise InputError(
