@@ -44,6 +44,7 @@ RESULT = "result.json"
 ERROR = "error.txt"
 STUDY = "study.json"
 STUDY_LOCK = ".study.lock"
+FEATURES = "features"  # the frozen body's hidden states, shared by the study's runs (qpa_qiskit.features)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ def run_trial(study_dir: str | Path, trial: Trial, *, loaded=None, texts=None, t
     if threads:
         torch.set_num_threads(threads)
     run_dir = study_dir / trial.name
+    if trial.config.training.feature_cache:
+        if loaded is None:  # a trial of its own (a Ray task): loaded once, its copies share the features
+            loaded = load_model(trial.config.task.model)
+        loaded.features.use_folder(study_dir / FEATURES, log=lambda message: print(message, file=sys.stderr))
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
     if (run_dir / "config.json").exists():
         stored = train.Run.stored_config(run_dir)
