@@ -46,8 +46,17 @@ from .files import atomic_write
 FORMAT = 1  # the entries' layout: a change recomputes every stored entry
 DEFAULT_BUDGET = 2 * 1024**3  # bytes of hidden states kept in memory per loaded model
 KEY_FILE = "key.json"
-DROPOUT_ATTRIBUTES = ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "hidden_dropout",
-                      "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "activation_dropout")  # fmt: skip
+DROPOUT_ATTRIBUTES = (
+    "attn_pdrop",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attention_dropout",
+    "hidden_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "activation_dropout",
+)
 # configuration settings by which a model's logits are more than lm_head(hidden state)
 LOGIT_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
@@ -89,8 +98,10 @@ class FeatureStore:
             atomic_write(probe, b"")
             probe.unlink()
         except OSError as exc:
-            self.log(f"feature cache: {folder} is not writable ({type(exc).__name__}: {exc}); running "
-                     "without the disk cache (features are kept in memory only)")  # fmt: skip
+            self.log(
+                f"feature cache: {folder} is not writable ({type(exc).__name__}: {exc}); running "
+                "without the disk cache (features are kept in memory only)"
+            )
             self.folder = None
             return
         self.folder = folder
@@ -108,7 +119,7 @@ class FeatureStore:
         try:
             if path.exists():
                 if path.read_text(encoding="utf-8") != text:
-                    self.log(f"feature cache: {where} was written for another key; recomputing, not reusing it")
+                    self.log(f"feature cache: {where} was written for another key; recomputing, not using it")
                     return None
             else:
                 atomic_write(path, text.encode())
@@ -147,7 +158,7 @@ class FeatureStore:
         try:
             atomic_write(where / f"{sequence}.pt", buffer.getvalue())
         except OSError as exc:
-            self.log(f"feature cache: cannot write {where} ({type(exc).__name__}: {exc}); memory only from now")
+            self.log(f"feature cache: cannot write {where} ({type(exc).__name__}: {exc}); memory only")
             self.folder = None
 
     def _remember(self, context: str, sequence: str, hidden: torch.Tensor) -> None:
@@ -155,8 +166,10 @@ class FeatureStore:
         if self.used_bytes + size > self.budget_bytes:
             if not self._full_said:
                 self._full_said = True
-                self.log(f"feature cache: its memory budget ({self.budget_bytes / 1024**2:.0f} MiB) is full; "
-                         "further features are computed each time they are needed")  # fmt: skip
+                self.log(
+                    f"feature cache: its memory budget ({self.budget_bytes / 1024**2:.0f} MiB) is full; "
+                    "further features are computed each time they are needed"
+                )
             return
         self._memory[(context, sequence)] = hidden
         self.used_bytes += size
@@ -208,8 +221,9 @@ class BodyFeatures:
     """The body's hidden states from `store` (computed once per sequence), then the head and
     the loss; use :func:`body_features`, which checks that this equals the full model."""
 
-    def __init__(self, network: nn.Module, causal_lm: nn.Module, head_name: str, store: FeatureStore,
-                 model_name: str) -> None:  # fmt: skip
+    def __init__(
+        self, network: nn.Module, causal_lm: nn.Module, head_name: str, store: FeatureStore, model_name: str
+    ) -> None:
         self.network = network  # what the full forward pass runs (the peft model, or the base model)
         self.causal_lm = causal_lm  # the Hugging Face causal LM inside it
         self.body = getattr(causal_lm, causal_lm.base_model_prefix)
@@ -246,7 +260,9 @@ class BodyFeatures:
             rows.append(found.to(input_ids.device))
         return torch.stack(rows)
 
-    def head_logits(self, hidden: torch.Tensor, tensors: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def head_logits(
+        self, hidden: torch.Tensor, tensors: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The head on hidden states; `tensors` (named as in the network) replace its generated weights."""
         if tensors is None:
             return self.head(hidden)
@@ -254,8 +270,13 @@ class BodyFeatures:
         local = {name.removeprefix(prefix): t for name, t in tensors.items()}
         return torch.func.functional_call(self.head, local, args=(hidden,))
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 labels: torch.Tensor | None = None, tensors: dict[str, torch.Tensor] | None = None) -> Output:  # fmt: skip
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        tensors: dict[str, torch.Tensor] | None = None,
+    ) -> Output:
         """What ``network(input_ids=..., attention_mask=..., labels=...)`` returns (logits and
         loss), from the cached body; `tensors` as in :meth:`head_logits`."""
         logits = self.head_logits(self.hidden(input_ids, attention_mask), tensors)
@@ -301,8 +322,14 @@ def _why_not(network: nn.Module, causal_lm: nn.Module, adapter_names: list[str])
     return None, head_name
 
 
-def body_features(network: nn.Module, adapter_names: list[str], store: FeatureStore, model_name: str,
-                  log: Callable[[str], None], what: str) -> BodyFeatures | None:  # fmt: skip
+def body_features(
+    network: nn.Module,
+    adapter_names: list[str],
+    store: FeatureStore,
+    model_name: str,
+    log: Callable[[str], None],
+    what: str,
+) -> BodyFeatures | None:
     """The cached path for `network` (a peft model or a plain causal LM) whose adapter tensors
     are `adapter_names` (names in `network`), or None where it does not apply, said once in
     `log` with the reason (`what`: the method, for the log line). A probe checks that the

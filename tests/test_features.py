@@ -121,7 +121,7 @@ class ScaledLogits(GPT2LMHeadModel):
     ("model", "reason"),
     [
         (lambda: tiny(resid_pdrop=0.1), "not deterministic in training mode (resid_pdrop=0.1)"),
-        (lambda: tiny(final_logit_softcapping=30.0), "more than lm_head(hidden state) (final_logit_softcapping"),
+        (lambda: tiny(final_logit_softcapping=30.0), "more than lm_head(hidden state) (final_logit_soft"),
         (
             lambda: LoadedModel(ScaledLogits(tiny().model.config), tiny().tokenizer, "scaled", "scaled"),
             "not lm_head(last hidden state) (probe: differ by",
@@ -189,7 +189,7 @@ def test_an_unwritable_feature_folder_runs_without_it_and_says_so(tmp_path, corp
     loaded.features.use_folder(tmp_path / "file" / "features", log=said.append)
     assert loaded.features.folder is None
     assert "is not writable" in said[0] and "memory only" in said[0]
-    _, _, evaluation, run = trained(tmp_path, corpus, "run", loaded=loaded.fresh_copy(), method="lora", steps=1)
+    _, _, evaluation, run = trained(tmp_path, corpus, "run", loaded=loaded.fresh_copy(), method="lora")
     assert run.features is not None and evaluation["perplexity"] > 1
 
 
