@@ -453,55 +453,75 @@ def _primitives_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _train_cell(base, texts, args: argparse.Namespace, method: str, cache: bool) -> tuple[float, bool]:
-    """(median seconds per optimiser step, whether the cached path ran) of one method. The
-    training data is `--epoch-steps` steps long, so the warm-up (one epoch) shows the run every
-    block it then trains on: the timed steps are the steady state of a run past its first epoch
-    (and of a study's later runs, which find the blocks stored)."""
+def _train_cells(base, texts, args: argparse.Namespace, method: str) -> tuple[float, float | None, bool]:
+    """(median seconds per optimiser step with the feature cache off, on (None: not measured),
+    whether the cached path ran) of one method. The two runs train side by side, their steps
+    interleaved, so a load that comes and goes on the machine falls on both alike. The
+    training data is `--epoch-steps` steps long and the warm-up is one epoch: the timed steps
+    are the steady state of a run past its first epoch (and of a study's later runs, which
+    find the blocks stored)."""
     # lazy: the training stack, only when this benchmark runs
     from .config import RunConfig
     from .train import Run
 
     generated = method.startswith("qpa-")
-    cfg = RunConfig().replace(
-        model=args.model, data=args.data, method=method, backend=args.backend,
-        shots_factor=args.shots_factor if generated else None, steps=args.epoch_steps + args.steps,
-        batch_size=args.batch_size, block_size=args.block_size, save_every=10**9, feature_cache=cache,
-        train_tokens=args.batch_size * args.block_size * args.epoch_steps,
-    )  # fmt: skip
     base.features.clear()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Run.create(f"{tmp}/run", cfg, loaded=base.fresh_copy(), texts=texts, log=lambda m: None) as run,
-    ):
-        for _ in range(args.epoch_steps):
-            run.train_step()  # warm-up: the first epoch (first touches, the blocks stored)
-        times = [run.train_step()["seconds"] for _ in range(args.steps)]
-        return statistics.median(times), run.features is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = []
+        for cache in (False, True) if args.cache else (False,):
+            cfg = RunConfig().replace(
+                model=args.model, data=args.data, method=method, backend=args.backend,
+                shots_factor=args.shots_factor if generated else None, steps=args.epoch_steps + args.steps,
+                batch_size=args.batch_size, block_size=args.block_size, save_every=10**9, feature_cache=cache,
+                train_tokens=args.batch_size * args.block_size * args.epoch_steps,
+            )  # fmt: skip
+            runs.append(
+                Run.create(f"{tmp}/{cache}", cfg, loaded=base.fresh_copy(), texts=texts, log=lambda m: None)
+            )
+        times: list[list[float]] = [[] for _ in runs]
+        try:
+            for step in range(args.epoch_steps + args.steps):
+                for run, seconds in zip(runs, times, strict=True):
+                    record = run.train_step()  # the first epoch is the warm-up: first touches, blocks stored
+                    if step >= args.epoch_steps:
+                        seconds.append(record["seconds"])
+        finally:
+            for run in runs:
+                run.close()
+    medians = [statistics.median(t) for t in times]
+    return (
+        medians[0],
+        medians[1] if len(medians) > 1 else None,
+        len(runs) > 1 and runs[1].features is not None,
+    )
 
 
-def _eval_cell(base, texts, args: argparse.Namespace, cache: bool) -> list[float]:
-    """Seconds of each of `--eval-runs` runs' test evaluations on one evaluation stream, one
-    after another with one loaded model, as a study's runs are evaluated (the first run with
-    the cache computes and stores the body's hidden states of every window)."""
+def _eval_cells(base, texts, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """Seconds of each of `--eval-runs` runs' test evaluations on one evaluation stream, with
+    the feature cache off and on, one loaded model, as a study's runs are evaluated one after
+    another (the first run with the cache computes and stores the body's hidden states of
+    every window); run by run, off and on interleaved."""
     # lazy: the training stack, only when this benchmark runs
     from .config import RunConfig
     from .train import Run
 
     base.features.clear()
-    seconds = []
+    seconds: tuple[list[float], list[float]] = ([], [])
     for seed in range(args.eval_runs):
-        cfg = RunConfig().replace(
-            model=args.model, data=args.data, method=args.eval_method, seed=seed, feature_cache=cache,
-            block_size=args.block_size, train_tokens=args.block_size, eval_tokens=args.eval_tokens,
-        )  # fmt: skip
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            Run.create(f"{tmp}/run", cfg, loaded=base.fresh_copy(), texts=texts, log=lambda m: None) as run,
-        ):
-            start = time.perf_counter()
-            run.evaluate()
-            seconds.append(time.perf_counter() - start)
+        for cache, out in zip((False, True), seconds, strict=True):
+            cfg = RunConfig().replace(
+                model=args.model, data=args.data, method=args.eval_method, seed=seed, feature_cache=cache,
+                block_size=args.block_size, train_tokens=args.block_size, eval_tokens=args.eval_tokens,
+            )  # fmt: skip
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                Run.create(
+                    f"{tmp}/run", cfg, loaded=base.fresh_copy(), texts=texts, log=lambda m: None
+                ) as run,
+            ):
+                start = time.perf_counter()
+                run.evaluate()
+                out.append(time.perf_counter() - start)
     return seconds
 
 
@@ -518,11 +538,10 @@ def bench_train(args: argparse.Namespace) -> None:
     texts = load_wikitext(args.data, log=lambda msg: None)
     print(f"{args.model}, batch {args.batch_size}x{args.block_size}, backend {args.backend}, lm_head r=4, "
           f"torch threads={torch.get_num_threads()}; medians of {args.steps} steps after a warm-up epoch "
-          f"of {args.epoch_steps} steps", flush=True)  # fmt: skip
+          f"of {args.epoch_steps} steps, cache off and on trained side by side", flush=True)  # fmt: skip
     results = {}
     for method in args.methods:
-        off, _ = _train_cell(base, texts, args, method, cache=False)
-        on, cached = _train_cell(base, texts, args, method, cache=True) if args.cache else (None, False)
+        off, on, cached = _train_cells(base, texts, args, method)
         results[method] = (off, on, cached)
         shown = "-" if on is None else f"{on:.3f}"
         print(f"  {method}: {off:.3f} s/step, cache on {shown} s/step", flush=True)
@@ -543,8 +562,7 @@ def bench_train(args: argparse.Namespace) -> None:
     print()
     print(f"A study's evaluation: {args.eval_runs} {args.eval_method} runs' test perplexity, one loaded "
           f"model, {args.eval_tokens} tokens (window 256, stride 192)", flush=True)  # fmt: skip
-    off = _eval_cell(base, texts, args, cache=False)
-    on = _eval_cell(base, texts, args, cache=True)
+    off, on = _eval_cells(base, texts, args)
     rest_off = statistics.median(off[1:] or off)
     rest_on = statistics.median(on[1:] or on)
     print("| feature cache | first run s | later runs s (median) | all runs s |")

@@ -88,20 +88,23 @@ class FeatureStore:
         left out, and said so: the runs go on with the memory cache."""
         if log is not None:
             self.log = log
-        if folder is None or Path(folder) == self.folder:
-            self.folder = None if folder is None else self.folder
+        if folder is None:
+            self.folder = None
             return
         folder = Path(folder)
+        if folder == self.folder:
+            return
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / ".write-test"
             atomic_write(probe, b"")
             probe.unlink()
-        except OSError as exc:
-            self.log(
+        except OSError as exc:  # said once for a study's runs, which all try it
+            message = (
                 f"feature cache: {folder} is not writable ({type(exc).__name__}: {exc}); running "
                 "without the disk cache (features are kept in memory only)"
             )
+            self.say(message, self.log)
             self.folder = None
             return
         self.folder = folder
@@ -209,14 +212,6 @@ def _sequence_hash(ids: torch.Tensor, mask: torch.Tensor | None) -> str:
     return digest.hexdigest()[:32]
 
 
-class Output:
-    """What the cached path returns in place of a ``CausalLMOutput``: ``logits`` and ``loss``."""
-
-    def __init__(self, logits: torch.Tensor, loss: torch.Tensor | None = None) -> None:
-        self.logits = logits
-        self.loss = loss
-
-
 class BodyFeatures:
     """The body's hidden states from `store` (computed once per sequence), then the head and
     the loss; use :func:`body_features`, which checks that this equals the full model."""
@@ -276,7 +271,7 @@ class BodyFeatures:
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         tensors: dict[str, torch.Tensor] | None = None,
-    ) -> Output:
+    ) -> Any:
         """What ``network(input_ids=..., attention_mask=..., labels=...)`` returns (logits and
         loss), from the cached body; `tensors` as in :meth:`head_logits`."""
         logits = self.head_logits(self.hidden(input_ids, attention_mask), tensors)
@@ -284,7 +279,10 @@ class BodyFeatures:
         if labels is not None:
             vocab = self.causal_lm.config.get_text_config().vocab_size
             loss = self.causal_lm.loss_function(logits=logits, labels=labels, vocab_size=vocab)
-        return Output(logits, loss)
+        # lazy: transformers (seconds), imported by the model already when this runs
+        from transformers.modeling_outputs import CausalLMOutput
+
+        return CausalLMOutput(loss=loss, logits=logits)
 
 
 def _unwrap(network: nn.Module) -> nn.Module:

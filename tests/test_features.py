@@ -189,6 +189,8 @@ def test_an_unwritable_feature_folder_runs_without_it_and_says_so(tmp_path, corp
     loaded.features.use_folder(tmp_path / "file" / "features", log=said.append)
     assert loaded.features.folder is None
     assert "is not writable" in said[0] and "memory only" in said[0]
+    loaded.features.use_folder(tmp_path / "file" / "features")  # the study's next run: not said again
+    assert len(said) == 1
     _, _, evaluation, run = trained(tmp_path, corpus, "run", loaded=loaded.fresh_copy(), method="lora")
     assert run.features is not None and evaluation["perplexity"] > 1
 
@@ -205,3 +207,16 @@ def test_the_memory_budget_bounds_the_store(tmp_path, corpus):
 def test_the_switch_is_checked(corpus):
     with pytest.raises(InputError, match="feature_cache must be True or False, got 'yes'"):
         tiny_config(corpus, feature_cache="yes")
+
+
+def test_the_command_line_turns_it_off_and_a_resumed_run_may_change_it(tmp_path, corpus):
+    from qpa_qiskit.cli import build_parser
+
+    args = build_parser(["train"]).parse_args(["train", "r", "--no-feature-cache"])
+    assert args.feature_cache is False
+    with Run.create(tmp_path / "run", tiny_config(corpus, method="lora", steps=2)) as run:
+        run.train_step()
+        run.save()
+    with Run.open(tmp_path / "run", overrides={"feature_cache": False}) as resumed:
+        assert resumed.features is None
+        resumed.train(progress=False)
