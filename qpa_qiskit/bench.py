@@ -479,16 +479,20 @@ def _train_cells(base, texts, args: argparse.Namespace, method: str) -> tuple[fl
                 Run.create(f"{tmp}/{cache}", cfg, loaded=base.fresh_copy(), texts=texts, log=lambda m: None)
             )
         times: list[list[float]] = [[] for _ in runs]
+        first: list[list[float]] = [[] for _ in runs]  # the first epoch's steps after the first one
         try:
             for step in range(args.epoch_steps + args.steps):
-                for run, seconds in zip(runs, times, strict=True):
+                for run, seconds, warm in zip(runs, times, first, strict=True):
                     record = run.train_step()  # the first epoch is the warm-up: first touches, blocks stored
-                    if step >= args.epoch_steps:
-                        seconds.append(record["seconds"])
+                    (seconds if step >= args.epoch_steps else warm if step else []).append(record["seconds"])
         finally:
             for run in runs:
                 run.close()
     medians = [statistics.median(t) for t in times]
+    if args.epoch_steps > 1:
+        shown = ", ".join(f"{statistics.median(w):.3f}" for w in first)
+        print(f"  {method}, first epoch (blocks not yet stored), steps 2-{args.epoch_steps}: {shown} s/step "
+              "(cache off, on)", flush=True)  # fmt: skip
     return (
         medians[0],
         medians[1] if len(medians) > 1 else None,

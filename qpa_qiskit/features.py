@@ -271,10 +271,14 @@ class BodyFeatures:
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         tensors: dict[str, torch.Tensor] | None = None,
+        logits_to_keep: int = 0,
     ) -> Any:
-        """What ``network(input_ids=..., attention_mask=..., labels=...)`` returns (logits and
-        loss), from the cached body; `tensors` as in :meth:`head_logits`."""
-        logits = self.head_logits(self.hidden(input_ids, attention_mask), tensors)
+        """What ``network(input_ids=..., attention_mask=..., labels=..., logits_to_keep=...)``
+        returns (logits and loss), from the cached body; `tensors` as in :meth:`head_logits`.
+        `logits_to_keep` as in Hugging Face's causal LMs: the head runs on the last positions
+        only (0: all)."""
+        hidden = self.hidden(input_ids, attention_mask)
+        logits = self.head_logits(hidden[:, -logits_to_keep:] if logits_to_keep else hidden, tensors)
         loss = None
         if labels is not None:
             vocab = self.causal_lm.config.get_text_config().vocab_size

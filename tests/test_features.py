@@ -220,3 +220,16 @@ def test_the_command_line_turns_it_off_and_a_resumed_run_may_change_it(tmp_path,
     with Run.open(tmp_path / "run", overrides={"feature_cache": False}) as resumed:
         assert resumed.features is None
         resumed.train(progress=False)
+
+
+@pytest.mark.parametrize(("window", "stride", "batch"), [(64, 48, 3), (64, 64, 2), (40, 7, 4)])
+def test_scoring_only_the_scored_positions_gives_the_same_perplexity(window, stride, batch):
+    """The cached evaluation asks for the scored positions' logits only (``logits_to_keep``);
+    on the full model that gives the figure of all logits, token count included."""
+    from qpa_qiskit.data import perplexity
+
+    model = load_model("tiny-gpt2").model.eval()
+    tokens = torch.randint(0, 257, (500,), generator=torch.Generator().manual_seed(0))
+    full = perplexity(model, tokens, window, stride, batch)
+    kept = perplexity(model, tokens, window, stride, batch, scored_only=True)
+    assert kept[1] == full[1] and kept[0] == pytest.approx(full[0], rel=1e-6)

@@ -574,7 +574,9 @@ def evaluate(
     if features is not None:
         fn = features  # called as the model is, from the body's stored hidden states
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        ppl, n, nll = perplexity(fn, tokens, cfg.eval_window, cfg.eval_stride, cfg.eval_batch)
+        # the cached path runs the head on the scored positions only; the full model as always
+        ppl, n, nll = perplexity(fn, tokens, cfg.eval_window, cfg.eval_stride, cfg.eval_batch,
+                                 scored_only=features is not None)  # fmt: skip
         result = {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
         if cfg.eval_protocol == "padded-lines":
             rows = None if cfg.eval_tokens is None else max(1, cfg.eval_tokens // cfg.padded_block)
