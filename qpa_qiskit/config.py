@@ -68,11 +68,12 @@ SECTIONS: dict[str, type] = {
 }
 
 # Settings a resumed run may change: how long it trains, how often it saves, how it is scored,
-# where it runs (a run trained on a GPU resumes or is evaluated on a CPU), and how IBM Quantum
-# runs its next jobs (execution mode, QPU-time cap per job).
+# where it runs (a run trained on a GPU resumes or is evaluated on a CPU), how IBM Quantum
+# runs its next jobs (execution mode, QPU-time cap per job), and whether the frozen body's
+# features are cached (the figures agree to float rounding either way).
 RESUMABLE = frozenset(
     {"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch", "eval_protocol",
-     "padded_block", "device", "torch_device", "mode", "max_execution_time"}
+     "padded_block", "device", "torch_device", "mode", "max_execution_time", "feature_cache"}
 )  # fmt: skip
 
 # Settings of the qpa-* generator that other methods do not take, with their neutral values:

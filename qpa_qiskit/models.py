@@ -6,12 +6,13 @@ import copy
 import dataclasses
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .errors import InputError
+from .features import FeatureStore
 
 EMBEDDED = "smollm2-135m"
 TINY = "tiny-gpt2"
@@ -26,6 +27,8 @@ class LoadedModel:
     name: str
     source: str  # where the weights came from, for adapter configs and reports
     gguf_file: str | None = None
+    # the frozen body's hidden states (qpa_qiskit.features), shared by every fresh_copy
+    features: FeatureStore = field(default_factory=FeatureStore, repr=False, compare=False)
 
     @property
     def hub_id(self) -> str:
@@ -38,9 +41,15 @@ class LoadedModel:
             return str(Path(self.name).resolve())
         return self.name
 
+    @property
+    def identity(self) -> str:
+        """What the model is, for the feature cache's key: name, source and weights file."""
+        return f"{self.name}|{self.source}|{self.gguf_file or ''}"
+
     def fresh_copy(self) -> LoadedModel:
         """The same model with its own weights: peft adapts a model in place, so every
-        method of a comparison starts from its own copy of the loaded base."""
+        method of a comparison starts from its own copy of the loaded base. The copies share
+        the base's feature store: their bodies are the same."""
 
         return dataclasses.replace(self, model=copy.deepcopy(self.model))
 

@@ -36,6 +36,13 @@ def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int |
     return out
 
 
+def switch(value: Any, name: str) -> bool:
+    """True or False; nothing else (not 0/1, not "yes") is taken for a switch."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def positive_int(value: Any, name: str) -> int:
     """An integer >= 1."""
     out = _integer(value)

@@ -55,3 +55,18 @@ def test_primitives_benchmark_on_statevector_times_aer_too(capsys):
     row = rows[0].split(" | ")
     assert "(n=1)" in row[5] and "(n=1)" in row[7]  # Aer's EstimatorV2 ran beside ours
     assert row[11] == "-"  # no engine='aer' column: statevector has one engine
+
+
+def test_train_benchmark_puts_the_feature_cache_beside_the_full_model(capsys, corpus):
+    """Both columns for an lm_head method, the body-adapting one said to be uncached, and the
+    study evaluation's table (tiny model: the figures are not checked)."""
+    bench.main(["train", "--model", "tiny-gpt2", "--data", str(corpus), "--methods", "lora", "ffa",
+                "--steps", "1", "--epoch-steps", "1", "--block-size", "32", "--eval-runs", "2",
+                "--eval-tokens", "256"])  # fmt: skip
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if line.startswith("| ")}
+    assert float(rows["| lora"][3]) > 0 and rows["| lora"][4].endswith("x |")
+    assert rows["| ffa"][4].startswith("not cached, the adapter is in the body")
+    for mode in ("| off", "| on"):
+        assert all(float(cell.rstrip(" |")) > 0 for cell in rows[mode][1:])
+    assert rows["| speed-up"][2].endswith("x")

@@ -148,6 +148,12 @@ class AdaptedModel(nn.Module):
             out.update({f"generator.{n}": p for n, p in self.generator.named_parameters() if p.requires_grad})
         return out
 
+    def adapter_tensor_names(self) -> list[str]:
+        """The names in :attr:`peft_model` of the adapter's tensors: the trained ones and the
+        generated ones (what decides whether the base model's body stays frozen)."""
+        trained = [n for n, p in self.peft_model.named_parameters() if p.requires_grad]
+        return trained + [n for n in self.generated_names if n not in trained]
+
     def circuit_parameter_names(self) -> list[str]:
         """The names (as in :meth:`trainable_parameters`) of the probability source's trained
         parameters, which take ``circuit_lr``: the circuit angles or the softmax logits."""

@@ -47,6 +47,7 @@ STUDY_LOCK = ".study.lock"
 # where a study's runs train, not what they are: a study (and each of its runs) resumes on
 # another device, as a run does (both are resumable settings)
 PLACEMENT = ("device", "torch_device")
+FEATURES = "features"  # the frozen body's hidden states, shared by the study's runs (qpa_qiskit.features)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ def run_trial(
     if threads:
         torch.set_num_threads(threads)
     run_dir = study_dir / trial.name
+    if trial.config.training.feature_cache:
+        if loaded is None:  # a trial of its own (a Ray task): loaded once, its copies share the features
+            loaded = load_model(trial.config.task.model)
+        loaded.features.use_folder(study_dir / FEATURES, log=lambda message: print(message, file=sys.stderr))
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
     placement = {name: trial.config.get(name) for name in PLACEMENT}
     if (run_dir / "config.json").exists():

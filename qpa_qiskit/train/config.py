@@ -49,6 +49,14 @@ class TrainingConfig:
         default="fp32", metadata=described("bf16: autocast on the run's device", choices=PRECISIONS)
     )
     save_every: int = field(default=10, metadata=described("checkpoint interval in steps"))
+    feature_cache: bool = field(
+        default=True,
+        metadata=described(
+            "adapters only in lm_head: the frozen body's hidden states computed once per training block "
+            "and evaluation window, reused by every step and a study's runs (on; --no-feature-cache: the "
+            "body runs at every step)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "block_size", "save_every"):
@@ -63,3 +71,4 @@ class TrainingConfig:
         self.seed = validate.integer(self.seed, "seed", minimum=0, maximum=2**63 - 1)
         self.device = validate.device_form(self.device, "device")  # exists here? checked when a run starts
         validate.one_of(self.precision, "precision", PRECISIONS)
+        self.feature_cache = validate.switch(self.feature_cache, "feature_cache")

@@ -52,6 +52,7 @@ from ..data import (
 )
 from ..data.config import EvalConfig
 from ..errors import InputError, StateError
+from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
 from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
@@ -244,11 +245,21 @@ class Run:
         )
         self.model.place(self.device)  # initial values drawn on the CPU: the same on every device
         self.params = self.model.trainable_parameters()
+        self.features = self._body_features()
         self.optimizer = torch.optim.AdamW(
             self._parameter_groups(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
+
+    def _body_features(self) -> BodyFeatures | None:
+        """The cached path of the frozen body (:mod:`qpa_qiskit.features`), where the adapter
+        lives only in ``lm_head`` and ``feature_cache`` is on; None (and said why) otherwise."""
+        if not self.cfg.training.feature_cache:
+            return None
+        peft_model = self.model.peft_model
+        return body_features(peft_model, self.model.adapter_tensor_names(), self.loaded.features,
+                             self.loaded.identity, self.log, self.cfg.adapter.method)  # fmt: skip
 
     def _parameter_groups(self) -> list[dict]:
         """One group at --lr; with --circuit-lr the probability source's parameters (circuit
@@ -451,7 +462,9 @@ class Run:
         for micro in range(t.grad_accum):
             ids = self.batch(self.step, micro)
             with autocast(self.device, t.precision):
-                if leaves is None:
+                if self.features is not None:  # the body's hidden states computed once, only the head runs
+                    out = self.features(input_ids=ids, labels=ids, tensors=leaves)
+                elif leaves is None:
                     out = self.model(input_ids=ids, labels=ids)
                 else:
                     out = self.model.forward_with(leaves, input_ids=ids, labels=ids)
@@ -548,7 +561,7 @@ class Run:
         probabilities = None if counterfactual is None else self.counterfactual(counterfactual)
         precision = self.cfg.training.precision
         result = evaluate(self.model, self.loaded, self.cfg.eval, self.texts, split, precision, probabilities,
-                          progress=progress)  # fmt: skip
+                          progress=progress, features=self.features)  # fmt: skip
         if counterfactual is not None:
             result["probabilities"] = counterfactual
         return result
@@ -596,11 +609,14 @@ def evaluate(
     probabilities: torch.Tensor | None = None,
     *,
     progress: bool = False,
+    features: BodyFeatures | None = None,
 ) -> dict:
     """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split, on the
     device the model is on; with ``eval_protocol="padded-lines"`` also the published padded
     figure (``padded_lines_perplexity``). `probabilities` replaces what an AdaptedModel's
-    generator reads (a counterfactual). `progress`: a bar of the windows scored."""
+    generator reads (a counterfactual). `progress`: a bar of the windows scored. `features`:
+    the frozen body's cached path for `model` (:mod:`qpa_qiskit.features`; the windows and
+    padded lines of a split are the same for every run of a study)."""
     if split not in texts:
         raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
     positions = model_positions(loaded)
@@ -621,9 +637,12 @@ def evaluate(
     else:
         fn = model
     device = next(fn.parameters()).device
+    if features is not None:
+        fn = features  # called as the model is, from the body's stored hidden states
     with autocast(device, precision):
+        # the cached path runs the head on the scored positions only; the full model as always
         ppl, n, nll = perplexity(fn, tokens.to(device), cfg.eval_window, cfg.eval_stride, cfg.eval_batch,
-                                 progress=progress)  # fmt: skip
+                                 progress=progress, scored_only=features is not None)  # fmt: skip
         result = {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
         if cfg.eval_protocol == "padded-lines":
             rows = None if cfg.eval_tokens is None else max(1, cfg.eval_tokens // cfg.padded_block)

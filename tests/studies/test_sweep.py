@@ -44,8 +44,9 @@ def stamps(out):
 
 def test_seeds_are_an_axis_with_mean_and_spread(corpus, tmp_path):
     rows = shots(corpus, tmp_path / "s")
+    # the run folders, and the body features the runs share (qpa_qiskit.features)
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == [
-        "c2-gi-s0", "c2-gi-s1", "c2-none-s0", "c2-none-s1", "exact-s0", "exact-s1"
+        "c2-gi-s0", "c2-gi-s1", "c2-none-s0", "c2-none-s1", "exact-s0", "exact-s1", "features"
     ]  # fmt: skip
     results = json.loads((tmp_path / "s" / "results.json").read_text())
     by_name = {t["name"]: t for t in results["trials"]}
