@@ -108,6 +108,8 @@ def check_given(names, methods) -> None:
             problems.append(
                 f"{_option(name)} sets the generator of the qpa-* and lowrank-* methods; {which} have none"
             )
+        if name == "circuit_lr" and not any(split_method(m)[0] == "qpa" for m in methods):
+            problems.append(f"--circuit-lr is the rate of a qpa-* method's circuit; {which} have none")
     if problems:
         raise InputError("; ".join(problems) + ". Drop those options, or choose a method they apply to")
 

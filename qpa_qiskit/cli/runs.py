@@ -223,8 +223,12 @@ def add_study(sub, spec_class, options, help: str | None = None) -> None:
                        parents=options(exclude=spec_class.SET_BY_GRID),
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     for f in dataclasses.fields(spec_class):
-        if f.metadata.get("group") != "study":
+        if f.metadata.get("group") not in ("study", "selection"):
             add_study_option(p, f)
+    g = p.add_argument_group("learning-rate selection on the dev split (docs/studies.md)")
+    for f in dataclasses.fields(spec_class):
+        if f.metadata.get("group") == "selection":
+            add_study_option(g, f)
     add_sweep_options(p, spec_class)
     p.set_defaults(func=cmd_study, study_spec=spec_class, **spec_class.CONFIG_DEFAULTS)
 

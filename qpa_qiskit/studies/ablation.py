@@ -38,11 +38,14 @@ from ..intervals import LEGEND, PairedDifference
 from .common import (
     StudySpec,
     check_seeds,
+    chosen_rates,
     config_without,
     figure,
     grid_values,
+    lr_cell,
     mean_std,
     option,
+    selected,
     write_file,
     write_results,
 )
@@ -260,6 +263,7 @@ def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, mar
                 "label_spread": _mean(mine, "label_spread"),
                 "chunk_spread": _mean(mine, "chunk_spread"),
                 "by_seed": {str(k): v for k, v in sorted(seeds_of(mine).items())},
+                **chosen_rates(mine),
             }
             diff = _paired(seeds_of(mine), circuit) if control != "circuit" else None
             if diff is not None:
@@ -307,6 +311,7 @@ def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, mar
             "perplexity_std": std,
             "trainable": mine[0]["counts"]["trainable"],
             "vs_circuit": {},
+            **chosen_rates(mine),
         }
         for regime in regimes:
             diff = _paired(seeds_of(mine), seeds_of(by.get((regime, "circuit"), [])))
@@ -323,10 +328,13 @@ def _num(value: float | None, digits: int) -> str:
 def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None) -> str:
     t = cfg.training
     note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
+    rates = selected(tables["rows"] + tables["lora"])  # chosen per setting on the dev split
     rate = f", circuit (and softmax) rate {t.circuit_lr:g}" if t.circuit_lr else ""
+    lr = "at the rates chosen per setting on the dev split" if rates else f"at lr {t.lr:g}{rate}"
+    column, rule = (" lr (chosen) |", "---|") if rates else ("", "")
     lines = [
         f"Does the circuit's output matter? QPA-LoRA on {cfg.task.model}, {t.steps} steps of "
-        f"{t.batch_size}x{t.block_size} at lr {t.lr:g}{rate}, {note}; test perplexity over "
+        f"{t.batch_size}x{t.block_size} {lr}, {note}; test perplexity over "
         f"{cfg.eval.eval_tokens or 'all'} tokens. {LEGEND}"
         + (
             f"; equivalent: the interval lies inside ±{margin:g}, the margin stated in advance."
@@ -335,8 +343,8 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
         ),
         "",
         "| regime | control | trainable | test perplexity | vs trained circuit (paired by seed) "
-        "| angle drift max (rad) | TVD initial-final | label spread | chunk spread |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| angle drift max (rad) | TVD initial-final | label spread | chunk spread |" + column,
+        "|---|---|---|---|---|---|---|---|---|" + rule,
     ]
     for r in tables["rows"]:
         control = r["control"] + (f" (k={r['lowrank_k']})" if r.get("lowrank_k") else "")
@@ -345,7 +353,7 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
         lines.append(
             f"| {r['regime']} | {control} | {r['trainable']:,} | {ppl} | {versus} | "
             f"{_num(r['angle_drift_max'], 3)} | {_num(r['tvd_start'], 4)} | {_num(r['label_spread'], 3)} | "
-            f"{_num(r['chunk_spread'], 3)} |"
+            f"{_num(r['chunk_spread'], 3)} |" + (f" {lr_cell(r)} |" if rates else "")
         )
     if tables["counterfactual"]:
         lines += [
@@ -367,13 +375,15 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
             "",
             "| method | trainable | test perplexity | "
             + " | ".join(f"vs {g} circuit" for g in regimes)
-            + " |",
-            "|---|---|---|" + "---|" * len(regimes),
+            + " |"
+            + column,
+            "|---|---|---|" + "---|" * len(regimes) + rule,
         ]
         for r in tables["lora"]:
             ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
             cells = [r["vs_circuit"].get(g, {}).get("reading", "-") for g in regimes]
-            lines.append(f"| {r['control']} | {r['trainable']:,} | {ppl} | " + " | ".join(cells) + " |")
+            lr = f" {lr_cell(r)} |" if rates else ""
+            lines.append(f"| {r['control']} | {r['trainable']:,} | {ppl} | " + " | ".join(cells) + " |" + lr)
     if tables["best_control"]:
         lines += [""]
         for regime, b in tables["best_control"].items():

@@ -29,6 +29,7 @@ from ..files import atomic_write, json_bytes, read_json
 from ..train import evaluate, run_device
 from .executors import LocalExecutor
 from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study
+from .selection import CHOSEN_FIELDS, SELECT_ON, Selection, plan, rate_or_word, rate_text, selection_markdown
 
 # The run settings of a study that differ from a run's defaults: short runs, a short evaluation.
 STUDY_DEFAULTS: Mapping[str, Any] = {"steps": 20, "eval_tokens": 4096}
@@ -50,6 +51,13 @@ def option(
     metadata = {"help": help, "flag": flag, "parse": parse, "nargs": nargs, "group": group,
                 "choices": None if choices is None else list(choices)}  # fmt: skip
     return field(default=default, metadata=metadata)
+
+
+def replace_default(spec: type, name: str, default: Any) -> Any:
+    """The field `name` of the study spec `spec` with another default and the same help and
+    option: for a study whose default differs (``lrs``: ``family`` in ``qpa study params``)."""
+    inherited = next(f for f in dataclasses.fields(spec) if f.name == name)
+    return field(default=default, metadata=inherited.metadata)
 
 
 def flag(f: dataclasses.Field) -> str:
@@ -88,6 +96,22 @@ class StudySpec:
     CONFIG_DEFAULTS: ClassVar[Mapping[str, Any]] = STUDY_DEFAULTS
 
     seeds: tuple[int, ...] = option("seeds: one run per setting and seed", (0,), parse=int, group="study")
+    lrs: tuple[float, ...] | str = option(
+        "learning rates chosen from per setting on the dev split: each setting trained at each, its final "
+        "runs at the one of lowest dev perplexity; 'family': each method family's standard grid "
+        "(docs/studies.md); 'none': every run at --lr",
+        "none", parse=rate_or_word, group="selection",
+    )  # fmt: skip
+    circuit_lrs: tuple[float, ...] | str = option(
+        "the circuit's rates (--circuit-lr) chosen from with --lrs for the qpa-* settings whose circuit (or "
+        "softmax logits) is trained; 'none': the circuit at --circuit-lr (default: at the chosen lr)",
+        "none", parse=rate_or_word, group="selection",
+    )  # fmt: skip
+    select_on: str = option(
+        "the seeds the rates are chosen on: first (the first seed; its run at the chosen rate is that "
+        "seed's final run) or all (the mean over every seed; seeds x rates runs per setting)",
+        "first", choices=SELECT_ON, nargs=None, group="selection",
+    )  # fmt: skip
 
     def config_defaults(self) -> dict[str, Any]:
         """The run settings this study changes from a run's defaults."""
@@ -124,10 +148,48 @@ class StudySpec:
         spec = self.checked(cfg)
         trials = spec.trials(cfg)  # every setting is checked before anything runs
         definition, executor = spec.definition(cfg), executor or LocalExecutor()
-        results, failures = run_study(out, self.NAME, definition, trials, executor, log=log)
+        selection = plan(trials, spec.lrs, spec.circuit_lrs, spec.select_on, cfg)
+        if selection is None:
+            results, failures = run_study(out, self.NAME, definition, trials, executor, log=log)
+            total = len(trials)
+        else:
+            results, failures, total = spec._run_selected(out, selection, definition, executor, log)
         summary = spec.report(cfg, out, results, failures, log)
-        raise_if_failed(out, failures, len(trials), summary)
+        raise_if_failed(out, failures, total, summary)
         return summary
+
+    def _run_selected(
+        self,
+        out: Path,
+        selection: Selection,
+        definition: dict,
+        executor: Executor,
+        log: Callable[[str], None],
+    ) -> tuple[list[dict], dict[str, Failure], int]:
+        """The selection runs, the choice (``selection.json``, ``selection.md``), then every
+        seed at the chosen rates (the selection's runs at those rates read back): the final
+        results with their rates, the failures of both, and how many runs there are in all."""
+        definition = selection.definition(definition)
+        trials = selection.trials()
+        seeds = "the first seed" if selection.select_on == "first" else "every seed"
+        settings = len(selection.settings)
+        log(f"learning-rate selection: {len(trials)} runs ({settings} settings, each rate on {seeds})")
+        results, failures = run_study(out, self.NAME, definition, trials, executor, log=log)
+        choices = selection.choose(results)
+        record = selection.record(choices)
+        write_json(out, "selection.json", record)
+        text = selection_markdown(record)
+        write_file(out, "selection.md", text + "\n")
+        log("\n" + text + f"\n\nwritten: {out / 'selection.json'}, {out / 'selection.md'}")
+        final = selection.trials_at(choices)
+        names = {t.name for t in trials} | {t.name for t in final}
+        if final:
+            log(f"the final runs: {len(final)} at the chosen rates")
+            results, final_failures = run_study(out, self.NAME, definition, final, executor, log=log)
+            failures = {**failures, **final_failures}
+        else:
+            results = []
+        return selection.annotate(results, choices), failures, len(names)
 
     def checked(self, cfg: RunConfig) -> StudySpec:
         """This spec with every value checked and every axis a list (errors name the option)."""
@@ -290,6 +352,30 @@ def cell(row: dict, key: str, digits: int) -> str:
     """`mean` or `mean ± std` (several seeds)."""
     text = f"{row[key]:.{digits}f}"
     return text + (f" ± {row[key + '_std']:.{digits}f}" if row["seeds"] > 1 else "")
+
+
+def chosen_rates(runs: list[dict]) -> dict:
+    """A row's chosen rates and their edge flags, from its setting's runs (they share them);
+    nothing without a learning-rate selection."""
+    return {k: runs[0][k] for k in CHOSEN_FIELDS if k in runs[0]} if runs else {}
+
+
+def selected(rows: Iterable[dict]) -> bool:
+    """The rows' rates were chosen on the dev split: their tables show them."""
+    return any("lr" in r for r in rows)
+
+
+def lr_cell(row: dict) -> str:
+    """The chosen rates of a row: ``3e-03``, ``1e-02 (edge)``, with a qpa-* row's circuit rate
+    (``3e-03, circuit 1e-03 (edge)``); ``-`` for a row with no run (the base model)."""
+    if "lr" not in row:
+        return "-"
+    text = rate_text(row["lr"]) + (" (edge)" if row.get("lr_edge") else "")
+    if row.get("circuit_lr") is not None:
+        text += f", circuit {rate_text(row['circuit_lr'])}" + (
+            " (edge)" if row.get("circuit_lr_edge") else ""
+        )
+    return text
 
 
 def figure(size: tuple[float, float]):

@@ -19,9 +19,12 @@ from .common import (
     StudySpec,
     base_result,
     check_seeds,
+    chosen_rates,
     grid_values,
+    lr_cell,
     mean_std,
     option,
+    selected,
     write_file,
     write_results,
 )
@@ -78,7 +81,8 @@ class CompareStudy(StudySpec):
             counts = mine[0]["counts"]
             rows.append({"method": method, "perplexity": mean, "std": std, "seeds": len(mine),
                          "trainable": counts["trainable"], "generated": counts.get("generated", 0),
-                         "qubits": counts.get("qubits"), "tokens": mine[0]["tokens"]})  # fmt: skip
+                         "qubits": counts.get("qubits"), "tokens": mine[0]["tokens"],
+                         **chosen_rates(mine)})  # fmt: skip
             timed = [r["seconds_per_step"] for r in mine if r.get("seconds_per_step")]
             seconds[method] = statistics.median(timed) if timed else None
         text = _table(rows, seconds, spread=len(self.seeds) > 1)
@@ -90,13 +94,16 @@ class CompareStudy(StudySpec):
 
 def _table(rows: list[dict], seconds: dict, spread: bool) -> str:
     title = "test perplexity (mean ± std over seeds)" if spread else "test perplexity"
-    table = [f"| method | {title} | trainable parameters | adapter weights generated | s/step |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    rates = selected(rows)  # a column of the rates chosen on the dev split
+    table = [f"| method | {title} | trainable parameters | adapter weights generated | s/step |"
+             + (" lr (chosen) |" if rates else ""),
+             "|---|---|---|---|---|" + ("---|" if rates else "")]  # fmt: skip
     for r in rows:
         gen = f"{r['generated']:,} ({r['qubits']} qubits)" if r["generated"] else "-"
         sec = f"{seconds[r['method']]:.2f}" if seconds.get(r["method"]) else "-"
         ppl = f"{r['perplexity']:.3f}" + (f" ± {r['std']:.3f}" if spread and r["method"] != "base" else "")
-        table.append(f"| {r['method']} | {ppl} | {r['trainable']:,} | {gen} | {sec} |")
+        table.append(f"| {r['method']} | {ppl} | {r['trainable']:,} | {gen} | {sec} |"
+                     + (f" {lr_cell(r)} |" if rates else ""))  # fmt: skip
     return "\n".join(table)
 
 

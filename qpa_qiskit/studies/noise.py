@@ -33,12 +33,15 @@ from .common import (
     cell,
     check_seeds,
     check_tvd_samples,
+    chosen_rates,
     config_without,
     figure,
     grid_values,
+    lr_cell,
     mean_std,
     noise_scale,
     option,
+    selected,
     shot_factor_or_exact,
     write_file,
     write_results,
@@ -263,6 +266,7 @@ def noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> 
                 "perplexity_std": std,
                 "trainable": lora[0]["counts"]["trainable"],
                 "qubits": None,
+                **chosen_rates(lora),
             }
         )
     quantum = [r for r in results if r["axes"]["method"] == "qpa-lora"]
@@ -297,6 +301,7 @@ def noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> 
                 "tvd_shots_std": tvd_shots_std,
                 "trainable": mine[0]["counts"]["trainable"],
                 "qubits": mine[0]["counts"].get("qubits"),
+                **chosen_rates(mine),
             }
         )
         ideal = ("ideal", setting[1], 1.0, setting[3], setting[4])
@@ -331,17 +336,24 @@ def noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
         "| TVD ideal-noisy | TVD shots-exact | trainable | qubits |",
         "|" + "---|" * 11,
     ]
+    rates = selected(rows)  # the rates chosen on the dev split
+    if rates:
+        lines[-2] += " lr (chosen) |"
+        lines[-1] += "---|"
     for r in rows:
+        lr = f" {lr_cell(r)} |" if rates else ""
         if r["method"] == "lora":
             ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
-            lines.append(f"| LoRA (classical) | - | - | - | - | {ppl} | - | - | - | {r['trainable']:,} | - |")
+            lines.append(
+                f"| LoRA (classical) | - | - | - | - | {ppl} | - | - | - | {r['trainable']:,} | - |{lr}"
+            )
             continue
         shots = "exact" if r["shots_factor"] is None else f"c={r['shots_factor']:g}"
         scale = "-" if r["label"] == "ideal" else f"{r['noise_scale']:g}"
         lines.append(
             f"| {r['label']} | {r['rotation'].upper()} | {scale} | {r['chunk_size']} | {shots} | "
             f"{cell(r, 'perplexity', 3)} | {_reading(r)} | {cell(r, 'tvd_noise', 4)} | "
-            f"{cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |"
+            f"{cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |{lr}"
         )
     return "\n".join(lines)
 

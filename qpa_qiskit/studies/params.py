@@ -25,11 +25,15 @@ from .common import (
     StudySpec,
     base_result,
     check_seeds,
+    chosen_rates,
     config_without,
     figure,
     grid_values,
+    lr_cell,
     mean_std,
     option,
+    replace_default,
+    selected,
     write_file,
     write_results,
 )
@@ -90,6 +94,8 @@ class ParamsStudy(StudySpec):
     reps_methods: tuple[str, ...] = option(
         "QPA methods swept over --reps-values", ("qpa-lora",), choices=QPA_METHODS
     )
+    # methods differ in the rate they need: each family's grid by default (selection.FAMILY_LRS)
+    lrs: tuple[float, ...] | str = replace_default(StudySpec, "lrs", "family")
 
     def trained_methods(self) -> list[str]:
         return list(self.methods)
@@ -228,6 +234,7 @@ def params_rows(results: list[dict], methods: list[str]) -> list[dict]:
             perplexity=ppl,
             perplexity_std=std,
             by_seed={r["axes"]["seed"]: r["perplexity"] for r in mine},
+            **chosen_rates(mine),
         )
         rows.append(row)
     classical = [r for r in rows if not r["method"].startswith("qpa-")]
@@ -264,14 +271,17 @@ def _label(row: dict) -> str:
 def params_table(rows: list[dict], cfg: RunConfig, seeds, base: dict) -> str:
     note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
     t = cfg.training
+    rates = selected(rows)
+    lr = "at the lr chosen per setting on the dev split" if rates else f"at lr {t.lr:g}"
     lines = [
         f"Perplexity against trainable parameters: {cfg.task.model}, {t.steps} steps of "
-        f"{t.batch_size}x{t.block_size} at lr {t.lr:g}, {note}; test perplexity over "
+        f"{t.batch_size}x{t.block_size} {lr}, {note}; test perplexity over "
         f"{base['tokens']:,} tokens (base model {base['perplexity']:.3f}).",
         "",
         "| method | trainable | qubits | weights generated | test perplexity | nearest classical peer "
-        "| vs peer (paired by seed) | nearest of its own tuner | vs own tuner (paired by seed) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| vs peer (paired by seed) | nearest of its own tuner | vs own tuner (paired by seed) |"
+        + (" lr (chosen) |" if rates else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if rates else ""),
     ]
 
     def versus(r: dict, key: str) -> tuple[str, str]:
@@ -287,7 +297,7 @@ def params_table(rows: list[dict], cfg: RunConfig, seeds, base: dict) -> str:
         qubits = "-" if r["qubits"] is None else str(r["qubits"])
         generated = f"{r['generated']:,}" if r["generated"] else "-"
         cells = [_label(r), f"{r['trainable']:,}", qubits, generated, ppl]
-        cells += [*versus(r, "peer"), *versus(r, "own")]
+        cells += [*versus(r, "peer"), *versus(r, "own")] + ([lr_cell(r)] if rates else [])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

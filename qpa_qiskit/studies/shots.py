@@ -20,11 +20,14 @@ from .common import (
     cell,
     check_seeds,
     check_tvd_samples,
+    chosen_rates,
     figure,
     grid_values,
+    lr_cell,
     mean_std,
     option,
     positive_float,
+    selected,
     write_file,
     write_results,
 )
@@ -105,7 +108,7 @@ class ShotsStudy(StudySpec):
             shots = None if c is None else int(np.ceil(c * 2 ** mine[0]["counts"]["qubits"]))
             rows.append({"shots_factor": c, "shots": shots, "completion": mode, "seeds": len(mine),
                          "perplexity": ppl, "perplexity_std": ppl_std, "tvd": tvd, "tvd_std": tvd_std,
-                         "trainable": mine[0]["counts"]["trainable"]})  # fmt: skip
+                         "trainable": mine[0]["counts"]["trainable"], **chosen_rates(mine)})  # fmt: skip
         write_results(out, cfg, self.seeds, rows, results, failures)
         if any(r["shots_factor"] is None for r in rows) and len(rows) == len(settings):
             table = _table(rows, self.modes)
@@ -132,17 +135,22 @@ def _table(rows: list[dict], modes) -> str:
         + " | ".join(f"TVD {m}" for m in modes)
         + " |"
     ]
-    lines.append("|" + "---|" * (2 + 2 * len(modes)))
+    rates = selected(rows)  # the rates chosen on the dev split, per mode
+    if rates:
+        lines[0] += " " + " | ".join(f"lr {m} (chosen)" for m in modes) + " |"
+    lines.append("|" + "---|" * ((3 if rates else 2) * len(modes) + 2))
     exact = next(r for r in rows if r["shots_factor"] is None)
     for c in sorted({r["shots_factor"] for r in rows if r["shots_factor"] is not None}):
         by_mode = {r["completion"]: r for r in rows if r["shots_factor"] == c}
         shots = next(iter(by_mode.values()))["shots"]
         ppl = " | ".join(cell(by_mode[m], "perplexity", 3) for m in modes)
         tvd = " | ".join(cell(by_mode[m], "tvd", 4) for m in modes)
-        lines.append(f"| {c:g} | {shots} | {ppl} | {tvd} |")
+        lr = (" " + " | ".join(lr_cell(by_mode[m]) for m in modes) + " |") if rates else ""
+        lines.append(f"| {c:g} | {shots} | {ppl} | {tvd} |{lr}")
     # exact probabilities leave nothing unmeasured: every mode is the identity there
     ppl = " | ".join(cell(exact, "perplexity", 3) for _ in modes)
-    lines.append(f"| exact | - | {ppl} | " + " | ".join("0" for _ in modes) + " |")
+    lr = (" " + " | ".join(lr_cell(exact) for _ in modes) + " |") if rates else ""
+    lines.append(f"| exact | - | {ppl} | " + " | ".join("0" for _ in modes) + " |" + lr)
     return "\n".join(lines)
 
 

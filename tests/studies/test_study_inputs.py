@@ -62,6 +62,7 @@ def noise(corpus, out, **kwargs):
                 ranks=[1],
                 prefix_tokens=[2, 5000],
                 chunk_sizes=[64],
+                lrs="none",
                 **QUIET,
             ),
             r"prefix-p5000: block_size 32 and eval_window 64 with the 5000 prefix tokens .*"

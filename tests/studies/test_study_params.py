@@ -22,6 +22,7 @@ GRID = dict(
     chunk_sizes=(32, 64, 128),
     reps=(1, 2),
     seeds=(0, 1),
+    lrs="none",  # every run at the configuration's lr (test_selection.py tests the default, family)
 )
 
 
@@ -113,7 +114,7 @@ def test_cli(corpus, tmp_path, capsys):
     out = tmp_path / "cli"
     args = tiny_cli_args(corpus, f"--steps 1 --reps-values 1 --eval-tokens 200 --seeds 0 --out {out} "
                                  "--methods lora qpa-lora qpa-dora ia3 --ranks 1 --chunk-sizes 32 64 "
-                                 "--chunk-methods qpa-dora")  # fmt: skip
+                                 "--chunk-methods qpa-dora --lrs none")  # fmt: skip
     at = args.index("--chunk-size")  # the grid sets it: here it would abbreviate --chunk-sizes
     del args[at : at + 2]
     assert main(["study", "params", *args]) == 0

@@ -1,0 +1,257 @@
+"""Learning rates chosen per setting on the dev split: the grids, the choice (ties, edges, the
+mean over seeds), the files, the trials it adds, and a tiny study end to end."""
+
+import json
+
+import pytest
+from conftest import tiny_config
+
+from qpa_qiskit import InputError
+from qpa_qiskit.cli import main
+from qpa_qiskit.config import RunConfig
+from qpa_qiskit.errors import StateError
+from qpa_qiskit.studies import selection as sel
+from qpa_qiskit.studies.common import lr_cell
+from qpa_qiskit.studies.compare import _table, compare
+from qpa_qiskit.studies.runner import RESULT, STUDY, Trial
+from qpa_qiskit.train import Run
+
+QUIET = dict(log=lambda m: None)
+
+
+def trials(methods=("lora", "qpa-lora"), seeds=(0, 1), **changes):
+    """A study's trials as CompareStudy makes them: one per method and seed."""
+    cfg = RunConfig().replace(**changes)
+    suffix = (lambda s: f"-s{s}") if len(seeds) > 1 else (lambda s: "")
+    return [Trial(m + suffix(s), cfg.for_method(m, seed=s), {"method": m, "seed": s}) for m in methods
+            for s in seeds]  # fmt: skip
+
+
+def plan(trials_, lrs=(1e-3, 3e-3), circuit_lrs="none", select_on="first"):
+    return sel.plan(trials_, lrs, circuit_lrs, select_on, trials_[0].config)
+
+
+def results(selection, dev):
+    """Result dicts of the selection's trials: dev(name, lr, circuit_lr, seed) -> dev perplexity."""
+    return [{"name": t.name, "axes": t.axes, "dev_perplexity": dev(t.name, t.config.training.lr,
+             t.config.training.circuit_lr, t.axes["seed"])} for t in selection.trials()]  # fmt: skip
+
+
+# ------------------------------------------------------------------ the grids
+@pytest.mark.parametrize(
+    "values, words, expected",
+    [
+        ("none", ("none", "family"), "none"),
+        (None, ("none",), "none"),
+        (["FAMILY"], ("none", "family"), "family"),
+        ((1e-3, 3e-3), ("none",), [1e-3, 3e-3]),
+        ([sel.rate_or_word("0.01")], ("none",), [0.01]),
+    ],
+)
+def test_rate_grids(values, words, expected):
+    assert sel.check_rates(values, "lrs", words) == expected
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([], r"lrs \(--lrs\) must list at least one rate, got \[\]"),
+        ([1e-3, 0.0], r"lrs \(--lrs\): each rate must be a finite number > 0, got 0.0"),
+        ([-1e-3], r"each rate must be a finite number > 0"),
+        ([float("inf")], r"each rate must be"),
+        (["none", 1e-3], r"lrs \(--lrs\) mixes a word with other values"),
+        (["family", "none"], r"mixes a word"),
+        (
+            ["fast"],
+            r"lrs \(--lrs\): unknown word 'fast'; give positive numbers \(learning rates\), or one "
+            r"word: none, family",
+        ),
+        ([1e-3, 1e-3], r"lrs \(--lrs\) lists 0.001 more than once"),
+        ([True], r"must be positive numbers"),
+    ],
+)
+def test_bad_grids_name_the_option_and_the_accepted_values(values, match):
+    with pytest.raises(InputError, match=match):
+        sel.check_rates(values, "lrs", ("none", "family"))
+
+
+def test_family_grids_cover_every_method():
+    from qpa_qiskit.choices import METHODS
+
+    assert sel.family_lrs("lora") == [1e-3, 3e-3, 1e-2] == sel.family_lrs("ffa")
+    assert sel.family_lrs("ia3") == [3e-3, 1e-2, 3e-2] == sel.family_lrs("vera")
+    assert sel.family_lrs("qpa-prefix") == [3e-4, 1e-3, 3e-3] == sel.family_lrs("lowrank-lora")
+    for method in METHODS:
+        grid = sel.family_lrs(method)
+        assert len(grid) >= 2 and grid == sorted(grid) and min(grid) > 0, method
+
+
+def test_no_selection_is_none():
+    assert plan(trials(), lrs="none") is None
+    assert plan(trials(), lrs=None, circuit_lrs=None) is None
+
+
+def test_settings_their_names_and_their_grids():
+    selection = plan(trials(), lrs=(1e-3, 3e-3), circuit_lrs=(0.01, 0.05))
+    lora, qpa = selection.settings
+    assert (lora.label, lora.axes, [t.name for t in lora.trials]) == (
+        "lora",
+        {"method": "lora"},
+        ["lora-s0", "lora-s1"],
+    )
+    assert lora.circuit_lrs == (None,) and qpa.circuit_lrs == (0.01, 0.05)  # classical: no circuit rate
+    names = [t.name for t in selection.trials()]
+    qpa_names = [f"qpa-lora-s0-lr{lr}-clr{c}" for lr in ("0.001", "0.003") for c in ("0.01", "0.05")]
+    assert names == ["lora-s0-lr0.001", "lora-s0-lr0.003", *qpa_names]
+    t = selection.trials()[3]
+    assert (t.config.training.lr, t.config.training.circuit_lr, t.config.training.seed) == (1e-3, 0.05, 0)
+    assert t.axes == {"method": "qpa-lora", "seed": 0, "lr": 1e-3, "circuit_lr": 0.05}
+    # one seed: no seed in the names; a circuit grid alone leaves the lr (and its name) alone
+    selection = plan(trials(seeds=(3,)), lrs="none", circuit_lrs=(0.01,))
+    assert [t.name for t in selection.trials()] == ["lora", "qpa-lora-clr0.01"]
+    assert [s.lrs for s in selection.settings] == [(1e-3,), (1e-3,)]  # the configuration's
+    selection = plan(trials(["ia3", "qpa-lora"], seeds=(0,)), lrs="family")
+    assert [s.lrs for s in selection.settings] == [(3e-3, 1e-2, 3e-2), (3e-4, 1e-3, 3e-3)]
+
+
+def test_select_on_all_runs_every_seed():
+    first = plan(trials(), select_on="first")
+    every = plan(trials(), select_on="all")
+    assert len(first.trials()) == 2 * 2 and len(every.trials()) == 2 * 2 * 2
+    with pytest.raises(InputError, match=r"select_on .* must be one of first, all; got 'best'"):
+        plan(trials(), select_on="best")
+
+
+def test_a_circuit_grid_needs_a_trained_circuit():
+    with pytest.raises(InputError, match=r"circuit_lrs \(--circuit-lrs\) .* no setting of this study has one "
+                                         r"\(methods lora, ia3\)"):  # fmt: skip
+        plan(trials(["lora", "ia3"]), circuit_lrs=(0.01,))
+    frozen = trials(["qpa-lora"], probabilities="frozen")  # its circuit is not trained
+    with pytest.raises(InputError, match="no setting of this study has one"):
+        plan(frozen, circuit_lrs=(0.01,))
+    softmax = plan(trials(["qpa-lora"], probabilities="softmax"), circuit_lrs=(0.01,))
+    assert softmax.settings[0].circuit_lrs == (0.01,)
+
+
+def test_a_selection_needs_a_dev_split():
+    no_dev = trials(dev_share=None)
+    with pytest.raises(InputError, match=r"chooses on the dev split, and this study has none.*--dev-share"):
+        plan(no_dev)
+    assert plan(no_dev, lrs="none") is None  # no selection, no dev split needed
+
+
+# ------------------------------------------------------------------ the choice
+def test_the_lowest_dev_perplexity_wins_and_the_final_runs_reuse_its_run():
+    selection = plan(trials(), lrs=(1e-3, 3e-3, 1e-2))
+    dev = {1e-3: 30.0, 3e-3: 25.0, 1e-2: 27.0}
+    choices = selection.choose(results(selection, lambda n, lr, c, s: dev[lr]))
+    assert choices["lora"].lr == 3e-3 and not choices["lora"].lr_edge
+    assert [c["dev_perplexity"] for c in choices["lora"].candidates] == [30.0, 25.0, 27.0]
+    final = selection.trials_at(choices)
+    assert [t.name for t in final] == ["lora-s0-lr0.003", "lora-s1-lr0.003", "qpa-lora-s0-lr0.003",
+                                       "qpa-lora-s1-lr0.003"]  # fmt: skip
+    chosen = {t.name: t for t in selection.trials()}["lora-s0-lr0.003"]
+    assert final[0] == chosen  # the same name and configuration: its result is read back
+    assert final[1].config.training.seed == 1 and final[1].config.training.lr == 3e-3
+
+
+def test_ties_go_to_the_smaller_rate_and_edges_are_flagged():
+    selection = plan(trials(seeds=(0,)), lrs=(1e-2, 1e-3, 3e-3), circuit_lrs=(0.05, 0.01))
+    choices = selection.choose(results(selection, lambda n, lr, c, s: 20.0))
+    assert (choices["lora"].lr, choices["lora"].lr_edge) == (1e-3, True)
+    qpa = choices["qpa-lora"]
+    assert (qpa.lr, qpa.circuit_lr, qpa.lr_edge, qpa.circuit_lr_edge) == (1e-3, 0.01, True, True)
+    # the largest is an edge too; a middle one is not; a grid of one value has no edge
+    selection = plan(trials(seeds=(0,)), lrs=(1e-3, 3e-3, 1e-2), circuit_lrs=(0.01, 0.02, 0.05))
+    choices = selection.choose(results(selection, lambda n, lr, c, s: -lr + (0 if c in (None, 0.02) else 1)))
+    assert (choices["lora"].lr, choices["lora"].lr_edge) == (1e-2, True)
+    assert (choices["qpa-lora"].circuit_lr, choices["qpa-lora"].circuit_lr_edge) == (0.02, False)
+    selection = plan(trials(seeds=(0,)), lrs=(3e-3,))
+    assert not selection.choose(results(selection, lambda *a: 20.0))["lora"].lr_edge
+
+
+def test_select_on_all_chooses_on_the_mean_over_seeds():
+    # seed 0 alone prefers 1e-3; the mean over both seeds prefers 3e-3
+    dev = {(1e-3, 0): 20.0, (3e-3, 0): 21.0, (1e-3, 1): 30.0, (3e-3, 1): 24.0}
+    first = plan(trials(), select_on="first")
+    assert first.choose(results(first, lambda n, lr, c, s: dev[(lr, s)]))["lora"].lr == 1e-3
+    every = plan(trials(), select_on="all")
+    choice = every.choose(results(every, lambda n, lr, c, s: dev[(lr, s)]))["lora"]
+    assert choice.lr == 3e-3
+    assert choice.candidates[1] == {"lr": 3e-3, "circuit_lr": None, "dev_perplexity": 22.5,
+                                    "by_seed": {"0": 21.0, "1": 24.0}}  # fmt: skip
+    assert {t.name for t in every.trials_at({"lora": choice})} <= {t.name for t in every.trials()}
+
+
+def test_a_setting_with_an_unfinished_selection_run_is_not_chosen():
+    selection = plan(trials())
+    done = [r for r in results(selection, lambda *a: 20.0) if r["name"] != "qpa-lora-s0-lr0.003"]
+    choices = selection.choose(done)
+    assert set(choices) == {"lora"}
+    assert [t.name for t in selection.trials_at(choices)] == ["lora-s0-lr0.001", "lora-s1-lr0.001"]
+    record = selection.record(choices)
+    assert record["settings"][1]["chosen"] is None and record["settings"][1]["candidates"] is None
+    assert "| qpa-lora | - | - | - | not chosen: its selection runs did not all finish |" in (
+        sel.selection_markdown(record)
+    )
+
+
+def test_a_run_without_a_dev_perplexity_is_a_clear_error():
+    selection = plan(trials(seeds=(0,)))
+    with pytest.raises(StateError, match=r"the run lora-lr0.001 records no dev perplexity .*None"):
+        selection.choose(results(selection, lambda *a: None))
+
+
+# ------------------------------------------------------------------ what it records
+def test_the_record_the_markdown_and_the_annotated_results():
+    selection = plan(trials(), lrs=(1e-3, 3e-3), circuit_lrs=(0.01, 0.05))
+    choices = selection.choose(results(selection, lambda n, lr, c, s: 20 + lr * 100 + (c or 0)))
+    record = selection.record(choices)
+    json.dumps(record, allow_nan=False)
+    assert record["select_on"] == "first" and record["lrs"] == [1e-3, 3e-3]
+    lora, qpa = record["settings"]
+    assert lora["circuit_lrs"] is None and qpa["circuit_lrs"] == [0.01, 0.05]
+    assert qpa["selection_seeds"] == [0] and len(qpa["candidates"]) == 4
+    assert qpa["chosen"] == {"lr": 1e-3, "circuit_lr": 0.01, "lr_edge": True, "circuit_lr_edge": True}
+    text = sel.selection_markdown(record)
+    assert "| lora | 1e-03 | - | 20.100 | **chosen** (lr at the grid's edge) |" in text
+    assert "| qpa-lora | 1e-03 | 1e-02 | 20.110 | **chosen** (lr and circuit lr at the grid's edge) |" in text
+    assert "| qpa-lora | 3e-03 | 5e-02 | 20.350 |  |" in text
+    assert "At the edge of the grid (widen it): lora, qpa-lora." in text
+    final = [{"name": t.name, "perplexity": 1.0} for t in selection.trials_at(choices)]
+    annotated = selection.annotate(final, choices)
+    assert annotated[2] == {"name": "qpa-lora-s0-lr0.001-clr0.01", "perplexity": 1.0, "lr": 1e-3,
+                            "circuit_lr": 0.01, "lr_edge": True, "circuit_lr_edge": True}  # fmt: skip
+    assert annotated[0]["circuit_lr"] is None
+    assert lr_cell(annotated[2]) == "1e-03 (edge), circuit 1e-02 (edge)"
+    assert lr_cell({**annotated[0], "lr": 1.5e-3, "lr_edge": False}) == "1.5e-03" and lr_cell({}) == "-"
+
+
+def test_a_qpa_row_without_a_circuit_grid_shows_its_configured_circuit_rate():
+    selection = plan(trials(seeds=(0,), circuit_lr=0.05), lrs=(1e-3, 3e-3))
+    assert selection.trials()[2].config.training.circuit_lr == 0.05  # kept from the configuration
+    choices = selection.choose(results(selection, lambda n, lr, c, s: lr))
+    final = [{"name": t.name} for t in selection.trials_at(choices)]
+    assert [r["circuit_lr"] for r in selection.annotate(final, choices)] == [None, 0.05]
+
+
+def test_the_definition_records_the_selection_and_leaves_the_chosen_rates_out():
+    definition = {"config": RunConfig().to_dict(), "methods": ["lora"]}
+    out = plan(trials(), lrs="family").definition(definition)
+    assert "lr" not in out["config"]["training"] and "circuit_lr" in out["config"]["training"]
+    assert out["selection"] == {"lrs": "family", "circuit_lrs": "none", "select_on": "first",
+                                "family_lrs": {k: list(v) for k, v in sel.FAMILY_LRS.items()}}  # fmt: skip
+    out = plan(trials(), lrs="none", circuit_lrs=[0.1]).definition(definition)
+    assert "lr" in out["config"]["training"] and "circuit_lr" not in out["config"]["training"]
+    assert definition["config"]["training"]["lr"] == 1e-3  # the study's own definition is left alone
+
+
+def test_tables_show_the_chosen_rates_only_with_a_selection():
+    row = {"method": "lora", "perplexity": 20.0, "std": 0.0, "seeds": 1, "trainable": 10, "generated": 0,
+           "qubits": None}  # fmt: skip
+    plain = _table([row], {}, spread=False)
+    assert "lr (chosen)" not in plain
+    chosen = _table([row, {**row, "method": "ia3", "lr": 3e-2, "lr_edge": True}], {}, spread=False)
+    lines = chosen.splitlines()
+    assert lines[0].endswith("| lr (chosen) |") and lines[1].count("---") == 6
+    assert lines[2].endswith("| - |") and lines[3].endswith("| 3e-02 (edge) |")
