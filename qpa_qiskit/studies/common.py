@@ -148,7 +148,7 @@ class StudySpec:
         spec = self.checked(cfg)
         trials = spec.trials(cfg)  # every setting is checked before anything runs
         definition, executor = spec.definition(cfg), executor or LocalExecutor()
-        selection = plan(trials, spec.lrs, spec.circuit_lrs, spec.select_on, cfg)
+        selection = spec.selection(cfg, trials)
         if selection is None:
             results, failures = run_study(out, self.NAME, definition, trials, executor, log=log)
             total = len(trials)
@@ -157,6 +157,12 @@ class StudySpec:
         summary = spec.report(cfg, out, results, failures, log)
         raise_if_failed(out, failures, total, summary)
         return summary
+
+    def selection(self, cfg: RunConfig, trials: list[Trial] | None = None) -> Selection | None:
+        """The learning-rate selection of this (checked) spec's `trials` (default: its grid on
+        `cfg`), or None without one (``lrs`` and ``circuit_lrs`` both ``none``)."""
+        trials = self.trials(cfg) if trials is None else trials
+        return plan(trials, self.lrs, self.circuit_lrs, self.select_on, cfg)
 
     def _run_selected(
         self,
