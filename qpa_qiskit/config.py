@@ -67,13 +67,15 @@ SECTIONS: dict[str, type] = {
     "eval": EvalConfig,
 }
 
-# Settings a resumed run may change: how long it trains, how often it saves, how it is scored,
-# where it runs (a run trained on a GPU resumes or is evaluated on a CPU), how IBM Quantum
-# runs its next jobs (execution mode, QPU-time cap per job), and whether the frozen body's
-# features are cached (the figures agree to float rounding either way).
+# Settings a resumed run may change: how long it trains, how often it saves, how it is scored
+# and how often it scores the dev split (its random states are put back after each), where it
+# runs (a run trained on a GPU resumes or is evaluated on a CPU), how IBM Quantum runs its next
+# jobs (execution mode, QPU-time cap per job), and whether the frozen body's features are
+# cached (the figures agree to float rounding either way).
 RESUMABLE = frozenset(
     {"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch", "eval_protocol",
-     "padded_block", "device", "torch_device", "mode", "max_execution_time", "feature_cache"}
+     "padded_block", "dev_tokens", "eval_every", "device", "torch_device", "mode", "max_execution_time",
+     "feature_cache"}
 )  # fmt: skip
 
 # Settings of the qpa-* generator that other methods do not take, with their neutral values:
@@ -183,6 +185,11 @@ class RunConfig:
                     f"circuit_lr sets the rate of trained probabilities; probabilities {gen.probabilities!r} "
                     f"are not trained (only {', '.join(TRAINED_SOURCES)} are). Drop --circuit-lr"
                 )
+        if self.training.eval_every and self.task.dev_share is None:
+            raise InputError(
+                f"eval_every {self.training.eval_every} scores the dev split, and this configuration has "
+                "none (dev_share None: a run created before the dev split existed). Drop --eval-every"
+            )
         if kind != "lowrank" and gen.lowrank_k is not None:
             raise InputError(f"lowrank_k is the rank of the lowrank-* methods' generator, not of {method!r}")
         if gen.preset is not None:

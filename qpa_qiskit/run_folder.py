@@ -70,6 +70,9 @@ class RunFolder:
         data = read_json(
             run_dir / CONFIG, "run configuration", "restore it, or start a new run in another folder"
         )
+        if isinstance(data, dict) and isinstance(data.get("task"), dict) and "dev_share" not in data["task"]:
+            # created before runs held out a dev split: it trained on all of its text, and resumes so
+            data = {**data, "task": {**data["task"], "dev_share": None}}
         try:
             return RunConfig.from_dict(data, source=str(run_dir / CONFIG))
         except InputError as exc:

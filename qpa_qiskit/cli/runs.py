@@ -260,7 +260,8 @@ def add_commands(sub) -> None:
                        description="Every evaluation option defaults to the run's stored setting.",
                        parents=options(sections=("eval",)))  # fmt: skip
     p.add_argument("run_dir")
-    p.add_argument("--split", choices=["test", "valid"], default="test")
+    p.add_argument("--split", choices=["test", "valid", "dev"], default="test",
+                   help="the split scored: test, valid, or dev (held out of training)")  # fmt: skip
     data_help = next(f for f in dataclasses.fields(TaskConfig) if f.name == "data").metadata["help"]
     p.add_argument("--data", default=argparse.SUPPRESS, help=f"{data_help} (default: the run's)")
     p.add_argument(

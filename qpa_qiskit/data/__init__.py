@@ -14,17 +14,19 @@ from ..lazy import lazy_exports
 from .config import EVAL_PROTOCOLS, EvalConfig, TaskConfig
 
 _LAZY: dict[str, str] = dict.fromkeys(
-    ("HUB", "SPLITS", "blocks", "check_line_structure", "load_wikitext", "padded_lines_perplexity",
-     "perplexity", "text_rows", "tokenize"),
+    ("DEV", "HUB", "SPLITS", "blocks", "check_line_structure", "hold_out_dev", "load_wikitext",
+     "padded_lines_perplexity", "perplexity", "text_rows", "tokenize"),
     "wikitext",
 )  # fmt: skip
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from .wikitext import (
+        DEV,
         HUB,
         SPLITS,
         blocks,
         check_line_structure,
+        hold_out_dev,
         load_wikitext,
         padded_lines_perplexity,
         perplexity,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 __all__ = [
+    "DEV",
     "EVAL_PROTOCOLS",
     "HUB",
     "SPLITS",
@@ -42,6 +45,7 @@ __all__ = [
     "TaskConfig",
     "blocks",
     "check_line_structure",
+    "hold_out_dev",
     "load_wikitext",
     "padded_lines_perplexity",
     "perplexity",

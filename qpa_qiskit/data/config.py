@@ -14,6 +14,8 @@ from ..errors import InputError
 from ..sections import described
 
 EVAL_PROTOCOLS = ("windows", "padded-lines")
+DEV_SHARE = 0.1  # the default share of the training text held out as the dev split
+MAX_DEV_SHARE = 0.5  # more would leave less to train on than to select with
 
 
 @dataclass
@@ -34,6 +36,15 @@ class TaskConfig:
     train_tokens: int | None = field(
         default=200_000, metadata=described("cap on the training tokens (0: the whole split)")
     )
+    dev_share: float | None = field(
+        default=DEV_SHARE,
+        metadata=described(
+            "the dev split, scored for --eval-every and learning-rate selection, never trained on: data "
+            "without a train split of its own (the training text is then the valid split) hold out this "
+            "last share of it, cut at an article boundary; data with a train split (the hub) use their "
+            "validation split. In (0, 0.5]"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -44,14 +55,22 @@ class TaskConfig:
             self.data = str(Path(self.data).expanduser().resolve())
         if self.train_tokens is not None:
             self.train_tokens = validate.integer(self.train_tokens, "train_tokens", minimum=0) or None
+        if self.dev_share is not None:  # None: no dev split (runs created before there was one)
+            self.dev_share = validate.number(
+                self.dev_share, "dev_share (the share of the training text held out as the dev split)",
+                above=0.0, maximum=MAX_DEV_SHARE,
+            )  # fmt: skip
 
 
 @dataclass
 class EvalConfig:
-    """How test perplexity is scored (see :mod:`qpa_qiskit.data.wikitext`)."""
+    """How test (and dev) perplexity is scored (see :mod:`qpa_qiskit.data.wikitext`)."""
 
     _argument_group_name = "evaluation"
     eval_tokens: int | None = field(default=16_384, metadata=described("tokens scored (0: the whole split)"))
+    dev_tokens: int | None = field(
+        default=16_384, metadata=described("tokens of the dev split scored (0: the whole dev split)")
+    )
     eval_window: int = field(default=256, metadata=described("context window of the scoring"))
     eval_stride: int = field(default=192, metadata=described("window stride"))
     eval_batch: int = field(default=4, metadata=described("windows per forward pass"))
@@ -70,6 +89,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.eval_tokens is not None:
             self.eval_tokens = validate.integer(self.eval_tokens, "eval_tokens", minimum=0) or None
+        if self.dev_tokens is not None:
+            self.dev_tokens = validate.integer(self.dev_tokens, "dev_tokens", minimum=0) or None
         self.eval_window = validate.integer(self.eval_window, "eval_window", minimum=2)
         self.eval_stride = validate.positive_int(self.eval_stride, "eval_stride")
         if self.eval_stride > self.eval_window:

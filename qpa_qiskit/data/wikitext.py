@@ -15,6 +15,7 @@ that figure, as an extra, so the two can be put side by side.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 
 SPLITS = ("train", "valid", "test")
+DEV = "dev"  # the split runs select on and never train on (:func:`hold_out_dev`)
 HUB = "hub"
 _FILE_NAMES = ("{split}.txt", "wiki.{split}.tokens", "wiki.{split}.raw")
 BAR_DELAY_S = 2.0  # an evaluation shorter than this shows no bar
@@ -87,6 +89,50 @@ def load_wikitext(source: str | Path, log=None) -> dict[str, str]:
         except OSError as exc:
             raise InputError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
     return texts
+
+
+_ARTICLE = re.compile(r"^ = [^=\n].* = $", re.MULTILINE)  # an article's title line: " = Title = "
+
+
+def hold_out_dev(texts: dict[str, str], share: float | None, log=None) -> dict[str, str]:
+    """The splits with a ``dev`` split that training never sees, for dev-split scoring and
+    learning-rate selection; `share` None: none (runs created before it existed).
+
+    Data with a train split of its own (the hub's ``wikitext-2-raw-v1``, a folder with
+    ``train.txt``) have a validation split that is not trained on: it is the dev split. Data
+    without one train on their valid split (:func:`load_wikitext`); then the last `share` of
+    that text is held out, from the first article that starts at or after that point (articles
+    are kept whole), and training reads only what comes before. Deterministic: no seed is
+    involved, so every run and study of these data holds out the same text."""
+    if share is None or DEV in texts:
+        return texts
+    if texts["train"] != texts["valid"]:
+        return {**texts, DEV: texts["valid"]}
+    text = texts["train"]
+    if not text.strip():  # nothing to hold out: the run is refused for its empty training text
+        return {**texts, DEV: ""}
+    target = int(len(text) * (1.0 - share))
+    starts = [m.start() for m in _ARTICLE.finditer(text)]
+    after = [i for i in starts if i >= target]
+    before = [i for i in starts if 0 < i < target]
+    if after:
+        cut = after[0]
+    elif before:
+        cut = before[-1]
+    else:  # no article structure: at the line break nearest the point
+        cut = text.rfind("\n", 0, target) + 1
+    if not 0 < cut < len(text):
+        raise InputError(
+            f"cannot hold out a dev split of {share:g} from a training text of {len(text)} characters "
+            "without emptying one side; use more text, or another --dev-share"
+        )
+    if log is not None:
+        articles = sum(1 for i in starts if i >= cut)
+        log(
+            f"dev split: the last {len(text) - cut:,} characters ({(len(text) - cut) / len(text):.1%}, "
+            f"{articles} article(s)) of the training text are held out and never trained on"
+        )
+    return {**texts, "train": text[:cut], DEV: text[cut:]}
 
 
 def tokenize(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tensor:

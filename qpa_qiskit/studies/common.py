@@ -27,12 +27,13 @@ from ..config import RunConfig, check_given
 from ..errors import InputError, StateError
 from ..files import atomic_write, json_bytes, read_json
 from ..train import evaluate, run_device
+from .curves import curves_table, draw_curves, mean_curves
 from .executors import LocalExecutor
 from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study
 from .selection import CHOSEN_FIELDS, SELECT_ON, Selection, plan, rate_or_word, rate_text, selection_markdown
 
-# The run settings of a study that differ from a run's defaults: short runs, a short evaluation.
-STUDY_DEFAULTS: Mapping[str, Any] = {"steps": 20, "eval_tokens": 4096}
+# The run settings of a study that differ from a run's defaults: short runs, short evaluations.
+STUDY_DEFAULTS: Mapping[str, Any] = {"steps": 20, "eval_tokens": 4096, "dev_tokens": 4096}
 
 
 def option(
@@ -155,6 +156,7 @@ class StudySpec:
         else:
             results, failures, total = spec._run_selected(out, selection, definition, executor, log)
         summary = spec.report(cfg, out, results, failures, log)
+        write_curves(out, results, log)
         raise_if_failed(out, failures, total, summary)
         return summary
 
@@ -352,6 +354,21 @@ def base_result(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict:
     base = {"perplexity": result["perplexity"], "tokens": result["tokens"]}
     write_json(out, "base.json", base)
     return base
+
+
+def write_curves(out: Path, results: list[dict], log: Callable[[str], None]) -> bool:
+    """``curves.md`` and ``curves.png`` in the study folder where its runs logged learning
+    curves (``--eval-every``); False where none did."""
+    curves = mean_curves(results)
+    if not curves:
+        return False
+    write_file(out, "curves.md", curves_table(curves) + "\n")
+    fig = figure((8, 5))
+    draw_curves(fig.subplots(), curves)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    log(f"learning curves: {out / 'curves.md'}, {out / 'curves.png'}")
+    return True
 
 
 def cell(row: dict, key: str, digits: int) -> str:

@@ -36,6 +36,7 @@ import torch
 
 from .. import train  # train.X, looked up when called: the tests replace train.check_config
 from ..config import RunConfig
+from ..data import DEV
 from ..errors import BusyError, InputError, QPAError, StateError, TrialsFailed
 from ..files import atomic_write, exclusive, json_bytes, read_json
 from ..models import load_model
@@ -77,6 +78,13 @@ def _median_seconds(run_dir: Path) -> float | None:
     lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     seconds = [json.loads(x)["seconds"] for x in lines if x.strip()]
     return statistics.median(seconds) if seconds else None
+
+
+def learning_curve(run_dir: Path) -> list[list[float]]:
+    """[step, dev perplexity] of every step the run scored the dev split at (``--eval-every``)."""
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(x) for x in lines if x.strip()]
+    return [[r["step"], r["dev_perplexity"]] for r in records if "dev_perplexity" in r]
 
 
 def steps_done(run_dir: Path) -> int:
@@ -129,11 +137,16 @@ def run_trial(
     evaluation = train.evaluate_run(
         run_dir, overrides=placement, loaded=copy(), texts=texts, progress=progress
     )
+    dev = None
+    if trial.config.task.dev_share is not None:  # what a study selects on (never the test split)
+        dev = train.evaluate_run(run_dir, DEV, overrides=placement, loaded=copy(), texts=texts)["perplexity"]
     result = {
         "name": trial.name,
         "axes": trial.axes,
         "perplexity": evaluation["perplexity"],
         "tokens": evaluation["tokens"],
+        "dev_perplexity": dev,
+        "curve": learning_curve(run_dir),
         "step": evaluation["step"],
         "counts": evaluation["counts"],
         "seconds_per_step": _median_seconds(run_dir),
@@ -200,7 +213,7 @@ def record_failure(study_dir: Path, trial: Trial, exc: BaseException) -> Failure
 
 
 class BaseModels:
-    """The base model and texts of the runs, loaded once per (model, data) and shared by the
+    """The base model and texts of the runs, loaded once per (model, data, dev share) and shared by the
     grid check, the local executor and the base model's own evaluation (only the last pair
     is kept). `log` hears what loading the data says (default: nothing)."""
 
@@ -210,10 +223,12 @@ class BaseModels:
         self._log = log
 
     def get(self, cfg: RunConfig) -> tuple[Any, dict[str, str]]:
-        key = (cfg.task.model, cfg.task.data)
+        key = (cfg.task.model, cfg.task.data, cfg.task.dev_share)
         if key != self._key:
+            same_model = self._key is not None and self._key[0] == key[0]
+            loaded = self._value[0] if same_model and self._value is not None else load_model(key[0])
             self._key, self._value = None, None
-            self._value = (load_model(key[0]), train.load_texts(cfg, self._log))
+            self._value = (loaded, train.load_texts(cfg, self._log))
             self._key = key
         assert self._value is not None
         return self._value

@@ -316,11 +316,12 @@ def plan(trials: list[Trial], lrs: Any, circuit_lrs: Any, select_on: str, cfg: R
             f"logits); no setting of this study has one (methods {methods}). Drop --circuit-lrs, or add a "
             "qpa-* method"
         )
-    if getattr(cfg.task, "dev_share", None) is None:
+    if cfg.task.dev_share is None or any(t.config.task.dev_share is None for t in trials):
         raise InputError(
-            "a learning-rate selection (--lrs, --circuit-lrs) chooses on the dev split, and this study has "
-            "none (--dev-share none); give --dev-share (a share of the training text, e.g. 0.1), or drop "
-            "the selection (--lrs none, --circuit-lrs none)"
+            "a learning-rate selection (--lrs, --circuit-lrs) chooses on the dev split, and this study's "
+            "configuration has none (dev_share None: a configuration from before the dev split); give "
+            "--dev-share (the share of the training text held out, in (0, 0.5], default 0.1), or drop the "
+            "selection (--lrs none, --circuit-lrs none)"
         )
     groups: dict[str, list[Trial]] = {}
     for trial in trials:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import validate
+from ..errors import InputError
 from ..sections import described
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -48,6 +49,13 @@ class TrainingConfig:
     precision: str = field(
         default="fp32", metadata=described("bf16: autocast on the run's device", choices=PRECISIONS)
     )
+    eval_every: int = field(
+        default=0,
+        metadata=described(
+            "score the dev split every K steps and at the last, into metrics.jsonl: the learning curve "
+            "(0: off)"
+        ),
+    )
     save_every: int = field(default=10, metadata=described("checkpoint interval in steps"))
     feature_cache: bool = field(
         default=True,
@@ -61,6 +69,13 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "block_size", "save_every"):
             setattr(self, name, validate.positive_int(getattr(self, name), name))
+        self.eval_every = validate.integer(self.eval_every, "eval_every", minimum=0)
+        if self.eval_every > self.steps:
+            raise InputError(
+                f"eval_every ({self.eval_every}) is larger than the run's {self.steps} steps: the dev "
+                f"split would be scored only at the last step. Give --eval-every at most {self.steps}, or 0 "
+                "for no curve"
+            )
         self.lr = validate.positive_number(self.lr, "lr")
         if self.circuit_lr is not None:
             self.circuit_lr = validate.positive_number(self.circuit_lr, "circuit_lr")

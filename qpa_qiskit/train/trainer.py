@@ -27,6 +27,7 @@ collecting its recorded job instead of submitting a new one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import sys
@@ -43,8 +44,10 @@ from ..adapters import AdaptedModel
 from ..backends import QPABackend, parse_spec
 from ..config import RESUMABLE, RunConfig
 from ..data import (
+    DEV,
     blocks,
     check_line_structure,
+    hold_out_dev,
     load_wikitext,
     padded_lines_perplexity,
     perplexity,
@@ -187,16 +190,27 @@ def check_config(
 
 
 def check_splits(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str]) -> None:
-    """The valid and test splits have tokens to score (and lines, for padded-lines)."""
+    """The valid and test splits have tokens to score (and lines, for padded-lines); the dev
+    split, where the run has one, at least one evaluation window."""
     for split in ("valid", "test"):
         if len(tokenize(loaded.tokenizer, texts[split], 2)) < 2:
             raise InputError(f"the {split} split of {cfg.task.data} has fewer than 2 tokens to score")
+    if DEV in texts:
+        window = cfg.eval.eval_window
+        have = len(tokenize(loaded.tokenizer, texts[DEV], window))
+        if have < window:
+            raise InputError(
+                f"the dev split of {cfg.task.data} (--dev-share {cfg.task.dev_share:g}) has {have} tokens, "
+                f"fewer than one evaluation window of {window} (the minimum); give a larger --dev-share or "
+                "a shorter --eval-window"
+            )
     if cfg.eval.eval_protocol == "padded-lines":
         check_line_structure(texts["test"], f"the test split of {cfg.task.data}")
 
 
 def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
-    return load_wikitext(cfg.task.data, log=log)
+    """The run's splits: WikiText-2 with its dev split held out (:func:`~qpa_qiskit.data.hold_out_dev`)."""
+    return hold_out_dev(load_wikitext(cfg.task.data, log=log), cfg.task.dev_share, log)
 
 
 class Run:
@@ -219,7 +233,7 @@ class Run:
         self.cfg = cfg
         self.log = log or _stderr
         self.folder = RunFolder(run_dir, self.log)
-        self._texts = texts
+        self._texts = None if texts is None else hold_out_dev(texts, cfg.task.dev_share)
         self.device = run_device(cfg)  # a device torch does not see is refused before anything else
         self.hardware = None
         if cfg.reads_circuit and parse_spec(cfg.backend.backend)[0] == "ibm":
@@ -496,8 +510,31 @@ class Run:
         if len(rates) > 1:
             record["circuit_lr"] = rates[1]
         record.update(self.model.diagnostics())
+        if t.eval_every and (self.step % t.eval_every == 0 or self.step == t.steps):
+            record["dev_perplexity"] = self.dev_perplexity()
         self.folder.append_metrics(record)
         return record
+
+    def dev_perplexity(self) -> float:
+        """The dev split's perplexity at this step, in the middle of training: every random
+        state is put back afterwards (the shots an evaluation draws included), so a run with a
+        learning curve trains exactly as one without."""
+        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                 "model": self.model.rng_state, **_device_rng(self.device)}  # fmt: skip
+        try:
+            self._label(f"dev-{self.step:06d}")
+            result = evaluate(self.model, self.loaded, self.cfg.eval, self.texts, DEV,
+                              self.cfg.training.precision, features=self.features)  # fmt: skip
+        finally:
+            torch.set_rng_state(state["torch"])
+            np.random.set_state(state["numpy"])
+            random.setstate(state["python"])
+            self.model.rng_state = state["model"]
+            if "cuda" in state:
+                torch.cuda.set_rng_state(state["cuda"], self.device)
+            elif "mps" in state:
+                torch.mps.set_rng_state(state["mps"])
+        return result["perplexity"]
 
     def train(self, progress: bool = True, *, desc: str | None = None, nested: bool = False) -> list[dict]:
         """Train to ``training.steps``, checkpointing every ``save_every`` steps and at the end
@@ -618,7 +655,14 @@ def evaluate(
     the frozen body's cached path for `model` (:mod:`qpa_qiskit.features`; the windows and
     padded lines of a split are the same for every run of a study)."""
     if split not in texts:
+        if split == DEV:
+            raise InputError(
+                "this run has no dev split: it was created before runs held one out (dev_share None). "
+                "Score --split valid or test, or train a new run"
+            )
         raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
+    if split == DEV:  # scored as training sees it: windows only, over dev_tokens
+        cfg = dataclasses.replace(cfg, eval_tokens=cfg.dev_tokens, eval_protocol="windows")
     positions = model_positions(loaded)
     if positions is not None and cfg.eval_window > positions:
         raise InputError(

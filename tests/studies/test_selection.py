@@ -135,7 +135,9 @@ def test_a_circuit_grid_needs_a_trained_circuit():
 
 def test_a_selection_needs_a_dev_split():
     no_dev = trials(dev_share=None)
-    with pytest.raises(InputError, match=r"chooses on the dev split, and this study has none.*--dev-share"):
+    with pytest.raises(
+        InputError, match=r"chooses on the dev split, and this study.s configuration has none.*--dev-share"
+    ):
         plan(no_dev)
     assert plan(no_dev, lrs="none") is None  # no selection, no dev split needed
 

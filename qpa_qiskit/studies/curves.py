@@ -1,0 +1,71 @@
+"""Learning curves of a study: the dev perplexity its runs logged with ``--eval-every``.
+
+Every study whose runs have curves gets them, whatever its grid (:func:`.common.write_curves`):
+one curve per setting (the trial's axes less its seed), the mean over its seeds at each scored
+step, in ``curves.md`` (a table with the last stretch's relative change: has the curve
+flattened?) and ``curves.png``. Imports nothing of the studies, so every study module may use it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+# A curve whose dev perplexity fell by less than this share over its last scored stretch is
+# read as flat (stated before any study ran: 1% of perplexity over the last K steps).
+FLAT = 0.01
+
+
+def setting_label(axes: dict) -> str:
+    """A trial's setting as text: its axes less the seed (``method=lora size=4``)."""
+    return " ".join(f"{k}={v}" for k, v in axes.items() if k != "seed" and v is not None) or "run"
+
+
+def mean_curves(results: list[dict], label: Callable[[dict], str] = setting_label) -> dict[str, list]:
+    """Setting label -> [(step, mean dev perplexity, seeds)] over the steps every seed scored."""
+    by_setting: dict[str, list[dict[int, float]]] = {}
+    for r in results:
+        curve = r.get("curve") or []
+        if curve:
+            by_setting.setdefault(label(r["axes"]), []).append({int(s): float(p) for s, p in curve})
+    out = {}
+    for name, curves in by_setting.items():
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        out[name] = [(s, statistics.fmean(c[s] for c in curves), len(curves)) for s in steps]
+    return out
+
+
+def flattening(points: list) -> float | None:
+    """The relative fall of the dev perplexity over the last scored stretch (None: one point)."""
+    if len(points) < 2:
+        return None
+    before, last = points[-2][1], points[-1][1]
+    return (before - last) / before
+
+
+def curves_table(curves: dict[str, list]) -> str:
+    steps = sorted({s for points in curves.values() for s, _, _ in points})
+    lines = [
+        f"Dev perplexity during training (mean over seeds); 'last stretch': its relative fall over the "
+        f"last scored steps, flat below {FLAT:.0%}.",
+        "",
+        "| setting | seeds | " + " | ".join(f"step {s}" for s in steps) + " | last stretch |",
+        "|---|---|" + "---|" * len(steps) + "---|",
+    ]
+    for name, points in curves.items():
+        at = {s: p for s, p, _ in points}
+        fall = flattening(points)
+        reading = "-" if fall is None else f"{fall:+.1%} ({'flat' if abs(fall) < FLAT else 'still moving'})"
+        cells = [name, str(points[0][2]), *(f"{at[s]:.3f}" if s in at else "-" for s in steps), reading]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw_curves(ax, curves: dict[str, list]) -> None:
+    """The curves on a matplotlib axes (the study writes the figure: ``common.write_curves``)."""
+    for name, points in curves.items():
+        ax.plot([s for s, _, _ in points], [p for _, p, _ in points], marker="o", markersize=3, label=name)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("dev perplexity (mean over seeds)")
+    ax.set_title("Learning curves on the dev split")
+    ax.legend(fontsize=7)
