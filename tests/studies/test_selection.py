@@ -2,11 +2,12 @@
 mean over seeds), the files, the trials it adds, and a tiny study end to end."""
 
 import json
+import re
 
 import pytest
-from conftest import tiny_config
+from conftest import tiny_cli_args, tiny_config
 
-from qpa_qiskit import InputError
+from qpa_qiskit import InputError, TrialsFailed
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RunConfig
 from qpa_qiskit.errors import StateError
@@ -257,3 +258,141 @@ def test_tables_show_the_chosen_rates_only_with_a_selection():
     lines = chosen.splitlines()
     assert lines[0].endswith("| lr (chosen) |") and lines[1].count("---") == 6
     assert lines[2].endswith("| - |") and lines[3].endswith("| 3e-02 (edge) |")
+
+
+# ------------------------------------------------------------------ a tiny study end to end
+def small(corpus, **overrides):
+    return tiny_config(corpus, **{"steps": 2, "reps": 1, "hidden": [8], "eval_tokens": 200, "dev_tokens": 200,
+                                  **overrides})  # fmt: skip
+
+
+def stamps(out):
+    """Each finished run's result file and metric lines: a run trained again changes them."""
+    return {p.parent.name: (p.stat().st_mtime_ns, (p.parent / "metrics.jsonl").read_text())
+            for p in out.glob(f"*/{RESULT}")}  # fmt: skip
+
+
+def test_a_study_chooses_each_settings_rate_and_its_final_runs_use_it(corpus, tmp_path, monkeypatch):
+    import qpa_qiskit.studies.executors as executors
+
+    out, real = tmp_path / "s", executors.run_trial
+
+    def flaky(study_dir, trial, **kwargs):  # a final run (seed 1) lost: the study is interrupted
+        if trial.name.startswith("qpa-lora-s1"):
+            raise RuntimeError("the node went away")
+        return real(study_dir, trial, **kwargs)
+
+    monkeypatch.setattr(executors, "run_trial", flaky)
+    axes = dict(methods=("lora", "qpa-lora"), seeds=(0, 1), lrs=(1e-3, 1e-2))
+    with pytest.raises(TrialsFailed, match=r"^1 of 6 runs failed"):
+        compare(small(corpus), out, **axes, **QUIET)
+    record = json.loads((out / "selection.json").read_text())
+    chosen = {}
+    for s in record["settings"]:  # the lowest dev perplexity of the selection runs (seed 0) won
+        dev = {lr: json.loads((out / f"{s['setting']}-s0-lr{lr:g}" / RESULT).read_text())["dev_perplexity"]
+               for lr in (1e-3, 1e-2)}  # fmt: skip
+        assert [c["dev_perplexity"] for c in s["candidates"]] == list(dev.values())
+        chosen[s["setting"]] = min(dev, key=dev.get)
+        assert s["chosen"] == {"lr": chosen[s["setting"]], "circuit_lr": None, "lr_edge": True,
+                               "circuit_lr_edge": False}  # fmt: skip
+    assert "**chosen** (lr at the grid's edge)" in (out / "selection.md").read_text()
+    before = stamps(out)
+    assert len(before) == 5  # 2 settings x 2 rates on seed 0, and lora's seed 1 at its rate: 5 runs, not 8
+    monkeypatch.undo()
+    rows = compare(small(corpus), out, **axes, **QUIET)  # resumed: only the lost run trains
+    after = stamps(out)
+    assert {k: after[k] for k in before} == before and len(after) == 6
+    final = {m: [f"{m}-s{s}-lr{chosen[m]:g}" for s in (0, 1)] for m in chosen}
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(t["name"] for t in results["trials"]) == sorted(final["lora"] + final["qpa-lora"])
+    for method, names in final.items():
+        for name in names:  # the chosen rate is the one they trained at
+            assert Run.stored_config(out / name).training.lr == chosen[method]
+    assert [(r["method"], r.get("lr"), r.get("lr_edge")) for r in rows] == [
+        ("base", None, None), ("lora", chosen["lora"], True), ("qpa-lora", chosen["qpa-lora"], True)
+    ]  # fmt: skip
+    assert all(t["lr"] == chosen[t["axes"]["method"]] for t in results["trials"])
+    table = (out / "results.md").read_text()
+    assert "| lr (chosen) |" in table and f"| {sel.rate_text(chosen['lora'])} (edge) |" in table
+    study = json.loads((out / STUDY).read_text())
+    assert study["selection"]["lrs"] == [1e-3, 1e-2] and "lr" not in study["config"]["training"]
+    # the same study from another --lr: the selection sets the rates, so nothing trains
+    compare(small(corpus, lr=0.5), out, **axes, **QUIET)
+    assert stamps(out) == after
+    with pytest.raises(InputError, match=r"holds another study \(different selection\)"):
+        compare(small(corpus), out, **{**axes, "lrs": (1e-3, 3e-3)}, **QUIET)
+
+
+def test_a_study_without_a_selection_keeps_its_names_and_results(corpus, tmp_path):
+    compare(small(corpus), tmp_path / "s", methods=("lora",), **QUIET)
+    assert [p.parent.name for p in (tmp_path / "s").glob(f"*/{RESULT}")] == ["lora"]  # today's name
+    assert not (tmp_path / "s" / "selection.json").exists()
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert "lr" not in results["trials"][0] and "lr" not in results["rows"][1]
+    assert "selection" not in json.loads((tmp_path / "s" / STUDY).read_text())
+    assert "lr (chosen)" not in (tmp_path / "s" / "results.md").read_text()
+
+
+def test_the_circuit_rate_is_chosen_on_the_command_line(corpus, tmp_path, capsys):
+    out = tmp_path / "cli"
+    options = "--steps 1 --reps 1 --hidden 8 --eval-tokens 200 --dev-tokens 200 --methods lora qpa-lora"
+    args = tiny_cli_args(corpus, f"{options} --lrs 1e-3 --circuit-lrs 0.01 0.05 --out {out}")
+    assert main(["compare", *args]) == 0
+    printed = capsys.readouterr().out
+    assert "| lr (chosen) |" in printed and ", circuit " in printed and "(edge)" in printed
+    names = sorted(p.parent.name for p in out.glob(f"*/{RESULT}"))
+    assert names == ["lora-lr0.001", "qpa-lora-lr0.001-clr0.01", "qpa-lora-lr0.001-clr0.05"]
+    record = json.loads((out / "selection.json").read_text())
+    assert record["circuit_lrs"] == [0.01, 0.05] and record["settings"][0]["circuit_lrs"] is None
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (
+            "--methods lora --circuit-lr 0.01",
+            "--circuit-lr is the rate of a qpa-\\* method's circuit; lora have none",
+        ),
+        ("--methods lora ia3 --circuit-lrs 0.01", "no setting of this study has one \\(methods lora, ia3\\)"),
+        ("--lrs 0", "lrs \\(--lrs\\): each rate must be a finite number > 0, got 0.0"),
+        ("--lrs -0.001", "each rate must be a finite number > 0"),
+        ("--lrs none 1e-3", "lrs \\(--lrs\\) mixes a word with other values"),
+        (
+            "--lrs fast",
+            "unknown word 'fast'; give positive numbers \\(learning rates\\), or one word: none, family",
+        ),
+        ("--circuit-lrs family", "circuit_lrs \\(--circuit-lrs\\): unknown word 'family'.*one word: none"),
+        ("--select-on best", "invalid choice: 'best'"),
+        ("--lrs", "expected at least one argument"),
+    ],
+)
+def test_bad_selection_input_is_refused_before_any_run(corpus, tmp_path, capsys, options, match):
+    out = tmp_path / "s"
+    args = [
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        str(corpus),
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+        *options.split(),
+    ]
+    try:
+        status = main(["compare", *args])
+    except SystemExit as exc:  # argparse's own errors (a choice, a missing value)
+        status = exc.code
+    assert status == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_params_chooses_on_family_grids_by_default():
+    from qpa_qiskit.studies.params import ParamsStudy
+
+    spec = ParamsStudy(methods=("lora", "ia3", "qpa-lora"), ranks=(4,), chunk_sizes=(2048,), reps=(8,))
+    cfg = spec.configuration()
+    selection = spec.checked(cfg).selection(cfg)
+    assert [s.lrs for s in selection.settings] == [(1e-3, 3e-3, 1e-2), (3e-3, 1e-2, 3e-2), (3e-4, 1e-3, 3e-3)]
+    assert ParamsStudy(lrs="none").selection(cfg) is None
