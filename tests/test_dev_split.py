@@ -184,7 +184,7 @@ def test_a_study_with_curves_writes_them(corpus, tmp_path):
     from qpa_qiskit.studies.params import ParamsStudy
 
     cfg = tiny_config(corpus, method="lora", eval_every=3, dev_tokens=300)
-    ParamsStudy(methods=("lora",), ranks=(1, 2), seeds=(0, 1)).run(
+    ParamsStudy(methods=("lora",), ranks=(1, 2), seeds=(0, 1), lrs="none").run(
         cfg, tmp_path / "study", log=lambda m: None
     )
     table = (tmp_path / "study" / "curves.md").read_text()
