@@ -396,3 +396,21 @@ def test_params_chooses_on_family_grids_by_default():
     selection = spec.checked(cfg).selection(cfg)
     assert [s.lrs for s in selection.settings] == [(1e-3, 3e-3, 1e-2), (3e-3, 1e-2, 3e-2), (3e-4, 1e-3, 3e-3)]
     assert ParamsStudy(lrs="none").selection(cfg) is None
+
+
+@pytest.mark.slow
+def test_a_selection_on_ray_gives_the_same_choice_and_results_as_local(corpus, tmp_path):
+    ray = pytest.importorskip("ray")
+    from qpa_qiskit.studies.executors import LocalExecutor, RayExecutor
+
+    axes = dict(methods=("lora", "qpa-lora"), seeds=(0, 1), lrs=(1e-3, 1e-2), circuit_lrs=(0.01,), **QUIET)
+    # one thread per run on both: torch's CPU reductions depend on the thread count
+    compare(small(corpus), tmp_path / "local", executor=LocalExecutor(threads=1), **axes)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:  # the runner twice on one Ray: the selection runs, then the final runs
+        compare(small(corpus), tmp_path / "ray", executor=RayExecutor(cpus_per_run=1), **axes)
+    finally:
+        ray.shutdown()
+    for name in ("selection.json", "results.json"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "local" / name).read_text()
+    assert len(list((tmp_path / "ray").glob(f"*/{RESULT}"))) == 6  # 2 x 2 rates on seed 0, 2 on seed 1
