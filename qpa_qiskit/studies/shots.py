@@ -137,7 +137,7 @@ def _table(rows: list[dict], modes) -> str:
     ]
     rates = selected(rows)  # the rates chosen on the dev split, per mode
     if rates:
-        lines[0] += " " + " | ".join(f"lr {m} (chosen)" for m in modes) + " |"
+        lines[0] += " " + " | ".join(f"lr (chosen) {m}" for m in modes) + " |"
     lines.append("|" + "---|" * ((3 if rates else 2) * len(modes) + 2))
     exact = next(r for r in rows if r["shots_factor"] is None)
     for c in sorted({r["shots_factor"] for r in rows if r["shots_factor"] is not None}):

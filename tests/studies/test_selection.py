@@ -414,3 +414,39 @@ def test_a_selection_on_ray_gives_the_same_choice_and_results_as_local(corpus, t
     for name in ("selection.json", "results.json"):
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "local" / name).read_text()
     assert len(list((tmp_path / "ray").glob(f"*/{RESULT}"))) == 6  # 2 x 2 rates on seed 0, 2 on seed 1
+
+
+@pytest.mark.parametrize(
+    "study, axes",
+    [
+        ("shots", dict(shots_factors=(2,), modes=("none",), tvd_samples=1)),
+        ("noise", dict(backends=("statevector",), rotations=("ry",), shots_factors=(None,), tvd_samples=1)),
+        ("params", dict(methods=("lora", "qpa-lora"), ranks=(1,), chunk_sizes=(64,), reps=(1,))),
+        (
+            "ablation",
+            dict(regimes=("fixed:mlp",), controls=("circuit",), lora_ranks=(1,), counterfactuals=()),
+        ),
+    ],
+)
+def test_every_study_shows_the_chosen_rates(corpus, tmp_path, study, axes):
+    from qpa_qiskit.studies.ablation import study_ablation
+    from qpa_qiskit.studies.noise import study_noise
+    from qpa_qiskit.studies.params import study_params
+    from qpa_qiskit.studies.shots import study_shots
+
+    run = {"shots": study_shots, "noise": study_noise, "params": study_params, "ablation": study_ablation}[
+        study
+    ]
+    out = tmp_path / study
+    run(small(corpus, steps=1), out, lrs=(3e-3,), circuit_lrs=(0.02,), **axes, **QUIET)
+    table = (out / "results.md").read_text()
+    assert "lr (chosen)" in table and "| 3e-03, circuit 2e-02 |" in table  # a grid of one: no edge
+    assert "(edge)" not in table
+    for block in re.split(r"\n(?!\|)", table):  # every table's rows have its header's columns
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        assert len({line.count(" | ") for line in rows if "---" not in line}) <= 1, block
+        assert len({line.count("|") for line in rows}) <= 1, block
+    results = json.loads((out / "results.json").read_text())
+    assert {(t["lr"], t["circuit_lr"]) for t in results["trials"]} <= {(3e-3, 0.02), (3e-3, None)}
+    record = json.loads((out / "selection.json").read_text())
+    assert all(s["chosen"]["lr"] == 3e-3 for s in record["settings"])
