@@ -91,10 +91,11 @@ def targets_tag(targets: list[str] | None) -> str:
 
 @dataclass(frozen=True)
 class ParamsStudy(StudySpec):
-    """Every adapter over its sizes, the QPA methods over chunk sizes and ansatz layers L, for
-    every seed (see :meth:`trials`); writes ``results.json``, ``results.md`` and the plots
-    ``params.png`` (perplexity against trainable parameters), ``qubits.png`` (qubits against
-    trainable parameters) and ``reps.png`` (perplexity against L)."""
+    """Every adapter over its sizes, the QPA methods over chunk sizes and ansatz layers L, the
+    methods of `target_methods` on each of `target_sets`, for every seed (see :meth:`trials`);
+    writes ``results.json``, ``results.md`` and the plots ``params.png`` (perplexity against
+    trainable parameters), ``qubits.png`` (qubits against trainable parameters) and
+    ``reps.png`` (perplexity against L)."""
 
     NAME: ClassVar[str] = "params"
     HELP: ClassVar[str] = (
@@ -191,7 +192,8 @@ class ParamsStudy(StudySpec):
     def trials(self, cfg: RunConfig) -> list[Trial]:
         """The grid: each classical method over its sizes; the QPA methods in `chunk_methods`
         over `chunk_sizes` at the configuration's L, the others at the middle chunk size; the
-        methods in `reps_methods` also over `reps` at the middle chunk size."""
+        methods in `reps_methods` also over `reps` at the middle chunk size; all of it for the
+        methods of `target_methods` once per target set."""
         trials = []
         for name, changes, axes in self.settings(cfg):
             for seed in self.seeds:
