@@ -184,9 +184,9 @@ def test_a_study_with_curves_writes_them(corpus, tmp_path):
     from qpa_qiskit.studies.params import ParamsStudy
 
     cfg = tiny_config(corpus, method="lora", eval_every=3, dev_tokens=300)
-    ParamsStudy(methods=("lora",), ranks=(1, 2), seeds=(0, 1), lrs="none").run(
+    ParamsStudy(methods=("lora",), ranks=(1, 2), seeds=(0, 1), lrs="none", target_sets=("lm_head",)).run(
         cfg, tmp_path / "study", log=lambda m: None
     )
     table = (tmp_path / "study" / "curves.md").read_text()
-    assert "| method=lora size=1 | 2 |" in table and "step 3 | step 6" in table
+    assert "| method=lora targets=['lm_head'] size=1 | 2 |" in table and "step 3 | step 6" in table
     assert (tmp_path / "study" / "curves.png").stat().st_size > 0

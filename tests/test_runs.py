@@ -102,7 +102,10 @@ def test_readme_resume_commands_work_as_printed(corpus, tmp_path, monkeypatch, c
     assert main(head) == 2
     hint = quoted_command(capsys.readouterr().err)
     assert hint == ["train", "runs/a", "--resume"]
-    assert main(hint) == 0  # nothing to do: already at step 3
+    capsys.readouterr()
+    assert main(hint) == 0  # nothing to do: already at step 3, the length it was resumed to
+    assert "is at step 3 of 3" in capsys.readouterr().out
+    assert json.loads((tmp_path / "runs" / "a" / "config.json").read_text())["training"]["steps"] == 3
 
 
 def test_resume_refuses_other_settings_with_both_values(corpus, tmp_path, capsys):

@@ -33,6 +33,8 @@ FEED_FORWARD_BLOCKS = ("mlp", "feed_forward", "ffn")
 # Every adapter here is for a causal LM: peft wraps it in PeftModelForCausalLM, and the
 # exported adapter_config.json says so (what AutoPeftModelForCausalLM and the Hub read).
 TASK_TYPE = "CAUSAL_LM"
+# The words for a target module the model lacks (a study adds the option its targets came from).
+MISSING_TARGET = "not found in the model; candidates"
 # What peft warns whenever an adapter holds a tied layer (a LoRA on the lm_head that shares the
 # input embedding's matrix, SmolLM2's and GPT-2's) and does not tie its adapters too. The adapter
 # adapts the output projection alone, on purpose (ensure_weight_tying=False below); what merging
@@ -90,7 +92,7 @@ def _targets(cfg: AdapterConfig, model: nn.Module, default: Callable[[nn.Module]
     if missing:
         short = sorted({n.rsplit(".", 1)[-1] for n in layers})
         raise InputError(
-            f"target module(s) {missing} not found in the model; candidates: {', '.join(short)}"
+            f"target module(s) {missing} {MISSING_TARGET}: {', '.join(short)}"
             + (
                 f" (feed-forward outputs: {', '.join(feed_forward_outputs(model))})"
                 if cfg.tuner == "ffa"

@@ -28,6 +28,7 @@ collecting its recorded job instead of submitting a new one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import sys
@@ -59,7 +60,7 @@ from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
 from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
-from ..run_folder import CHECKPOINT, RunFolder
+from ..run_folder import CHECKPOINT, CONFIG, RunFolder
 
 
 def _stderr(message: str) -> None:
@@ -357,6 +358,11 @@ class Run:
             run.folder.load_checkpoint(run._restore)
         if for_training:
             run.folder.truncate_metrics(run.step)
+            if cfg.training.steps != stored.training.steps and cfg.training.steps >= run.step:
+                # the run now trains to the new length: its config.json says so, and so does a
+                # later plain --resume
+                run.folder.write(CONFIG, json.dumps(stored.replace(steps=cfg.training.steps).to_dict(),
+                                                    indent=2).encode())  # fmt: skip
         return run
 
     @staticmethod

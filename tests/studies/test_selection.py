@@ -391,7 +391,8 @@ def test_bad_selection_input_is_refused_before_any_run(corpus, tmp_path, capsys,
 def test_params_chooses_on_family_grids_by_default():
     from qpa_qiskit.studies.params import ParamsStudy
 
-    spec = ParamsStudy(methods=("lora", "ia3", "qpa-lora"), ranks=(4,), chunk_sizes=(2048,), reps=(8,))
+    spec = ParamsStudy(methods=("lora", "ia3", "qpa-lora"), ranks=(4,), chunk_sizes=(2048,), reps=(8,),
+                       target_sets=("lm_head",))  # fmt: skip
     cfg = spec.configuration()
     selection = spec.checked(cfg).selection(cfg)
     assert [s.lrs for s in selection.settings] == [(1e-3, 3e-3, 1e-2), (3e-3, 1e-2, 3e-2), (3e-4, 1e-3, 3e-3)]
@@ -421,7 +422,16 @@ def test_a_selection_on_ray_gives_the_same_choice_and_results_as_local(corpus, t
     [
         ("shots", dict(shots_factors=(2,), modes=("none",), tvd_samples=1)),
         ("noise", dict(backends=("statevector",), rotations=("ry",), shots_factors=(None,), tvd_samples=1)),
-        ("params", dict(methods=("lora", "qpa-lora"), ranks=(1,), chunk_sizes=(64,), reps=(1,))),
+        (
+            "params",
+            dict(
+                methods=("lora", "qpa-lora"),
+                ranks=(1,),
+                chunk_sizes=(64,),
+                reps=(1,),
+                target_sets=("lm_head",),
+            ),
+        ),
         (
             "ablation",
             dict(regimes=("fixed:mlp",), controls=("circuit",), lora_ranks=(1,), counterfactuals=()),

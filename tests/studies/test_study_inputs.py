@@ -63,10 +63,27 @@ def noise(corpus, out, **kwargs):
                 prefix_tokens=[2, 5000],
                 chunk_sizes=[64],
                 lrs="none",
+                target_sets=["lm_head"],
                 **QUIET,
             ),
-            r"prefix-p5000: block_size 32 and eval_window 64 with the 5000 prefix tokens .*"
-            r"use --prefix-tokens at most 192",
+            r"1 of the study's 3 runs cannot run.*prefix-p5000: block_size 32 and eval_window 64 with the "
+            r"5000 prefix tokens .*use --prefix-tokens at most 192",
+        ),
+        (
+            lambda c, out: study_params(
+                small(c),
+                out,
+                methods=["lora", "qpa-lora", "ia3"],
+                ranks=[1],
+                chunk_sizes=[64],
+                reps_methods=[],
+                target_sets=["lm_head", "c_attn,q_proj"],  # tiny-gpt2 has no q_proj
+                lrs="none",
+                **QUIET,
+            ),
+            r"2 of the study's 5 runs cannot run.*lora-r1-c_attn\+q_proj, qpa-lora-k64-L1-c_attn\+q_proj: "
+            r"target module\(s\) \['q_proj'\] not found in the model; candidates: c_attn, c_fc, c_proj, "
+            r"lm_head, wpe, wte\. The study's targets are --target-sets \(now lm_head c_attn,q_proj\)",
         ),
         (
             lambda c, out: compare(small(c, prefix_tokens=250), out, methods=["lora", "prefix"], **QUIET),
@@ -91,7 +108,15 @@ def noise(corpus, out, **kwargs):
             r"1 of the study's 2 runs cannot run.*fixed-mlp-circuit: chunk_size 10,000,000",
         ),
     ],
-    ids=["noise-scale", "chunk-size", "params-prefix", "compare-prefix", "shots-chunk", "ablation-chunk"],
+    ids=[
+        "noise-scale",
+        "chunk-size",
+        "params-prefix",
+        "params-targets",
+        "compare-prefix",
+        "shots-chunk",
+        "ablation-chunk",
+    ],
 )
 def test_the_whole_grid_is_checked_before_any_run_trains(corpus, tmp_path, study, match):
     out = tmp_path / "s"
