@@ -152,6 +152,14 @@ def blocks(tokens: torch.Tensor, block_size: int) -> torch.Tensor:
     return tokens[: n * block_size].view(n, block_size)
 
 
+def _exp(mean_nll: float) -> float:
+    """exp of a mean loss: infinity (not an OverflowError) for a diverged model's, NaN for NaN."""
+    try:
+        return math.exp(mean_nll)
+    except OverflowError:
+        return math.inf
+
+
 @torch.no_grad()
 def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512, batch_size: int = 4, *,
                progress: bool = False, scored_only: bool = False):  # fmt: skip
@@ -202,7 +210,7 @@ def perplexity(model, tokens: torch.Tensor, window: int = 512, stride: int = 512
             bar.update(len(group))
     finally:
         bar.close()
-    return math.exp(total_nll / total_tokens), total_tokens, total_nll
+    return _exp(total_nll / total_tokens), total_tokens, total_nll
 
 
 def text_rows(text: str) -> list[str]:
@@ -258,4 +266,4 @@ def padded_lines_perplexity(model, tokenizer, text: str, block: int = 512, max_r
         total += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                  reduction="sum").item()  # fmt: skip
         positions += targets.numel()
-    return math.exp(total / positions), len(rows), positions
+    return _exp(total / positions), len(rows), positions

@@ -29,7 +29,7 @@ from ..files import atomic_write, json_bytes, read_json
 from ..train import evaluate, run_device
 from .curves import curves_table, draw_curves, mean_curves
 from .executors import LocalExecutor
-from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study
+from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study, without_diverged
 from .selection import CHOSEN_FIELDS, SELECT_ON, Selection, plan, rate_or_word, rate_text, selection_markdown
 
 # The run settings of a study that differ from a run's defaults: short runs, short evaluations.
@@ -155,6 +155,7 @@ class StudySpec:
             total = len(trials)
         else:
             results, failures, total = spec._run_selected(out, selection, definition, executor, log)
+        results, failures = without_diverged(results, failures)
         summary = spec.report(cfg, out, results, failures, log)
         write_curves(out, results, log)
         raise_if_failed(out, failures, total, summary)

@@ -23,6 +23,7 @@ allowed), on a local Ray or a cluster that sees the same study folder.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -140,17 +141,24 @@ def run_trial(
     dev = None
     if trial.config.task.dev_share is not None:  # what a study selects on (never the test split)
         dev = train.evaluate_run(run_dir, DEV, overrides=placement, loaded=copy(), texts=texts)["perplexity"]
+    test = evaluation["perplexity"]
+    diverged = not math.isfinite(test) or (dev is not None and not math.isfinite(dev))
     result = {
         "name": trial.name,
         "axes": trial.axes,
-        "perplexity": evaluation["perplexity"],
+        # a run whose loss went to infinity or NaN: recorded (strict JSON has no such numbers),
+        # never averaged; a selection ranks it last
+        "perplexity": None if not math.isfinite(test) else test,
         "tokens": evaluation["tokens"],
-        "dev_perplexity": dev,
+        "dev_perplexity": None if dev is None or not math.isfinite(dev) else dev,
         "curve": learning_curve(run_dir),
         "step": evaluation["step"],
         "counts": evaluation["counts"],
         "seconds_per_step": _median_seconds(run_dir),
     }
+    if diverged:
+        result["diverged"] = True
+        result["diverged_lr"] = trial.config.training.lr
     for key in ("diagnostics", "padded_lines_perplexity"):
         if key in evaluation:
             result[key] = evaluation[key]
@@ -443,6 +451,24 @@ def _run_locked(out: Path, kind: str, trials: list[Trial], executor: Executor, l
     for name, why in failures.items():
         log(f"failed: {name}: {why} ({why.hint()})")
     return results, failures
+
+
+def without_diverged(
+    results: list[dict], failures: dict[str, Failure]
+) -> tuple[list[dict], dict[str, Failure]]:
+    """The finished results less those of diverged runs (a non-finite perplexity), which become
+    failures that name their learning rate: running again repeats them."""
+    kept, failures = [], dict(failures)
+    for r in results:
+        if r.get("diverged"):
+            failures[r["name"]] = Failure(
+                f"diverged: its perplexity is not finite (its loss went to infinity or NaN) at lr "
+                f"{r.get('diverged_lr', r['axes'].get('lr')):g}; a smaller --lr (or --lrs grid) trains it",
+                None, retry=False,
+            )  # fmt: skip
+        else:
+            kept.append(r)
+    return kept, failures
 
 
 def raise_if_failed(out: Path, failures: dict[str, Failure], total: int, result: Any = None) -> None:

@@ -24,6 +24,7 @@ This module is the selection's logic on trials and result dicts only (no files, 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -169,6 +170,15 @@ def _edge(value: float | None, grid: tuple) -> bool:
     return value is not None and len(values) >= 2 and value in (min(values), max(values))
 
 
+def _finite(value: float) -> float | None:
+    """A dev perplexity as recorded: None for a diverged run (strict JSON has no infinity)."""
+    return value if math.isfinite(value) else None
+
+
+def _rank(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
 def choose(setting: Setting, dev: Mapping[tuple[float, float | None], Mapping[int, float]]) -> Choice:
     """The candidate of `setting` with the lowest mean dev perplexity over its selection
     seeds (`dev`: (lr, circuit lr) -> seed -> dev perplexity); a tie goes to the smaller lr,
@@ -176,9 +186,10 @@ def choose(setting: Setting, dev: Mapping[tuple[float, float | None], Mapping[in
     rows = []
     for lr, clr in setting.candidates():
         by_seed = dict(sorted(dev[(lr, clr)].items()))
-        rows.append({"lr": lr, "circuit_lr": clr, "dev_perplexity": statistics.fmean(by_seed.values()),
-                     "by_seed": {str(s): v for s, v in by_seed.items()}})  # fmt: skip
-    best = min(rows, key=lambda r: (r["dev_perplexity"], r["lr"], r["circuit_lr"] or 0.0))
+        mean = statistics.fmean(by_seed.values())  # infinite where a run diverged: ranked last
+        rows.append({"lr": lr, "circuit_lr": clr, "dev_perplexity": _finite(mean),
+                     "by_seed": {str(s): _finite(v) for s, v in by_seed.items()}})  # fmt: skip
+    best = min(rows, key=lambda r: (_rank(r["dev_perplexity"]), r["lr"], r["circuit_lr"] or 0.0))
     return Choice(best["lr"], best["circuit_lr"], _edge(best["lr"], setting.lrs),
                   _edge(best["circuit_lr"], setting.circuit_lrs), tuple(rows))  # fmt: skip
 
@@ -222,7 +233,7 @@ class Selection:
                 result = by_name.get(setting.trial(trial, lr, clr).name)
                 if result is None:
                     return None
-                value = result.get("dev_perplexity")
+                value = math.inf if result.get("diverged") else result.get("dev_perplexity")
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise StateError(
                         f"the run {result['name']} records no dev perplexity (its result says {value!r}); "
@@ -381,9 +392,8 @@ def selection_markdown(record: dict) -> str:
                 if flags:
                     edges.append(s["setting"])
             clr = "-" if c["circuit_lr"] is None else rate_text(c["circuit_lr"])
-            lines.append(
-                f"| {s['setting']} | {rate_text(c['lr'])} | {clr} | {c['dev_perplexity']:.3f} | {mark} |"
-            )
+            dev = "diverged" if c["dev_perplexity"] is None else f"{c['dev_perplexity']:.3f}"
+            lines.append(f"| {s['setting']} | {rate_text(c['lr'])} | {clr} | {dev} | {mark} |")
     if edges:
         lines += ["", f"At the edge of the grid (widen it): {', '.join(edges)}."]
     return "\n".join(lines)

@@ -460,3 +460,28 @@ def test_every_study_shows_the_chosen_rates(corpus, tmp_path, study, axes):
     assert {(t["lr"], t["circuit_lr"]) for t in results["trials"]} <= {(3e-3, 0.02), (3e-3, None)}
     record = json.loads((out / "selection.json").read_text())
     assert all(s["chosen"]["lr"] == 3e-3 for s in record["settings"])
+
+
+def test_a_diverged_selection_run_is_ranked_last_not_a_blocked_study(corpus, tmp_path):
+    # max_grad_norm 0 and a huge rate: the LoRA's weights overflow, its perplexity is not finite
+    out = tmp_path / "s"
+    cfg = small(corpus, max_grad_norm=0.0, warmup=0)
+    rows = compare(cfg, out, methods=("lora",), lrs=(1e-3, 1e12), **QUIET)
+    diverged = json.loads((out / "lora-lr1e+12" / RESULT).read_text())
+    assert diverged["diverged"] is True and diverged["dev_perplexity"] is None
+    record = json.loads((out / "selection.json").read_text())
+    (setting,) = record["settings"]
+    assert setting["chosen"]["lr"] == 1e-3
+    assert [c["dev_perplexity"] is None for c in setting["candidates"]] == [False, True]
+    assert "| lora | 1e+12 | - | diverged |" in (out / "selection.md").read_text()
+    assert [r.get("lr") for r in rows if r["method"] == "lora"] == [1e-3]
+
+
+def test_a_diverged_final_run_is_a_failure_that_names_its_rate(corpus, tmp_path):
+    out = tmp_path / "s"
+    cfg = small(corpus, max_grad_norm=0.0, warmup=0, lr=1e12)
+    with pytest.raises(TrialsFailed, match="1 of 1 runs failed") as failed:
+        compare(cfg, out, methods=("lora",), **QUIET)
+    reason = str(failed.value.failures["lora"])
+    assert reason.startswith("diverged: its perplexity is not finite") and "at lr 1e+12;" in reason
+    assert json.loads((out / "lora" / RESULT).read_text())["perplexity"] is None
