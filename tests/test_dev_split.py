@@ -60,6 +60,9 @@ def test_no_dev_share_no_dev_split_and_text_without_articles_cut_at_a_line():
     assert DEV not in hold_out_dev(texts, None)
     out = hold_out_dev(texts, 0.25)
     assert out["train"] + out[DEV] == texts["train"] and out[DEV].count("\n") == 25
+    one_line = {"train": "ab " * 100, "valid": "ab " * 100, "test": "y"}  # no line break: at a space
+    out = hold_out_dev(one_line, 0.1)
+    assert out["train"] + out[DEV] == one_line["train"] and out[DEV] == "ab " * 10
 
 
 @pytest.mark.parametrize("share", [0, -0.1, 0.51, float("nan"), "0.1"])

@@ -119,8 +119,8 @@ def hold_out_dev(texts: dict[str, str], share: float | None, log=None) -> dict[s
         cut = after[0]
     elif before:
         cut = before[-1]
-    else:  # no article structure: at the line break nearest the point
-        cut = text.rfind("\n", 0, target) + 1
+    else:  # no article structure: at the last line break before the point, else a space
+        cut = text.rfind("\n", 0, target) + 1 or text.rfind(" ", 0, target) + 1 or target
     if not 0 < cut < len(text):
         raise InputError(
             f"cannot hold out a dev split of {share:g} from a training text of {len(text)} characters "
