@@ -284,7 +284,7 @@ class ParamsStudy(StudySpec):
             written = [out / "results.md", out / "params.png", out / "qubits.png"]
             plot_params(rows, base, out / "params.png")
             plot_qubits(rows, out / "qubits.png")
-            if any(r["reps"] is not None for r in rows):
+            if len({r["reps"] for r in rows if r["reps"] is not None}) > 1:  # a sweep over L to draw
                 plot_reps(rows, out / "reps.png")
                 written.append(out / "reps.png")
             log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
