@@ -389,14 +389,26 @@ class Run:
             "trainable": {n: p.detach().to("cpu", copy=True) for n, p in self.params.items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "model": self.model.rng_state,
-                **_device_rng(self.device),
-            },
+            "rng": self._rng_state(),
         }
+
+    def _rng_state(self) -> dict:
+        """Every random state the run draws from: torch's, numpy's, Python's, the model's (shots,
+        completion) and the device's own."""
+        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "model": self.model.rng_state, **_device_rng(self.device)}  # fmt: skip
+
+    def _set_rng_state(self, rng: dict) -> None:
+        """Put back what :meth:`_rng_state` took; a device's own state where the run is on a device
+        of that type (a run trained on a GPU resumes on a CPU without it)."""
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.model.rng_state = rng["model"]
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        elif self.device.type == "mps" and "mps" in rng:
+            torch.mps.set_rng_state(rng["mps"])
 
     def save(self) -> None:
         self.folder.save_checkpoint(self._state())
@@ -417,17 +429,7 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.model.rng_state = rng["model"]
-        # a device's own state, where the run resumes on a device of that type (a run trained on
-        # a GPU resumes on a CPU without it)
-        if self.device.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        elif self.device.type == "mps" and "mps" in rng:
-            torch.mps.set_rng_state(rng["mps"])
+        self._set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------ data
     @property
@@ -525,21 +527,13 @@ class Run:
         """The dev split's perplexity at this step, in the middle of training: every random
         state is put back afterwards (the shots an evaluation draws included), so a run with a
         learning curve trains exactly as one without."""
-        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                 "model": self.model.rng_state, **_device_rng(self.device)}  # fmt: skip
+        state = self._rng_state()
         try:
             self._label(f"dev-{self.step:06d}")
             result = evaluate(self.model, self.loaded, self.cfg.eval, self.texts, DEV,
                               self.cfg.training.precision, features=self.features)  # fmt: skip
         finally:
-            torch.set_rng_state(state["torch"])
-            np.random.set_state(state["numpy"])
-            random.setstate(state["python"])
-            self.model.rng_state = state["model"]
-            if "cuda" in state:
-                torch.cuda.set_rng_state(state["cuda"], self.device)
-            elif "mps" in state:
-                torch.mps.set_rng_state(state["mps"])
+            self._set_rng_state(state)
         return result["perplexity"]
 
     def train(self, progress: bool = True, *, desc: str | None = None, nested: bool = False) -> list[dict]:
