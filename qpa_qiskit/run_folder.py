@@ -46,9 +46,13 @@ class RunFolder:
         if run_dir.is_dir() and any(run_dir.iterdir()):
             raise InputError(f"{run_dir} exists and is not a run folder; choose an empty or new one")
 
+    @staticmethod
+    def _config_bytes(cfg: RunConfig) -> bytes:
+        return json.dumps(cfg.to_dict(), indent=2).encode()
+
     def create(self, cfg: RunConfig) -> None:
         """Make the folder appear with its ``config.json``, or not at all."""
-        config = json.dumps(cfg.to_dict(), indent=2).encode()
+        config = self._config_bytes(cfg)
         try:
             with atomic_directory(self.dir) as tmp:
                 (tmp / CONFIG).write_bytes(config)
@@ -113,6 +117,10 @@ class RunFolder:
                 f"previous {name} is intact. Free some space or fix the permissions, then run "
                 f"'qpa train {self.dir} --resume'"
             ) from None
+
+    def save_config(self, cfg: RunConfig) -> None:
+        """Replace ``config.json`` (a resumed run that trains to a new length records it)."""
+        self.write(CONFIG, self._config_bytes(cfg))
 
     @property
     def has_checkpoint(self) -> bool:

@@ -28,7 +28,6 @@ collecting its recorded job instead of submitting a new one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import sys
@@ -60,7 +59,7 @@ from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
 from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
-from ..run_folder import CHECKPOINT, CONFIG, RunFolder
+from ..run_folder import CHECKPOINT, RunFolder
 
 
 def _stderr(message: str) -> None:
@@ -361,8 +360,7 @@ class Run:
             if cfg.training.steps != stored.training.steps and cfg.training.steps >= run.step:
                 # the run now trains to the new length: its config.json says so, and so does a
                 # later plain --resume
-                run.folder.write(CONFIG, json.dumps(stored.replace(steps=cfg.training.steps).to_dict(),
-                                                    indent=2).encode())  # fmt: skip
+                run.folder.save_config(stored.replace(steps=cfg.training.steps))
         return run
 
     @staticmethod
