@@ -463,7 +463,7 @@ def without_diverged(
         if r.get("diverged"):
             failures[r["name"]] = Failure(
                 f"diverged: its perplexity is not finite (its loss went to infinity or NaN) at lr "
-                f"{r.get('diverged_lr', r['axes'].get('lr')):g}; a smaller --lr (or --lrs grid) trains it",
+                f"{r['diverged_lr']:g}; a smaller --lr (or --lrs grid) trains it",
                 None, retry=False,
             )  # fmt: skip
         else:
