@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,9 +21,15 @@ from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
 
 CONFIG = "config.json"
+LAYOUT = "layout.json"  # the physical qubits the circuit runs on and their errors, at the run's start
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
+
+
+def _names_layout(data: dict) -> bool:
+    """A stored configuration sets the backend's ``layout`` (in any section, or flat)."""
+    return "layout" in data or any(isinstance(v, dict) and "layout" in v for v in data.values())
 
 
 class RunFolder:
@@ -50,12 +57,15 @@ class RunFolder:
     def _config_bytes(cfg: RunConfig) -> bytes:
         return json.dumps(cfg.to_dict(), indent=2).encode()
 
-    def create(self, cfg: RunConfig) -> None:
-        """Make the folder appear with its ``config.json``, or not at all."""
+    def create(self, cfg: RunConfig, records: dict[str, Any] | None = None) -> None:
+        """Make the folder appear with its ``config.json`` (and `records`: file name -> a JSON
+        value, what the run found at its start, such as :data:`LAYOUT`), or not at all."""
         config = self._config_bytes(cfg)
         try:
             with atomic_directory(self.dir) as tmp:
                 (tmp / CONFIG).write_bytes(config)
+                for name, value in (records or {}).items():
+                    (tmp / name).write_bytes(json.dumps(value, indent=2).encode())
         except OSError as exc:
             raise InputError(
                 f"cannot create the run folder {self.dir} ({type(exc).__name__}: {exc}); check that "
@@ -77,6 +87,10 @@ class RunFolder:
         if isinstance(data, dict) and isinstance(data.get("task"), dict) and "dev_share" not in data["task"]:
             # created before runs held out a dev split: it trained on all of its text, and resumes so
             data = {**data, "task": {**data["task"], "dev_share": None}}
+        if isinstance(data, dict) and not _names_layout(data):
+            # created before the layout option: its circuit was placed by the level-1 preset's own
+            # layout stage, and it resumes so
+            data = {**data, "layout": "preset"}
         try:
             return RunConfig.from_dict(data, source=str(run_dir / CONFIG))
         except InputError as exc:

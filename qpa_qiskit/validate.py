@@ -101,6 +101,31 @@ def positive_ints(values: Any, name: str, *, allow_empty: bool = False) -> tuple
     return out  # type: ignore[return-value]
 
 
+LAYOUTS = ("noise_aware", "preset")  # the named layouts of the backends (backends/layout.py)
+
+
+def layout(value: Any, name: str = "layout") -> str | tuple[int, ...]:
+    """A backend's ``layout``: ``"noise_aware"``, ``"preset"``, or the physical qubit of each
+    circuit qubit, distinct non-negative integers (a list, or text such as ``"3,4,5"``)."""
+    accepted = f"{', '.join(LAYOUTS)}, or distinct physical qubits such as 3,4,5 (circuit qubit 0 first)"
+    if isinstance(value, str):
+        text = value.strip()
+        if text in LAYOUTS:
+            return text
+        if not text or not all(part.strip().isdigit() for part in text.split(",")):
+            raise InputError(f"{name} must be {accepted}; got {value!r}")
+        value = [int(part) for part in text.split(",")]
+    if isinstance(value, (bytes, bool)) or not isinstance(value, Sequence):
+        raise InputError(f"{name} must be {accepted}; got {value!r}")
+    qubits = tuple(_integer(v) for v in value)
+    if not qubits or any(q is None or q < 0 for q in qubits):
+        raise InputError(f"{name} must be {accepted}; got {list(value)!r}")
+    if len(set(qubits)) != len(qubits):
+        twice = sorted({q for q in qubits if qubits.count(q) > 1})
+        raise InputError(f"{name} places two circuit qubits on physical qubit(s) {twice}; give distinct ones")
+    return qubits  # type: ignore[return-value]
+
+
 def names(values: Any, name: str) -> tuple[str, ...]:
     """A non-empty sequence of non-empty strings (module names, ...)."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:

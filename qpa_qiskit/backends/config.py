@@ -35,6 +35,15 @@ class BackendConfig:
     shots_factor: float | None = field(
         default=None, metadata=described("c: n_shot = ceil(c 2^N) shots per set; default exact probabilities")
     )
+    layout: str = field(
+        default="noise_aware",
+        metadata=described(
+            "where the circuit's qubits go on a device: noise_aware (Qiskit's level-2 layout search, "
+            "scored by the device's gate and readout errors), preset (the level-1 preset's own: the "
+            "first qubits when they need no swaps; runs before this option), or physical qubits "
+            "Q0,Q1,... (circuit qubit 0 first)"
+        ),
+    )
     engine: str = field(
         default="auto",
         metadata=described("aer_noisy engine: exact PTM, Aer, or auto (PTM where it can)", choices=ENGINES),
@@ -86,6 +95,13 @@ class BackendConfig:
         if self.shots_factor is not None:
             self.shots_factor = validate.positive_number(self.shots_factor, "shots_factor")
         validate.one_of(self.engine, "engine", ENGINES)
+        placed = validate.layout(self.layout, "layout")
+        self.layout = placed if isinstance(placed, str) else ",".join(map(str, placed))
+        if not isinstance(placed, str) and self.backend.strip().lower() in ("statevector", "ideal"):
+            raise InputError(
+                f"layout {self.layout!r} names physical qubits, and backend {self.backend!r} has none (an "
+                "ideal simulator has no device). Drop --layout, or use an aer_noisy or ibm backend"
+            )
         if self.torch_device is not None:
             self.torch_device = validate.device_form(self.torch_device, "torch_device", auto=False)
             if self.torch_device == "mps":

@@ -26,18 +26,19 @@ from typing import Any, ClassVar
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Gate, Measure
-from qiskit.transpiler import generate_preset_pass_manager
 
 from ..credentials import redact
 from ..errors import CapacityError, InputError, SpecError
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator.ptm import size_text
 from ..validate import integer, memory_size, number, positive_int
+from ..validate import layout as layout_value
 from .config import BackendConfig
+from .layout import check_physical, pass_manager, placement
 
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
 MAX_SHOTS = int(np.iinfo(np.int64).max)
-COMMON_OPTIONS = frozenset({"optimization_level", "seed_transpiler"})
+COMMON_OPTIONS = frozenset({"optimization_level", "seed_transpiler", "layout"})
 
 
 # --------------------------------------------------------------------------- registry
@@ -533,9 +534,11 @@ class QPABackend:
         shots: an explicit shot count instead of ``shots_factor``.
         seed: a non-negative integer seeding shot sampling, so a sequence of calls is
             reproducible (:attr:`rng_state` saves and restores it exactly).
-        **options: ``optimization_level`` (0-3, default 1) and ``seed_transpiler`` (default 0)
-            for the ISA transpilation; ``engine`` ("auto", "ptm", "aer"), ``noise_scale``
-            (every error x s, T1 and T2 / s), the switches ``gate_error``,
+        **options: ``optimization_level`` (0-3, default 1), ``seed_transpiler`` (default 0)
+            and ``layout`` (``"noise_aware"``, the default: Qiskit's error-scored layout search;
+            ``"preset"``: the level's own layout stage; or a list of physical qubits, circuit
+            qubit 0 first; :mod:`.layout`) for the ISA transpilation; ``engine`` ("auto",
+            "ptm", "aer"), ``noise_scale`` (every error x s, T1 and T2 / s), the switches ``gate_error``,
             ``thermal_relaxation``, ``readout_error``, and ``torch_device`` ("cpu", "cuda",
             "cuda:1": where the PTM engine's states live) on ``aer_noisy``;
             ``memory_budget`` (bytes or "12GiB"; default half the available memory: what a
@@ -578,6 +581,7 @@ class QPABackend:
                 options.get("optimization_level", 1), "optimization_level", minimum=0, maximum=3
             )
             self.seed_transpiler = integer(options.get("seed_transpiler", 0), "seed_transpiler", minimum=0)
+            self.layout = layout_value(options.get("layout", "noise_aware"), "layout")
             self.memory_budget_option = (
                 None
                 if options.get("memory_budget") is None
@@ -585,6 +589,11 @@ class QPABackend:
             )
         except InputError as exc:
             raise SpecError(str(exc)) from None
+        if not isinstance(self.layout, str) and not family.needs_device:
+            raise SpecError(
+                f"layout {list(self.layout)} names physical qubits, and {self.kind} has no device to place "
+                "a circuit on; drop the layout, or use an aer_noisy or ibm backend"
+            )
         if shots_factor is not None and shots is not None:
             raise InputError("give shots_factor or shots, not both")
         self.shots_factor = None if shots_factor is None else number(shots_factor, "shots_factor", above=0)
@@ -630,7 +639,9 @@ class QPABackend:
         options = family.config_options(section, hardware_loop)
         if device is not None and "torch_device" in family.options and "torch_device" not in options:
             options["torch_device"] = device if device.startswith("cuda") else "cpu"
-        return cls(section.backend, shots_factor=section.shots_factor, seed=seed, **options)
+        return cls(
+            section.backend, shots_factor=section.shots_factor, seed=seed, layout=section.layout, **options
+        )
 
     # ------------------------------------------------------------------ description
     @property
@@ -745,14 +756,23 @@ class QPABackend:
     def transpile(self, circuit: QuantumCircuit) -> QuantumCircuit:
         """The circuit as it runs here: as given when it is already ISA for the device (every
         instruction native on its qubits, :func:`is_isa`), else transpiled for it,
-        deterministically (``optimization_level``, ``seed_transpiler``)."""
+        deterministically (``optimization_level``, ``seed_transpiler``), its qubits placed as
+        ``layout`` says (:mod:`.layout`)."""
         source = self.family.transpile_target()
         if is_isa(circuit, source.target):
             return circuit
-        pm = generate_preset_pass_manager(
-            optimization_level=self.optimization_level, backend=source, seed_transpiler=self.seed_transpiler
-        )
-        return pm.run(circuit)
+        if not isinstance(self.layout, str):
+            check_physical(self.layout, circuit, source, self.name)
+        return pass_manager(source, self.optimization_level, self.seed_transpiler, self.layout).run(circuit)
+
+    def placement(self, circuit: QuantumCircuit, target: Any = None) -> dict[str, Any]:
+        """The physical qubits the circuit runs on here and their errors (:func:`.layout.placement`),
+        as `target` states them (default the device's own calibration); InputError for a backend
+        without a device (the statevector simulator)."""
+        device = self.connect()
+        if device is None:
+            raise InputError(f"{self.name} has no device, so no physical qubits to report")
+        return placement(self.isa_circuit(circuit), device.target if target is None else target)
 
     @property
     def noise_model(self) -> Any:

@@ -73,6 +73,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         gate_error=not args.no_gate_error,
         thermal_relaxation=not args.no_thermal_relaxation,
         readout_error=not args.no_readout_error,
+        layout=args.layout,
     )
     circuit = ansatz(args.qubits, args.reps, rotation=args.rotation, entanglement=args.entanglement)
     report = noise_report(backend, circuit)
@@ -107,6 +108,12 @@ def add_commands(sub) -> None:
     p.add_argument("--reps", type=int, default=8, help="ansatz layers (default 8)")
     p.add_argument("--rotation", choices=["ry", "rx"], default="ry")
     p.add_argument("--entanglement", choices=["linear", "circular"], default="linear")
+    p.add_argument(
+        "--layout",
+        default="noise_aware",
+        help="noise_aware (default: Qiskit's error-scored layout search), preset (the level-1 preset's "
+        "own: the first qubits when they need no swaps), or physical qubits Q0,Q1,...",
+    )
     p.add_argument("--noise-scale", type=float, default=1.0, help="scale every error (default 1)")
     p.add_argument("--no-gate-error", action="store_true")
     p.add_argument("--no-thermal-relaxation", action="store_true")

@@ -19,9 +19,8 @@ from typing import Any
 from qiskit import QuantumCircuit
 
 from ..backends.aer_noisy import AerNoisyFamily
+from ..backends.layout import qubit_row
 from ..errors import InputError
-
-ONE_QUBIT_GATE = "sx"  # the calibrated 1q gate of IBM devices (rz is virtual, error 0)
 
 
 def _median(values) -> float | None:
@@ -29,42 +28,19 @@ def _median(values) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _qubit_row(target, q: int) -> dict[str, Any]:
-    props = (target.qubit_properties or [None] * target.num_qubits)[q]
-    measure = target["measure"].get((q,)) if "measure" in target.operation_names else None
-    gate = target[ONE_QUBIT_GATE].get((q,)) if ONE_QUBIT_GATE in target.operation_names else None
-    return {
-        "qubit": q,
-        "t1_us": None if props is None or props.t1 is None else props.t1 * 1e6,
-        "t2_us": None if props is None or props.t2 is None else props.t2 * 1e6,
-        "readout_error": None if measure is None else measure.error,
-        "sx_error": None if gate is None else gate.error,
-    }
-
-
 def noise_report(backend: Any, circuit: QuantumCircuit) -> dict[str, Any]:
     """What the noise of an ``aer_noisy`` `backend` is on the qubits `circuit` uses.
 
-    Returns ``{"device", "settings", "layout", "qubits": [...], "couplers": [...],
+    Returns ``{"device", "settings", "layout_setting", "layout", "qubits": [...], "couplers": [...],
     "medians": {...}, "device_medians": {...}}``; times in microseconds.
     """
     if not isinstance(backend.family, AerNoisyFamily):
         raise InputError(f"qpa noise show needs an aer_noisy backend, not {backend.name!r}")
     backend.family.check_circuit_scale(circuit)  # the backend's own check: the same refusal
-    isa = backend.isa_circuit(circuit)
-    used = sorted(
-        {isa.find_bit(q).index for inst in isa.data if inst.operation.name != "barrier" for q in inst.qubits}
-    )
-    layout = isa.layout.final_index_layout() if isa.layout is not None else used
     target = backend.family.noise_device().target  # scaled as simulated
-    couplers: dict[tuple[str, tuple[int, ...]], float | None] = {}
-    for inst in isa.data:
-        if len(inst.qubits) == 2 and inst.operation.name != "barrier":
-            qubits = tuple(isa.find_bit(q).index for q in inst.qubits)
-            props = target[inst.operation.name].get(qubits)
-            couplers[(inst.operation.name, qubits)] = None if props is None else props.error
-    qubits = [_qubit_row(target, q) for q in used]
-    everything = [_qubit_row(target, q) for q in range(target.num_qubits)]
+    placed = backend.placement(circuit, target)
+    qubits, couplers = placed["qubits"], placed["couplers"]
+    everything = [qubit_row(target, q) for q in range(target.num_qubits)]
     two_q = [
         props.error
         for name in target.operation_names
@@ -81,10 +57,11 @@ def noise_report(backend: Any, circuit: QuantumCircuit) -> dict[str, Any]:
     return {
         "device": backend.name,
         "settings": backend.family.settings.describe(),
-        "layout": list(layout),
+        "layout_setting": _setting(backend.layout),
+        "layout": placed["layout"],
         "qubits": qubits,
-        "couplers": [{"gate": g, "qubits": list(q), "error": e} for (g, q), e in couplers.items()],
-        "medians": medians(qubits, list(couplers.values())),
+        "couplers": couplers,
+        "medians": medians(qubits, [c["error"] for c in couplers]),
         "device_medians": medians(everything, two_q),
     }
 
@@ -93,10 +70,15 @@ def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _setting(layout: str | tuple[int, ...]) -> str:
+    return layout if isinstance(layout, str) else ",".join(map(str, layout))
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     lines = [
-        f"{report['device']} ({report['settings']}): circuit qubits -> physical qubits {report['layout']}",
+        f"{report['device']} ({report['settings']}, layout {report['layout_setting']}): circuit qubits -> "
+        f"physical qubits {report['layout']}",
         "",
         "| physical qubit | T1 (us) | T2 (us) | readout error | sx error |",
         "|---|---|---|---|---|",

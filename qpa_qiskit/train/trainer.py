@@ -59,7 +59,7 @@ from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
 from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
-from ..run_folder import CHECKPOINT, RunFolder
+from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
 
 
 def _stderr(message: str) -> None:
@@ -310,7 +310,7 @@ class Run:
         if run.hardware is not None:  # account, device and width fail here, before any file
             run.model.generator.quantum.backend.connect()
             run.model.generator.quantum.backend.isa_circuit(run.model.generator.circuit)
-        run.folder.create(cfg)
+        run.folder.create(cfg, run._placement())
         run.folder.lock()
         return run
 
@@ -441,6 +441,16 @@ class Run:
             tokens = tokenize(self.loaded.tokenizer, self.texts["train"], self.cfg.task.train_tokens)
             self._blocks = blocks(tokens, self.cfg.training.block_size)
         return self._blocks
+
+    def _placement(self) -> dict[str, Any]:
+        """``{layout.json: ...}`` for a run whose circuit runs on a device: the layout setting, the
+        physical qubit of each circuit qubit and their errors as calibrated (nothing otherwise)."""
+        quantum = self.model.generator.quantum if self.cfg.reads_circuit else None
+        backend = None if quantum is None else quantum.backend
+        if backend is None or backend.connect() is None:
+            return {}
+        placed = backend.placement(self.model.generator.circuit)
+        return {LAYOUT: {"backend": backend.name, "setting": self.cfg.backend.layout, **placed}}
 
     def check_data(self) -> None:
         """The data loads, gives at least one training block, and a test split to score."""

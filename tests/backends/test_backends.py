@@ -59,8 +59,8 @@ def test_unknown_spec_or_device(spec, match):
 def test_unknown_option_lists_accepted():
     with pytest.raises(
         SpecError,
-        match=r"accepted: \['engine', 'gate_error', 'memory_budget', 'noise_scale', 'optimization_level', "
-        r"'readout_error', 'seed_transpiler', 'thermal_relaxation', 'torch_device'\]",
+        match=r"accepted: \['engine', 'gate_error', 'layout', 'memory_budget', 'noise_scale', "
+        r"'optimization_level', 'readout_error', 'seed_transpiler', 'thermal_relaxation', 'torch_device'\]",
     ):
         QPABackend("aer_noisy:fake_brisbane", method="mps")
     with pytest.raises(SpecError, match="engine must be one of"):

@@ -255,7 +255,7 @@ SETTINGS = [
 
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_ptm_engine_stays_exact_for_every_scale_and_switch(settings):
-    backend = QPABackend("aer_noisy:fake_torino", **settings)
+    backend = QPABackend("aer_noisy:fake_torino", layout="preset", **settings)  # qubits 0-3
     circuit = ansatz(4, 2)
     isa = backend.isa_circuit(circuit)
     values = VALUES[:2]
@@ -264,7 +264,9 @@ def test_ptm_engine_stays_exact_for_every_scale_and_switch(settings):
     program = PTMProgram(isa, backend.family.noise_description())
     reference = aer_exact(isa, backend.noise_model, values)
     np.testing.assert_allclose(program.probabilities(values, readout=False), reference, atol=1e-10)
-    aer = QPABackend("aer_noisy:fake_torino", engine="aer", **settings).probabilities(circuit, values)
+    aer = QPABackend("aer_noisy:fake_torino", engine="aer", layout="preset", **settings).probabilities(
+        circuit, values
+    )
     np.testing.assert_allclose(ptm, aer, atol=1e-10)
 
 
@@ -288,7 +290,7 @@ def test_switches_change_only_their_component():
 
 
 def test_scale_that_breaks_a_probability_is_refused_with_the_limit():
-    backend = QPABackend("aer_noisy:fake_brisbane", noise_scale=50)
+    backend = QPABackend("aer_noisy:fake_brisbane", noise_scale=50, layout="preset")  # qubits 0-2
     with pytest.raises(
         InputError, match=r"noise_scale=50 makes a probability invalid .* allow noise_scale <="
     ):
