@@ -67,6 +67,20 @@ class PairedDifference:
             return "equivalent"
         return "inconclusive"
 
+    def equivalence(self, margin: float) -> str:
+        """Against an equivalence margin stated in advance: ``"inside"`` when the whole 95%
+        interval lies within ±margin (no difference as large as the margin), ``"outside"`` when
+        it lies wholly beyond +margin or -margin (a difference larger than the margin), and
+        ``"undecided"`` when it straddles a bound (or there is one seed: no interval)."""
+        if self.n < 2:
+            return "undecided"
+        low, high = self.interval
+        if -margin <= low and high <= margin:
+            return "inside"
+        if low > margin or high < -margin:
+            return "outside"
+        return "undecided"
+
     def reading(self, margin: float | None = None, digits: int = 3) -> str:
         """``+0.120 ± 0.050 [+0.000, +0.240] inconclusive``: mean ± std over the pairs, the 95%
         interval, the verdict."""

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from qpa_qiskit import InputError, QPABackend, QuantumProbabilities, ansatz
 from qpa_qiskit.completion import GenerativeInterpolation, neighbour_index
 from qpa_qiskit.config import GeneratorConfig
 from qpa_qiskit.generator import QPAGenerator
+from qpa_qiskit.intervals import PairedDifference
 
 
 def sampled(n_qubits, shots, seed=0, batch=3):
@@ -129,9 +132,38 @@ def test_study_shots_writes_table_and_plot(tmp_path):
         cfg, tmp_path / "study", shots_factors=(1, 4), modes=("none", "gi"), tvd_samples=2, log=lambda m: None
     )
     assert len(rows) == 1 + 2 * 2
-    table = (tmp_path / "study" / "results.md").read_text().splitlines()
+    table, paired = (tmp_path / "study" / "results.md").read_text().strip().split("\n\n", 1)
+    table = table.splitlines()
     assert len(table) == 2 + 2 + 1
     assert all(line.count("|") == 2 + 2 * 2 + 1 for line in table)
+    assert "| 4 | gi | none |" in paired and "| 1 | none | exact |" in paired
     assert (tmp_path / "study" / "shots.png").stat().st_size > 10_000
     exact = next(r for r in rows if r["shots_factor"] is None)
     assert exact["tvd"] == 0 and all(r["tvd"] > 0 for r in rows if r["shots_factor"] is not None)
+
+
+def test_study_shots_pairs_each_mode_with_none_and_exact_by_seed(tmp_path):
+    from qpa_qiskit.studies.shots import study_shots
+
+    corpus = tmp_path / "wikitext"
+    corpus.mkdir()
+    for split in ("train", "valid", "test"):
+        (corpus / f"{split}.txt").write_text("the cat sat on the mat . " * 200)
+    cfg = tiny_config(corpus, reps=1, hidden=[8], steps=2, eval_tokens=300)
+    study_shots(cfg, tmp_path / "s", shots_factors=(2,), modes=("none", "gi"), seeds=(0, 1, 2), tvd_samples=2,
+                margin=0.5, log=lambda m: None)  # fmt: skip
+    saved = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert saved["margin"] == 0.5
+    runs = {
+        (t["axes"]["shots_factor"], t["axes"]["completion"], t["axes"]["seed"]): t for t in saved["trials"]
+    }
+    paired = {(p["completion"], p["against"]): p for p in saved["paired"]}
+    assert set(paired) == {("none", "exact"), ("gi", "none"), ("gi", "exact")}
+    gi_none = [runs[(2.0, "gi", s)]["perplexity"] - runs[(2.0, "none", s)]["perplexity"] for s in (0, 1, 2)]
+    diff = PairedDifference.of(gi_none)
+    assert paired[("gi", "none")]["perplexity"]["mean"] == pytest.approx(diff.mean)
+    assert paired[("gi", "none")]["perplexity"]["equivalence"] == diff.equivalence(0.5)
+    gi_tvd = [runs[(2.0, "gi", s)]["tvd"] - runs[(2.0, "none", s)]["tvd"] for s in (0, 1, 2)]
+    assert paired[("gi", "none")]["tvd"]["mean"] == pytest.approx(PairedDifference.of(gi_tvd).mean)
+    assert "tvd" not in paired[("gi", "exact")]
+    assert "at ±0.5" in (tmp_path / "s" / "results.md").read_text()

@@ -54,6 +54,22 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+#: the equivalence margin of the noise and shots studies, stated before their runs (issue 26)
+MARGIN = 0.1
+
+
+def margin_option(default: float | None) -> Any:
+    """The ``--margin`` field of a study spec: the equivalence margin in perplexity, stated in
+    advance (:meth:`~qpa_qiskit.intervals.PairedDifference.equivalence`)."""
+    return option(
+        "equivalence margin in perplexity, stated in advance: each paired difference reads inside (its "
+        "95% interval within ±margin), outside (wholly beyond it) or undecided",
+        default,
+        parse=float,
+        nargs=None,
+    )
+
+
 def replace_default(spec: type, name: str, default: Any) -> Any:
     """The field `name` of the study spec `spec` with another default and the same help and
     option: for a study whose default differs (``lrs``: ``family`` in ``qpa study params``)."""
@@ -330,12 +346,14 @@ def check_seeds(seeds) -> list[int]:
     return grid_values(seeds, "seeds", lambda v, n: validate.integer(v, n, minimum=0, maximum=2**63 - 1))
 
 
-def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures) -> None:
-    """``results.json``: the aggregated rows and every finished run, sorted by name, with no
-    timing (the file must not depend on the machine or the order the runs finished in)."""
+def write_results(out: Path, cfg: RunConfig, seeds, rows, results, failures,
+                  extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """``results.json``: the aggregated rows (and `extra`: further tables by name) and every
+    finished run, sorted by name, with no timing (the file must not depend on the machine or
+    the order the runs finished in)."""
     trials = sorted(({k: v for k, v in r.items() if k != "seconds_per_step"} for r in results),
                     key=lambda r: r["name"])  # fmt: skip
-    summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, "trials": trials}
+    summary = {"config": cfg.to_dict(), "seeds": seeds, "rows": rows, **(extra or {}), "trials": trials}
     write_json(out, "results.json", {**summary, "failed": sorted(failures)})
 
 

@@ -15,7 +15,9 @@ from .. import validate
 from ..backends import QPABackend
 from ..completion import MODES
 from ..config import RunConfig
+from ..intervals import PairedDifference
 from .common import (
+    MARGIN,
     StudySpec,
     cell,
     check_seeds,
@@ -24,6 +26,7 @@ from .common import (
     figure,
     grid_values,
     lr_cell,
+    margin_option,
     mean_std,
     option,
     positive_float,
@@ -69,13 +72,16 @@ class ShotsStudy(StudySpec):
     )
     modes: tuple[str, ...] = option("completion modes of the unmeasured states", MODES, choices=MODES)
     tvd_samples: int = option("shot samples averaged for the TVD", 20, parse=int, nargs=None)
+    margin: float = margin_option(MARGIN)
 
     def checked(self, cfg: RunConfig) -> ShotsStudy:
         modes = grid_values(self.modes, "modes", lambda m, n: validate.one_of(m, n, MODES))
         shots_factors = grid_values(self.shots_factors, "shots_factors", validate.positive_number)
         tvd_samples = check_tvd_samples(self.tvd_samples)
         seeds = check_seeds(self.seeds)
-        return replace(self, modes=modes, shots_factors=shots_factors, tvd_samples=tvd_samples, seeds=seeds)
+        margin = validate.positive_number(self.margin, "margin")
+        return replace(self, modes=modes, shots_factors=shots_factors, tvd_samples=tvd_samples, seeds=seeds,
+                       margin=margin)  # fmt: skip
 
     def settings(self) -> list[tuple[float | None, str]]:
         """(shot factor, completion mode): exact probabilities first."""
@@ -109,9 +115,12 @@ class ShotsStudy(StudySpec):
             rows.append({"shots_factor": c, "shots": shots, "completion": mode, "seeds": len(mine),
                          "perplexity": ppl, "perplexity_std": ppl_std, "tvd": tvd, "tvd_std": tvd_std,
                          "trainable": mine[0]["counts"]["trainable"], **chosen_rates(mine)})  # fmt: skip
-        write_results(out, cfg, self.seeds, rows, results, failures)
+        paired = paired_rows(results, settings, self.margin)
+        write_results(
+            out, cfg, self.seeds, rows, results, failures, {"paired": paired, "margin": self.margin}
+        )
         if any(r["shots_factor"] is None for r in rows) and len(rows) == len(settings):
-            table = _table(rows, self.modes)
+            table = _table(rows, self.modes) + "\n\n" + paired_table(paired, self.margin)
             write_file(out, "results.md", table + "\n")
             _plot(rows, self.modes, out / "shots.png")
             log("\n" + table + f"\n\nwritten: {out / 'results.md'}, {out / 'shots.png'}")
@@ -123,6 +132,56 @@ def study_shots(cfg: RunConfig | None = None, out: str | Path | None = None, *,
                 **axes: Any) -> list[dict]:  # fmt: skip
     """:class:`ShotsStudy` of `axes` (its fields) run on `cfg`: its rows."""
     return ShotsStudy(**axes).run(cfg, out, executor, log)
+
+
+def paired_rows(results: list[dict], settings, margin: float) -> list[dict]:
+    """Per sampled setting, paired by seed: its perplexity minus that of leaving the zeros
+    (``none``) at the same c (for the other modes), and minus that of exact probabilities;
+    the TVD to the exact distribution minus ``none``'s too. Each with its t-based 95% interval,
+    verdict and reading against the equivalence `margin`."""
+    by = {(r["axes"]["shots_factor"], r["axes"]["completion"], r["axes"]["seed"]): r for r in results}
+    seeds = sorted({r["axes"]["seed"] for r in results})
+    out = []
+    for c, mode in settings:
+        if c is None:
+            continue
+        for against, key in (("none", (c, "none")), ("exact", (None, "none"))):
+            if against == "none" and mode == "none":
+                continue
+            both = [s for s in seeds if (c, mode, s) in by and (*key, s) in by]
+            if not both:
+                continue
+
+            ppl = _paired(by, (c, mode), key, both, "perplexity")
+            row = {"shots_factor": c, "completion": mode, "against": against,
+                   "perplexity": {**ppl.to_dict(), "reading": ppl.reading(margin),
+                                  "equivalence": ppl.equivalence(margin)}}  # fmt: skip
+            if against == "none":  # exact probabilities have TVD 0: against exact it is the TVD itself
+                tvd = _paired(by, (c, mode), key, both, "tvd")
+                row["tvd"] = {**tvd.to_dict(), "reading": tvd.reading(digits=4)}
+            out.append(row)
+    return out
+
+
+def _paired(by: dict, setting: tuple, against: tuple, seeds: list[int], measure: str) -> PairedDifference:
+    return PairedDifference.of(by[(*setting, s)][measure] - by[(*against, s)][measure] for s in seeds)
+
+
+def paired_table(paired: list[dict], margin: float) -> str:
+    """The paired differences as Markdown: each mode against ``none``, each setting against exact."""
+    lines = [
+        f"Paired by seed (mean ± std [t-based 95% interval] verdict); at ±{margin:g}: inside, outside or "
+        "undecided against the equivalence margin stated before the runs.",
+        "",
+        "| c | mode | against | Δ perplexity | at ±margin | Δ TVD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in paired:
+        tvd = row["tvd"]["reading"] if "tvd" in row else "-"
+        ppl = row["perplexity"]
+        setting = f"| {row['shots_factor']:g} | {row['completion']} | {row['against']} |"
+        lines.append(f"{setting} {ppl['reading']} | {ppl['equivalence']} | {tvd} |")
+    return "\n".join(lines)
 
 
 def _table(rows: list[dict], modes) -> str:

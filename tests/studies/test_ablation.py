@@ -48,6 +48,16 @@ def test_paired_difference_interval_is_t_based():
     assert paired_reading(2.0, 1.0, 3) == "+2.000 ± 1.000 [-0.484, +4.484] inconclusive"
 
 
+def test_equivalence_reads_the_interval_against_the_margin():
+    assert PairedDifference.of([0.01, -0.01, 0.0]).equivalence(0.1) == "inside"
+    assert PairedDifference.of([0.5, 0.6, 0.55]).equivalence(0.1) == "outside"  # [+0.426, +0.674]
+    assert PairedDifference.of([-0.5, -0.6, -0.55]).equivalence(0.1) == "outside"
+    assert PairedDifference.of([0.05, 0.15, 0.1]).equivalence(0.1) == "undecided"  # straddles +0.1
+    assert PairedDifference.of([0.05, 0.06, 0.055]).equivalence(0.1) == "inside"  # worse, yet inside
+    assert PairedDifference.of([0.05, 0.06, 0.055]).verdict() == "worse"
+    assert PairedDifference.of([0.5]).equivalence(0.1) == "undecided"  # one seed: no interval
+
+
 # ---------------------------------------------------------------------------- settings and bad input
 def test_preset_sets_the_published_generator_and_is_recorded(corpus, tmp_path):
     cfg = config(corpus, hidden=None).replace(preset="paper")
