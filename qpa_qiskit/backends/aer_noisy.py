@@ -58,7 +58,8 @@ class SlowEngineWarning(UserWarning):
 class AerNoisyFamily(Family):
     name = "aer_noisy"
     forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
-    options = frozenset({"engine", "memory_budget", "torch_device", *NOISE_OPTIONS})
+    options = frozenset({"engine", "memory_budget", "torch_device", "mitigation", *NOISE_OPTIONS})
+    reads_with_errors = True
 
     @classmethod
     def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
@@ -76,6 +77,14 @@ class AerNoisyFamily(Family):
         except InputError as exc:
             raise SpecError(str(exc)) from None
         self.settings = NoiseSettings.from_options(options)
+        if options.get("mitigation", "none") != "none" and (
+            not self.settings.readout_error or not self.settings.scale
+        ):
+            raise SpecError(
+                f"mitigation={options['mitigation']!r} corrects readout errors, and "
+                f"{self.settings.describe()} simulates none: it would do nothing. Keep readout_error on "
+                "or drop the mitigation"
+            )
 
     def opens_at_start(self) -> bool:
         return True
@@ -108,6 +117,14 @@ class AerNoisyFamily(Family):
 
     def noise_description(self):
         return noise_description(self.backend.device_name, self.settings)
+
+    def readout_confusion(self, prepared: Prepared) -> list[np.ndarray]:
+        """The simulated readout errors of the measured qubits, scaled as simulated: what a
+        calibration with unlimited shots would measure on this device."""
+        try:
+            return readout_matrices(self.noise_description(), measured_qubits(prepared.isa))
+        except UnsupportedCircuit as exc:
+            raise InputError(f"mitigation='m3' models each qubit's readout on its own: {exc}") from None
 
     def check_scale(self, prepared: Prepared) -> None:
         """InputError if the noise scale makes a probability invalid on this circuit's qubits."""

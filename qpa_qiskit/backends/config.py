@@ -21,6 +21,7 @@ from .ibm_options import EXECUTION_MODES
 from .ibm_options import sampler_options as runtime_sampler_options
 
 ENGINES = ("auto", "ptm", "aer")  # aer_noisy's engines (backends/aer_noisy.py)
+MITIGATIONS = ("none", "m3")  # readout mitigation of aer_noisy and ibm backends (backends/mitigation.py)
 
 
 @dataclass
@@ -42,6 +43,16 @@ class BackendConfig:
             "scored by the device's gate and readout errors), preset (the level-1 preset's own: the "
             "first qubits when they need no swaps; runs before this option), or physical qubits "
             "Q0,Q1,... (circuit qubit 0 first)"
+        ),
+    )
+    mitigation: str = field(
+        default="none",
+        metadata=described(
+            "aer_noisy, ibm: readout mitigation of the measured probabilities before the generator "
+            'sees them: none, or m3 (the mthree package, pip install "qpa-qiskit[mitigation]"; '
+            "calibrated from the simulated device's readout errors, or from calibration circuits on IBM "
+            "Quantum), projected to the nearest probability distribution",
+            choices=MITIGATIONS,
         ),
     )
     engine: str = field(
@@ -116,6 +127,7 @@ class BackendConfig:
                 )
         noise = NoiseSettings(self.noise_scale, self.gate_error, self.thermal_relaxation, self.readout_error)
         self.noise_scale = noise.scale
+        self._check_mitigation(noise)
         if not noise.is_device and not self.backend.strip().lower().startswith("aer_noisy"):
             raise InputError(
                 f"{noise.describe()} applies to aer_noisy:<device> backends, which simulate a noise model; "
@@ -123,6 +135,25 @@ class BackendConfig:
                 "--noise-scale and the --no-* noise switches"
             )
         self._check_ibm()
+
+    def _check_mitigation(self, noise: NoiseSettings) -> None:
+        """mitigation='m3' where there is a readout error to correct: an aer_noisy backend
+        reading out with errors, or IBM Quantum."""
+        validate.one_of(self.mitigation, "mitigation", MITIGATIONS)
+        if self.mitigation == "none":
+            return
+        backend = self.backend.strip().lower()
+        if not backend.startswith(("aer_noisy", "ibm:")):
+            raise InputError(
+                f"mitigation {self.mitigation!r} corrects readout errors, and backend {self.backend!r} has "
+                "none (an ideal simulator reads out exactly). Drop --mitigation, or use an aer_noisy or ibm "
+                "backend"
+            )
+        if backend.startswith("aer_noisy") and (not noise.readout_error or noise.scale == 0):
+            raise InputError(
+                f"mitigation {self.mitigation!r} corrects readout errors, and {noise.describe()} simulates "
+                "none: it would do nothing. Drop --mitigation, or keep the readout errors on"
+            )
 
     def _check_ibm(self) -> None:
         """The IBM Quantum settings: valid, for an ibm: backend only, and not contradictory."""

@@ -31,10 +31,11 @@ from ..credentials import redact
 from ..errors import CapacityError, InputError, SpecError
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator.ptm import size_text
-from ..validate import integer, memory_size, number, positive_int
+from ..validate import integer, memory_size, number, one_of, positive_int
 from ..validate import layout as layout_value
-from .config import BackendConfig
+from .config import MITIGATIONS, BackendConfig
 from .layout import check_physical, pass_manager, placement
+from .mitigation import ReadoutMitigation
 
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
 MAX_SHOTS = int(np.iinfo(np.int64).max)
@@ -102,6 +103,14 @@ class Family:
     def noise_model(self) -> Any:
         """The Aer NoiseModel this family simulates, or None (noiseless, or real hardware)."""
         return None
+
+    #: it has readout errors that ``mitigation="m3"`` can correct
+    reads_with_errors: ClassVar[bool] = False
+
+    def readout_confusion(self, prepared: Prepared) -> list[np.ndarray]:
+        """The readout confusion C[true, read] of each classical bit of the ISA circuit, as
+        the mitigation is calibrated here (a family with ``reads_with_errors`` overrides it)."""
+        raise InputError(f"{self.name} backends read out exactly: there is no readout error to mitigate")
 
     @classmethod
     def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
@@ -547,7 +556,9 @@ class QPABackend:
             on ``ibm`` (``connect=False``: open the account only when a circuit must be
             transpiled or a job submitted or fetched, so recorded results can be read with no
             account; ``hardware_loop``: an object whose ``probabilities(backend, circuit,
-            values, shots)`` runs every evaluation, e.g. through recorded, resumable jobs).
+            values, shots)`` runs every evaluation, e.g. through recorded, resumable jobs);
+            ``mitigation`` ("none" or "m3": readout mitigation with mthree, projected to the
+            nearest probability distribution; :meth:`mitigator`) on ``aer_noisy`` and ``ibm``.
     """
 
     def __init__(
@@ -571,6 +582,12 @@ class QPABackend:
                 + ("is noiseless" if self.kind == "statevector" else "runs IBM's own noise")
                 + ". Use an aer_noisy backend or drop the option"
             )
+        if "mitigation" in options and not family.reads_with_errors and options["mitigation"] != "none":
+            raise SpecError(
+                f"mitigation={options['mitigation']!r} corrects readout errors, and {self.kind} reads out "
+                "exactly (an ideal simulator); use an aer_noisy or ibm backend or drop the option"
+            )
+        unknown.discard("mitigation")
         if unknown:
             raise SpecError(
                 f"unknown option(s) {sorted(unknown)} for a {self.kind} backend; accepted: {sorted(accepted)}"
@@ -582,6 +599,7 @@ class QPABackend:
             )
             self.seed_transpiler = integer(options.get("seed_transpiler", 0), "seed_transpiler", minimum=0)
             self.layout = layout_value(options.get("layout", "noise_aware"), "layout")
+            self.mitigation = one_of(options.get("mitigation", "none"), "mitigation", MITIGATIONS)
             self.memory_budget_option = (
                 None
                 if options.get("memory_budget") is None
@@ -639,6 +657,8 @@ class QPABackend:
         options = family.config_options(section, hardware_loop)
         if device is not None and "torch_device" in family.options and "torch_device" not in options:
             options["torch_device"] = device if device.startswith("cuda") else "cpu"
+        if section.mitigation != "none":
+            options["mitigation"] = section.mitigation
         return cls(
             section.backend, shots_factor=section.shots_factor, seed=seed, layout=section.layout, **options
         )
@@ -835,7 +855,20 @@ class QPABackend:
         values = self._values(prepared, parameter_values)
         if not len(values):  # no parameter sets (B = 0): nothing to run
             return np.zeros((0, 2**prepared.n_bits))
-        return self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
+        probs = self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
+        mitigator = self.mitigator(circuit)
+        return probs if mitigator is None else mitigator.correct(probs)
+
+    def mitigator(self, circuit: QuantumCircuit) -> ReadoutMitigation | None:
+        """The readout mitigation of this circuit's measured bits (None with ``mitigation="none"``),
+        calibrated once per circuit (:mod:`.mitigation`): from the simulated device's readout
+        errors on aer_noisy, from calibration circuits on the same physical qubits on ibm."""
+        if self.mitigation == "none":
+            return None
+        prepared = self._prepare(circuit)
+        if "mitigator" not in prepared.extras:
+            prepared.extras["mitigator"] = ReadoutMitigation(self.family.readout_confusion(prepared))
+        return prepared.extras["mitigator"]
 
     def expectation_values(
         self, circuit: QuantumCircuit, observables: list[str], parameter_values: Any = ()
@@ -915,6 +948,13 @@ class QPABackend:
             raise InputError(f"no exact gradients here: {reason}")
         probs, family_pullback = self.family.vjp(prepared, values[0])
         n_out = 2**prepared.n_bits
+        mitigator = self.mitigator(circuit)
+        if mitigator is not None:  # a fixed linear map, then the projection (.mitigation)
+            raw, unmitigated_pullback = probs, family_pullback
+            probs = mitigator.correct(raw[None, :])[0]
+
+            def family_pullback(upstream: np.ndarray) -> np.ndarray:
+                return unmitigated_pullback(mitigator.pullback(raw, upstream))
 
         def pullback(upstream: Any) -> np.ndarray:
             if hasattr(upstream, "detach"):

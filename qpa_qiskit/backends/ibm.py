@@ -22,9 +22,15 @@ from qiskit import QuantumCircuit
 
 from ..credentials import TOKEN_VARIABLE, _saved_accounts, describe, redact, secrets  # noqa: F401 - secrets: re-exported
 from ..errors import AccountError, InputError, JobsError, SpecError
-from .core import Family, Prepared, register
+from .core import Family, Prepared, QPABackend, measured_qubits, register
 from .devices import example_devices, fake_device
 from .ibm_options import EXECUTION_MODES, sampler_options
+from .mitigation import (
+    calibration_circuit,
+    calibration_strings,
+    calibration_values,
+    confusion_from_calibration,
+)
 
 PLANS_HINT = (
     "Open Plan instances may run only job and batch mode; sessions need a paid plan "
@@ -39,6 +45,11 @@ class HardwareLoopLike(Protocol):
         self, backend: Any, circuit: QuantumCircuit, values: np.ndarray, shots: int
     ) -> np.ndarray:
         """(B, 2^N) shot frequencies of `circuit` at `values` (B, P), like the Sampler path."""
+        ...
+
+    def calibration(self) -> HardwareLoopLike:
+        """The loop that runs the readout calibration circuits (``mitigation="m3"``): recorded
+        jobs of their own, labelled once, so a resumed run reads its calibration back."""
         ...
 
 
@@ -103,8 +114,9 @@ def open_mode(mode: Any, device: Any) -> Any:
 class IBMFamily(Family):
     name = "ibm"
     forms = ('"ibm:<backend>"', '"ibm:fake_<device>"')
-    options = frozenset({"service", "sampler_options", "mode", "connect", "hardware_loop"})
+    options = frozenset({"service", "sampler_options", "mode", "connect", "hardware_loop", "mitigation"})
     samples_only = True
+    reads_with_errors = True
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
@@ -208,6 +220,29 @@ class IBMFamily(Family):
             mode = open_mode(self.mode, self.backend.connect())
             self._sampler = Sampler(mode=mode, options=self.sampler_options)
         return self._sampler
+
+    def readout_confusion(self, prepared: Prepared) -> list[np.ndarray]:
+        """Measured, not assumed: mthree's balanced calibration strings, one parameter set each of
+        :func:`~.mitigation.calibration_circuit`, run on the circuit's own measured physical
+        qubits with its shots per string, through the hardware loop's calibration jobs when
+        there is one (recorded in their own ledger), else the Sampler."""
+        qubits = measured_qubits(prepared.isa)
+        loop = None if self.hardware_loop is None else self.hardware_loop.calibration()
+        calibrating = QPABackend(
+            self.backend.spec,
+            shots=self.backend.num_shots(prepared.n_bits),
+            layout=qubits,
+            optimization_level=self.backend.optimization_level,
+            seed_transpiler=self.backend.seed_transpiler,
+            service=self._service,
+            sampler_options=self.sampler_options,
+            mode=self.mode,
+            connect=False,
+            hardware_loop=loop,
+        )
+        strings = calibration_strings(len(qubits))
+        frequencies = calibrating.probabilities(calibration_circuit(len(qubits)), calibration_values(strings))
+        return confusion_from_calibration(strings, frequencies)
 
     # ------------------------------------------------------------------ evaluation
     def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:

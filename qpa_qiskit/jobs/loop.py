@@ -26,6 +26,8 @@ from . import sync
 from .service import MODES, RuntimeJobs
 from .store import JobStore, check_label
 
+CALIBRATION_SUFFIX = "-m3-calibration"  # the calibration store beside a loop's own
+
 if TYPE_CHECKING:
     from ..backends import QPABackend
 
@@ -56,6 +58,20 @@ class HardwareLoop:
         self.label: str | None = None
         self._store: JobStore | None = None
         self._service: RuntimeJobs | None = None
+        self._calibration: HardwareLoop | None = None
+        self._options = dict(resubmit_unconfirmed=resubmit_unconfirmed, retry_failed=retry_failed, log=log,
+                             poll=poll, command=command, mode=mode)  # fmt: skip
+
+    def calibration(self) -> HardwareLoop:
+        """The loop of the readout calibration circuits (``mitigation="m3"``): a job store of its
+        own beside this one (``<root>-m3-calibration``), its one evaluation labelled
+        ``m3-calibration``, so a resumed run collects the calibration it already paid for."""
+        if self._calibration is None:
+            self._calibration = HardwareLoop(
+                self.root.with_name(self.root.name + CALIBRATION_SUFFIX), **self._options
+            )
+            self._calibration.label = "m3-calibration"
+        return self._calibration
 
     def _open(self, backend: QPABackend, circuit: QuantumCircuit) -> JobStore:
         if self._store is None:
@@ -103,6 +119,8 @@ class HardwareLoop:
 
     def close(self) -> None:
         """Close the Batch or Session (if any); jobs already submitted run to the end."""
+        if self._calibration is not None:
+            self._calibration.close()
         if self._service is not None:
             self._service.close()
             self._service = None

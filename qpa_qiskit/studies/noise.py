@@ -24,11 +24,13 @@ import numpy as np
 
 from .. import validate
 from ..backends import QPABackend, parse_spec
+from ..backends.config import MITIGATIONS
 from ..circuits import ROTATIONS
 from ..config import RunConfig
 from ..errors import InputError
-from ..intervals import paired_reading
+from ..intervals import PairedDifference, paired_reading
 from .common import (
+    MARGIN,
     StudySpec,
     cell,
     check_seeds,
@@ -38,6 +40,7 @@ from .common import (
     figure,
     grid_values,
     lr_cell,
+    margin_option,
     mean_std,
     noise_scale,
     option,
@@ -52,8 +55,9 @@ from .runner import Executor, Failure, Trial
 ALL_NOISE = dict(gate_error=True, thermal_relaxation=True, readout_error=True)
 # the fields the grid sets are not part of the study's identity: the same grid from a base
 # configuration with another backend or seed is the same study
-GRID_FIELDS = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor", "seed")
-SETTING = ("label", "rotation", "noise_scale", "chunk_size", "shots_factor")
+GRID_FIELDS = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor",
+               "mitigation", "seed")  # fmt: skip
+SETTING = ("label", "rotation", "noise_scale", "chunk_size", "shots_factor", "mitigation")
 
 
 def backend_label(spec: str) -> str:
@@ -77,7 +81,7 @@ class NoiseStudy(StudySpec):
     HELP: ClassVar[str] = "ideal vs device noise: backends x rotations x noise scales, LoRA beside"
     OUT: ClassVar[str] = "runs/study-noise-%Y%m%d-%H%M%S"
     SET_BY_GRID: ClassVar[tuple[str, ...]] = ("method", "shots_factor", "backend", "rotation", "noise_scale",
-                                              "chunk_size")  # fmt: skip
+                                              "chunk_size", "mitigation")  # fmt: skip
 
     backends: tuple[str, ...] = option(
         "statevector and aer_noisy:<fake device | snapshot> specs",
@@ -94,8 +98,14 @@ class NoiseStudy(StudySpec):
         "c: n_shot = c 2^N; 'exact' for exact probabilities (noise without shot noise)", (20.0,),
         parse=shot_factor_or_exact,
     )  # fmt: skip
+    mitigations: tuple[str, ...] = option(
+        "readout mitigation of the aer_noisy backends (statevector runs without)",
+        ("none",),
+        choices=MITIGATIONS,
+    )
     lora_rank: int = option("rank of the classical LoRA reference", 4, parse=int, nargs=None)
     tvd_samples: int = option("shot samples averaged for the TVD", 20, parse=int, nargs=None)
+    margin: float = margin_option(MARGIN)
 
     def config_defaults(self) -> dict[str, Any]:
         """The study defaults, and the first noisy backend as the configuration's: the noise
@@ -117,8 +127,11 @@ class NoiseStudy(StudySpec):
         positive = validate.positive_number
         shots_factors = grid_values(self.shots_factors, "shots_factors",
                                     lambda c, n: None if c is None else positive(c, n))  # fmt: skip
+        mitigations = grid_values(self.mitigations, "mitigations",
+                                  lambda m, n: validate.one_of(m, n, MITIGATIONS))  # fmt: skip
         lora_rank = validate.positive_int(self.lora_rank, "lora_rank")
         tvd_samples = check_tvd_samples(self.tvd_samples)
+        margin = validate.positive_number(self.margin, "margin")
         for spec in backends:  # every backend is checked before anything runs (a missing snapshot, a typo)
             family, _ = parse_spec(spec)
             if family not in ("statevector", "aer_noisy"):
@@ -129,8 +142,8 @@ class NoiseStudy(StudySpec):
         if len(set(labels)) != len(labels):
             raise InputError(f"backends {backends} have the same label {labels}; give each device once")
         return replace(self, seeds=seeds, backends=backends, rotations=rotations, noise_scales=noise_scales,
-                       chunk_sizes=chunk_sizes, shots_factors=shots_factors, lora_rank=lora_rank,
-                       tvd_samples=tvd_samples)  # fmt: skip
+                       chunk_sizes=chunk_sizes, shots_factors=shots_factors, mitigations=mitigations,
+                       lora_rank=lora_rank, tvd_samples=tvd_samples, margin=margin)  # fmt: skip
 
     def labels(self) -> list[str]:
         return [backend_label(b) for b in self.backends]
@@ -155,6 +168,7 @@ class NoiseStudy(StudySpec):
             "noise_scales": self.noise_scales,
             "chunk_sizes": self.chunk_sizes,
             "shots_factors": self.shots_factors,
+            **({"mitigations": self.mitigations} if self.mitigations != ("none",) else {}),
             "lora_rank": self.lora_rank,
             "seeds": self.seeds,
             "tvd_samples": self.tvd_samples,
@@ -162,10 +176,13 @@ class NoiseStudy(StudySpec):
 
     def report(self, cfg: RunConfig, out: Path, results: list[dict], failures: dict[str, Failure],
                log: Callable[[str], None]) -> list[dict]:  # fmt: skip
-        rows = noise_rows(results, self.labels(), list(self.rotations))
-        write_results(out, cfg, self.seeds, rows, results, failures)
+        rows = noise_rows(results, self.labels(), list(self.rotations), self.margin)
+        doses = dose_response(results, self.margin)
+        write_results(
+            out, cfg, self.seeds, rows, results, failures, {"dose_response": doses, "margin": self.margin}
+        )
         if rows:
-            text = noise_table(rows, cfg, self.seeds)
+            text = noise_table(rows, cfg, self.seeds, self.margin) + dose_table(doses)
             write_file(out, "results.md", text + "\n")
             written = [out / "results.md", out / "noise-params.png"]
             plot_params(rows, out / "noise-params.png")
@@ -193,23 +210,27 @@ class Setting(NamedTuple):
     noise_scale: float
     chunk_size: int
     shots_factor: float | None
+    mitigation: str
     seed: int
 
 
 def quantum_settings(spec: NoiseStudy) -> Iterator[Setting]:
-    """Every backend x rotation x noise scale (noisy backends only; statevector at 1) x chunk
-    size x shot factor x seed, in that order."""
+    """Every backend x rotation x noise scale and mitigation (noisy backends only; statevector
+    at 1, unmitigated) x chunk size x shot factor x seed, in that order."""
     for backend, label in zip(spec.backends, spec.labels(), strict=True):
         scales = spec.noise_scales if _noisy(backend) else [1.0]
-        grid = itertools.product(spec.rotations, scales, spec.chunk_sizes, spec.shots_factors, spec.seeds)
-        for rotation, scale, chunk, c, seed in grid:
-            yield Setting(backend, label, rotation, scale, chunk, c, seed)
+        mitigations = spec.mitigations if _noisy(backend) else ["none"]
+        grid = itertools.product(spec.rotations, scales, mitigations, spec.chunk_sizes, spec.shots_factors,
+                                 spec.seeds)  # fmt: skip
+        for rotation, scale, mitigation, chunk, c, seed in grid:
+            yield Setting(backend, label, rotation, scale, chunk, c, mitigation, seed)
 
 
 def _trial_name(s: Setting, spec: NoiseStudy) -> str:
     """The setting's label and rotation, then each axis the grid varies."""
     parts = [s.label, s.rotation]
     parts += [f"x{s.noise_scale:g}"] if len(spec.noise_scales) > 1 and _noisy(s.backend) else []
+    parts += [s.mitigation] if s.mitigation != "none" else []
     parts += [f"k{s.chunk_size}"] if len(spec.chunk_sizes) > 1 else []
     c = s.shots_factor
     parts += ["exact" if c is None else f"c{c:g}"] if len(spec.shots_factors) > 1 else []
@@ -220,7 +241,8 @@ def _trial_name(s: Setting, spec: NoiseStudy) -> str:
 def quantum_trial(cfg: RunConfig, s: Setting, spec: NoiseStudy) -> Trial:
     """The QPA-LoRA trial of one setting, measured with :func:`noise_tvd`."""
     rcfg = cfg.replace(method="qpa-lora", backend=s.backend, rotation=s.rotation, noise_scale=s.noise_scale,
-                       chunk_size=s.chunk_size, shots_factor=s.shots_factor, seed=s.seed,
+                       chunk_size=s.chunk_size, shots_factor=s.shots_factor, mitigation=s.mitigation,
+                       seed=s.seed,
                        **({} if _noisy(s.backend) else ALL_NOISE))  # fmt: skip
     axes = {"method": "qpa-lora", **s._asdict()}
     return Trial(_trial_name(s, spec), rcfg, axes, {noise_tvd: {"samples": spec.tvd_samples}})
@@ -246,9 +268,17 @@ def noise_tvd(run, samples: int = 20) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- the rows
-def noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> list[dict]:
-    """One row per setting: mean and std over seeds, and (noisy settings) the difference to
-    the ideal setting of the same rotation, chunk size and shots, paired by seed."""
+def setting_of(result: dict) -> tuple:
+    """The :data:`SETTING` of a finished run (runs recorded before the mitigation axis: none)."""
+    return tuple(result["axes"].get(k, "none") if k == "mitigation" else result["axes"][k] for k in SETTING)
+
+
+def noise_rows(
+    results: list[dict], labels: list[str], rotations: list[str], margin: float = MARGIN
+) -> list[dict]:
+    """One row per setting: mean and std over seeds; for noisy settings the difference to the
+    ideal setting of the same rotation, chunk size and shots, and for mitigated ones the
+    difference to the same setting unmitigated, paired by seed, each read against `margin`."""
     rows = []
     lora = [r for r in results if r["axes"]["method"] == "lora"]
     if lora:
@@ -272,18 +302,19 @@ def noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> 
     quantum = [r for r in results if r["axes"]["method"] == "qpa-lora"]
     order = {label: i for i, label in enumerate(labels)}
     settings = sorted(
-        {tuple(r["axes"][k] for k in SETTING) for r in quantum},
+        {setting_of(r) for r in quantum},
         key=lambda s: (
             order.get(s[0], len(order)),
             rotations.index(s[1]) if s[1] in rotations else len(rotations),
             s[2],
             s[3],
             -1 if s[4] is None else s[4],
+            MITIGATIONS.index(s[5]),
         ),
     )
-    by_seed = {(tuple(r["axes"][k] for k in SETTING), r["axes"]["seed"]): r for r in quantum}
+    by_seed = {(setting_of(r), r["axes"]["seed"]): r for r in quantum}
     for setting in settings:
-        mine = [r for r in quantum if tuple(r["axes"][k] for k in SETTING) == setting]
+        mine = [r for r in quantum if setting_of(r) == setting]
         ppl, std = mean_std(r["perplexity"] for r in mine)
         tvd_noise, tvd_noise_std = mean_std(r["tvd_noise"] for r in mine)
         tvd_shots, tvd_shots_std = mean_std(r["tvd_shots"] for r in mine)
@@ -304,37 +335,82 @@ def noise_rows(results: list[dict], labels: list[str], rotations: list[str]) -> 
                 **chosen_rates(mine),
             }
         )
-        ideal = ("ideal", setting[1], 1.0, setting[3], setting[4])
-        pairs = [
-            r["perplexity"] - by_seed[(ideal, r["axes"]["seed"])]["perplexity"]
-            for r in mine
-            if (ideal, r["axes"]["seed"]) in by_seed
-        ]
-        if setting[0] != "ideal" and pairs:
-            diff, diff_std = mean_std(pairs)
-            row.update({"vs_ideal": diff, "vs_ideal_std": diff_std, "vs_ideal_pairs": len(pairs)})
+        label, rotation, scale, chunk, c, mitigation = setting
+        if label != "ideal":
+            row.update(_paired(by_seed, mine, ("ideal", rotation, 1.0, chunk, c, "none"), "vs_ideal", margin))
+        if mitigation != "none":
+            unmitigated = (label, rotation, scale, chunk, c, "none")
+            row.update(_paired(by_seed, mine, unmitigated, "vs_unmitigated", margin))
         rows.append(row)
     return rows
 
 
+def _paired(by_seed: dict, mine: list[dict], against: tuple, name: str, margin: float) -> dict:
+    """``name``, ``name_std``, ``name_pairs`` and ``name_equivalence`` (against `margin`): the
+    perplexity of the runs `mine` minus that of setting `against`, paired by seed; {} if none pair."""
+    pairs = [r["perplexity"] - by_seed[(against, r["axes"]["seed"])]["perplexity"]
+             for r in mine if (against, r["axes"]["seed"]) in by_seed]  # fmt: skip
+    if not pairs:
+        return {}
+    diff = PairedDifference.of(pairs)
+    return {name: diff.mean, f"{name}_std": diff.std, f"{name}_pairs": diff.n,
+            f"{name}_equivalence": diff.equivalence(margin)}  # fmt: skip
+
+
+def dose_response(results: list[dict], margin: float = MARGIN) -> list[dict]:
+    """Perplexity against noise scale: per device, rotation, chunk size, shots and mitigation,
+    each seed's least-squares slope over its scales (the ideal run of the seed as s = 0, where
+    there is one), then their mean and t-based 95% interval over seeds, read against `margin`
+    (a change of `margin` perplexity per unit of noise scale). Settings with one scale and no
+    ideal have no slope."""
+    quantum = [r for r in results if r["axes"]["method"] == "qpa-lora"]
+    ideal = {(r["axes"]["rotation"], r["axes"]["chunk_size"], r["axes"]["shots_factor"], r["axes"]["seed"]): r
+             for r in quantum if r["axes"]["label"] == "ideal"}  # fmt: skip
+    groups: dict[tuple, dict[int, list[tuple[float, float]]]] = {}
+    for r in quantum:
+        a = r["axes"]
+        if a["label"] != "ideal":
+            key = (a["label"], a["rotation"], a["chunk_size"], a["shots_factor"], a.get("mitigation", "none"))
+            groups.setdefault(key, {}).setdefault(a["seed"], []).append((a["noise_scale"], r["perplexity"]))
+    out = []
+    for (label, rotation, chunk, c, mitigation), seeds in groups.items():
+        slopes = []
+        for seed, points in sorted(seeds.items()):
+            zero = ideal.get((rotation, chunk, c, seed))
+            points = points + ([(0.0, zero["perplexity"])] if zero is not None else [])
+            if len({x for x, _ in points}) >= 2:
+                slopes.append(float(np.polyfit([x for x, _ in points], [y for _, y in points], 1)[0]))
+        if slopes:
+            slope = PairedDifference.of(slopes)
+            scales = sorted({x for points in seeds.values() for x, _ in points})
+            out.append({"label": label, "rotation": rotation, "chunk_size": chunk, "shots_factor": c,
+                        "mitigation": mitigation, "scales": [0.0, *scales], "slope": slope.to_dict(),
+                        "reading": slope.reading(margin),
+                        "equivalence": slope.equivalence(margin)})  # fmt: skip
+    return out
+
+
 # --------------------------------------------------------------------------- the table
-def _reading(row: dict) -> str:
-    """The paired difference to ideal with its t-based 95% interval and verdict."""
-    if "vs_ideal" not in row:
+def _reading(row: dict, name: str = "vs_ideal") -> str:
+    """A paired difference with its t-based 95% interval and verdict."""
+    if name not in row:
         return "-"
-    return paired_reading(row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"])
+    return paired_reading(row[name], row[f"{name}_std"], row[f"{name}_pairs"])
 
 
-def noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
+def noise_table(rows: list[dict], cfg: RunConfig, seeds, margin: float = MARGIN) -> str:
     note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
     t = cfg.training
     lines = [
         f"QPA-LoRA under device noise: {cfg.task.model}, {t.steps} steps of {t.batch_size}x{t.block_size}, "
-        f"{note}; perplexity on the test split ({cfg.eval.eval_tokens or 'all'} tokens).",
+        f"{note}; perplexity on the test split ({cfg.eval.eval_tokens or 'all'} tokens). Paired by seed: "
+        "mean ± std [t-based 95% interval] verdict; at ±margin: inside, outside or undecided against the "
+        f"equivalence margin {margin:g} stated before the runs.",
         "",
-        "| backend | rotation | noise scale | chunk | shots | test perplexity | vs ideal (paired by seed) "
-        "| TVD ideal-noisy | TVD shots-exact | trainable | qubits |",
-        "|" + "---|" * 11,
+        "| backend | rotation | noise scale | mitigation | chunk | shots | test perplexity "
+        "| vs ideal (paired by seed) | at ±margin | m3 vs none | TVD ideal-noisy | TVD shots-exact "
+        "| trainable | qubits |",
+        "|" + "---|" * 14,
     ]
     rates = selected(rows)  # the rates chosen on the dev split
     if rates:
@@ -345,16 +421,43 @@ def noise_table(rows: list[dict], cfg: RunConfig, seeds) -> str:
         if r["method"] == "lora":
             ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
             lines.append(
-                f"| LoRA (classical) | - | - | - | - | {ppl} | - | - | - | {r['trainable']:,} | - |{lr}"
+                f"| LoRA (classical) | - | - | - | - | - | {ppl} | - | - | - | - | - "
+                f"| {r['trainable']:,} | - |{lr}"
             )
             continue
         shots = "exact" if r["shots_factor"] is None else f"c={r['shots_factor']:g}"
         scale = "-" if r["label"] == "ideal" else f"{r['noise_scale']:g}"
+        mitigation = "-" if r["label"] == "ideal" else r["mitigation"]
         lines.append(
-            f"| {r['label']} | {r['rotation'].upper()} | {scale} | {r['chunk_size']} | {shots} | "
-            f"{cell(r, 'perplexity', 3)} | {_reading(r)} | {cell(r, 'tvd_noise', 4)} | "
+            f"| {r['label']} | {r['rotation'].upper()} | {scale} | {mitigation} | {r['chunk_size']} "
+            f"| {shots} | "
+            f"{cell(r, 'perplexity', 3)} | {_reading(r)} | {r.get('vs_ideal_equivalence', '-')} | "
+            f"{_reading(r, 'vs_unmitigated')} | {cell(r, 'tvd_noise', 4)} | "
             f"{cell(r, 'tvd_shots', 4)} | {r['trainable']:,} | {r['qubits']} |{lr}"
         )
+    return "\n".join(lines)
+
+
+def dose_table(doses: list[dict]) -> str:
+    """The dose-response slopes as Markdown ('' when no setting has two scales)."""
+    if not doses:
+        return ""
+    lines = [
+        "",
+        "",
+        "Dose-response: each seed's least-squares slope of test perplexity against the noise scale "
+        "(ideal as s = 0), mean ± std over seeds [t-based 95% interval] verdict; at ±margin: the margin "
+        "per unit of noise scale.",
+        "",
+        "| backend | rotation | mitigation | chunk | shots | scales | slope (perplexity per unit s) "
+        "| at ±margin |",
+        "|" + "---|" * 8,
+    ]
+    for d in doses:
+        shots = "exact" if d["shots_factor"] is None else f"c={d['shots_factor']:g}"
+        scales = ", ".join(f"{x:g}" for x in d["scales"])
+        lines.append(f"| {d['label']} | {d['rotation'].upper()} | {d['mitigation']} | {d['chunk_size']} | "
+                     f"{shots} | {scales} | {d['reading']} | {d['equivalence']} |")  # fmt: skip
     return "\n".join(lines)
 
 

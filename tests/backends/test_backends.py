@@ -59,7 +59,7 @@ def test_unknown_spec_or_device(spec, match):
 def test_unknown_option_lists_accepted():
     with pytest.raises(
         SpecError,
-        match=r"accepted: \['engine', 'gate_error', 'layout', 'memory_budget', 'noise_scale', "
+        match=r"accepted: \['engine', 'gate_error', 'layout', 'memory_budget', 'mitigation', 'noise_scale', "
         r"'optimization_level', 'readout_error', 'seed_transpiler', 'thermal_relaxation', 'torch_device'\]",
     ):
         QPABackend("aer_noisy:fake_brisbane", method="mps")

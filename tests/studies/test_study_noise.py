@@ -84,7 +84,7 @@ def test_noise_study_grid_tables_and_measures(corpus, tmp_path):
     assert (
         "| LoRA (classical) |" in table
         and "mean ± std over 2 seeds" in table
-        and "| fake_manila | RY | 0.5 | 32 | exact |" in table
+        and "| fake_manila | RY | 0.5 | none | 32 | exact |" in table
     )
     assert (out / "noise-params.png").stat().st_size > 0 and (out / "noise-scales.png").stat().st_size > 0
     # running it again trains nothing and gives the same results file
@@ -93,6 +93,39 @@ def test_noise_study_grid_tables_and_measures(corpus, tmp_path):
     assert (out / "results.json").read_text() == before
     # the same grid from a base configuration with another backend and seed is the same study
     assert study_noise(small(corpus, backend="aer_noisy:fake_manila", seed=4), out, **GRID, **QUIET) == rows
+
+
+@pytest.mark.slow
+def test_noise_study_mitigation_axis_and_dose_response(corpus, tmp_path):
+    out = tmp_path / "m"
+    grid = dict(GRID, chunk_sizes=(64,), shots_factors=(None,), mitigations=("none", "m3"), tvd_samples=1)
+    rows = study_noise(small(corpus), out, **grid, **QUIET)
+    results = json.loads((out / "results.json").read_text())
+    by_name = {t["name"]: t for t in results["trials"]}
+    # LoRA, ideal (unmitigated only), manila: 2 scales x 2 mitigations; 2 seeds each
+    assert len(by_name) == 2 * (1 + 1 + 4) and "fake_manila-ry-x0.5-m3-s1" in by_name
+    assert Run.stored_config(out / "fake_manila-ry-x1-m3-s0").backend.mitigation == "m3"
+    assert Run.stored_config(out / "fake_manila-ry-x1-s0").backend.mitigation == "none"
+    row = next(
+        r for r in rows if r["label"] == "fake_manila" and r["noise_scale"] == 1.0 and r["mitigation"] == "m3"
+    )
+    pair = [by_name[f"fake_manila-ry-x1-m3-s{s}"]["perplexity"]
+            - by_name[f"fake_manila-ry-x1-s{s}"]["perplexity"] for s in (0, 1)]  # fmt: skip
+    assert row["vs_unmitigated"] == pytest.approx(np.mean(pair)) and row["vs_unmitigated_pairs"] == 2
+    assert row["vs_ideal_equivalence"] in ("inside", "outside", "undecided")
+    assert all("vs_unmitigated" not in r for r in rows if r.get("mitigation") == "none")
+    # the dose-response slope: each seed's least-squares line through ideal (s = 0), 0.5 and 1
+    assert results["margin"] == 0.1
+    dose = next(d for d in results["dose_response"] if d["mitigation"] == "m3")
+    slopes = []
+    for s in (0, 1):
+        ys = [by_name[f"ideal-ry-s{s}"]["perplexity"], by_name[f"fake_manila-ry-x0.5-m3-s{s}"]["perplexity"],
+              by_name[f"fake_manila-ry-x1-m3-s{s}"]["perplexity"]]  # fmt: skip
+        slopes.append(np.polyfit([0, 0.5, 1], ys, 1)[0])
+    assert dose["scales"] == [0.0, 0.5, 1.0] and dose["slope"]["mean"] == pytest.approx(np.mean(slopes))
+    table = (out / "results.md").read_text()
+    assert "| fake_manila | RY | 1 | m3 | 64 | exact |" in table and "Dose-response" in table
+    assert "| fake_manila | RY | m3 | 64 | exact | 0, 0.5, 1 |" in table
 
 
 def test_runs_differing_in_backend_rotation_or_noise_share_initial_values(corpus, tmp_path):
@@ -148,6 +181,7 @@ def test_cli_study_noise_and_its_bad_input(corpus, tmp_path, capsys):
         ["--noise-scales", "nan"],
         ["--shots-factors", "0"],
         ["--rotations", "rz"],
+        ["--mitigations", "zne"],
     ]
     for options in bad:
         with pytest.raises(SystemExit):
@@ -155,8 +189,10 @@ def test_cli_study_noise_and_its_bad_input(corpus, tmp_path, capsys):
     assert main([*base, "--backends", "statevector", "--no-gate-error", "--out", str(tmp_path / "bad")]) == 2
     assert main([*base, "--backends", "aer_noisy:nowhere.json", "--out", str(tmp_path / "bad")]) == 2
     assert main([*base, "--backends", "statevector", "statevector", "--out", str(tmp_path / "bad")]) == 2
+    assert main([*base, "--margin", "-0.1", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "applies to aer_noisy" in err and "nowhere.json" in err
+    assert "margin must be" in err
     assert not (tmp_path / "bad").exists()
 
 
