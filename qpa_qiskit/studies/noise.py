@@ -138,6 +138,11 @@ class NoiseStudy(StudySpec):
                 raise InputError(
                     f"noise-study backends are simulators, statevector and aer_noisy:<device>; not {spec!r}"
                 )
+        if "m3" in mitigations and not cfg.backend.readout_error:
+            raise InputError(
+                "mitigations m3 corrects readout errors, and --no-readout-error simulates none: it would do "
+                "nothing. Drop m3 from --mitigations, or keep the readout errors on"
+            )
         labels = [backend_label(b) for b in backends]
         if len(set(labels)) != len(labels):
             raise InputError(f"backends {backends} have the same label {labels}; give each device once")
@@ -216,13 +221,15 @@ class Setting(NamedTuple):
 
 def quantum_settings(spec: NoiseStudy) -> Iterator[Setting]:
     """Every backend x rotation x noise scale and mitigation (noisy backends only; statevector
-    at 1, unmitigated) x chunk size x shot factor x seed, in that order."""
+    at 1, unmitigated; scale 0 unmitigated) x chunk size x shot factor x seed, in that order."""
     for backend, label in zip(spec.backends, spec.labels(), strict=True):
         scales = spec.noise_scales if _noisy(backend) else [1.0]
         mitigations = spec.mitigations if _noisy(backend) else ["none"]
         grid = itertools.product(spec.rotations, scales, mitigations, spec.chunk_sizes, spec.shots_factors,
                                  spec.seeds)  # fmt: skip
         for rotation, scale, mitigation, chunk, c, seed in grid:
+            if scale == 0 and mitigation != "none":  # a noiseless readout: mitigation would do nothing
+                continue
             yield Setting(backend, label, rotation, scale, chunk, c, mitigation, seed)
 
 

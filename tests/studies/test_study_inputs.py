@@ -173,6 +173,20 @@ def test_results_are_strict_json(corpus, tmp_path):
             r"backends \(--backends\) lists 'statevector'",
         ),
         (lambda c, o: noise(c, o, chunk_sizes=[64, 64]), r"chunk_sizes \(--chunk-sizes\)"),
+        (lambda c, o: noise(c, o, mitigations=["m3", "m3"]), r"mitigations \(--mitigations\) lists 'm3'"),
+        (lambda c, o: noise(c, o, mitigations=["zne"]), r"mitigations.*none, m3"),
+        (lambda c, o: noise(c, o, margin=0), r"margin must be a finite number > 0"),
+        (
+            lambda c, o: study_noise(
+                small(c, backend="aer_noisy:fake_manila", readout_error=False),
+                o,
+                backends=["aer_noisy:fake_manila"],
+                mitigations=["none", "m3"],
+                **QUIET,
+            ),
+            r"--no-readout-error simulates none",
+        ),
+        (lambda c, o: study_shots(c, o, margin=float("nan"), **QUIET), r"margin must be a finite number > 0"),
         (
             lambda c, o: study_params(c, o, prefix_tokens=[2, 2], **QUIET),
             r"\(--prefix-token-counts\) lists 2",
