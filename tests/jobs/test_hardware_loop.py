@@ -230,3 +230,28 @@ def test_a_new_hardware_run_fails_before_writing_anything(corpus, tmp_path, no_i
     with pytest.raises(InputError, match="which need 10 qubits; ibm:fake_athens has 5"):
         Run.create(tmp_path / "run", config(corpus, backend="ibm:fake_athens", chunk_size=1))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mitigated_hardware_run_records_its_calibration_once(corpus, tmp_path, monkeypatch):
+    """--mitigation m3 on IBM Quantum: the calibration circuits are one recorded job of their own
+    store, submitted before the first step; eval and export read it back and submit nothing."""
+    with Run.create(tmp_path / "run", config(corpus, steps=2, mitigation="m3")) as run:
+        run.train(progress=False)
+        expected = run.evaluate()["perplexity"]
+    calibration = JobStore(tmp_path / "run" / "jobs-m3-calibration")
+    assert calibration.labels() == ["m3-calibration"]
+    assert [r["key"] for r in calibration.ledger.records() if r["kind"] == "intent"] == [
+        "m3-calibration/job-0000"
+    ]
+    assert len(calibration.values("m3-calibration")[0]) == 8  # mthree's balanced strings for 5 qubits
+    assert Run.stored_config(tmp_path / "run").backend.mitigation == "m3"
+
+    def no_service(*args, **kwargs):
+        raise AssertionError("a finished run must not submit anything")
+
+    monkeypatch.setattr(RuntimeJobs, "submit", no_service)
+    monkeypatch.setattr(LocalTestingJobs, "submit", no_service)
+    again = Run.open(tmp_path / "run", for_training=False)
+    assert again.evaluate()["perplexity"] == pytest.approx(expected)
+    assert (export(tmp_path / "run", tmp_path / "adapter") / "adapter_config.json").exists()
+    again.close()
