@@ -517,10 +517,12 @@ def aer_expectation_values(
     from qiskit.quantum_info import Pauli
 
     circuit = unmeasured.copy()
+    # every term on the same qubits, padded with I: Aer 0.18's qubit truncation remaps a save on
+    # a subset of them wrongly (qiskit-aer issue 2442: all the subsets then read as their union)
+    qubits = sorted({q for term in terms for q in term})
     for k, term in enumerate(terms):
         if term:
-            qubits = sorted(term)
-            label = "".join("IXYZ"[term[q]] for q in reversed(qubits))
+            label = "".join("IXYZ"[term.get(q, 0)] for q in reversed(qubits))
             circuit.save_expectation_value(Pauli(label), qubits, label=f"term{k}")
     result = _aer_result(simulator, circuit, prepared, values, None, 0)
     out = np.ones((values.shape[0], len(terms)))

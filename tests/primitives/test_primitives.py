@@ -215,8 +215,13 @@ def aer_estimator(backend, precision=0.0):
     return EstimatorV2(options={"backend_options": options, "default_precision": precision})
 
 
+# On the preset's qubits (0-3) ours and Aer's agree to 1e-10. On the noise-aware qubits Aer's
+# own two paths (its EstimatorV2 and its density matrix behind engine="aer") differ from each
+# other by up to 3.4e-10, so no engine can be held to 1e-10 against either there.
+@pytest.mark.parametrize("layout, atol", [("preset", 1e-10), ("noise_aware", 1e-9)])
 @pytest.mark.parametrize("spec_options", [{}, {"noise_scale": 2.0}, {"thermal_relaxation": False}])
-def test_noisy_estimator_equals_aer_estimator(spec_options):
+def test_noisy_estimator_equals_aer_estimator(spec_options, layout, atol):
+    spec_options = {**spec_options, "layout": layout}
     circuit = ansatz(4, 2).remove_final_measurements(inplace=False)
     rng = np.random.default_rng(7)
     values = rng.uniform(0, 2 * np.pi, (3, circuit.num_parameters))
@@ -233,17 +238,17 @@ def test_noisy_estimator_equals_aer_estimator(spec_options):
     placed = [[o.apply_layout(physical, isa.num_qubits)] for o in observables]
     columns = [list(circuit.parameters).index(p) for p in isa.parameters]
     theirs = aer_estimator(backend).run([(isa, placed, values[:, columns])]).result()[0].data.evs
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=atol)
     # the ISA circuit runs as given, with observables on the device's qubits: the same values
     isa_ours = Estimator(backend).run([(isa, placed, values[:, columns])]).result()[0].data.evs
-    np.testing.assert_allclose(isa_ours, theirs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(isa_ours, theirs, rtol=0, atol=atol)
     # and Aer's density matrix behind our Estimator (engine="aer"), abstract and ISA alike
     on_aer = Estimator(NOISY, engine="aer", **spec_options)
     np.testing.assert_allclose(
-        on_aer.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs, theirs, atol=1e-10
+        on_aer.run([(circuit, [[o] for o in observables], values)]).result()[0].data.evs, theirs, atol=atol
     )
     np.testing.assert_allclose(
-        on_aer.run([(isa, placed, values[:, columns])]).result()[0].data.evs, theirs, atol=1e-10
+        on_aer.run([(isa, placed, values[:, columns])]).result()[0].data.evs, theirs, atol=atol
     )
 
 
@@ -285,7 +290,9 @@ def test_noisy_sampler_draws_from_the_density_matrix_distribution_with_readout()
     assert_sampled_from(freqs, exact[0], shots)
     assert np.abs(aer_p - exact[0]).sum() / 2 < 0.01  # Aer's own samples: the same distribution
     without_readout = QPABackend(NOISY, readout_error=False).probabilities(qc, values)[0]
-    assert np.abs(without_readout - exact[0]).sum() / 2 > 0.02  # readout noise is really in
+    # readout noise is really in: the qubits read out with 0.6-1.2% error here, which moves the
+    # exact distribution by 0.014 in TVD (both exact: nothing else differs)
+    assert np.abs(without_readout - exact[0]).sum() / 2 > 0.01
 
 
 def test_density_matrix_reference_for_a_small_noisy_estimate():
