@@ -59,7 +59,6 @@ class AerNoisyFamily(Family):
     name = "aer_noisy"
     forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
     options = frozenset({"engine", "memory_budget", "torch_device", "mitigation", *NOISE_OPTIONS})
-    reads_with_errors = True
 
     @classmethod
     def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:

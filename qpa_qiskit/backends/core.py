@@ -104,12 +104,9 @@ class Family:
         """The Aer NoiseModel this family simulates, or None (noiseless, or real hardware)."""
         return None
 
-    #: it has readout errors that ``mitigation="m3"`` can correct
-    reads_with_errors: ClassVar[bool] = False
-
     def readout_confusion(self, prepared: Prepared) -> list[np.ndarray]:
         """The readout confusion C[true, read] of each classical bit of the ISA circuit, as
-        the mitigation is calibrated here (a family with ``reads_with_errors`` overrides it)."""
+        the mitigation is calibrated here (a family with the ``mitigation`` option overrides it)."""
         raise InputError(f"{self.name} backends read out exactly: there is no readout error to mitigate")
 
     @classmethod
@@ -584,7 +581,7 @@ class QPABackend:
                 + ("is noiseless" if self.kind == "statevector" else "runs IBM's own noise")
                 + ". Use an aer_noisy backend or drop the option"
             )
-        if "mitigation" in options and not family.reads_with_errors and options["mitigation"] != "none":
+        if options.get("mitigation", "none") != "none" and "mitigation" not in family.options:
             raise SpecError(
                 f"mitigation={options['mitigation']!r} corrects readout errors, and {self.kind} reads out "
                 "exactly (an ideal simulator); use an aer_noisy or ibm backend or drop the option"
@@ -858,16 +855,18 @@ class QPABackend:
         if not len(values):  # no parameter sets (B = 0): nothing to run
             return np.zeros((0, 2**prepared.n_bits))
         probs = self.family.probabilities(prepared, values, self.num_shots(prepared.n_bits))
-        mitigator = self.mitigator(circuit)
+        mitigator = self._mitigator(prepared)
         return probs if mitigator is None else mitigator.correct(probs)
 
     def mitigator(self, circuit: QuantumCircuit) -> ReadoutMitigation | None:
         """The readout mitigation of this circuit's measured bits (None with ``mitigation="none"``),
         calibrated once per circuit (:mod:`.mitigation`): from the simulated device's readout
         errors on aer_noisy, from calibration circuits on the same physical qubits on ibm."""
+        return None if self.mitigation == "none" else self._mitigator(self._prepare(circuit))
+
+    def _mitigator(self, prepared: Prepared) -> ReadoutMitigation | None:
         if self.mitigation == "none":
             return None
-        prepared = self._prepare(circuit)
         if "mitigator" not in prepared.extras:
             prepared.extras["mitigator"] = ReadoutMitigation(self.family.readout_confusion(prepared))
         return prepared.extras["mitigator"]
@@ -950,7 +949,7 @@ class QPABackend:
             raise InputError(f"no exact gradients here: {reason}")
         probs, family_pullback = self.family.vjp(prepared, values[0])
         n_out = 2**prepared.n_bits
-        mitigator = self.mitigator(circuit)
+        mitigator = self._mitigator(prepared)
         if mitigator is not None:  # a fixed linear map, then the projection (.mitigation)
             raw, unmitigated_pullback = probs, family_pullback
             probs = mitigator.correct(raw[None, :])[0]

@@ -116,7 +116,6 @@ class IBMFamily(Family):
     forms = ('"ibm:<backend>"', '"ibm:fake_<device>"')
     options = frozenset({"service", "sampler_options", "mode", "connect", "hardware_loop", "mitigation"})
     samples_only = True
-    reads_with_errors = True
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
