@@ -52,6 +52,10 @@ _LAZY: dict[str, str] = {
     "JobStore": "jobs",
     "NoiseSettings": "noise",
     "Snapshot": "noise",
+    "QPACallback": "hf",
+    "QPAConfig": "hf",
+    "QPAModel": "hf",
+    "get_qpa_model": "hf",
     "QuantumProbabilities": "qnn",
     "QuantumTrain": "quantum_train",
     "Run": "train",
@@ -66,6 +70,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .config import AdapterConfig, EvalConfig, GeneratorConfig, RunConfig, TaskConfig, TrainingConfig
     from .export import export
     from .generator import LowRankGenerator, QPAGenerator
+    from .hf import QPACallback, QPAConfig, QPAModel, get_qpa_model
     from .jobs import JobStore
     from .noise import NoiseSettings, Snapshot
     from .qnn import QuantumProbabilities
@@ -91,8 +96,11 @@ __all__ = [
     "LowRankGenerator",
     "NoiseSettings",
     "QPABackend",
+    "QPACallback",
+    "QPAConfig",
     "QPAError",
     "QPAGenerator",
+    "QPAModel",
     "QuantumProbabilities",
     "QuantumTrain",
     "Run",
@@ -106,5 +114,6 @@ __all__ = [
     "ansatz",
     "evaluate_run",
     "export",
+    "get_qpa_model",
     "list_backends",
 ]

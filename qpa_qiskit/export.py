@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from .adapters import TUNERS
+from .adapters import TUNERS, AdaptedModel
 from .errors import InputError
 from .files import atomic_directory
 from .models import LoadedModel
@@ -45,31 +46,44 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the adapter of the run in `run_dir`, at its checkpoint, to the new folder `out_dir`.
     Written from the CPU whatever device the run trained on (a GPU-trained run exports on a
     laptop; the adapter's tensors are small)."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out} exists and is not empty; export into a new folder")
+    out = check_new_folder(out_dir)
     on_cpu = {"device": "cpu", "torch_device": None}
     with Run.open(run_dir, overrides=on_cpu, for_training=False) as run:
         run.require_checkpoint()
         run.label_final_weights()
-        try:
-            with atomic_directory(out) as tmp:
-                run.model.save_adapter(tmp, base_model_name=run.loaded.hub_id)
-                info = {
-                    "base_model": run.loaded.name,
-                    "base_model_id": run.loaded.hub_id,
-                    "base_model_path": run.loaded.source,
-                    "gguf_file": run.loaded.gguf_file,
-                    "base_model_note": base_model_note(run.loaded),
-                    "method": run.cfg.adapter.method,
-                    "step": run.step,
-                    "loads_with": loads_with(run.cfg.adapter.tuner),
-                    "counts": run.model.counts(),
-                }
-                (tmp / "qpa_export.json").write_text(json.dumps(info, indent=2))
-        except OSError as exc:
-            raise InputError(
-                f"cannot write the adapter to {out} ({type(exc).__name__}: {exc}); check that its "
-                "parent folder is writable and has free space"
-            ) from None
+        info = {
+            "base_model": run.loaded.name,
+            "base_model_id": run.loaded.hub_id,
+            "base_model_path": run.loaded.source,
+            "gguf_file": run.loaded.gguf_file,
+            "base_model_note": base_model_note(run.loaded),
+            "method": run.cfg.adapter.method,
+            "step": run.step,
+        }
+        write_adapter(run.model, out, info)
     return out
+
+
+def check_new_folder(out_dir: str | Path) -> Path:
+    """`out_dir` as a path that an export may create: absent or an empty folder."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not empty; export into a new folder")
+    return out
+
+
+def write_adapter(model: AdaptedModel, out: Path, info: dict[str, Any]) -> None:
+    """The plain peft folder `out` (absent or empty) with `model`'s adapter, generated weights
+    materialised, and ``qpa_export.json``: `info` (``base_model_id`` is written into the
+    adapter's config) with how it loads and the trainable counts. Whole or not at all."""
+    out = check_new_folder(out)
+    try:
+        with atomic_directory(out) as tmp:
+            model.save_adapter(tmp, base_model_name=info.get("base_model_id"))
+            info = {**info, "loads_with": loads_with(model.cfg.tuner), "counts": model.counts()}
+            (tmp / "qpa_export.json").write_text(json.dumps(info, indent=2))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the adapter to {out} ({type(exc).__name__}: {exc}); check that its "
+            "parent folder is writable and has free space"
+        ) from None

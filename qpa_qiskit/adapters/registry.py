@@ -232,6 +232,9 @@ class Tuner:
     generated: tuple[str, ...] = ()  # attribute names holding the tensors qpa-<name> generates
     loads_without_qpa: bool = True  # its export loads with plain peft
     initialize: Callable[[nn.Module], None] | None = None  # on the peft model, after peft's own
+    # merge_and_unload() folds it into the base model's weights: not a prefix (virtual tokens, no
+    # weight of the base model) nor FFA (a nonlinear bottleneck beside the layer)
+    mergeable: bool = True
 
 
 TUNERS: dict[str, Tuner] = {
@@ -252,8 +255,17 @@ TUNERS: dict[str, Tuner] = {
             _prefix,
             ("prompt_encoder",),
             initialize=_small_prefix,
+            mergeable=False,
         ),
-        Tuner("ffa", "feed-forward bottleneck adapter", "bottleneck", _ffa, ("ffa_down", "ffa_up"), False),
+        Tuner(
+            "ffa",
+            "feed-forward bottleneck adapter",
+            "bottleneck",
+            _ffa,
+            ("ffa_down", "ffa_up"),
+            loads_without_qpa=False,
+            mergeable=False,
+        ),
         Tuner("vera", "VeRA (peft)", "rank", _vera),
         Tuner("ia3", "IA3 (peft)", None, _ia3),
     )
