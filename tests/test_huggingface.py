@@ -16,11 +16,13 @@ from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallba
 
 from qpa_qiskit import InputError
 from qpa_qiskit.backends import QPABackend
+from qpa_qiskit.cli import main
 from qpa_qiskit.errors import AccountError, StateError
+from qpa_qiskit.export import export
 from qpa_qiskit.hf import QPACallback, QPAConfig, QPAModel, get_qpa_model
 from qpa_qiskit.hf.state import WEIGHTS, read_weights
 from qpa_qiskit.models import tiny_gpt2
-from qpa_qiskit.train import Run
+from qpa_qiskit.train import Run, evaluate_run
 
 SMALL = dict(method="qpa-lora", rank=4, chunk_size=64, reps=2, hidden=[16])
 IDS = torch.arange(40).reshape(2, 20) % 250
@@ -304,3 +306,42 @@ def test_the_callback_logs_the_diagnostics_for_the_reporting_integrations(tmp_pa
     assert training[-1]["qpa/angle_drift_max"] > 0
     assert [s for s in seen if "loss" in s and "qpa/angle_drift_rms" not in s] == []
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_qpa_eval_and_export_read_a_saved_model_as_a_run(corpus, tmp_path, capsys):
+    model = train_a_little(qpa(backend=QPABackend("statevector", shots_factor=2, seed=1), labels="random"))
+    model.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "qpa_config.json").read_text())["model"] == "tiny-gpt2"
+    export(tmp_path / "saved", tmp_path / "adapter")
+    peft_model = PeftModel.from_pretrained(tiny_gpt2().model, str(tmp_path / "adapter"))
+    assert torch.allclose(logits(peft_model), logits(model), atol=1e-6)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "saved"), "--data", str(corpus), "--eval-tokens", "200",
+                 "--eval-window", "64", "--eval-stride", "48"]) == 0  # fmt: skip
+    assert "perplexity" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "saved"), "--resume"]) != 0
+    assert "holds a saved QPA model" in capsys.readouterr().err
+
+
+def test_a_saved_model_without_a_base_model_name_is_refused_by_qpa_with_the_way_out(tmp_path):
+    get_qpa_model(tiny_gpt2().model, QPAConfig(**SMALL)).save_pretrained(tmp_path / "saved")
+    with pytest.raises(InputError, match=r"does not name its base model.*QPAModel.from_pretrained"):
+        evaluate_run(tmp_path / "saved")
+
+
+@pytest.mark.slow
+def test_trainer_fine_tunes_the_embedded_smollm2_read_from_its_gguf_file(tmp_path):
+    """transformers de-quantises the GGUF file but kept its quantizer on the model, which Trainer
+    then refused as "purely quantized"; the loaded model holds plain fp32 tensors."""
+    from qpa_qiskit.models import load_model
+
+    loaded = load_model("smollm2-135m")
+    assert not loaded.model.is_quantized and next(loaded.model.parameters()).dtype == torch.float32
+    model = get_qpa_model(loaded, QPAConfig(method="qpa-lora", rank=1, chunk_size=2048, reps=1))
+    ids = loaded.tokenizer(["The capital of France is Paris."] * 2, return_tensors="pt").input_ids
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+    args = TrainingArguments(str(tmp_path), max_steps=1, per_device_train_batch_size=2, report_to=[],
+                             save_strategy="no", use_cpu=True, disable_tqdm=True)  # fmt: skip
+    start = model.generator.quantum.theta.detach().clone()
+    Trainer(model=model, args=args, train_dataset=data).train()
+    assert not torch.equal(model.generator.quantum.theta, start)

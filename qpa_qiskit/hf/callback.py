@@ -3,7 +3,8 @@
 At every logging step it adds, under ``qpa/``, how far the probability source moved from its
 start (the angles' largest and RMS change, the TVD between the initial and the current ideal
 distribution) and how different the generated chunks are (``chunk_spread``: 0 when the adapter
-is one chunk repeated), the figures ``qpa train`` writes to ``metrics.jsonl``. They reach every
+is one chunk repeated), the figures ``qpa train`` writes to ``metrics.jsonl``; and it keeps the
+model's ``step`` (what its saved folders and exports record) at ``Trainer``'s. They reach every
 callback after it: the console, the log history and, with :meth:`QPACallback.add_to`, the
 ``report_to`` integrations (TensorBoard, W&B, ...), which ``Trainer`` places before the
 callbacks it is given.

@@ -46,7 +46,7 @@ from .state import (
     RNG_KEY,
     WEIGHTS,
     json_tensor,
-    model_name,
+    model_tensor_name,
     read_folder,
     tensor_json,
     weights_bytes,
@@ -134,8 +134,10 @@ class QPAModel(AdaptedModel):
         self.qpa_backend = backend
         self.seed = seed
         self.base_model_name = loaded.hub_id if loaded is not None else _name_or_path(base)
+        # the name qpa's commands load the base model by (qpa eval and qpa export of a saved model)
+        self.model_name = loaded.name if loaded is not None else _name_or_path(base)
         self.step: int | None = None
-        self._state_names = {model_name(n): n for n in self.trainable_parameters()}
+        self._state_names = {model_tensor_name(n): n for n in self.trainable_parameters()}
         self._random_state_shared = False
 
     def __getattr__(self, name: str) -> Any:
@@ -293,7 +295,7 @@ class QPAModel(AdaptedModel):
         """What rebuilds this model around a base model: configuration, backend, seed."""
         return {"format": FORMAT, "config": self.qpa_config.to_dict(),
                 "backend": backend_description(self.qpa_backend), "seed": self.seed, "step": self.step,
-                "base_model": self.base_model_name}  # fmt: skip
+                "base_model": self.base_model_name, "model": self.model_name}  # fmt: skip
 
     def _state_tensors(self) -> dict[str, nn.Parameter]:
         trainable = self.trainable_parameters()
@@ -316,9 +318,12 @@ class QPAModel(AdaptedModel):
         state = dict(state_dict)
         described = state.pop(CONFIG_KEY, None)
         rng = state.pop(RNG_KEY, None)
+        described = None if described is None else tensor_json(described, CONFIG_KEY)
         if described is not None:
-            self._check_description(tensor_json(described, CONFIG_KEY), "the state")
+            self._check_description(described, "the state")
         self._load_tensors(state, None if rng is None else tensor_json(rng, RNG_KEY), "the state")
+        if described is not None:
+            self.step = described.get("step")
         return LoadResult([], [])
 
     def _check_description(self, described: dict[str, Any], source: str) -> None:

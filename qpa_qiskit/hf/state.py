@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from ..config import RunConfig
 from ..errors import InputError, StateError
 from ..run_folder import CHECKPOINT, CONFIG, RunFolder
 
@@ -36,6 +37,10 @@ RNG_KEY = "qpa.rng_state"
 FORMAT = 1
 # a run checkpoint's names ("peft.<name>", "generator.<name>") -> the QPA model's
 RUN_PREFIXES = {"peft.": "peft_model.", "generator.": "generator."}
+# backend options that change no result, left out when a saved model is read as a run
+NEUTRAL_OPTIONS = {"connect", "memory_budget"}
+# backend options a run configuration holds only at their defaults (qpa train sets no other)
+FIXED_OPTIONS = {"optimization_level": 1, "seed_transpiler": 0}
 
 
 def _encode(value: Any) -> Any:
@@ -143,7 +148,7 @@ def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], An
     state: dict[str, Any] = {}
     RunFolder(folder, lambda m: None).load_checkpoint(state.update)
     try:
-        trainable = {model_name(n): t for n, t in state["trainable"].items()}
+        trainable = {model_tensor_name(n): t for n, t in state["trainable"].items()}
         rng, step = state["rng"]["model"], int(state["step"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{folder / CHECKPOINT} lacks {exc}: it is not a qpa train checkpoint") from None
@@ -152,7 +157,48 @@ def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], An
     return description, trainable, rng
 
 
-def model_name(name: str) -> str:
+def holds_saved_model(folder: str | Path) -> bool:
+    """`folder` holds a saved QPA model (``save_pretrained``, a ``Trainer`` checkpoint), not a run."""
+    folder = Path(folder)
+    return (folder / WEIGHTS).is_file() and not (folder / CONFIG).exists()
+
+
+def saved_model_as_run(folder: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], Any, int]:
+    """A saved QPA model read as ``qpa eval`` and ``qpa export`` read a run at its checkpoint:
+    (its run configuration, its trainable tensors by a run checkpoint's names, the model's
+    random states, its step, 0 where not recorded). Refused where a run cannot describe it."""
+    folder = Path(folder)
+    described, tensors, rng = read_folder(folder)
+    model = described.get("model")
+    if not model:
+        raise InputError(
+            f"{folder} does not name its base model (it was built on a model without a name or path), so "
+            "qpa cannot load it; load it in Python with QPAModel.from_pretrained(base_model, folder)"
+        )
+    settings = {**(described.get("config") or {}), "model": model, "seed": described.get("seed", 0)}
+    backend = described.get("backend")
+    if backend is not None:
+        options = {k: v for k, v in backend.get("options", {}).items() if k not in NEUTRAL_OPTIONS}
+        fixed = {k: v for k, v in options.items() if k in FIXED_OPTIONS and v != FIXED_OPTIONS[k]}
+        if backend.get("shots") is not None:
+            fixed["shots"] = backend["shots"]
+        if fixed:
+            raise InputError(
+                f"{folder} was saved with backend settings a qpa run cannot hold ({fixed}; a run takes "
+                "shots_factor and the transpiler's defaults); load it in Python with QPAModel.from_pretrained"
+            )
+        sampler = options.pop("sampler_options", None)
+        settings.update({k: v for k, v in options.items() if k not in FIXED_OPTIONS},
+                        backend=backend["spec"], shots_factor=backend.get("shots_factor"))  # fmt: skip
+        if sampler is not None:
+            settings["sampler_options"] = sampler if isinstance(sampler, str) else json.dumps(sampler)
+    cfg = RunConfig.from_dict(settings, source=f"the QPA model in {folder}")
+    run_names = {f"{prefix}{name[len(own):]}": t for name, t in tensors.items()
+                 for prefix, own in RUN_PREFIXES.items() if name.startswith(own)}  # fmt: skip
+    return cfg, run_names, rng, int(described.get("step") or 0)
+
+
+def model_tensor_name(name: str) -> str:
     """A trainable tensor's name in a run checkpoint ("peft.<n>") -> its name in the QPA model."""
     for prefix, replacement in RUN_PREFIXES.items():
         if name.startswith(prefix):

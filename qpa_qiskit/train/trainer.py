@@ -57,6 +57,7 @@ from ..data.config import EvalConfig
 from ..errors import InputError, StateError
 from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
+from ..hf.state import holds_saved_model, saved_model_as_run
 from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
 from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
@@ -265,6 +266,7 @@ class Run:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
+        self.saved_model = False  # a saved QPA model read as a run (Run.open), not a run folder
 
     def _body_features(self) -> BodyFeatures | None:
         """The cached path of the frozen body (:mod:`qpa_qiskit.features`), where the adapter
@@ -335,7 +337,18 @@ class Run:
         checkpoint; otherwise nothing in the folder is changed.
         """
         run_dir = Path(run_dir)
-        stored = cls.stored_config(run_dir)
+        saved = holds_saved_model(run_dir)
+        if saved and for_training:
+            raise InputError(
+                f"{run_dir} holds a saved QPA model (QPAModel.save_pretrained or a Trainer checkpoint), not "
+                f"a qpa train run: it has no optimiser state to resume. Evaluate it with 'qpa eval "
+                f"{run_dir}', export it with 'qpa export {run_dir} OUT', or train it further in Python "
+                "(QPAModel.from_pretrained(base_model, folder, is_trainable=True))"
+            )
+        if saved:
+            stored, trainable, model_rng, step = saved_model_as_run(run_dir)
+        else:
+            stored = cls.stored_config(run_dir)
         cfg = stored
         if overrides:
             allowed = RESUMABLE if for_training else RESUMABLE | {"data"}
@@ -351,6 +364,11 @@ class Run:
                 )
             cfg = candidate
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
+        if saved:
+            run.saved_model = True
+            run._restore_tensors(trainable, model_rng, source=run_dir)
+            run.step = step
+            return run
         if for_training:
             run.folder.lock()
         if run.folder.has_checkpoint:
@@ -413,21 +431,27 @@ class Run:
 
     def _restore(self, state: dict) -> None:
         """Put a checkpoint's state back: tensors, optimiser, scheduler, step, random states."""
-        trainable = state["trainable"]
-        if set(trainable) != set(self.params):
-            differ = sorted(set(trainable) ^ set(self.params))[:4]
-            raise StateError(
-                f"{self.dir / CHECKPOINT} holds other tensors than this run trains ({differ}...): it "
-                "belongs to another configuration. Restore the matching checkpoint, or delete it to "
-                "restart the run from step 0"
-            )
-        with torch.no_grad():
-            for name, tensor in trainable.items():
-                self.params[name].copy_(tensor)
+        self._restore_tensors(state["trainable"], source=self.dir / CHECKPOINT)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self._set_rng_state(state["rng"])
+
+    def _restore_tensors(
+        self, trainable: dict[str, torch.Tensor], model_rng: Any = None, *, source: Path
+    ) -> None:
+        """Put back the trainable tensors (and the model's own random states, where given)."""
+        if set(trainable) != set(self.params):
+            differ = sorted(set(trainable) ^ set(self.params))[:4]
+            raise StateError(
+                f"{source} holds other tensors than this run trains ({differ}...): it belongs to another "
+                "configuration. Restore the matching checkpoint, or delete it to restart the run from step 0"
+            )
+        with torch.no_grad():
+            for name, tensor in trainable.items():
+                self.params[name].copy_(tensor)
+        if model_rng is not None:
+            self.model.rng_state = model_rng
 
     # ------------------------------------------------------------------ data
     @property
@@ -580,7 +604,7 @@ class Run:
         self._label(f"weights-{self.step:06d}")
 
     def require_checkpoint(self) -> None:
-        if not self.folder.has_checkpoint:
+        if not (self.folder.has_checkpoint or self.saved_model):
             raise InputError(
                 f"{self.dir} has no checkpoint yet: it has not been trained. Train it first with "
                 f"'qpa train {self.dir} --resume'"
