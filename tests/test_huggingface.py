@@ -305,6 +305,7 @@ def test_the_callback_logs_the_diagnostics_for_the_reporting_integrations(tmp_pa
     assert len(training) == 3 and all("qpa/tvd_start" in h and "qpa/chunk_spread" in h for h in training)
     assert training[-1]["qpa/angle_drift_max"] > 0
     assert [s for s in seen if "loss" in s and "qpa/angle_drift_rms" not in s] == []
+    assert model.step == 6 and model.description()["step"] == 6
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
 
 
@@ -345,3 +346,16 @@ def test_trainer_fine_tunes_the_embedded_smollm2_read_from_its_gguf_file(tmp_pat
     start = model.generator.quantum.theta.detach().clone()
     Trainer(model=model, args=args, train_dataset=data).train()
     assert not torch.equal(model.generator.quantum.theta, start)
+
+
+def test_wrong_arguments_are_named_with_what_is_accepted(tmp_path):
+    with pytest.raises(InputError, match="config must be a QPAConfig, got dict"):
+        get_qpa_model(tiny_gpt2(), {"method": "qpa-lora"})
+    with pytest.raises(InputError, match="backend must be a QPABackend or a spec string, got int"):
+        get_qpa_model(tiny_gpt2(), QPAConfig(**SMALL), 7)
+    with pytest.raises(InputError, match="model must be a torch module"):
+        get_qpa_model("gpt2", QPAConfig(**SMALL))
+    with pytest.raises(InputError, match=r"is not a folder; give a folder written by QPAModel"):
+        QPAModel.from_pretrained(tiny_gpt2().model, tmp_path / "absent")
+    with pytest.raises(InputError, match=r"must be a mapping of settings, got list"):
+        QPAConfig.from_dict(["qpa-lora"])

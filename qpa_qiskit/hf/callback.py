@@ -22,13 +22,18 @@ PREFIX = "qpa/"
 
 
 class QPACallback(TrainerCallback):
-    """Adds the QPA model's diagnostics to ``Trainer``'s logs (see the module docstring)."""
+    """Adds the QPA model's diagnostics to ``Trainer``'s logs (see the module docstring) and keeps
+    the model's ``step`` (what its saved folders and exports record) at ``Trainer``'s."""
 
     def add_to(self, trainer: Any) -> QPACallback:
         """Put this callback first in `trainer`'s callbacks, so the ``report_to`` integrations
         (which ``Trainer`` adds before any callback it is given) log its figures too."""
         trainer.callback_handler.callbacks.insert(0, self)
         return self
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any):
+        if isinstance(model, QPAModel):
+            model.step = state.global_step  # what save_pretrained, export and checkpoints record
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict | None = None, model: Any = None, **_: Any

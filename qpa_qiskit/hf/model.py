@@ -123,6 +123,8 @@ class QPAModel(AdaptedModel):
                 f"model must be a torch module (a causal LM) or a LoadedModel, got {type(base).__name__}"
             )
         reads_circuit = config.run_config().reads_circuit
+        if backend is None:
+            backend = "statevector"
         if isinstance(backend, str):
             backend = QPABackend(backend, seed=seed) if reads_circuit else None
         elif backend is not None and not isinstance(backend, QPABackend):
@@ -454,8 +456,6 @@ def get_qpa_model(
     """`model` with the adapter `config` describes, as peft's ``get_peft_model``: the QPA
     methods generate it on `backend` (a :class:`QPABackend` or a spec string, seeded with
     `seed`; default ``statevector``); `seed` sets every initial value as ``qpa train --seed``."""
-    if backend is None and config.run_config().reads_circuit:
-        backend = "statevector"
     return QPAModel(model, config, backend, seed=seed)
 
 
