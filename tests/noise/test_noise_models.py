@@ -460,3 +460,21 @@ def test_readme_noise_commands_run_as_written(tmp_path, capsys, monkeypatch):
     assert hint == "aer_noisy:my_models/kyiv.json" and f"--backend {hint}" in section
     probabilities = QPABackend(hint).probabilities(ansatz(2, 1), np.zeros(2))
     assert probabilities.shape == (1, 4) and "noise x2" in out
+
+
+def test_the_noise_models_folder_documents_itself_and_its_command_works(tmp_path, monkeypatch):
+    """noise_models/ of the checkout: the documented place for a user's snapshots. Its README's
+    offline command, run as written from the folder's parent, makes a snapshot that a backend
+    then finds by name."""
+    readme = Path(__file__).resolve().parents[2] / "noise_models" / "README.md"
+    text = readme.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("qpa noise snapshot")]
+    commands = [line.split("#")[0].strip() for line in lines]
+    offline = [c for c in commands if "fake_" in c]
+    assert offline == ["qpa noise snapshot fake_kyiv -o noise_models/kyiv.json"]
+    assert "aer_noisy:kyiv" in text and "$QPA_NOISE_MODELS" in text
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QPA_NOISE_MODELS", raising=False)
+    assert main(shlex.split(offline[0])[1:]) == 0
+    assert QPABackend("aer_noisy:kyiv").connect().num_qubits == 127
+    assert Snapshot.load(tmp_path / "noise_models" / "kyiv.json").name == "fake_kyiv"
