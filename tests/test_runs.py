@@ -338,3 +338,23 @@ def test_an_old_config_json_with_the_backend_under_generator_still_loads():
     assert cfg.to_dict()["backend"]["backend"] == "aer_noisy:fake_brisbane"
     assert "backend" not in cfg.to_dict()["generator"]
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ("--backend aer_noisy:brisbane --layout 1,2,3,4,5 --mitigation m3 --noise-scale 3",
+         "bit 4 reads 0 as often from 1 as from 0"),  # Brisbane's qubit 5 misreads 18.6% at scale 1
+        ("--dev-tokens 1 --eval-every 1", "dev_tokens must be 0 (the whole split) or at least 2"),
+        ("--eval-tokens 1", "eval_tokens must be 0 (the whole split) or at least 2"),
+    ],
+    ids=["m3-on-a-qubit-without-information", "one-dev-token", "one-test-token"],
+)  # fmt: skip
+def test_what_the_first_step_would_refuse_is_refused_before_the_folder_is_written(
+    corpus, tmp_path, capsys, options, message
+):
+    run = tmp_path / "run"
+    assert main(["train", str(run), *tiny_cli_args(corpus, f"--steps 2 {options}")]) == 2
+    assert message in capsys.readouterr().err
+    assert not run.exists()
+    assert main(["train", str(run), *tiny_cli_args(corpus, "--steps 1")]) == 0  # the folder is free

@@ -87,10 +87,8 @@ class EvalConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.eval_tokens is not None:
-            self.eval_tokens = validate.integer(self.eval_tokens, "eval_tokens", minimum=0) or None
-        if self.dev_tokens is not None:
-            self.dev_tokens = validate.integer(self.dev_tokens, "dev_tokens", minimum=0) or None
+        self.eval_tokens = _scored_tokens(self.eval_tokens, "eval_tokens")
+        self.dev_tokens = _scored_tokens(self.dev_tokens, "dev_tokens")
         self.eval_window = validate.integer(self.eval_window, "eval_window", minimum=2)
         self.eval_stride = validate.positive_int(self.eval_stride, "eval_stride")
         if self.eval_stride > self.eval_window:
@@ -100,3 +98,16 @@ class EvalConfig:
         self.eval_batch = validate.positive_int(self.eval_batch, "eval_batch")
         validate.one_of(self.eval_protocol, "eval_protocol", EVAL_PROTOCOLS)
         self.padded_block = validate.integer(self.padded_block, "padded_block", minimum=2)
+
+
+def _scored_tokens(value: int | None, name: str) -> int | None:
+    """A number of tokens to score: 0 or None for the whole split, else at least 2 (a token and
+    the one it predicts: one token scores nothing, and is refused before a run is written)."""
+    if value is None:
+        return None
+    value = validate.integer(value, name, minimum=0)
+    if value == 1:
+        raise InputError(
+            f"{name} must be 0 (the whole split) or at least 2 (a token and the one it predicts), got 1"
+        )
+    return value or None

@@ -181,13 +181,32 @@ def check_config(
         run_device(cfg)  # a device torch does not see here, or bf16 where it has none
     backend = QPABackend.from_config(cfg.backend, seed=cfg.training.seed) if cfg.reads_circuit else None
     check_fits_model(cfg, loaded)
-    AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed)
+    seed = cfg.training.seed
+    model = AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=seed)
+    check_first_evaluation(model)
     if not data:
         return
     texts = texts if texts is not None else load_texts(cfg, lambda m: None)
     tokens = tokenize(loaded.tokenizer, texts["train"], cfg.task.train_tokens)
     blocks(tokens, cfg.training.block_size)
     check_splits(cfg, loaded, texts)
+
+
+def check_first_evaluation(model: AdaptedModel) -> None:
+    """The circuit evaluated once at its initial angles, its random state put back: what the
+    first step's evaluation would refuse (a noise scale that makes a probability invalid on the
+    chosen qubits, a qubit whose readout mitigation has nothing to correct, a device too narrow)
+    is refused before anything is written or trained. Not on IBM Quantum, where an evaluation is
+    a job to pay for: there the account, the device and the transpilation are checked."""
+    quantum = None if model.generator is None else model.generator.quantum
+    if quantum is None or quantum.backend.family.samples_only:
+        return
+    backend = quantum.backend
+    state = backend.rng_state
+    try:
+        backend.probabilities(quantum.circuit, quantum.theta.detach().cpu().numpy())
+    finally:
+        backend.rng_state = state
 
 
 def check_splits(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str]) -> None:
@@ -309,6 +328,7 @@ class Run:
         RunFolder.check_new(run_dir)
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         run.check_data()
+        check_first_evaluation(run.model)
         if run.hardware is not None:  # account, device and width fail here, before any file
             run.model.generator.quantum.backend.connect()
             run.model.generator.quantum.backend.isa_circuit(run.model.generator.circuit)

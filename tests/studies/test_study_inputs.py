@@ -34,9 +34,9 @@ def small(corpus, **overrides):
     return tiny_config(corpus, **{"steps": 1, "reps": 1, "hidden": [8], "eval_tokens": 200, **overrides})
 
 
-def noise(corpus, out, **kwargs):
+def noise(corpus, out, base=None, **kwargs):
     grid = dict(backends=["statevector"], rotations=["ry"], shots_factors=[None], tvd_samples=1)
-    return study_noise(small(corpus), out, **{**grid, **kwargs}, **QUIET)
+    return study_noise(base or small(corpus), out, **{**grid, **kwargs}, **QUIET)
 
 
 # ------------------------------------------------------------------ the whole grid, first
@@ -49,6 +49,18 @@ def noise(corpus, out, **kwargs):
             ),
             r"1 of the study's 4 runs cannot run.*fake_manila-ry-x1000: noise_scale=1000 makes a probability "
             r"invalid .*allow noise_scale <= ",
+        ),
+        (
+            lambda c, out: noise(
+                c,
+                out,
+                base=small(c, layout="preset", chunk_size=8),
+                backends=["statevector", "aer_noisy:brisbane"],
+                noise_scales=[1, 3],
+                mitigations=["m3"],
+            ),
+            r"1 of the study's 4 runs cannot run.*brisbane-ry-x3-m3: bit 5 reads 0 as often from 1 as from 0 "
+            r".*readout carries no information",
         ),
         (
             lambda c, out: noise(c, out, chunk_sizes=[64, 10**7]),
@@ -110,6 +122,7 @@ def noise(corpus, out, **kwargs):
     ],
     ids=[
         "noise-scale",
+        "m3-faulty-qubit",
         "chunk-size",
         "params-prefix",
         "params-targets",
