@@ -77,6 +77,8 @@ class RunFolder:
     def stored_config(run_dir: str | Path) -> RunConfig:
         """The configuration a run folder was created with."""
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise InputError(f"{run_dir} is a file, not a run folder; give the folder 'qpa train' wrote")
         if not run_dir.is_dir() or not (run_dir / CONFIG).exists():
             raise InputError(
                 f"{run_dir} holds no run (no {CONFIG}); start one with 'qpa train {run_dir} [options]'"

@@ -117,7 +117,8 @@ def test_a_resumed_run_may_change_its_device_and_stays_exact(corpus, tmp_path):
     overrides = {"device": "cpu" if CUDA else "auto"}
     with Run.open(tmp_path / "moved", overrides=overrides) as run:
         run.train(progress=False)
-    assert Run.stored_config(tmp_path / "moved").training.device == "cpu"  # config.json: as created
+    # config.json records where the run now trains: a plain --resume later continues there
+    assert Run.stored_config(tmp_path / "moved").training.device == overrides["device"]
     a, b = metrics(tmp_path / "straight"), metrics(tmp_path / "moved")
     assert [x["loss"] for x in a] == [x["loss"] for x in b]
     assert [x["device"] for x in b] == ["cpu"] * 4

@@ -358,3 +358,14 @@ def test_what_the_first_step_would_refuse_is_refused_before_the_folder_is_writte
     assert message in capsys.readouterr().err
     assert not run.exists()
     assert main(["train", str(run), *tiny_cli_args(corpus, "--steps 1")]) == 0  # the folder is free
+
+
+def test_qpa_eval_takes_the_device_the_docs_give_it_and_a_file_is_not_a_run(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(run), *tiny_cli_args(corpus, "--steps 1")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--device", "cpu", "--eval-tokens", "200"]) == 0  # docs/training.md
+    assert json.loads(capsys.readouterr().out)["perplexity"] > 1
+    assert main(["eval", str(run / "config.json")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a run folder" in err and f"qpa train {run / 'config.json'}" not in err

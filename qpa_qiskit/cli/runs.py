@@ -236,7 +236,7 @@ def add_study(sub, spec_class, options, help: str | None = None) -> None:
 def add_commands(sub) -> None:
     """The run commands."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import TaskConfig
+    from ..config import BackendConfig, TaskConfig, TrainingConfig
 
     def options(**kwargs):
         return [config_options(**kwargs)]
@@ -262,8 +262,11 @@ def add_commands(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["test", "valid", "dev"], default="test",
                    help="the split scored: test, valid, or dev (held out of training)")  # fmt: skip
-    data_help = next(f for f in dataclasses.fields(TaskConfig) if f.name == "data").metadata["help"]
-    p.add_argument("--data", default=argparse.SUPPRESS, help=f"{data_help} (default: the run's)")
+    # the data (a moved folder) and where the run is scored: the run's own unless given
+    for section, name in ((TaskConfig, "data"), (TrainingConfig, "device"), (BackendConfig, "torch_device")):
+        field_help = next(f for f in dataclasses.fields(section) if f.name == name).metadata["help"]
+        p.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+                       help=f"{field_help} (default: the run's)")  # fmt: skip
     p.add_argument(
         "--probabilities",
         dest="counterfactual",

@@ -53,6 +53,15 @@ from .runner import Executor, Failure, Trial
 
 # every noise switch on: what a statevector run records (it has no noise to switch)
 ALL_NOISE = dict(gate_error=True, thermal_relaxation=True, readout_error=True)
+LAYOUT_KEYWORDS = ("noise_aware", "preset")
+
+
+def ideal_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What a statevector run of the study records beside the grid's fields: every noise switch
+    on, and the layout of the noisy runs unless it names physical qubits, which a simulator
+    without a device has not (``--layout Q0,Q1,...`` places the noisy runs only)."""
+    layout = {} if cfg.backend.layout in LAYOUT_KEYWORDS else {"layout": "noise_aware"}
+    return {**ALL_NOISE, **layout}
 # the fields the grid sets are not part of the study's identity: the same grid from a base
 # configuration with another backend or seed is the same study
 GRID_FIELDS = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor",
@@ -162,7 +171,7 @@ class NoiseStudy(StudySpec):
     def lora_trial(self, cfg: RunConfig, seed: int) -> Trial:
         name = f"lora-r{self.lora_rank}" + (f"-s{seed}" if len(self.seeds) > 1 else "")
         rcfg = cfg.for_method("lora", rank=self.lora_rank, backend="statevector", noise_scale=1.0,
-                              **ALL_NOISE, seed=seed)  # fmt: skip
+                              **ideal_settings(cfg), seed=seed)  # fmt: skip
         return Trial(name, rcfg, {"method": "lora", "seed": seed})
 
     def definition(self, cfg: RunConfig) -> dict:
@@ -250,7 +259,7 @@ def quantum_trial(cfg: RunConfig, s: Setting, spec: NoiseStudy) -> Trial:
     rcfg = cfg.replace(method="qpa-lora", backend=s.backend, rotation=s.rotation, noise_scale=s.noise_scale,
                        chunk_size=s.chunk_size, shots_factor=s.shots_factor, mitigation=s.mitigation,
                        seed=s.seed,
-                       **({} if _noisy(s.backend) else ALL_NOISE))  # fmt: skip
+                       **({} if _noisy(s.backend) else ideal_settings(cfg)))  # fmt: skip
     axes = {"method": "qpa-lora", **s._asdict()}
     return Trial(_trial_name(s, spec), rcfg, axes, {noise_tvd: {"samples": spec.tvd_samples}})
 

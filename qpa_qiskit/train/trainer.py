@@ -62,6 +62,10 @@ from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
 from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
 
+# settings a resumed run may change (RESUMABLE) that its config.json then records: how long
+# it trains and where; the others (scoring) apply to the command that gives them
+PERSISTED = ("steps", "device", "torch_device")
+
 
 def _stderr(message: str) -> None:
     """A log line that does not break a progress bar."""
@@ -395,10 +399,13 @@ class Run:
             run.folder.load_checkpoint(run._restore)
         if for_training:
             run.folder.truncate_metrics(run.step)
-            if cfg.training.steps != stored.training.steps and cfg.training.steps >= run.step:
-                # the run now trains to the new length: its config.json says so, and so does a
-                # later plain --resume
-                run.folder.save_config(stored.replace(steps=cfg.training.steps))
+            # the run now trains to a new length, or on another device: its config.json says so,
+            # and a later plain --resume continues so (a GPU run resumed on a CPU stays there)
+            kept = {k: cfg.get(k) for k in PERSISTED if cfg.get(k) != stored.get(k)}
+            if kept.get("steps", run.step) < run.step:
+                kept.pop("steps")
+            if kept:
+                run.folder.save_config(stored.replace(**kept))
         return run
 
     @staticmethod

@@ -203,3 +203,16 @@ def test_backend_labels():
     with pytest.raises(InputError, match="same label"):
         same = ("aer_noisy:torino", "aer_noisy:qpa_qiskit/noise/models/torino.json")
         study_noise(tiny_config("/tmp"), backends=same)
+
+
+def test_a_layout_of_physical_qubits_places_the_noisy_runs_and_leaves_the_ideal_one_alone(corpus, tmp_path):
+    """The statevector baseline has no device: a physical --layout used to be refused for it, so
+    a noise study could not be placed on chosen qubits at all."""
+    out = tmp_path / "s"
+    cfg = small(corpus, backend="aer_noisy:brisbane", layout="2,3,4,5")  # what the command line builds
+    study_noise(cfg, out, backends=["statevector", "aer_noisy:brisbane"], rotations=["ry"],
+                shots_factors=[None], tvd_samples=1, **QUIET)  # fmt: skip
+    layouts = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/layout.json")}
+    assert [v["layout"] for v in layouts.values()] == [[2, 3, 4, 5]]  # the noisy run only
+    ideal = Run.stored_config(out / "ideal-ry")
+    assert ideal.backend.layout == "noise_aware"
