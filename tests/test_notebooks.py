@@ -57,3 +57,29 @@ def test_ideal_vs_noisy_notebook_runs_headless(tmp_path, devices, seeds):
     cells = json.loads(out.read_text())["cells"]
     text = json.dumps([c.get("outputs", []) for c in cells])
     assert "image/png" in text and "whole device" in text and "vs ideal over 2 seeds" in text
+
+
+@pytest.mark.slow
+def test_the_notebook_refuses_an_ibm_device_as_the_noise_study_does(tmp_path):
+    """An ``ibm:`` device used to fail in the noise report with "Pass shots_factor=c", though the
+    notebook has a shots_factor parameter: the noise study takes simulators only, and says so."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(
+            str(NOTEBOOKS / "ideal_vs_noisy.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={
+                "model": "tiny-gpt2",
+                "data": str(make_corpus(tmp_path / "wikitext")),
+                "devices": ["ibm:ibm_torino"],
+                "study_dir": str(tmp_path / "study"),
+            },
+            cwd=str(NOTEBOOKS),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    assert error.value.ename == "InputError"
+    refused = "noise-study backends are simulators, statevector and aer_noisy:<device>; not 'ibm:ibm_torino'"
+    assert refused in error.value.evalue
+    assert "shots_factor" not in error.value.evalue and not (tmp_path / "study").exists()
