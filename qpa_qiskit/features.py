@@ -27,10 +27,15 @@ mean over the tokens).
   bounded by ``budget_bytes`` (entries beyond it are computed each time, not stored); and,
   for a study, on disk in ``<study>/features/<context hash>/`` (written atomically; an
   unwritable folder runs without it and says so).
+* **Checked**: each file holds a checksum of its values bound to its context and sequence
+  (:func:`checksum`), checked at every read: a damaged, altered or swapped file of the right
+  shape would otherwise give another figure silently. A file that fails it (or any other check)
+  is said, dropped and recomputed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -43,7 +48,7 @@ from torch import nn
 
 from .files import atomic_write
 
-FORMAT = 1  # the entries' layout: a change recomputes every stored entry
+FORMAT = 2  # the entries' layout: a change recomputes every stored entry (2: with a checksum)
 DEFAULT_BUDGET = 2 * 1024**3  # bytes of hidden states kept in memory per loaded model
 KEY_FILE = "key.json"
 DROPOUT_ATTRIBUTES = (
@@ -137,13 +142,14 @@ class FeatureStore:
         found = self._memory.get((context, sequence))
         if found is None:
             where = self._context_folder(context, key)
-            if where is not None and (where / f"{sequence}.pt").exists():
-                try:
-                    loaded = torch.load(where / f"{sequence}.pt", weights_only=True)
-                except Exception:  # a damaged file: computed again and rewritten
-                    loaded = None
-                if isinstance(loaded, torch.Tensor) and tuple(loaded.shape[:-1]) == shape:
-                    found = loaded
+            path = None if where is None else where / f"{sequence}.pt"
+            if path is not None and path.exists():
+                found, why = _read_entry(path, context, sequence, shape)
+                if found is None:  # never the wrong values: dropped, computed again and rewritten
+                    self.log(f"feature cache: {path} {why}; dropped, recomputed")
+                    with contextlib.suppress(OSError):  # put rewrites it, or says why it cannot
+                        path.unlink(missing_ok=True)
+                else:
                     self._remember(context, sequence, found)
         if found is None:
             self.misses += 1
@@ -156,8 +162,10 @@ class FeatureStore:
         where = self._context_folder(context, key)
         if where is None:
             return
+        hidden = hidden.detach().clone()  # not a view: only its own values are saved
+        entry = {"sequence": sequence, "checksum": checksum(context, sequence, hidden), "hidden": hidden}
         buffer = io.BytesIO()
-        torch.save(hidden.clone(), buffer)
+        torch.save(entry, buffer)
         try:
             atomic_write(where / f"{sequence}.pt", buffer.getvalue())
         except OSError as exc:
@@ -181,6 +189,34 @@ class FeatureStore:
         """Drop the entries held in memory (the disk folder keeps its own)."""
         self._memory.clear()
         self.used_bytes = 0
+
+
+def checksum(context: str, sequence: str, hidden: torch.Tensor) -> str:
+    """SHA-256 of the entry's bytes, shape and dtype, and of its context and sequence: a valid
+    file under another sequence's (or context's) name does not match."""
+    digest = hashlib.sha256(f"{context}/{sequence}:{tuple(hidden.shape)}:{hidden.dtype};".encode())
+    digest.update(hidden.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _read_entry(
+    path: Path, context: str, sequence: str, shape: tuple[int, ...]
+) -> tuple[torch.Tensor | None, str]:
+    """(the hidden states stored in `path`, "") if they pass every check, else (None, why not)."""
+    try:
+        entry = torch.load(path, weights_only=True)
+    except Exception as exc:  # truncated, empty, not a torch file
+        return None, f"cannot be read ({type(exc).__name__})"
+    if not isinstance(entry, dict) or not isinstance(entry.get("checksum"), str):
+        return None, "has no checksum (written by an older version, or not by this cache)"
+    hidden = entry.get("hidden")
+    if not isinstance(hidden, torch.Tensor) or tuple(hidden.shape[:-1]) != shape:
+        return None, f"has the wrong shape (not {shape[0]} positions)"
+    if entry.get("sequence") != sequence:
+        return None, f"holds another sequence's features ({entry.get('sequence')}: a swapped or copied file)"
+    if checksum(context, sequence, hidden) != entry["checksum"]:
+        return None, "does not match its checksum (damaged or altered)"
+    return hidden, ""
 
 
 def _precision(device_type: str) -> str:

@@ -233,3 +233,123 @@ def test_scoring_only_the_scored_positions_gives_the_same_perplexity(window, str
     full = perplexity(model, tokens, window, stride, batch)
     kept = perplexity(model, tokens, window, stride, batch, scored_only=True)
     assert kept[1] == full[1] and kept[0] == pytest.approx(full[0], rel=1e-6)
+
+
+def _tensors(entry) -> list[torch.Tensor]:
+    """The tensors in a stored entry, whatever its layout (a tensor, or a dict holding one)."""
+    if isinstance(entry, torch.Tensor):
+        return [entry]
+    return [v for v in entry.values() if isinstance(v, torch.Tensor)]
+
+
+def _flip_a_bit(files):
+    """One bit of the largest value's mantissa: the file still loads, its values finite, one moved."""
+    (path, _), *_ = files
+    raw = bytearray(path.read_bytes())
+    (hidden,) = _tensors(torch.load(path, weights_only=True))
+    at = raw.find(hidden.contiguous().numpy().tobytes())
+    assert at >= 0
+    raw[at + 4 * int(hidden.abs().argmax()) + 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+    (damaged,) = _tensors(torch.load(path, weights_only=True))
+    assert torch.isfinite(damaged).all() and not torch.equal(damaged, hidden)
+    return [path]
+
+
+def _swap_two(files):
+    """Two whole, valid files of the same shape, each under the other's name."""
+    (a, shape), *rest = files
+    b = next(p for p, s in rest if s == shape)
+    first, second = a.read_bytes(), b.read_bytes()
+    a.write_bytes(second)
+    b.write_bytes(first)
+    return [a, b]
+
+
+def _rewrite(files, change, keep_layout):
+    """The first file, well-formed, with `change` applied to its values: as a plain tensor file, or
+    in the entry as written (any checksum in it kept as it was)."""
+    (path, _), *_ = files
+    entry = torch.load(path, weights_only=True)
+    if keep_layout and isinstance(entry, dict):
+        entry = {k: change(v) if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
+    else:
+        entry = change(_tensors(entry)[0])
+    torch.save(entry, path)
+    return [path]
+
+
+def _cut(files, size):
+    """The first file cut to `size` bytes (0: empty)."""
+    (path, _), *_ = files
+    path.write_bytes(path.read_bytes()[:size])
+    return [path]
+
+
+DAMAGES = {
+    "flipped-bit": _flip_a_bit,
+    "swapped": _swap_two,
+    "shifted-plain-file": lambda files: _rewrite(files, lambda t: t + 0.01, keep_layout=False),
+    "shifted-entry": lambda files: _rewrite(files, lambda t: t + 0.01, keep_layout=True),
+    # caught before the checksum, by the load or the shape: still are, and now said
+    "truncated": lambda files: _cut(files, 1000),
+    "empty": lambda files: _cut(files, 0),
+    "wrong-shape": lambda files: _rewrite(files, lambda t: t[:-1], keep_layout=True),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_a_damaged_disk_entry_is_recomputed_and_said(tmp_path, corpus, damage):
+    """Entries the shape check lets through (finite values, the right shape) are caught by their
+    checksum: the re-run gives the first run's perplexity exactly, and names each file."""
+    cfg = tiny_config(corpus, method="lora", steps=1)
+    folder = tmp_path / "features"
+    first = load_model("tiny-gpt2")
+    first.features.use_folder(folder)
+    with Run.create(tmp_path / "a", cfg, loaded=first.fresh_copy()) as run:
+        expected = run.evaluate()["perplexity"]  # evaluation only: every stored entry is a window it reads
+    stored = sorted(folder.rglob("*.pt"))
+    files = [(p, tuple(_tensors(torch.load(p, weights_only=True))[0].shape)) for p in stored]
+    damaged = damage(files)
+    said = []
+    second = load_model("tiny-gpt2")
+    second.features.use_folder(folder, log=said.append)
+    with Run.create(tmp_path / "b", cfg, loaded=second.fresh_copy()) as run:
+        assert run.evaluate()["perplexity"] == expected
+    assert second.features.misses == len(damaged) and second.features.hits == len(files) - len(damaged)
+    for path in damaged:
+        (line,) = [m for m in said if str(path) in m]
+        assert "recomputed" in line, said
+    third = load_model("tiny-gpt2")  # rewritten: read back whole, nothing said
+    third.features.use_folder(folder, log=said.append)
+    before = len(said)
+    with Run.create(tmp_path / "c", cfg, loaded=third.fresh_copy()) as run:
+        assert run.evaluate()["perplexity"] == expected
+    assert third.features.misses == 0 and len(said) == before
+
+
+def test_the_checksum_binds_an_entry_to_its_sequence(tmp_path):
+    """Two files swapped and their recorded sequence names edited to match: the checksum, made
+    with the sequence's name, still refuses them."""
+    said = []
+    store = features.FeatureStore(log=said.append)
+    store.use_folder(tmp_path)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    store.put("ctx", {}, "a", a)
+    store.put("ctx", {}, "b", b)
+    for name, other in (("a", "b"), ("b", "a")):
+        entry = torch.load(tmp_path / "ctx" / f"{other}.pt", weights_only=True)
+        torch.save({**entry, "sequence": name}, tmp_path / "ctx" / f"{name}.swapped")
+    for name in ("a", "b"):
+        (tmp_path / "ctx" / f"{name}.swapped").replace(tmp_path / "ctx" / f"{name}.pt")
+    fresh = features.FeatureStore(log=said.append)
+    fresh.use_folder(tmp_path)
+    assert fresh.get("ctx", {}, "a", (4,)) is None and fresh.get("ctx", {}, "b", (4,)) is None
+    assert len(said) == 2 and all("does not match its checksum" in m and "recomputed" in m for m in said)
+    assert not (tmp_path / "ctx" / "a.pt").exists()  # dropped
+    store = features.FeatureStore()
+    store.use_folder(tmp_path)
+    store.put("ctx", {}, "a", a)
+    fresh = features.FeatureStore()
+    fresh.use_folder(tmp_path)
+    assert torch.equal(fresh.get("ctx", {}, "a", (4,)), a)
