@@ -81,12 +81,17 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None):
+def _placed(spec: str, layout: str) -> dict[str, str]:
+    """The layout option of a backend that places its circuit on a device (none for statevector)."""
+    return {} if spec == "statevector" else {"layout": layout}
+
+
+def _layer_step(spec: str, layout: str, circuit, init: np.ndarray, shots_factor: float | None):
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend
     from .qnn import QuantumProbabilities
 
-    backend = QPABackend(spec, shots_factor=shots_factor, seed=1)
+    backend = QPABackend(spec, shots_factor=shots_factor, seed=1, **_placed(spec, layout))
     layer = QuantumProbabilities(backend, circuit, init=init)
     upstream = torch.from_numpy(np.random.default_rng(2).normal(size=layer.n_outcomes))
 
@@ -97,7 +102,7 @@ def _layer_step(spec: str, circuit, init: np.ndarray, shots_factor: float | None
     return step, layer.gradient, backend.program(circuit)
 
 
-def _aer_circuit(spec: str, circuit, init: np.ndarray):
+def _aer_circuit(spec: str, layout: str, circuit, init: np.ndarray):
     """Aer's own method on the same ISA circuit and noise model: ONE exact circuit."""
     # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer import AerSimulator
@@ -105,7 +110,7 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .backends import QPABackend, measured_qubits
 
-    backend = QPABackend(spec)
+    backend = QPABackend(spec, **_placed(spec, layout))
     isa = backend.isa_circuit(circuit)
     exact = isa.remove_final_measurements(inplace=False)
     exact.save_probabilities(measured_qubits(isa))
@@ -121,7 +126,7 @@ def _aer_circuit(spec: str, circuit, init: np.ndarray):
     return step
 
 
-def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
+def _qml_step(spec: str, layout: str, circuit, init: np.ndarray, shots: int):
     """qiskit-machine-learning's SamplerQNN + TorchConnector (Aer SamplerV2), same ISA and noise."""
     # lazy: qiskit-aer (seconds), only where Aer itself runs
     from qiskit_aer.primitives import SamplerV2
@@ -132,7 +137,7 @@ def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
     connectors, neural_networks = require_qml("the SamplerQNN + TorchConnector baseline")
     TorchConnector, SamplerQNN = connectors.TorchConnector, neural_networks.SamplerQNN
 
-    backend = QPABackend(spec)
+    backend = QPABackend(spec, **_placed(spec, layout))
     isa = backend.isa_circuit(circuit)
     options = {} if spec == "statevector" else {"backend_options": {"noise_model": backend.noise_model}}
     sampler = SamplerV2(default_shots=shots, seed=1, options=options)
@@ -149,7 +154,9 @@ def _qml_step(spec: str, circuit, init: np.ndarray, shots: int):
     return step
 
 
-def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats: int, budget: float) -> dict:
+def _cell(
+    kind: str, spec: str, layout: str, n: int, reps: int, mode: str, c: float, repeats: int, budget: float
+) -> dict:
     """One cell of the scaling table, in a process of its own (so its peak memory is its own)."""
     # lazy: each cell runs in a spawned process of its own and reports its peak memory
     from .circuits import ansatz
@@ -158,12 +165,12 @@ def _cell(kind: str, spec: str, n: int, reps: int, mode: str, c: float, repeats:
     init = np.random.default_rng(0).uniform(0, 2 * np.pi, circuit.num_parameters)
     out: dict = {"P": circuit.num_parameters}
     if kind == "ours":
-        step, gradient, program = _layer_step(spec, circuit, init, None if mode == "exact" else c)
+        step, gradient, program = _layer_step(spec, layout, circuit, init, None if mode == "exact" else c)
         out["gradient"] = gradient
     elif kind == "aer":
-        step = _aer_circuit(spec, circuit, init)
+        step = _aer_circuit(spec, layout, circuit, init)
     else:
-        step = _qml_step(spec, circuit, init, int(np.ceil(c * 2**n)))
+        step = _qml_step(spec, layout, circuit, init, int(np.ceil(c * 2**n)))
     before = None if kind != "ours" or program is None else program.bytes_moved
     seconds, samples, first = _time_steps(step, repeats, budget)
     out.update(seconds=seconds, samples=samples, first=first, peak_rss=_peak_rss())
@@ -216,33 +223,37 @@ def bench_qnn(args: argparse.Namespace) -> None:
         flush=True,
     )
     rows = []
-    history: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
-    aer_cells: dict[tuple[str, int], dict] = {}
-    for spec in args.backends:
+    history: dict[tuple[str, str, str, str], list[tuple[int, float]]] = {}
+    aer_cells: dict[tuple[str, str, int], dict] = {}
+    cells = [
+        (spec, layout)
+        for spec in args.backends
+        for layout in (args.layouts if spec != "statevector" else ["-"])
+    ]
+    for spec, layout in cells:
         for mode in modes:
             for n in args.qubits:
-                row = {"spec": spec, "mode": mode, "N": n}
+                row = {"spec": spec, "layout": layout, "mode": mode, "N": n}
                 row["ours"] = _in_child(
-                    "ours", spec, n, args.reps, mode, args.shots_factor, args.repeats, args.budget
+                    "ours", spec, layout, n, args.reps, mode, args.shots_factor, args.repeats, args.budget
                 )
                 kinds = ["aer"] + (["qml"] if mode == "shots" and not args.no_baseline else [])
                 for kind in kinds:
-                    if kind == "aer" and (spec, n) in aer_cells:  # the same exact circuit in both modes
-                        row[kind] = aer_cells[(spec, n)]
+                    if kind == "aer" and (spec, layout, n) in aer_cells:  # the same circuit in both modes
+                        row[kind] = aer_cells[(spec, layout, n)]
                         continue
-                    past = history.setdefault((spec, mode, kind), [])
+                    past = history.setdefault((spec, layout, mode, kind), [])
                     growth = 2.0 if spec == "statevector" else 4.0
                     guess = _extrapolate(past, n, growth) if past else 0.0
                     if guess > args.baseline_limit:
                         row[kind] = {"seconds": guess, "extrapolated": True}
                     else:
-                        row[kind] = _in_child(
-                            kind, spec, n, args.reps, mode, args.shots_factor, args.repeats, args.budget
-                        )
+                        row[kind] = _in_child(kind, spec, layout, n, args.reps, mode, args.shots_factor,
+                                              args.repeats, args.budget)  # fmt: skip
                         if "seconds" in row[kind]:
                             past.append((n, row[kind]["seconds"]))
                     if kind == "aer":
-                        aer_cells[(spec, n)] = row[kind]
+                        aer_cells[(spec, layout, n)] = row[kind]
                 rows.append(row)
                 print("  " + _scaling_line(row, bandwidth), flush=True)
     print()
@@ -271,16 +282,16 @@ def _scaling_line(row: dict, bandwidth: float) -> str:
         " | ".join(
             f"{k}: {_seconds(row[k])} s, {_memory(row[k])} GiB" for k in ("ours", "aer", "qml") if k in row
         )
-        + f"  [{row['spec']} {row['mode']} N={row['N']}]"
+        + f"  [{row['spec']} {row['layout']} {row['mode']} N={row['N']}]"
     )
 
 
 def _scaling_table(rows: list[dict], bandwidth: float) -> str:
     lines = [
-        "| backend | mode | N | P | ours s/step | ours peak GiB | bound s | ours / bound | "
+        "| backend | layout | mode | N | P | ours s/step | ours peak GiB | bound s | ours / bound | "
         "Aer one circuit s | Aer peak GiB | ours step / Aer circuit | "
         "SamplerQNN+TorchConnector s/step | its peak GiB | its step / ours |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     for row in rows:
@@ -288,7 +299,8 @@ def _scaling_table(rows: list[dict], bandwidth: float) -> str:
         bound = ours["bytes_per_step"] / bandwidth if ours.get("bytes_per_step") else None
         t = ours.get("seconds")
         lines.append(
-            f"| {row['spec']} | {row['mode']} | {row['N']} | {ours.get('P', '-')} | {_seconds(ours)} | "
+            f"| {row['spec']} | {row['layout']} | {row['mode']} | {row['N']} | {ours.get('P', '-')} | "
+            f"{_seconds(ours)} | "
             f"{_memory(ours)} | {f'{bound:.3g}' if bound else '-'} | {_ratio(t, bound, 2)} | "
             f"{_seconds(aer)} | {_memory(aer)} | {_ratio(t, aer.get('seconds'), 2)} | "
             f"{_seconds(qml) if qml else '-'} | "
@@ -597,6 +609,13 @@ def main(argv: list[str] | None = None) -> None:
         help="a baseline predicted to take longer than this (s) is extrapolated, not run",
     )
     p.add_argument("--no-baseline", action="store_true", help="leave out SamplerQNN + TorchConnector")
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=["noise_aware", "preset"],
+        default=["noise_aware"],
+        help="where a device backend places the circuit (rows side by side; statevector has none)",
+    )
     p.set_defaults(func=bench_qnn)
     p = sub.add_parser("primitives", help="a QML QNN training step on our V2 primitives against Aer's")
     p.add_argument("--qubits", type=int, nargs="+", default=[7, 10])

@@ -21,10 +21,23 @@ def test_scaling_table_runs_and_marks_extrapolated_baselines(capsys):
     table = [line for line in out.splitlines() if line.startswith("| aer_noisy:fake_manila")]
     assert len(table) == 4  # two modes x two N
     exact3, exact4 = table[0].split(" | "), table[1].split(" | ")
-    assert exact3[2] == "3" and exact3[3] == "24"  # N, P = 8N
-    assert "(n=1)" in exact3[4] and float(exact3[6]) > 0  # ours measured, with a bandwidth bound
-    assert "(extrapolated)" not in exact3[8] and "(extrapolated)" in exact4[8]  # Aer beyond the limit
+    assert exact3[1] == "noise_aware" and exact3[3] == "3" and exact3[4] == "24"  # layout, N, P = 8N
+    assert "(n=1)" in exact3[5] and float(exact3[7]) > 0  # ours measured, with a bandwidth bound
+    assert "(extrapolated)" not in exact3[9] and "(extrapolated)" in exact4[9]  # Aer beyond the limit
     assert "GB/s" in out
+
+
+def test_scaling_table_puts_the_layouts_side_by_side(capsys):
+    bench.main(
+        ["qnn", "--qubits", "3", "--backends", "aer_noisy:fake_manila", "statevector", "--modes", "exact",
+         "--layouts", "noise_aware", "preset", "--repeats", "1", "--budget", "5", "--no-baseline"]
+    )  # fmt: skip
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("| aer_noisy:fake_manila", "noise_aware"),
+        ("| aer_noisy:fake_manila", "preset"),
+        ("| statevector", "-"),  # a simulator without a device: one row
+    ]
 
 
 @pytest.mark.slow

@@ -16,6 +16,8 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Delay, Measure, ParameterExpression
 from qiskit.quantum_info import DensityMatrix, Operator, SuperOp
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from ...noise import NoiseDescription
 
@@ -295,8 +297,8 @@ Cone = tuple[list, list]
 class Compiled:
     """One ISA circuit under one noise description as fused blocks, ready to run many times.
 
-    Qubits are local: the circuit's active qubits in ascending order (``physical_qubits[q]``
-    is local qubit q's physical index).
+    Qubits are local: the circuit's active qubits in the order of the state's axes
+    (:func:`axis_order`; ``physical_qubits[q]`` is local qubit q's physical index).
     """
 
     n_qubits: int
@@ -340,6 +342,28 @@ def light_cone(blocks: list[Block], n_qubits: int, reads: dict[int, tuple[int, .
     return select, all_sizes
 
 
+def axis_order(qubits: list[int], pairs: set[tuple[int, int]]) -> list[int]:
+    """The order of the state's axes: the physical `qubits` ascending, unless another order puts
+    more of the two-qubit gates' `pairs` on neighbouring axes. A block on neighbouring axes is a
+    matrix product on a view of the state; one on axes apart first copies the state into a
+    permuted layout. A layout chosen by the device's errors ([104, 105, 106, 111, 112, 122, ...])
+    interleaves a linear circuit's chain in ascending order; reverse Cuthill-McKee (scipy) on the
+    gates' graph lays a chain, or the lattice a router leaves, along the axes again."""
+    index = {q: i for i, q in enumerate(qubits)}
+    edges = [(index[a], index[b]) for a, b in pairs]
+    if not edges:
+        return qubits
+    rows, cols = zip(*edges, strict=True)
+    graph = csr_matrix((np.ones(len(edges)), (rows, cols)), shape=(len(qubits), len(qubits)))
+    order = [qubits[i] for i in reverse_cuthill_mckee(graph, symmetric_mode=False)]
+
+    def apart(axes: list[int]) -> int:
+        position = {q: i for i, q in enumerate(axes)}
+        return sum(abs(position[a] - position[b]) > 1 for a, b in pairs)
+
+    return order if apart(order) < apart(qubits) else qubits
+
+
 def compile_circuit(circuit: QuantumCircuit, noise: NoiseDescription) -> Compiled:
     """`circuit` under `noise` as fused blocks; UnsupportedCircuit where that is not exact."""
     if noise.has_noise_passes and any(isinstance(i.operation, Delay) for i in circuit.data):
@@ -359,17 +383,20 @@ class _Compiler:
         self.qindex = {q: i for i, q in enumerate(circuit.qubits)}
         self.cindex = {c: i for i, c in enumerate(circuit.clbits)}
         active: list[int] = []
+        pairs: set[tuple[int, int]] = set()
         for inst in circuit.data:
             if inst.operation.name in IGNORED_INSTRUCTIONS:
                 continue
             for q in inst.qubits:
                 if self.qindex[q] not in active:
                     active.append(self.qindex[q])
-        active.sort()
+            if len(inst.qubits) == 2:
+                a, b = sorted(self.qindex[q] for q in inst.qubits)
+                pairs.add((a, b))
         if not active:
             raise UnsupportedCircuit("the circuit acts on no qubit")
-        self.active = active
-        self.local = {q: i for i, q in enumerate(active)}
+        self.active = axis_order(sorted(active), pairs)
+        self.local = {q: i for i, q in enumerate(self.active)}
         self.measured: dict[int, int] = {}  # clbit -> local qubit
         self.ptm_cache: dict = {}
         self.open_blocks: list[Block] = []
