@@ -483,7 +483,8 @@ def _train_cells(base, texts, args: argparse.Namespace, method: str) -> tuple[fl
         for cache in (False, True) if args.cache else (False,):
             cfg = RunConfig().replace(
                 model=args.model, data=args.data, method=method, backend=args.backend,
-                shots_factor=args.shots_factor if generated else None, steps=args.epoch_steps + args.steps,
+                chunk_size=args.chunk_size, shots_factor=args.shots_factor if generated else None,
+                steps=args.epoch_steps + args.steps,
                 batch_size=args.batch_size, block_size=args.block_size, save_every=10**9, feature_cache=cache,
                 device=args.device, train_tokens=args.batch_size * args.block_size * args.epoch_steps,
             )  # fmt: skip
@@ -638,6 +639,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=["lora", "qpa-lora"])
     p.add_argument("--backend", default="statevector")
     p.add_argument("--shots-factor", type=float, default=None)
+    p.add_argument("--chunk-size", type=int, default=2048, help="qpa-lora's chunk size (tiny models: less)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--block-size", type=int, default=128)

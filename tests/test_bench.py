@@ -83,3 +83,18 @@ def test_train_benchmark_puts_the_feature_cache_beside_the_full_model(capsys, co
     for mode in ("| off", "| on"):
         assert all(float(cell.rstrip(" |")) > 0 for cell in rows[mode][1:])
     assert rows["| speed-up"][2].endswith("x")
+
+
+def test_train_benchmark_of_its_default_methods_on_the_tiny_model_with_the_option_its_error_names(
+    capsys, corpus
+):
+    """Its default methods on the tiny GPT-2: the default chunk size is refused, naming the
+    chunk size, which the benchmark now has an option for."""
+    options = ["train", "--model", "tiny-gpt2", "--data", str(corpus), "--steps", "1", "--epoch-steps", "1",
+               "--block-size", "32", "--eval-runs", "0"]  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        bench.main(options)
+    assert stop.value.code == 2 and "Choose a chunk size of at most 1,156" in capsys.readouterr().err
+    bench.main([*options, "--chunk-size", "64"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| lora", "| qpa-lora"]
