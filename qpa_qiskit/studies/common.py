@@ -143,10 +143,11 @@ class StudySpec:
     ) -> RunConfig:
         """The study's base configuration: `base` (default: a run's defaults) with the study's
         defaults, then the settings `given` (on the command line); a given setting that none of
-        its runs' methods takes is refused."""
+        its runs' methods takes, or that the configuration makes meaningless (where its grid does
+        not set what decides it), is refused."""
         given = dict(given or {})
         cfg = (base or RunConfig()).replace(**{**self.config_defaults(), **given})
-        check_given(given, self.trained_methods() or [cfg.adapter.method])
+        check_given(given, self.trained_methods() or [cfg.adapter.method], cfg, self.SET_BY_GRID)
         return cfg
 
     def run(

@@ -1,0 +1,53 @@
+"""Options a run would accept and never read (issue 35): each is refused in one line that names
+it, why it is meaningless there and what to do, before anything is written; a default that is
+legitimately present (a preset's, a configuration file's) is not refused."""
+
+import pytest
+from conftest import tiny_cli_args
+
+from qpa_qiskit import InputError
+from qpa_qiskit.cli import main
+from qpa_qiskit.config import RunConfig, check_given
+from qpa_qiskit.studies.ablation import AblationStudy
+from qpa_qiskit.studies.compare import CompareStudy
+
+
+def refused(tmp_path, capsys, corpus, options: str) -> str:
+    """`qpa train` with `options` on the tiny model: refused with status 2, no run folder; the
+    one-line message."""
+    assert main(["train", str(tmp_path / "r"), *tiny_cli_args(corpus, options)]) == 2
+    err = capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert err.startswith("qpa: error: ") and err.count("\n") == 1, err
+    return err
+
+
+# ------------------------------------------------------------------ --activation
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ("--mapping linear --activation relu",
+         "mapping 'linear' is a chain of Linear layers with none between them. Drop --activation, or use "
+         "--mapping mlp"),
+        ("--preset paper --activation relu",
+         "mapping 'linear' (set by --preset paper) is a chain of Linear layers with none between them. Drop "
+         "--activation, or drop --preset and use --mapping mlp"),
+        ("--method lowrank-lora --activation tanh",
+         "lowrank-lora have no mapping network. Drop --activation, or use a qpa-* method"),
+    ],
+)  # fmt: skip
+def test_activation_without_an_mlp_mapping_is_refused(corpus, tmp_path, capsys, options, fragment):
+    err = refused(tmp_path, capsys, corpus, options)
+    assert "--activation sets the activation between the layers of the qpa-* methods' mlp mapping" in err
+    assert fragment in err
+
+
+def test_the_default_activation_of_a_linear_mapping_is_not_refused():
+    paper = RunConfig().replace(preset="paper")  # its activation is the default, gelu, unread
+    check_given({"preset": "paper"}, ["qpa-lora"], paper)
+    check_given({"activation": "relu"}, ["qpa-lora"], RunConfig())  # mlp: read
+    linear = {"mapping": "linear", "activation": "relu"}
+    with pytest.raises(InputError, match="--activation sets"):
+        CompareStudy(methods=("lora", "qpa-lora")).configuration(None, linear)
+    # the ablation's regimes set the mapping per run (mlp among them): its activation is read
+    AblationStudy().configuration(None, {"activation": "relu"})
