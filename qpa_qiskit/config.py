@@ -145,6 +145,20 @@ def _meaningless(names, methods, cfg: RunConfig, varied: set[str]) -> list[str]:
             f"--activation sets the activation between the layers of the qpa-* methods' mlp mapping; {why}. "
             f"Drop --activation, or {fix}"
         )
+    backend = sorted(n for n in names if FIELD_SECTION.get(n) == "backend")
+    reads_circuit = qpa and gen.probabilities in CIRCUIT_SOURCES
+    if generated and backend and "probabilities" not in varied and not reads_circuit:
+        flags = ", ".join(map(_option, backend))
+        sources = " or ".join(CIRCUIT_SOURCES)
+        if qpa:
+            why = f"probabilities {gen.probabilities!r} evaluate no circuit (only {sources} do)"
+            fix = f"use --probabilities {sources}"
+        else:
+            why, fix = f"{which} evaluate(s) no circuit (H @ C, both trained)", "use a qpa-* method"
+        out.append(
+            f"{flags} set(s) the backend that evaluates the qpa-* methods' circuit (its noise, shots, "
+            f"device); {why}. Drop {flags}, or {fix}"
+        )
     return out
 
 

@@ -51,3 +51,35 @@ def test_the_default_activation_of_a_linear_mapping_is_not_refused():
         CompareStudy(methods=("lora", "qpa-lora")).configuration(None, linear)
     # the ablation's regimes set the mapping per run (mlp among them): its activation is read
     AblationStudy().configuration(None, {"activation": "relu"})
+
+
+# ------------------------------------------------------------------ backend and noise options
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ("--probabilities uniform --backend aer_noisy:fake_athens --noise-scale 0.5",
+         "--backend, --noise-scale set(s) the backend that evaluates the qpa-* methods' circuit (its noise, "
+         "shots, device); probabilities 'uniform' evaluate no circuit (only circuit or frozen do). Drop "
+         "--backend, --noise-scale, or use --probabilities circuit or frozen"),
+        ("--probabilities softmax --backend aer_noisy:fake_athens --no-readout-error --engine aer",
+         "--backend, --engine, --readout-error set(s) the backend"),
+        ("--method lowrank-lora --backend aer_noisy:fake_athens --no-gate-error",
+         "lowrank-lora evaluate(s) no circuit (H @ C, both trained). Drop --backend, --gate-error, or use a "
+         "qpa-* method"),
+    ],
+)  # fmt: skip
+def test_backend_options_of_a_run_that_evaluates_no_circuit_are_refused(corpus, tmp_path, capsys, options,
+                                                                        fragment):  # fmt: skip
+    assert fragment in refused(tmp_path, capsys, corpus, options)
+
+
+def test_backend_options_of_a_run_that_evaluates_its_circuit_are_not_refused():
+    noisy = {"backend": "aer_noisy:fake_athens", "noise_scale": 0.5}
+    frozen = RunConfig().replace(probabilities="frozen", **noisy)
+    check_given({"probabilities": "frozen", **noisy}, ["qpa-lora"], frozen)
+    both = CompareStudy(methods=("lowrank-lora", "qpa-lora"))
+    with pytest.raises(InputError, match="probabilities 'none' evaluate no circuit"):
+        both.configuration(None, {**noisy, "probabilities": "none"})
+    both.configuration(None, noisy)  # qpa-lora reads it
+    # the ablation's controls set the probabilities per run (circuit among them): its backend is read
+    AblationStudy().configuration(None, noisy)
