@@ -159,6 +159,12 @@ def _meaningless(names, methods, cfg: RunConfig, varied: set[str]) -> list[str]:
             f"{flags} set(s) the backend that evaluates the qpa-* methods' circuit (its noise, shots, "
             f"device); {why}. Drop {flags}, or {fix}"
         )
+    if "padded_block" in names and cfg.eval.eval_protocol != "padded-lines":
+        out.append(
+            f"--padded-block sets the line length of the padded-lines protocol; eval_protocol "
+            f"{cfg.eval.eval_protocol!r} scores no padded lines. Drop --padded-block, or add --eval-protocol "
+            "padded-lines"
+        )
     return out
 
 

@@ -83,3 +83,29 @@ def test_backend_options_of_a_run_that_evaluates_its_circuit_are_not_refused():
     both.configuration(None, noisy)  # qpa-lora reads it
     # the ablation's controls set the probabilities per run (circuit among them): its backend is read
     AblationStudy().configuration(None, noisy)
+
+
+# ------------------------------------------------------------------ --padded-block
+def test_padded_block_without_padded_lines_is_refused(corpus, tmp_path, capsys):
+    fragment = (
+        "--padded-block sets the line length of the padded-lines protocol; eval_protocol 'windows' scores no "
+        "padded lines. Drop --padded-block, or add --eval-protocol padded-lines"
+    )
+    assert fragment in refused(tmp_path, capsys, corpus, "--padded-block 256")
+    with pytest.raises(InputError, match="--padded-block sets"):
+        CompareStudy().configuration(None, {"padded_block": 256})
+    CompareStudy().configuration(None, {"padded_block": 256, "eval_protocol": "padded-lines"})
+
+
+def test_padded_block_of_a_stored_windows_run_is_refused_on_eval_and_resume(corpus, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    small = "--steps 1 --reps 1 --hidden 8 --eval-window 64 --eval-stride 48 --eval-tokens 200"
+    assert main(["train", run, *tiny_cli_args(corpus, small)]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    capsys.readouterr()
+    for command in ("eval", run), ("train", run, "--resume"):
+        assert main([*command, "--padded-block", "64"]) == 2
+        err = capsys.readouterr().err
+        assert "eval_protocol 'windows' scores no padded lines" in err and err.count("\n") == 1, err
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before  # nothing written, nothing lost

@@ -42,7 +42,7 @@ import torch
 from .. import validate
 from ..adapters import AdaptedModel
 from ..backends import QPABackend, parse_spec
-from ..config import RESUMABLE, RunConfig
+from ..config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
 from ..data import (
     DEV,
     blocks,
@@ -332,7 +332,8 @@ class Run:
 
         `overrides` (field name -> value) may change only :data:`RESUMABLE` settings (and
         ``data`` when not training: a moved data folder); the same value as stored is
-        accepted for any field. With `for_training` the run holds the folder's lock,
+        accepted for any field; an evaluation setting the run would not read is refused
+        (:func:`~qpa_qiskit.config.check_given`). With `for_training` the run holds the folder's lock,
         removes the temporary files a killed process left and drops metric lines after the
         checkpoint; otherwise nothing in the folder is changed.
         """
@@ -363,6 +364,11 @@ class Run:
                     f"only {', '.join(sorted(allowed))}; start a new run for other settings"
                 )
             cfg = candidate
+            # an evaluation setting given that this run would not read (--padded-block of a windows
+            # run) is refused; the other overrides may be where it runs (device, torch_device: set
+            # by studies and export whatever the method), which every run reads
+            scoring = {k: v for k, v in overrides.items() if FIELD_SECTION.get(k) == "eval"}
+            check_given(scoring, [cfg.adapter.method], cfg)
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         if saved:
             run.saved_model = True
