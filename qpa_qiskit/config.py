@@ -165,6 +165,13 @@ def _meaningless(names, methods, cfg: RunConfig, varied: set[str]) -> list[str]:
             f"{cfg.eval.eval_protocol!r} scores no padded lines. Drop --padded-block, or add --eval-protocol "
             "padded-lines"
         )
+    options = json.loads(cfg.backend.sampler_options or "{}")
+    if "sampler_options" in names and options.get("default_shots") is not None:
+        out.append(
+            f"--sampler-options sets default_shots {options['default_shots']}, which no job reads: every job "
+            "of a run asks for the run's own shots (n_shot = ceil(c 2^N), --shots-factor c). Drop "
+            "default_shots from --sampler-options, and set the shots with --shots-factor"
+        )
     return out
 
 

@@ -2,10 +2,12 @@
 it, why it is meaningless there and what to do, before anything is written; a default that is
 legitimately present (a preset's, a configuration file's) is not refused."""
 
+import warnings
+
 import pytest
 from conftest import tiny_cli_args
 
-from qpa_qiskit import InputError
+from qpa_qiskit import InputError, QPABackend
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RunConfig, check_given
 from qpa_qiskit.studies.ablation import AblationStudy
@@ -109,3 +111,26 @@ def test_padded_block_of_a_stored_windows_run_is_refused_on_eval_and_resume(corp
         assert "eval_protocol 'windows' scores no padded lines" in err and err.count("\n") == 1, err
     after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
     assert after == before  # nothing written, nothing lost
+
+
+# ------------------------------------------------------------------ default_shots of the sampler options
+def test_default_shots_of_the_sampler_options_are_refused_on_the_command_line(corpus, tmp_path, capsys):
+    options = '--backend ibm:fake_athens --shots-factor 2 --sampler-options {"default_shots":7}'
+    fragment = (
+        "--sampler-options sets default_shots 7, which no job reads: every job of a run asks for the run's "
+        "own shots (n_shot = ceil(c 2^N), --shots-factor c). Drop default_shots from --sampler-options, and "
+        "set the shots with --shots-factor"
+    )
+    assert fragment in refused(tmp_path, capsys, corpus, options)
+    twirled = '{"twirling": {"enable_gates": true}}'
+    cfg = RunConfig().replace(backend="ibm:fake_athens", shots_factor=2, sampler_options=twirled)
+    check_given({"sampler_options": twirled}, ["qpa-lora"], cfg)  # other options: read
+
+
+def test_default_shots_of_the_sampler_options_are_noted_once_where_not_refused():
+    with pytest.warns(UserWarning, match=r"default_shots 7 is not used: every job asks for the backend's own "
+                                         r"shots \(shots 10 per parameter set\)"):  # fmt: skip
+        QPABackend("ibm:fake_athens", shots=10, sampler_options={"default_shots": 7}, connect=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no default_shots: no note
+        QPABackend("ibm:fake_athens", shots_factor=2, sampler_options={"max_execution_time": 9})
