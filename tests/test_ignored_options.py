@@ -134,3 +134,30 @@ def test_default_shots_of_the_sampler_options_are_noted_once_where_not_refused()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no default_shots: no note
         QPABackend("ibm:fake_athens", shots_factor=2, sampler_options={"max_execution_time": 9})
+
+
+# ------------------------------------------------------------------ --lr beside --lrs
+@pytest.mark.parametrize(
+    "command, fragment",
+    [
+        ("compare --methods lora --lrs 1e-3 3e-3 --lr 0.5",
+         "--lr 0.5 is never used: --lrs 1e-03 3e-03 trains every setting at each rate of the grid and keeps "
+         "the rate of lowest dev perplexity. Drop --lr, or give --lrs none (every run at --lr)"),
+        ("study params --methods lora --lr 0.01",
+         "--lr 0.01 is never used: --lrs family trains every setting at each method family's standard grid"),
+        ("compare --methods qpa-lora --circuit-lrs 0.01 0.05 --circuit-lr 0.1",
+         "--circuit-lr 0.1 is never used: --circuit-lrs 1e-02 5e-02 trains every setting at each rate of the "
+         "grid and keeps the rate of lowest dev perplexity. Drop --circuit-lr, or give --circuit-lrs none"),
+    ],
+)  # fmt: skip
+def test_a_rate_beside_its_selection_grid_is_refused(corpus, tmp_path, capsys, command, fragment):
+    out = tmp_path / "s"
+    assert main([*command.split(), "--model", "tiny-gpt2", "--data", str(corpus), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_a_rate_without_a_selection_grid_is_taken():
+    CompareStudy().configuration(None, {"lr": 0.5})  # --lrs none: every run at --lr
+    CompareStudy(lrs=(1e-3,), circuit_lrs="none").configuration(None, {"circuit_lr": 0.1})
