@@ -2,16 +2,18 @@
 it, why it is meaningless there and what to do, before anything is written; a default that is
 legitimately present (a preset's, a configuration file's) is not refused."""
 
+import re
 import warnings
 
 import pytest
-from conftest import tiny_cli_args
+from conftest import tiny_cli_args, tiny_config
 
 from qpa_qiskit import InputError, QPABackend
 from qpa_qiskit.cli import main
 from qpa_qiskit.config import RunConfig, check_given
 from qpa_qiskit.studies.ablation import AblationStudy
 from qpa_qiskit.studies.compare import CompareStudy
+from qpa_qiskit.train import Run
 
 
 def refused(tmp_path, capsys, corpus, options: str) -> str:
@@ -161,3 +163,40 @@ def test_a_rate_beside_its_selection_grid_is_refused(corpus, tmp_path, capsys, c
 def test_a_rate_without_a_selection_grid_is_taken():
     CompareStudy().configuration(None, {"lr": 0.5})  # --lrs none: every run at --lr
     CompareStudy(lrs=(1e-3,), circuit_lrs="none").configuration(None, {"circuit_lr": 0.1})
+
+
+# ------------------------------------------------------------------ job recovery on a simulator
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ("--resubmit-unconfirmed",
+         "--resubmit-unconfirmed recover(s) the IBM Quantum jobs of a run whose circuit runs on an "
+         "ibm:<device> backend; qpa-lora on backend 'statevector' runs its circuit here and submits none. "
+         "Drop --resubmit-unconfirmed, or train a qpa-* method on an ibm: backend"),
+        ("--backend aer_noisy:fake_athens --resubmit-unconfirmed --retry-failed",
+         "--resubmit-unconfirmed, --retry-failed recover(s) the IBM Quantum jobs"),
+    ],
+)  # fmt: skip
+def test_job_recovery_options_on_a_run_without_jobs_are_refused(corpus, tmp_path, capsys, options, fragment):
+    assert fragment in refused(tmp_path, capsys, corpus, options)
+
+
+def test_job_recovery_options_are_refused_in_python_and_on_resume(corpus, tmp_path, capsys):
+    for changes, fragment in (
+        ({"probabilities": "uniform"}, "qpa-lora evaluates no circuit (probabilities 'uniform') and submits"),
+        ({"method": "lora"}, "lora evaluates no circuit and submits none"),
+    ):
+        with pytest.raises(InputError, match=re.escape(fragment)):
+            Run.create(
+                tmp_path / "u", tiny_config(corpus, **changes), hardware_options={"retry_failed": True}
+            )
+        assert not (tmp_path / "u").exists()
+    run = str(tmp_path / "run")
+    small = "--steps 1 --reps 1 --hidden 8 --eval-tokens 200"
+    assert main(["train", run, *tiny_cli_args(corpus, small)]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", run, "--resume", "--steps", "2", "--resubmit-unconfirmed"]) == 2
+    assert "runs its circuit here and submits none" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before  # nothing written, nothing lost

@@ -214,6 +214,24 @@ def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
     return hold_out_dev(load_wikitext(cfg.task.data, log=log), cfg.task.dev_share, log)
 
 
+def _refuse_hardware_options(cfg: RunConfig, options: dict[str, bool] | None) -> None:
+    """``--resubmit-unconfirmed`` and ``--retry-failed`` recover IBM Quantum jobs: on a run that
+    submits none (a simulator, or no circuit evaluated) they would be accepted and never read."""
+    given = sorted("--" + k.replace("_", "-") for k, v in (options or {}).items() if v)
+    if not given:
+        return
+    method, backend = cfg.adapter.method, cfg.backend.backend
+    why = f"{method} on backend {backend!r} runs its circuit here" if cfg.reads_circuit else (
+        f"{method} evaluates no circuit" + (f" (probabilities {cfg.generator.probabilities!r})"
+                                            if cfg.adapter.generator_kind == "qpa" else "")
+    )  # fmt: skip
+    flags = ", ".join(given)
+    raise InputError(
+        f"{flags} recover(s) the IBM Quantum jobs of a run whose circuit runs on an ibm:<device> backend; "
+        f"{why} and submits none. Drop {flags}, or train a qpa-* method on an ibm: backend"
+    )
+
+
 class Run:
     """A training run in a folder: :meth:`create` a new one or :meth:`open` an existing one,
     then :meth:`train`, :meth:`evaluate`; :meth:`close` (or a ``with`` block) releases the
@@ -245,6 +263,8 @@ class Run:
                 mode=cfg.backend.mode or "job",
                 **(hardware_options or {}),
             )
+        else:
+            _refuse_hardware_options(cfg, hardware_options)
         backend = (
             QPABackend.from_config(
                 cfg.backend, self.hardware, seed=cfg.training.seed, device=str(self.device)
