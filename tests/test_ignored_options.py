@@ -10,9 +10,10 @@ from conftest import tiny_cli_args, tiny_config
 
 from qpa_qiskit import InputError, QPABackend
 from qpa_qiskit.cli import main
-from qpa_qiskit.config import RunConfig, check_given
+from qpa_qiskit.config import GeneratorConfig, RunConfig, check_given
+from qpa_qiskit.generator import LowRankGenerator
 from qpa_qiskit.studies.ablation import AblationStudy
-from qpa_qiskit.studies.compare import CompareStudy
+from qpa_qiskit.studies.compare import CompareStudy, compare
 from qpa_qiskit.train import Run
 
 
@@ -200,3 +201,27 @@ def test_job_recovery_options_are_refused_in_python_and_on_resume(corpus, tmp_pa
     assert "runs its circuit here and submits none" in capsys.readouterr().err
     after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
     assert after == before  # nothing written, nothing lost
+
+
+# ------------------------------------------------------------------ --lowrank-k beyond the rank
+def test_a_lowrank_k_beyond_the_rank_of_the_generated_weights_is_refused(corpus, tmp_path, capsys):
+    # tiny-gpt2's lm_head at rank 4: 1,156 weights in chunks of 64 are 19 chunks, so k <= min(19, 64)
+    fragment = (
+        "lowrank_k 20 is larger than the rank the generated weights can have: 1,156 weights in chunks of 64 "
+        "are H (19 x k) @ C (k x 64), of rank at most min(19, 64) = 19; a larger k adds 83 trainable "
+        "parameters and no freedom. Give --lowrank-k at most 19, or leave it out (k matched to the QPA "
+        "generator's trainable count)"
+    )
+    assert fragment in refused(tmp_path, capsys, corpus, "--method lowrank-lora --lowrank-k 20")
+    with pytest.raises(InputError, match="lowrank_k 500 is larger than the rank"):  # a study: before any run
+        compare(
+            tiny_config(corpus, method="lowrank-lora", lowrank_k=500),
+            tmp_path / "s",
+            methods=["lowrank-lora"],
+        )
+    assert not (tmp_path / "s").exists()
+    cfg = RunConfig.from_dict({"method": "lowrank-lora", "chunk_size": 64, "lowrank_k": 500})
+    with pytest.raises(InputError, match="at most min\\(32, 64\\) = 32"):
+        LowRankGenerator(2000, cfg.generator)  # a configuration file or Python: the same refusal
+    assert LowRankGenerator(2000, GeneratorConfig(chunk_size=64, lowrank_k=32)).k == 32  # the bound
+    assert LowRankGenerator(2000, GeneratorConfig(chunk_size=1000)).k > 2  # the default k: never refused
