@@ -88,10 +88,13 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_given(names, methods) -> None:
+def check_given(names, methods, cfg: RunConfig | None = None, varied=()) -> None:
     """Refuse settings given explicitly (on the command line) that none of `methods` takes:
     an adapter size of another tuner (``--rank`` for ia3 or prefix), or a generator setting for
-    methods without a generator. The message names the methods and the options that apply."""
+    methods without a generator. With the configuration `cfg` they will run, also those its
+    values make meaningless (:func:`_meaningless`), unless the setting that decides it is among
+    `varied` (a study's grid sets it per run). The message names the methods and the options
+    that apply, or for each meaningless one why and what to do."""
     methods = list(methods)
     tuners = {split_method(m)[1] for m in methods}
     generated = any(split_method(m)[0] for m in methods)
@@ -113,7 +116,63 @@ def check_given(names, methods) -> None:
         if name == "circuit_lr" and not any(split_method(m)[0] == "qpa" for m in methods):
             problems.append(f"--circuit-lr is the rate of a qpa-* method's circuit; {which} have none")
     if problems:
-        raise InputError("; ".join(problems) + ". Drop those options, or choose a method they apply to")
+        problems = ["; ".join(problems) + ". Drop those options, or choose a method they apply to"]
+    if cfg is not None:
+        problems += _meaningless(names, methods, cfg, set(varied))
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def _meaningless(names, methods, cfg: RunConfig, varied: set[str]) -> list[str]:
+    """A message, each with its way out, for every setting in `names` that the values of `cfg`
+    make meaningless for `methods` (it would be accepted and never read); the generator's and
+    backend's settings only where a method has a generator (else :func:`check_given` refused
+    them already)."""
+    names = set(names)
+    out = []
+    generated = any(split_method(m)[0] for m in methods)
+    qpa = any(split_method(m)[0] == "qpa" for m in methods)
+    which = ", ".join(methods)
+    gen = cfg.generator
+    if generated and "activation" in names and "mapping" not in varied and not (qpa and gen.mapping == "mlp"):
+        preset = f" (set by --preset {gen.preset})" if gen.preset else ""
+        if not qpa:
+            why, fix = f"{which} have no mapping network", "use a qpa-* method"
+        else:
+            why = f"mapping {gen.mapping!r}{preset} is a chain of Linear layers with none between them"
+            fix = "drop --preset and use --mapping mlp" if gen.preset else "use --mapping mlp"
+        out.append(
+            f"--activation sets the activation between the layers of the qpa-* methods' mlp mapping; {why}. "
+            f"Drop --activation, or {fix}"
+        )
+    backend = sorted(n for n in names if FIELD_SECTION.get(n) == "backend")
+    reads_circuit = qpa and gen.probabilities in CIRCUIT_SOURCES
+    if generated and backend and "probabilities" not in varied and not reads_circuit:
+        flags = ", ".join(map(_option, backend))
+        sources = " or ".join(CIRCUIT_SOURCES)
+        if qpa:
+            why = f"probabilities {gen.probabilities!r} evaluate no circuit (only {sources} do)"
+            fix = f"use --probabilities {sources}"
+        else:
+            why, fix = f"{which} evaluate(s) no circuit (H @ C, both trained)", "use a qpa-* method"
+        out.append(
+            f"{flags} set(s) the backend that evaluates the qpa-* methods' circuit (its noise, shots, "
+            f"device); {why}. Drop {flags}, or {fix}"
+        )
+    if "padded_block" in names and cfg.eval.eval_protocol != "padded-lines":
+        out.append(
+            f"--padded-block sets the line length of the padded-lines protocol; eval_protocol "
+            f"{cfg.eval.eval_protocol!r} scores no padded lines. Drop --padded-block, or add --eval-protocol "
+            "padded-lines"
+        )
+    options = json.loads(cfg.backend.sampler_options or "{}")
+    if "sampler_options" in names and options.get("default_shots") is not None:
+        out.append(
+            f"--sampler-options sets default_shots {options['default_shots']}, which no job reads: every job "
+            "of a run asks for the run's own shots (n_shot = ceil(c 2^N), --shots-factor c). Drop "
+            "default_shots from --sampler-options, and set the shots with --shots-factor"
+        )
+    return out
 
 
 def _section_of() -> dict[str, str]:

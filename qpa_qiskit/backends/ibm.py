@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any, Protocol
 
 import numpy as np
@@ -135,9 +136,30 @@ class IBMFamily(Family):
             self.sampler_options = sampler_options(options.get("sampler_options"))
         except InputError as exc:
             raise SpecError(str(exc)) from None
+        self._note_default_shots()
         self.mode = check_mode(options.get("mode"))
         self._service = options.get("service")
         self._sampler = None
+
+    def _note_default_shots(self) -> None:
+        """Say once that the sampler options' ``default_shots`` is ignored: every job passes the
+        backend's own shots to ``Sampler.run``, which take precedence. Not refused, since a job
+        store or configuration that holds it still runs as it did; ``qpa train`` and the studies
+        refuse it when given on their command line (:func:`~qpa_qiskit.config.check_given`)."""
+        if self.sampler_options is None or "default_shots" not in self.sampler_options.model_fields_set:
+            return
+        own = (
+            f"shots {self.backend.shots}"
+            if self.backend.shots is not None
+            else f"shots_factor {self.backend.shots_factor:g}: n_shot = ceil(c 2^N)"
+        )
+        warnings.warn(
+            f"the sampler options' default_shots {self.sampler_options.default_shots} is not used: every job "
+            f"asks for the backend's own shots ({own} per parameter set); drop default_shots from the "
+            "sampler options",
+            UserWarning,
+            stacklevel=4,
+        )
 
     @classmethod
     def device_name(cls, text: str) -> str:

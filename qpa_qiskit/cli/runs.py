@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "or choose another folder"
             )
         cfg = (RunConfig.from_file(args.config) if args.config else RunConfig()).replace(**given)
-        check_given(given, [cfg.adapter.method])  # an option the method ignores is refused
+        check_given(given, [cfg.adapter.method], cfg)  # an option the run ignores is refused
         run = Run.create(run_dir, cfg, hardware_options=_hardware_options(args))
     with run:
         print(f"{run.cfg.adapter.method} on {run.cfg.task.model} ({run.device}): {run.model.counts()}")

@@ -453,9 +453,11 @@ class LowRankGenerator(nn.Module):
     H (n_ch x k) @ C (k x n_mlp), both trained, cut to M.
 
     With ``config.lowrank_k`` None, k is chosen so the trainable count k (n_ch + n_mlp) is the
-    nearest to that of the QPA generator with the same configuration (:func:`qpa_trainable`).
-    H starts at N(0, 1/k) (rows of unit norm on average) and C at std 0.01, so the weights
-    start at std about 0.01, the start-small scale of the QPA mapping's last layer.
+    nearest to that of the QPA generator with the same configuration (:func:`qpa_trainable`);
+    a k given is at most min(n_ch, n_mlp), the rank the product can have (beyond it a larger
+    k adds parameters and no freedom). H starts at N(0, 1/k) (rows of unit norm on average)
+    and C at std 0.01, so the weights start at std about 0.01, the start-small scale of the
+    QPA mapping's last layer.
     """
 
     def __init__(self, n_weights: int, config: GeneratorConfig, *, seed: int | None = 0) -> None:
@@ -466,6 +468,18 @@ class LowRankGenerator(nn.Module):
         self.chunk_size = cfg.chunk_size
         self.n_chunks, self.n_qubits = qubits_for(n_weights, cfg.chunk_size)
         per_rank = self.n_chunks + cfg.chunk_size
+        bound = min(self.n_chunks, cfg.chunk_size)
+        if cfg.lowrank_k is not None and cfg.lowrank_k > bound:
+            # a k given beyond the rank the product can have only adds parameters: refused. The
+            # default k (matched to the QPA generator's count) is kept whatever it is.
+            raise InputError(
+                f"lowrank_k {cfg.lowrank_k} is larger than the rank the generated weights can have: "
+                f"{n_weights:,} weights in chunks of {cfg.chunk_size:,} are H ({self.n_chunks:,} x k) @ C "
+                f"(k x {cfg.chunk_size:,}), of rank at most min({self.n_chunks:,}, {cfg.chunk_size:,}) = "
+                f"{bound:,}; a larger k adds {(cfg.lowrank_k - bound) * per_rank:,} trainable parameters and "
+                f"no freedom. Give --lowrank-k at most {bound:,}, or leave it out (k matched to the QPA "
+                "generator's trainable count)"
+            )
         k = cfg.lowrank_k or max(1, round(qpa_trainable(n_weights, cfg) / per_rank))
         self.k = k
         with torch_seeded(seed, "lowrank"):

@@ -30,7 +30,18 @@ from ..train import evaluate, run_device
 from .curves import curves_table, draw_curves, mean_curves
 from .executors import LocalExecutor
 from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study, without_diverged
-from .selection import CHOSEN_FIELDS, SELECT_ON, Selection, plan, rate_or_word, rate_text, selection_markdown
+from .selection import (
+    CHOSEN_FIELDS,
+    FAMILY,
+    NONE,
+    SELECT_ON,
+    Selection,
+    check_rates,
+    plan,
+    rate_or_word,
+    rate_text,
+    selection_markdown,
+)
 
 # The run settings of a study that differ from a run's defaults: short runs, short evaluations.
 STUDY_DEFAULTS: Mapping[str, Any] = {"steps": 20, "eval_tokens": 4096, "dev_tokens": 4096}
@@ -143,11 +154,35 @@ class StudySpec:
     ) -> RunConfig:
         """The study's base configuration: `base` (default: a run's defaults) with the study's
         defaults, then the settings `given` (on the command line); a given setting that none of
-        its runs' methods takes is refused."""
+        its runs' methods takes, or that the configuration makes meaningless (where its grid does
+        not set what decides it), is refused."""
         given = dict(given or {})
         cfg = (base or RunConfig()).replace(**{**self.config_defaults(), **given})
-        check_given(given, self.trained_methods() or [cfg.adapter.method])
+        check_given(given, self.trained_methods() or [cfg.adapter.method], cfg, self.SET_BY_GRID)
+        self._check_rates_given(given)
         return cfg
+
+    def _check_rates_given(self, given: Mapping[str, Any]) -> None:
+        """Refuse ``--lr`` beside a ``--lrs`` grid (``--circuit-lr`` beside ``--circuit-lrs``):
+        every run then trains at a rate of the grid, and the one given is never read."""
+        grids = (
+            ("lr", "lrs", self.lrs, (NONE, FAMILY)),
+            ("circuit_lr", "circuit_lrs", self.circuit_lrs, (NONE,)),
+        )
+        for name, grid_name, values, words in grids:
+            if name not in given:
+                continue
+            grid = check_rates(values, grid_name, words)
+            if grid == NONE:
+                continue
+            rates = "family" if grid == FAMILY else " ".join(map(rate_text, grid))
+            which = "each method family's standard grid" if grid == FAMILY else "each rate of the grid"
+            option, grid_option = "--" + name.replace("_", "-"), "--" + grid_name.replace("_", "-")
+            raise InputError(
+                f"{option} {given[name]:g} is never used: {grid_option} {rates} trains every setting at "
+                f"{which} and keeps the rate of lowest dev perplexity. Drop {option}, or give {grid_option} "
+                f"none (every run at {option})"
+            )
 
     def run(
         self,

@@ -42,7 +42,7 @@ import torch
 from .. import validate
 from ..adapters import AdaptedModel
 from ..backends import QPABackend, parse_spec
-from ..config import RESUMABLE, RunConfig
+from ..config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
 from ..data import (
     DEV,
     blocks,
@@ -237,6 +237,24 @@ def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
     return hold_out_dev(load_wikitext(cfg.task.data, log=log), cfg.task.dev_share, log)
 
 
+def _refuse_hardware_options(cfg: RunConfig, options: dict[str, bool] | None) -> None:
+    """``--resubmit-unconfirmed`` and ``--retry-failed`` recover IBM Quantum jobs: on a run that
+    submits none (a simulator, or no circuit evaluated) they would be accepted and never read."""
+    given = sorted("--" + k.replace("_", "-") for k, v in (options or {}).items() if v)
+    if not given:
+        return
+    method, backend = cfg.adapter.method, cfg.backend.backend
+    why = f"{method} on backend {backend!r} runs its circuit here" if cfg.reads_circuit else (
+        f"{method} evaluates no circuit" + (f" (probabilities {cfg.generator.probabilities!r})"
+                                            if cfg.adapter.generator_kind == "qpa" else "")
+    )  # fmt: skip
+    flags = ", ".join(given)
+    raise InputError(
+        f"{flags} recover(s) the IBM Quantum jobs of a run whose circuit runs on an ibm:<device> backend; "
+        f"{why} and submits none. Drop {flags}, or train a qpa-* method on an ibm: backend"
+    )
+
+
 class Run:
     """A training run in a folder: :meth:`create` a new one or :meth:`open` an existing one,
     then :meth:`train`, :meth:`evaluate`; :meth:`close` (or a ``with`` block) releases the
@@ -268,6 +286,8 @@ class Run:
                 mode=cfg.backend.mode or "job",
                 **(hardware_options or {}),
             )
+        else:
+            _refuse_hardware_options(cfg, hardware_options)
         backend = (
             QPABackend.from_config(
                 cfg.backend, self.hardware, seed=cfg.training.seed, device=str(self.device)
@@ -356,7 +376,8 @@ class Run:
 
         `overrides` (field name -> value) may change only :data:`RESUMABLE` settings (and
         ``data`` when not training: a moved data folder); the same value as stored is
-        accepted for any field. With `for_training` the run holds the folder's lock,
+        accepted for any field; an evaluation setting the run would not read is refused
+        (:func:`~qpa_qiskit.config.check_given`). With `for_training` the run holds the folder's lock,
         removes the temporary files a killed process left and drops metric lines after the
         checkpoint; otherwise nothing in the folder is changed.
         """
@@ -387,6 +408,11 @@ class Run:
                     f"only {', '.join(sorted(allowed))}; start a new run for other settings"
                 )
             cfg = candidate
+            # an evaluation setting given that this run would not read (--padded-block of a windows
+            # run) is refused; the other overrides may be where it runs (device, torch_device: set
+            # by studies and export whatever the method), which every run reads
+            scoring = {k: v for k, v in overrides.items() if FIELD_SECTION.get(k) == "eval"}
+            check_given(scoring, [cfg.adapter.method], cfg)
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         if saved:
             run.saved_model = True
