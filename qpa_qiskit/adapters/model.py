@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .config import AdapterConfig
 
 
+# What transformers 5 warns when peft's get_peft_model reads `model.is_gradient_checkpointing`
+DEPRECATED_ALIAS_WARNING = "`is_gradient_checkpointing` is deprecated"
+
+
 def generated_parameter_names(peft_model: nn.Module, tuner: Tuner) -> list[str]:
     """Full names of the parameters held under the tuner's generated attributes, in the
     model's parameter order."""
@@ -77,6 +81,9 @@ class AdaptedModel(nn.Module):
             raise InputError(f"method {adapter.method!r} needs a GeneratorConfig (its chunk size and rank)")
         with torch_seeded(seed, "adapter"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=re.escape(TIED_LAYER_WARNING))  # see TIED_LAYER_WARNING
+            # peft reads transformers 5's deprecated alias as it wraps the model: nothing a user can change
+            alias = re.escape(DEPRECATED_ALIAS_WARNING)
+            warnings.filterwarnings("ignore", message=alias, category=FutureWarning)
             self.peft_model = get_peft_model(model, peft_config)
             if tuner.initialize is not None:
                 tuner.initialize(self.peft_model)
