@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cli.parsing import integer
 from .errors import DependencyError, QPAError
 
 QML = "qiskit-machine-learning"
@@ -601,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", nargs="+", choices=["exact", "shots"], default=["exact", "shots"])
     p.add_argument("--reps", type=int, default=8)
     p.add_argument("--shots-factor", type=float, default=20.0)
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per cell (after a warm-up)")
+    p.add_argument("--repeats", type=integer(1), default=5, help="timed steps per cell (after a warm-up)")
     p.add_argument("--budget", type=float, default=240.0, help="seconds per cell before stopping early")
     p.add_argument(
         "--baseline-limit",
@@ -624,7 +625,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--qnns", nargs="+", choices=["sampler", "estimator"], default=["sampler", "estimator"])
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--shots-factor", type=float, default=20.0)
-    p.add_argument("--repeats", type=int, default=3, help="timed steps per cell (after a warm-up)")
+    p.add_argument("--repeats", type=integer(1), default=3, help="timed steps per cell (after a warm-up)")
     p.add_argument("--budget", type=float, default=240.0, help="seconds per cell before stopping early")
     p.add_argument(
         "--no-aer-engine",
@@ -640,7 +641,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backend", default="statevector")
     p.add_argument("--shots-factor", type=float, default=None)
     p.add_argument("--chunk-size", type=int, default=2048, help="qpa-lora's chunk size (tiny models: less)")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=integer(1), default=10, help="timed steps after the warm-up epoch, >= 1")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--block-size", type=int, default=128)
     p.add_argument("--device", default="auto", help="the runs' --device (auto: a CUDA device if any)")

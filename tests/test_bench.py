@@ -98,3 +98,28 @@ def test_train_benchmark_of_its_default_methods_on_the_tiny_model_with_the_optio
     bench.main([*options, "--chunk-size", "64"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| lora", "| qpa-lora"]
+
+
+TINY = {
+    "qnn": ["--qubits", "2", "--backends", "statevector", "--modes", "exact", "--no-baseline"],
+    "primitives": ["--qubits", "2", "--backends", "statevector", "--qnns", "estimator"],
+    "train": ["--model", "tiny-gpt2", "--methods", "lora", "--epoch-steps", "1", "--block-size", "32",
+              "--eval-runs", "0"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bench_name", "option", "value"),
+    [("train", "--steps", "0"), ("qnn", "--repeats", "0"), ("primitives", "--repeats", "-1")],
+)
+def test_a_count_below_one_is_refused_by_the_parser(capsys, corpus, bench_name, option, value):
+    """--steps 0 ended in statistics' "no median for empty data" traceback after the runs had
+    trained; --repeats 0 in a table of failed cells. Tiny sizes, so that without the check the
+    benchmark runs (and the test fails) in seconds."""
+    data = ["--data", str(corpus)] if bench_name == "train" else []
+    with pytest.raises(SystemExit) as stopped:
+        bench.main([bench_name, *TINY[bench_name], *data, option, value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    accepted = f"argument {option}: must be an integer >= 1, got {value}"
+    assert err == f"python -m qpa_qiskit.bench {bench_name}: error: {accepted}"

@@ -114,6 +114,20 @@ def _check_rank(cfg: AdapterConfig, model: nn.Module, targets: list[str], size: 
                 )
 
 
+def _check_linear(tuner: str, model: nn.Module, targets: list[str]) -> None:
+    """Refuses a target that is not a Linear or a Conv1D, for a tuner that adapts only those
+    (peft's VeRA: an Embedding target ends in peft's ValueError or TypeError otherwise)."""
+    layers = adaptable_layers(model)
+    for target in targets:
+        for name in matching(layers, target):
+            module = model.get_submodule(name)
+            if not isinstance(module, nn.Linear) and type(module).__name__ != "Conv1D":
+                raise InputError(
+                    f"{tuner} adapts Linear and Conv1D layers only; {name} is an {type(module).__name__}: "
+                    "give --targets naming Linear or Conv1D layers (the default is lm_head)"
+                )
+
+
 def _lm_head(model: nn.Module) -> list[str]:
     return ["lm_head"] if "lm_head" in adaptable_layers(model) else []
 
@@ -143,6 +157,7 @@ def _vera(cfg: AdapterConfig, model: nn.Module):
     from peft import VeraConfig
 
     targets = _targets(cfg, model, _lm_head)
+    _check_linear("VeRA", model, targets)
     _check_rank(cfg, model, targets, cfg.rank, "rank")
     # save_projection: the shared random matrices travel with the adapter, so it loads alone
     return VeraConfig(

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     # what was given explicitly: a resumed run changes only that, a new one applies it last
     args.explicit = given(args)
     vars(args).pop(GIVEN, None)
+    args.argv = argv  # the words given: a command stopped by Ctrl-C prints those that continue it
     try:
         return args.func(args)
     except QPAError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,13 @@ def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
     return {"resubmit_unconfirmed": args.resubmit_unconfirmed, "retry_failed": args.retry_failed}
 
 
+def stopped(kept: str, command: str, then: str = "continues") -> int:
+    """What a command stopped by Ctrl-C says instead of a traceback: one line with what is kept
+    and the command that goes on from there; the exit status 130 (128 + SIGINT), as a shell's."""
+    print(f"stopped {kept}; '{command}' {then}", file=sys.stderr)
+    return 130
+
+
 def cmd_train(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
@@ -96,12 +104,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             records = run.train()
         except KeyboardInterrupt:
             where = f"; its jobs are recorded in {run.dir / 'jobs'}" if run.hardware else ""
-            print(
-                f"stopped at step {run.step} (checkpoint in {run.dir}{where}); "
-                f"'qpa train {run.dir} --resume' continues",
-                file=sys.stderr,
+            return stopped(
+                f"at step {run.step} (checkpoint in {run.dir}{where})", f"qpa train {run.dir} --resume"
             )
-            return 130
     if records:
         print(f"step {records[-1]['step']}: loss {records[-1]['loss']:.4f}; checkpoint in {run.dir}")
     else:
@@ -149,14 +154,32 @@ def _dest(f: dataclasses.Field) -> str:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    """``qpa compare`` and ``qpa study <name>``: the spec from its options, then its run."""
+    """``qpa compare`` and ``qpa study <name>``: the spec from its options, then its run.
+    Stopped by Ctrl-C, it ends as ``qpa train`` does: one line saying what is kept and the
+    command that resumes the study (exit status 130), not a traceback."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
+    from ..studies.common import default_out
     from ..studies.executors import make_executor
+    from ..studies.runner import RESULT
 
     spec_class = args.study_spec
     spec = spec_class(**{f.name: getattr(args, _dest(f)) for f in dataclasses.fields(spec_class)})
     cfg = _study_config(args, spec)
-    spec.run(cfg, args.out, make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run))
+    out = default_out(args.out, spec.OUT)  # named here: the command that resumes it names it too
+    executor = make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run)
+    try:
+        spec.run(cfg, out, executor)
+    except KeyboardInterrupt:
+        # the same words again resume the study in its folder (given with --out if it was not)
+        words = [*args.argv, *([] if "out" in args.explicit else ["--out", str(out)])]
+        command = f"qpa {shlex.join(words)}"
+        if not out.exists():
+            return stopped(f"before {out} was made: nothing is written", command, "starts it again")
+        finished = len(list(out.glob(f"*/{RESULT}")))
+        kept = (
+            f"with {finished} finished run(s) kept in {out} (a run stopped midway resumes at its checkpoint)"
+        )
+        return stopped(kept, command)
     return 0
 
 

@@ -114,12 +114,16 @@ class Estimator(PrimitiveCore, BaseEstimatorV2):
         return self._default_precision
 
     def run(self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None) -> PrimitiveJob:
+        """Runs the PUBs; a PUB's precision (its own, else `precision`, else the default) must be
+        a finite number >= 0, as the default is: Qiskit refuses only negative ones, and a nan or
+        inf would come back as nan standard deviations or infinite values."""
         if precision is None:
             precision = self._default_precision
+        else:
+            precision = number(precision, "precision", minimum=0)
         coerced = [EstimatorPub.coerce(pub, precision) for pub in check_real_values(pubs, 2)]
         for i, pub in enumerate(coerced):
-            if pub.precision < 0:
-                raise ValueError(f"PUB {i} has precision {pub.precision}; precision must be >= 0")
+            number(pub.precision, f"PUB {i}: precision", minimum=0)
         return self._submit(coerced)
 
     def _plan(self, circuit: QuantumCircuit) -> _Plan:

@@ -136,14 +136,20 @@ def model_positions(loaded: LoadedModel) -> int | None:
     return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
-def check_fits_model(cfg: RunConfig, loaded: LoadedModel) -> None:
-    """Training blocks and evaluation windows, with a prefix's virtual tokens, must fit the
-    model's context. The message names every option that can make it fit, with its bound."""
+def check_fits_model(cfg: RunConfig, loaded: LoadedModel, *, padded: bool = True) -> None:
+    """Training blocks, evaluation windows and (with ``eval_protocol="padded-lines"``) padded
+    lines, with a prefix's virtual tokens, must fit the model's context: a longer one reads
+    positions the model has no embedding for. The message names every option that can make
+    it fit, with its bound. Checked before a run's folder is written and before an opened run
+    is scored. `padded` False leaves the padded lines out: :meth:`Run.create` checks them with
+    the data (:func:`check_splits`), after the line structure their protocol needs."""
     positions = model_positions(loaded)
     if positions is None:
         return
     prefix = cfg.adapter.prefix_tokens if cfg.adapter.tuner == "prefix" else 0
     lengths = {"block_size": (cfg.training.block_size, 1), "eval_window": (cfg.eval.eval_window, 2)}
+    if padded and cfg.eval.eval_protocol == "padded-lines":
+        lengths["padded_block"] = (cfg.eval.padded_block, 2)
     over = {name: length for name, (length, _) in lengths.items() if length + prefix > positions}
     if not over:
         return
@@ -230,6 +236,7 @@ def check_splits(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str]) -> 
             )
     if cfg.eval.eval_protocol == "padded-lines":
         check_line_structure(texts["test"], f"the test split of {cfg.task.data}")
+        check_fits_model(cfg, loaded)
 
 
 def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
@@ -269,8 +276,10 @@ class Run:
         texts: dict[str, str] | None,
         log: Callable[[str], None] | None,
         hardware_options: dict[str, bool] | None,
+        padded: bool = True,
     ) -> None:
-        """Use :meth:`create` or :meth:`open`."""
+        """Use :meth:`create` or :meth:`open`. `padded`: check the padded lines against the
+        model here (:func:`check_fits_model`); :meth:`create` checks them with the data."""
         self.dir = run_dir
         self.cfg = cfg
         self.log = log or _stderr
@@ -296,7 +305,7 @@ class Run:
             else None
         )
         self.loaded = loaded or load_model(cfg.task.model)
-        check_fits_model(cfg, self.loaded)
+        check_fits_model(cfg, self.loaded, padded=padded)
         _seed_everything(cfg.training.seed)
         self.model = AdaptedModel(
             self.loaded.model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed
@@ -350,7 +359,9 @@ class Run:
         if not isinstance(cfg, RunConfig):
             raise InputError(f"a run needs a RunConfig, got {type(cfg).__name__}")
         RunFolder.check_new(run_dir)
-        run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
+        run = cls(
+            run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options, padded=False
+        )
         run.check_data()
         check_first_evaluation(run.model)
         if run.hardware is not None:  # account, device and width fail here, before any file

@@ -17,6 +17,7 @@ from torch import nn
 from qpa_qiskit import InputError
 from qpa_qiskit.adapters import METHODS, TUNERS, AdaptedModel, feed_forward_outputs, split_method
 from qpa_qiskit.backends import QPABackend
+from qpa_qiskit.cli import main
 from qpa_qiskit.config import AdapterConfig, GeneratorConfig
 from qpa_qiskit.data import perplexity
 from qpa_qiskit.export import export
@@ -128,6 +129,25 @@ def test_prefix_tuning_refuses_a_model_without_a_key_value_cache():
         AdaptedModel(NoCache(), AdapterConfig(method="qpa-prefix"), backend=QPABackend("statevector"))
     with pytest.raises(InputError, match="found no default target in this model; give --targets"):
         AdaptedModel(NoCache(), AdapterConfig(method="ffa"))
+
+
+@pytest.mark.parametrize("targets", [["wte"], ["lm_head", "wpe"]])
+def test_vera_refuses_an_embedding_naming_it_and_the_layers_it_takes(corpus, tmp_path, capsys, targets):
+    """peft's VeRA takes Linear and Conv1D layers: an embedding alone ended in its ValueError (no
+    compatible layer), beside another target in its TypeError, both as tracebacks."""
+    name = "transformer." + targets[-1]
+    refusal = (
+        f"VeRA adapts Linear and Conv1D layers only; {name} is an Embedding: give --targets naming "
+        "Linear or Conv1D layers (the default is lm_head)"
+    )
+    with pytest.raises(InputError) as refused:
+        adapted("vera", targets=targets)
+    assert str(refused.value) == refusal
+    args = ["--model", "tiny-gpt2", "--data", str(corpus), "--method", "vera", "--targets", *targets]
+    assert main(["train", str(tmp_path / "run"), *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"qpa: error: {refusal}"
+    assert not (tmp_path / "run").exists()
+    adapted("vera", targets=["c_attn", "lm_head"])  # Conv1D and Linear layers: taken
 
 
 @pytest.mark.parametrize("method", ["prefix", "ffa", "vera", "ia3", "qpa-prefix", "qpa-ffa"])

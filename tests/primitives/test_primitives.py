@@ -194,6 +194,18 @@ def test_estimator_precision_is_seeded_gaussian_noise():
     assert 0.045 < deviation.std() < 0.055
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), np.float64("nan")])
+def test_estimator_refuses_a_precision_that_is_not_a_finite_number(bad):
+    """Qiskit refuses only a negative precision: nan came back as nan stds, inf as infinite values."""
+    circuit = ansatz(2, 1).remove_final_measurements(inplace=False)
+    values = np.zeros(circuit.num_parameters)
+    estimator = Estimator("statevector", seed=1)
+    with pytest.raises(InputError, match=r"^PUB 1: precision must be a finite number >= 0, got "):
+        estimator.run([(circuit, "ZI", values), (circuit, "ZI", values, bad)])
+    with pytest.raises(InputError, match=r"^precision must be a finite number >= 0, got "):
+        estimator.run([(circuit, "ZI", values)], precision=bad)
+
+
 def test_estimator_projector_observables_expand_into_paulis():
     from qiskit.quantum_info import SparseObservable
 

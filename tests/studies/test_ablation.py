@@ -137,6 +137,29 @@ def test_padded_lines_needs_line_structure(corpus, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_padded_block_longer_than_the_model_is_refused_by_train_and_eval(corpus, tmp_path, capsys):
+    """qpa train took --padded-block 300 on the 256 positions of tiny-gpt2 and its qpa eval then
+    ended in the embedding's IndexError; qpa eval of any run did the same with the option."""
+    lined(corpus)
+    refusal = (
+        "qpa: error: padded_block 300 is longer than the 256 positions of tiny-gpt2; "
+        "use --padded-block at most 256"
+    )
+    padded = ["--eval-protocol", "padded-lines", "--padded-block", "300"]
+    args = ["--model", "tiny-gpt2", "--data", str(corpus), "--method", "lora", "--block-size", "32"]
+    assert main(["train", str(tmp_path / "padded"), *args, *padded]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == refusal
+    assert not (tmp_path / "padded").exists()
+    with Run.create(tmp_path / "run", config(corpus, method="lora", steps=1)) as run:
+        run.train(progress=False)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "run").iterdir())
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), *padded]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == refusal and "Traceback" not in err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "run").iterdir()) == before
+
+
 def test_counterfactual_of_a_run_without_probabilities_is_refused(corpus, tmp_path, capsys):
     for name, settings in (("lora", dict(method="lora")), ("none", dict(probabilities="none"))):
         with Run.create(tmp_path / name, config(corpus, steps=1, **settings)) as run:

@@ -485,3 +485,52 @@ def test_a_diverged_final_run_is_a_failure_that_names_its_rate(corpus, tmp_path)
     reason = str(failed.value.failures["lora"])
     assert reason.startswith("diverged: its perplexity is not finite") and "at lr 1e+12;" in reason
     assert json.loads((out / "lora" / RESULT).read_text())["perplexity"] is None
+
+
+def test_ctrl_c_in_a_study_with_a_selection_says_what_is_kept_and_its_command_resumes(
+    corpus, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C midway through the second selection run ended in a KeyboardInterrupt traceback;
+    now one line, exit status 130, and the command it prints (with the time-stamped --out the
+    study chose) finishes the study: the finished run is not trained again, and the results
+    are those of a study never stopped."""
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/compare-<time>, lands here
+    options = "--steps 2 --save-every 1 --eval-tokens 200 --dev-tokens 200 --methods lora --lrs 1e-3 3e-3"
+    args = ["--model", "tiny-gpt2", "--data", str(corpus), "--block-size", "32", *options.split()]
+    real, fired = Run.train_step, []
+
+    def interrupted(run):  # Ctrl-C during the second step of the second run, after a checkpoint
+        if run.dir.name == "lora-lr0.003" and run.step == 1 and not fired:
+            fired.append(run.step)
+            raise KeyboardInterrupt
+        return real(run)
+
+    monkeypatch.setattr(Run, "train_step", interrupted)
+    capsys.readouterr()
+    try:
+        status = main(["compare", *args])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped qpa compare as a traceback")
+    err = capsys.readouterr().err
+    assert status == 130 and fired and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"stopped with 1 finished run\(s\) kept in (\S+) \(a run stopped midway resumes at its "
+        r"checkpoint\); '(qpa [^']+)' continues",
+        line,
+    )
+    assert match, line
+    out = tmp_path / match.group(1)
+    command = match.group(2).split()[1:]
+    assert command == ["compare", *args, "--out", match.group(1)] and out.parent.name == "runs"
+    before = stamps(out)
+    assert list(before) == ["lora-lr0.001"]
+    assert main(command) == 0
+    after = stamps(out)
+    assert after["lora-lr0.001"] == before["lora-lr0.001"] and len(after) == 2
+    assert main(["compare", *args, "--out", str(tmp_path / "straight")]) == 0
+    for name in after:
+        resumed = json.loads((out / name / RESULT).read_text())
+        straight = json.loads((tmp_path / "straight" / name / RESULT).read_text())
+        assert resumed["dev_perplexity"] == straight["dev_perplexity"]
+        assert resumed["perplexity"] == straight["perplexity"]
