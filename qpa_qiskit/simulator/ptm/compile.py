@@ -10,6 +10,8 @@ circuit again. Circuits or noise models this cannot represent exactly raise
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -342,6 +344,62 @@ def light_cone(blocks: list[Block], n_qubits: int, reads: dict[int, tuple[int, .
     return select, all_sizes
 
 
+def fold_single_qubit_tails(blocks: list[Block]) -> list[Block]:
+    """`blocks` with each one-qubit block folded into the latest block before it on its qubit,
+    where that block is wider. Nothing between them acts on the qubit, so the one-qubit block
+    commutes with what lies between: folded, it costs no pass over the state of its own, and the
+    qubit's light cone closes with the wider block instead of at the end of the circuit (single
+    gates after a qubit's last two-qubit gate, as a transpiler leaves them where a device's
+    gate directions differ, kept four Pauli components of the qubit alive to the end)."""
+    out: list[Block] = []
+    latest: dict[int, Block] = {}
+    for block in blocks:
+        target = latest.get(block.qubits[0]) if len(block.qubits) == 1 else None
+        if target is not None and len(target.qubits) > 1:
+            block.widen(target.qubits)
+            target.factors.extend(block.factors)
+            continue
+        out.append(block)
+        for q in block.qubits:
+            latest[q] = block
+    return out
+
+
+def qubits_finish_early(blocks: list[Block]) -> list[Block]:
+    """`blocks` in another order the circuit allows (each block still after every earlier block
+    it shares a qubit with): of the blocks ready, the one on the lowest axes first, so the first
+    axes run through all their layers while later ones wait, and the light cone closes qubit by
+    qubit. A transpiler emits a ladder circuit layer by layer or in that wave depending on the
+    qubits it chose; layer by layer every qubit stays alive to the last layer."""
+    after: list[list[int]] = [[] for _ in blocks]
+    waiting = [0] * len(blocks)
+    latest: dict[int, int] = {}
+    for j, block in enumerate(blocks):
+        for i in {latest[q] for q in block.qubits if q in latest}:
+            after[i].append(j)
+            waiting[j] += 1
+        for q in block.qubits:
+            latest[q] = j
+    ready = [(blocks[j].qubits, j) for j in range(len(blocks)) if waiting[j] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(blocks[i])
+        for j in after[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, (blocks[j].qubits, j))
+    return order
+
+
+def walk_size(blocks: list[Block], n_qubits: int, reads: dict[int, tuple[int, ...]]) -> int:
+    """The state entries a walk of `blocks` reads: the sum of the state's size before each block
+    under the light cone (what the engine's time and memory grow with)."""
+    _, sizes = light_cone(blocks, n_qubits, reads)
+    return sum(math.prod(s) for s in sizes[:-1])
+
+
 def axis_order(qubits: list[int], pairs: set[tuple[int, int]]) -> list[int]:
     """The order of the state's axes: the physical `qubits` ascending, unless another order puts
     more of the two-qubit gates' `pairs` on neighbouring axes. A block on neighbouring axes is a
@@ -408,10 +466,14 @@ class _Compiler:
                 self._instruction(inst)
         for b in list(self.open_blocks):
             self._close(b)
+        self.blocks = fold_single_qubit_tails(self.blocks)
         n_clbits = len(self.circuit.clbits)
         if sorted(self.measured) != list(range(n_clbits)):
             raise UnsupportedCircuit("some classical bits are never measured")
         n_qubits = len(self.active)
+        reads = {q: (0, 3) for q in self.measured.values()}
+        self.blocks = min((self.blocks, qubits_finish_early(self.blocks)),
+                          key=lambda blocks: walk_size(blocks, n_qubits, reads))  # fmt: skip
         return Compiled(
             n_qubits=n_qubits,
             physical_qubits=self.active,
@@ -423,7 +485,7 @@ class _Compiler:
             readout=readout_matrices(self.noise, [self.active[self.measured[c]] for c in range(n_clbits)]),
             # Light cone of the measurement: after the last block on a qubit only the Pauli
             # coefficients the measurement reads are kept (I and Z if measured, else I).
-            cone=light_cone(self.blocks, n_qubits, {q: (0, 3) for q in self.measured.values()}),
+            cone=light_cone(self.blocks, n_qubits, reads),
         )
 
     def _error(self, name: str, qubits: tuple[int, ...]):
