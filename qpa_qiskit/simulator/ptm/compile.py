@@ -365,12 +365,14 @@ def fold_single_qubit_tails(blocks: list[Block]) -> list[Block]:
     return out
 
 
-def qubits_finish_early(blocks: list[Block]) -> list[Block]:
+def qubits_finish_early(blocks: list[Block], *, last_first: bool = False) -> list[Block]:
     """`blocks` in another order the circuit allows (each block still after every earlier block
-    it shares a qubit with): of the blocks ready, the one on the lowest axes first, so the first
-    axes run through all their layers while later ones wait, and the light cone closes qubit by
-    qubit. A transpiler emits a ladder circuit layer by layer or in that wave depending on the
-    qubits it chose; layer by layer every qubit stays alive to the last layer."""
+    it shares a qubit with): of the blocks ready, the one on the lowest axes first (`last_first`:
+    the highest, for a ladder that runs down the axes), so those axes run through all their
+    layers while the others wait, and the light cone closes qubit by qubit. A transpiler emits a
+    ladder circuit layer by layer or in that wave depending on the qubits it chose; layer by
+    layer every qubit stays alive to the last layer."""
+    sign = -1 if last_first else 1
     after: list[list[int]] = [[] for _ in blocks]
     waiting = [0] * len(blocks)
     latest: dict[int, int] = {}
@@ -380,7 +382,7 @@ def qubits_finish_early(blocks: list[Block]) -> list[Block]:
             waiting[j] += 1
         for q in block.qubits:
             latest[q] = j
-    ready = [(blocks[j].qubits, j) for j in range(len(blocks)) if waiting[j] == 0]
+    ready = [(tuple(sign * q for q in blocks[j].qubits), j) for j in range(len(blocks)) if waiting[j] == 0]
     heapq.heapify(ready)
     order = []
     while ready:
@@ -389,7 +391,7 @@ def qubits_finish_early(blocks: list[Block]) -> list[Block]:
         for j in after[i]:
             waiting[j] -= 1
             if waiting[j] == 0:
-                heapq.heappush(ready, (blocks[j].qubits, j))
+                heapq.heappush(ready, (tuple(sign * q for q in blocks[j].qubits), j))
     return order
 
 
@@ -400,13 +402,16 @@ def walk_size(blocks: list[Block], n_qubits: int, reads: dict[int, tuple[int, ..
     return sum(math.prod(s) for s in sizes[:-1])
 
 
-def axis_order(qubits: list[int], pairs: set[tuple[int, int]]) -> list[int]:
+def axis_order(qubits: list[int], pairs: dict[tuple[int, int], None]) -> list[int]:
     """The order of the state's axes: the physical `qubits` ascending, unless another order puts
     more of the two-qubit gates' `pairs` on neighbouring axes. A block on neighbouring axes is a
     matrix product on a view of the state; one on axes apart first copies the state into a
     permuted layout. A layout chosen by the device's errors ([104, 105, 106, 111, 112, 122, ...])
     interleaves a linear circuit's chain in ascending order; reverse Cuthill-McKee (scipy) on the
-    gates' graph lays a chain, or the lattice a router leaves, along the axes again."""
+    gates' graph lays a chain, or the lattice a router leaves, along the axes again, oriented so
+    that the first two-qubit gate (the first of `pairs`, in the circuit's order) is on the low
+    axes: the walk then closes the light cone from the low axes up (:func:`qubits_finish_early`),
+    where the state's blocks are matrix products with long rows."""
     index = {q: i for i, q in enumerate(qubits)}
     edges = [(index[a], index[b]) for a, b in pairs]
     if not edges:
@@ -414,6 +419,8 @@ def axis_order(qubits: list[int], pairs: set[tuple[int, int]]) -> list[int]:
     rows, cols = zip(*edges, strict=True)
     graph = csr_matrix((np.ones(len(edges)), (rows, cols)), shape=(len(qubits), len(qubits)))
     order = [qubits[i] for i in reverse_cuthill_mckee(graph, symmetric_mode=False)]
+    if order.index(next(iter(pairs))[0]) > (len(order) - 1) / 2:
+        order.reverse()
 
     def apart(axes: list[int]) -> int:
         position = {q: i for i, q in enumerate(axes)}
@@ -441,7 +448,7 @@ class _Compiler:
         self.qindex = {q: i for i, q in enumerate(circuit.qubits)}
         self.cindex = {c: i for i, c in enumerate(circuit.clbits)}
         active: list[int] = []
-        pairs: set[tuple[int, int]] = set()
+        pairs: dict[tuple[int, int], None] = {}  # in the circuit's order
         for inst in circuit.data:
             if inst.operation.name in IGNORED_INSTRUCTIONS:
                 continue
@@ -450,7 +457,7 @@ class _Compiler:
                     active.append(self.qindex[q])
             if len(inst.qubits) == 2:
                 a, b = sorted(self.qindex[q] for q in inst.qubits)
-                pairs.add((a, b))
+                pairs[(a, b)] = None
         if not active:
             raise UnsupportedCircuit("the circuit acts on no qubit")
         self.active = axis_order(sorted(active), pairs)
@@ -472,8 +479,12 @@ class _Compiler:
             raise UnsupportedCircuit("some classical bits are never measured")
         n_qubits = len(self.active)
         reads = {q: (0, 3) for q in self.measured.values()}
-        self.blocks = min((self.blocks, qubits_finish_early(self.blocks)),
-                          key=lambda blocks: walk_size(blocks, n_qubits, reads))  # fmt: skip
+        orders = (
+            self.blocks,
+            qubits_finish_early(self.blocks),
+            qubits_finish_early(self.blocks, last_first=True),
+        )
+        self.blocks = min(orders, key=lambda blocks: walk_size(blocks, n_qubits, reads))
         return Compiled(
             n_qubits=n_qubits,
             physical_qubits=self.active,
