@@ -208,7 +208,7 @@ def check_first_evaluation(model: AdaptedModel) -> None:
     chosen qubits, a qubit whose readout mitigation has nothing to correct, a device too narrow)
     is refused before anything is written or trained. Not on IBM Quantum, where an evaluation is
     a job to pay for: there the account, the device and the transpilation are checked."""
-    quantum = None if model.generator is None else model.generator.quantum
+    quantum = model.generator.quantum if model.cfg.generator_kind == "qpa" else None
     if quantum is None or quantum.backend.family.samples_only:
         return
     backend = quantum.backend
