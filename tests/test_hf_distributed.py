@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +15,25 @@ SCRIPT = Path(__file__).parent / "scripts" / "hf_ddp.py"
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
 
+def free_port() -> int:
+    """A port nothing listens on now: each launch gets its own rendezvous port, so one launch
+    never meets the last one's socket on accelerate's default 29500."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def train(out: Path, per_device: int, kind: str, processes: int = 1) -> dict:
     # `accelerate launch --multi_gpu` starts torch.distributed's launcher; on a machine without a
     # GPU the processes train on the CPU over gloo (without it, accelerate starts one process)
     launch = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes),
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]  # fmt: skip
     command = [*launch, str(SCRIPT)] if processes > 1 else [sys.executable, str(SCRIPT)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*command, str(out), str(per_device), kind], capture_output=True, text=True,
                           env=env, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-8000:]
     return json.loads((out / "ranks.json").read_text())
 
 

@@ -76,9 +76,16 @@ def test_a_method_the_model_cannot_take_names_the_accepted_targets():
 # ---------------------------------------------------------------- the model object
 def test_the_model_counts_and_trains_like_the_adapted_model_and_prints_peft_wording(capsys):
     model = qpa(QPAConfig(method="qpa-lora", rank=4, chunk_size=64))
-    assert model.counts() == {"trainable": 3432, "circuit_angles": 40, "probability_logits": 0,
-                              "mapping": 3392, "completion": 0, "generated": 1156, "other_adapter": 0,
-                              "qubits": 5}  # fmt: skip  (the README's example)
+    assert model.counts() == {
+        "trainable": 3432,
+        "circuit_angles": 40,
+        "probability_logits": 0,
+        "mapping": 3392,
+        "completion": 0,
+        "generated": 1156,
+        "other_adapter": 0,
+        "qubits": 5,
+    }  # fmt: skip  (the README's example)
     model.print_trainable_parameters()
     line = capsys.readouterr().out.strip()
     trainable, total = model.get_nb_trainable_parameters()

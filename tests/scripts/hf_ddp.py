@@ -56,3 +56,8 @@ if trainer.is_world_process_zero():
     trainer.save_model(out)
     with open(f"{out}/ranks.json", "w") as f:
         json.dump({"world_size": trainer.args.world_size, "states": every}, f)
+if torch.distributed.is_initialized():
+    # without this, gloo's worker threads can outlive the interpreter and abort the process at
+    # exit ("terminate called without an active exception", pytorch/pytorch#190489)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
