@@ -25,6 +25,10 @@ PROBABILITIES = ("circuit", "frozen", "uniform", "fixed-random", "softmax", "non
 CIRCUIT_SOURCES = ("circuit", "frozen")  # the sources that evaluate the circuit on the backend
 TRAINED_SOURCES = ("circuit", "softmax")  # the sources with trainable parameters
 COUNTERFACTUALS = ("uniform", "permuted", "fixed-random")
+# how a shot-based backend's circuit gradient is estimated (qnn.py): the parameter-shift rule
+# (2P + 1 sets a step; adjoint on exact backends, equal to it) or SPSA (1 + 2K sets)
+CIRCUIT_GRADIENTS = ("shift", "spsa")
+SPSA_EPSILON = 0.2  # qiskit-machine-learning's SPSA.calibrate default perturbation c = 0.2
 ROTATIONS = ("ry", "rx")  # the ansatz's rotations (circuits.ansatz)
 ENTANGLEMENTS = ("linear", "circular")  # its CNOT ladders
 COMPLETION_MODES = ("none", "gi", "uniform", "random")  # completion.MODES

@@ -36,7 +36,7 @@ from typing import Any
 from . import validate
 from .adapters.config import TUNER_SETTINGS, AdapterConfig
 from .backends.config import BackendConfig
-from .choices import CIRCUIT_SOURCES, METHODS, TRAINED_SOURCES, split_method
+from .choices import CIRCUIT_SOURCES, METHODS, SPSA_EPSILON, TRAINED_SOURCES, split_method
 from .data.config import EvalConfig, TaskConfig
 from .errors import InputError
 from .generator.config import PRESETS, GeneratorConfig
@@ -75,13 +75,16 @@ SECTIONS: dict[str, type] = {
 RESUMABLE = frozenset(
     {"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch", "eval_protocol",
      "padded_block", "dev_tokens", "eval_every", "device", "torch_device", "mode", "max_execution_time",
-     "feature_cache"}
+     "feature_cache", "max_qpu_seconds", "cost_as"}
 )  # fmt: skip
 
 # Settings of the qpa-* generator that other methods do not take, with their neutral values:
 # RunConfig.for_method resets them when a study trains a classical method beside QPA.
 QPA_ONLY = {"completion": "none", "shots_factor": None, "probabilities": "circuit", "circuit_lr": None,
-            "preset": None}  # fmt: skip
+            "preset": None, "gradient": "shift", "spsa_samples": 1, "spsa_epsilon": SPSA_EPSILON,
+            "circuit_every": 1}  # fmt: skip
+# the settings of how the circuit trains: what they mean where a run trains no circuit
+CIRCUIT_TRAINING = {"gradient": "shift", "spsa_samples": 1, "spsa_epsilon": SPSA_EPSILON, "circuit_every": 1}
 
 
 def _option(name: str) -> str:
@@ -244,6 +247,7 @@ class RunConfig:
                     f"circuit_lr sets the rate of trained probabilities; probabilities {gen.probabilities!r} "
                     f"are not trained (only {', '.join(TRAINED_SOURCES)} are). Drop --circuit-lr"
                 )
+        self._check_circuit_training()
         if self.training.eval_every and self.task.dev_share is None:
             raise InputError(
                 f"eval_every {self.training.eval_every} scores the dev split, and this configuration has "
@@ -259,6 +263,39 @@ class RunConfig:
                     f"preset {gen.preset!r} contradicts the settings given ({detail}). Drop those settings "
                     f"(the preset sets them), or drop --preset and give every setting yourself"
                 )
+
+    def _check_circuit_training(self) -> None:
+        """The circuit's gradient and schedule (:data:`CIRCUIT_TRAINING`) only where a qpa-* run
+        trains its circuit; the SPSA settings only with the SPSA gradient; the circuit at least
+        once in the run."""
+        gen = self.generator
+        trains_circuit = self.adapter.generator_kind == "qpa" and gen.probabilities == "circuit"
+        if not trains_circuit:
+            why = (
+                f"probabilities {gen.probabilities!r} train no circuit (only 'circuit' does)"
+                if self.adapter.generator_kind == "qpa"
+                else f"{self.adapter.method!r} has no circuit"
+            )
+            for name, neutral in CIRCUIT_TRAINING.items():
+                if getattr(gen, name) != neutral:
+                    raise InputError(
+                        f"{name} {getattr(gen, name)!r} sets how a qpa-* run trains its circuit; {why}. Drop "
+                        f"{_option(name)}, or train the circuit (a qpa-* method with --probabilities circuit)"
+                    )
+            return
+        if gen.gradient != "spsa":
+            for name in ("spsa_samples", "spsa_epsilon"):
+                if getattr(gen, name) != CIRCUIT_TRAINING[name]:
+                    raise InputError(
+                        f"{name} {getattr(gen, name)!r} sets the SPSA gradient, and gradient is "
+                        f"{gen.gradient!r}. Drop {_option(name)}, or add --gradient spsa"
+                    )
+        if gen.circuit_every > self.training.steps:
+            raise InputError(
+                f"circuit_every {gen.circuit_every} is larger than the run's {self.training.steps} steps: "
+                f"the circuit would run only at the first step. Give --circuit-every at most "
+                f"{self.training.steps}, or --probabilities frozen for a circuit measured once"
+            )
 
     @property
     def reads_circuit(self) -> bool:

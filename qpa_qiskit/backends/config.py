@@ -99,6 +99,21 @@ class BackendConfig:
     max_execution_time: int | None = field(
         default=None, metadata=described("ibm: QPU seconds a job may use before the service cancels it")
     )
+    max_qpu_seconds: float | None = field(
+        default=None,
+        metadata=described(
+            "ibm: the run's QPU-time budget in seconds: refused before anything is written when the "
+            "projected cost exceeds it; the run stops cleanly before the step that would pass it (a "
+            "larger budget resumes it)"
+        ),
+    )
+    cost_as: str | None = field(
+        default=None,
+        metadata=described(
+            "what-if: project the QPU cost of this run as if its circuit ran on ibm:<device> (a "
+            "simulator run's cost on hardware)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not self.backend.strip():
@@ -161,6 +176,16 @@ class BackendConfig:
             validate.one_of(self.mode, "mode", EXECUTION_MODES)
         if self.max_execution_time is not None:
             self.max_execution_time = validate.positive_int(self.max_execution_time, "max_execution_time")
+        if self.max_qpu_seconds is not None:
+            self.max_qpu_seconds = validate.positive_number(self.max_qpu_seconds, "max_qpu_seconds")
+        if self.cost_as is not None:
+            spec = self.cost_as.strip() if isinstance(self.cost_as, str) else ""
+            if not spec.lower().startswith("ibm:") or not spec[4:].strip():
+                raise InputError(
+                    f"cost_as names the IBM Quantum device whose QPU time a run is projected on, "
+                    f"'ibm:<device>' (e.g. ibm:ibm_torino or ibm:fake_torino); got {self.cost_as!r}"
+                )
+            self.cost_as = spec
         if self.sampler_options is not None:
             options = runtime_sampler_options(self.sampler_options, "sampler_options")
             limit = options.max_execution_time

@@ -14,6 +14,7 @@ from typing import Any
 from .. import validate
 from ..choices import (
     ACTIVATION_NAMES,
+    CIRCUIT_GRADIENTS,
     COMPLETION_MODES,
     DEFAULT_WIDTHS,
     ENTANGLEMENTS,
@@ -23,6 +24,7 @@ from ..choices import (
     OUTPUT_CENTRINGS,
     PROBABILITIES,
     ROTATIONS,
+    SPSA_EPSILON,
     X_CENTRINGS,
 )
 from ..sections import described
@@ -137,6 +139,29 @@ class GeneratorConfig:
     completion_hidden: list[int] = field(
         default_factory=lambda: [16], metadata=described("hidden widths of the GI network")
     )
+    gradient: str = field(
+        default="shift",
+        metadata=described(
+            "the circuit's gradient: shift (the parameter-shift rule, 2P + 1 parameter sets a step; adjoint "
+            "on an exact backend, equal to it) or spsa (1 + 2K sets a step: K random directions, "
+            "--spsa-samples; on an exact backend a documented control)",
+            choices=CIRCUIT_GRADIENTS,
+        ),
+    )
+    spsa_samples: int = field(
+        default=1, metadata=described("gradient spsa: K, the random directions per step (2K shifted sets)")
+    )
+    spsa_epsilon: float = field(
+        default=SPSA_EPSILON,
+        metadata=described("gradient spsa: the perturbation size (qiskit-machine-learning's SPSA default c)"),
+    )
+    circuit_every: int = field(
+        default=1,
+        metadata=described(
+            "run the circuit and its gradient every K steps; between them the mapping trains on the last "
+            "probabilities (1: every step)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.chunk_size = validate.positive_int(self.chunk_size, "chunk_size")
@@ -160,3 +185,7 @@ class GeneratorConfig:
             self.lowrank_k = validate.positive_int(self.lowrank_k, "lowrank_k")
         validate.one_of(self.completion, "completion", COMPLETION_MODES)
         self.completion_hidden = list(validate.positive_ints(self.completion_hidden, "completion_hidden"))
+        validate.one_of(self.gradient, "gradient", CIRCUIT_GRADIENTS)
+        self.spsa_samples = validate.positive_int(self.spsa_samples, "spsa_samples")
+        self.spsa_epsilon = validate.positive_number(self.spsa_epsilon, "spsa_epsilon")
+        self.circuit_every = validate.positive_int(self.circuit_every, "circuit_every")
