@@ -153,6 +153,11 @@ class QuantumTrain(nn.Module):
         total = sum(s.numel() for s in self.shapes.values())
         if config is None:
             config = default_config(total, backend.num_qubits, type(module).__name__)
+        if config.circuit_every != 1:
+            raise InputError(
+                f"circuit_every {config.circuit_every} needs each training step's index, and QuantumTrain "
+                "generates the weights at every call without one; leave circuit_every at 1"
+            )
         self.config = config
         # a whole network starts from weights at its own scale, not near zero as an adapter does
         self.generator = QPAGenerator(total, backend, config, seed=seed, start_small=False)

@@ -83,6 +83,19 @@ def positive_number(value: Any, name: str) -> float:
     return number(value, name, above=0.0)
 
 
+def perturbation(value: Any, name: str) -> float:
+    """An angle ε in (0, π): a perturbation θ ± ε of circuit angles. The probabilities repeat
+    every 2π in each angle, so at ε = π the two perturbed circuits are the same one."""
+    out = positive_number(value, name)
+    if out >= math.pi:
+        raise InputError(
+            f"{name} must be a finite number > 0 and < π (3.14159...), got {value!r}: the probabilities "
+            "repeat every 2π in each angle, so at ε = π the circuits at θ + ε and θ - ε are the same "
+            "and the estimate is 0, and beyond π it points the other way"
+        )
+    return out
+
+
 def one_of(value: Any, name: str, choices: Iterable[str]) -> str:
     """One of `choices`, exactly."""
     choices = tuple(choices)

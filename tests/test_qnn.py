@@ -170,3 +170,137 @@ def test_adjoint_gradient_of_angles_that_are_not_affine(spec):
     if spec != "statevector":  # and the values are Aer's
         reference = QPABackend(spec, engine="aer").probabilities(qc, theta)
         np.testing.assert_allclose(probs, reference[0], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- SPSA
+def test_spsa_sets_layout():
+    from qpa_qiskit.qnn import spsa_parameter_sets
+
+    directions = np.array([[1.0, -1.0], [-1.0, -1.0]])
+    rows = spsa_parameter_sets(np.array([0.1, 0.2]), directions, 0.5)
+    expected = [[0.1, 0.2], [0.6, -0.3], [-0.4, 0.7], [-0.4, -0.3], [0.6, 0.7]]
+    np.testing.assert_allclose(rows, expected)
+
+
+def spsa_layer(backend, qc, init, seed=0, **settings):
+    return QuantumProbabilities(backend, qc, init=init, seed=seed, gradient="spsa", **settings)
+
+
+def test_spsa_step_is_one_submission_of_the_forward_set_and_2k_perturbed_sets(monkeypatch):
+    qc = ansatz(3, 2)
+    backend = QPABackend("statevector", shots_factor=10)
+    calls = []
+    original = backend.probabilities
+    monkeypatch.setattr(backend, "probabilities", lambda c, v: calls.append(np.shape(v)) or original(c, v))
+    layer = spsa_layer(backend, qc, None, spsa_samples=4)
+    assert layer.gradient == "spsa" and "spsa_samples=4" in repr(layer)
+    layer().sum().backward()
+    assert calls == [(1 + 2 * 4, 6)]  # P = 6 angles; the shift rule would send 2P + 1 = 13
+    with torch.no_grad():
+        layer()
+    assert calls[-1] == (6,)  # no gradient wanted: the forward set only, and no directions drawn
+
+
+def test_spsa_vjp_averages_to_the_adjoint_vjp_within_five_standard_errors():
+    """On an exact backend each SPSA estimate is g · dp/dθ plus the other directions' cross
+    terms, of mean zero, and a bias of O(ε²) (its mean is tan(ε)/ε times the gradient of the
+    circuit over-rotated by ±ε at random: the next test); ε = 0.01 makes that bias about 1e-4
+    relative, negligible here. The mean of n = 500 independent estimates (each a mean over
+    K = 8 directions) is tested against the adjoint VJP component by component within 5
+    standard errors, estimated from the 500 estimates: here 8% to 90% of a component's size
+    (the small components are the loose ones). Not trivially loose: the same tolerance rejects
+    a wrong sign and a scale of 2 in every component, and a scale of 1/2 in some."""
+    qc = ansatz(3, 2)
+    init = np.random.default_rng(7).uniform(0, 2 * np.pi, qc.num_parameters)
+    upstream = torch.from_numpy(np.random.default_rng(8).normal(size=8))
+    adjoint = QuantumProbabilities(QPABackend("statevector"), qc, init=init)
+    assert adjoint.gradient == "adjoint"
+    (adjoint() @ upstream).backward()
+    exact = adjoint.theta.grad.numpy()
+    layer = spsa_layer(QPABackend("statevector"), qc, init, spsa_samples=8, spsa_epsilon=0.01)
+    estimates = []
+    for _ in range(500):  # 4,000 directions
+        layer.theta.grad = None
+        (layer() @ upstream).backward()
+        estimates.append(layer.theta.grad.numpy().copy())
+    estimates = np.array(estimates)
+    mean = estimates.mean(axis=0)
+    stderr = estimates.std(axis=0, ddof=1) / np.sqrt(len(estimates))
+    assert np.all(stderr > 0)
+    assert np.all(np.abs(mean - exact) < 5 * stderr), (mean, exact, stderr)
+    # not trivially loose: the tolerance is tighter than the errors a wrong sign or scale makes
+    assert np.all(np.abs(-mean - exact) > 5 * stderr)  # here every component: z from 12 to 130
+    assert np.all(np.abs(2 * mean - exact) > 5 * stderr)  # z from 8 to 65
+    assert np.any(np.abs(0.5 * mean - exact) > 5 * stderr)
+
+
+@pytest.mark.parametrize("epsilon", [0.2, 1.0])
+def test_spsa_mean_over_every_direction_is_the_gradient_of_the_randomly_over_rotated_circuit(epsilon):
+    """The mean over all 2^P Rademacher directions is exact, not a sample: tan(ε)/ε times the
+    gradient of p̃(θ) = E_Δ[p(θ + εΔ)], the circuit with every angle over-rotated by ±ε at
+    random (qnn's module docstring derives it), whose gradient is the mean of the adjoint
+    gradients at θ + εΔ. At ε = 1 that is far from p's own gradient: the identity is not that."""
+    import itertools
+
+    from qpa_qiskit.qnn import spsa_parameter_sets
+
+    qc = ansatz(3, 2)
+    n = qc.num_parameters
+    backend = QPABackend("statevector")
+    init = np.random.default_rng(9).uniform(0, 2 * np.pi, n)
+    upstream = np.random.default_rng(10).normal(size=8)
+    directions = np.array(list(itertools.product([1.0, -1.0], repeat=n)))
+    rows = backend.probabilities(qc, spsa_parameter_sets(init, directions, epsilon))
+    along = (rows[1::2] - rows[2::2]) @ upstream / (2 * epsilon)
+    mean = along @ directions / len(directions)
+    smoothed = np.mean([backend.vjp(qc, init + epsilon * d)[1](upstream) for d in directions], axis=0)
+    np.testing.assert_allclose(mean, np.tan(epsilon) / epsilon * smoothed, atol=1e-12)
+    exact = backend.vjp(qc, init)[1](upstream)
+    assert np.abs(mean - exact).max() > 0.01  # a bias the statistical test avoids with a small ε
+
+
+def test_spsa_directions_come_from_a_seeded_stream_of_the_layers_own():
+    qc = ansatz(2, 2)
+    init = np.random.default_rng(11).uniform(0, 2 * np.pi, qc.num_parameters)
+    upstream = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+
+    def gradients(seed, steps=3):
+        torch.manual_seed(123)  # the global stream plays no part
+        layer = spsa_layer(QPABackend("statevector", shots=500, seed=1), qc, init, seed=seed, spsa_samples=2)
+        out = []
+        for _ in range(steps):
+            layer.theta.grad = None
+            (layer() @ upstream).backward()
+            out.append(layer.theta.grad.clone())
+        return torch.stack(out)
+
+    same = gradients(0)
+    assert torch.equal(same, gradients(0))
+    assert not torch.equal(same, gradients(1))
+    assert not torch.equal(same[0], same[1])  # each evaluation draws new directions
+    # the stream's state resumes the draws exactly
+    layer = spsa_layer(QPABackend("statevector"), qc, init, seed=0)
+    state = layer.spsa_stream.get_state()
+    first = rademacher_draw(layer)
+    layer.spsa_stream.set_state(state)
+    assert np.array_equal(first, rademacher_draw(layer))
+    assert set(np.unique(first)) <= {-1.0, 1.0}
+
+
+def rademacher_draw(layer):
+    from qpa_qiskit.qnn import rademacher
+
+    return rademacher(50, layer.theta.numel(), layer.spsa_stream)
+
+
+def test_spsa_settings_are_checked():
+    backend = QPABackend("statevector")
+    qc = ansatz(2, 1)
+    for bad in (0, -0.1, float("nan"), float("inf"), "0.2", np.pi, 4.0):
+        with pytest.raises(InputError, match="spsa_epsilon must be a finite number > 0"):
+            spsa_layer(backend, qc, None, spsa_epsilon=bad)
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(InputError, match="spsa_samples must be a positive integer"):
+            spsa_layer(backend, qc, None, spsa_samples=bad)
+    with pytest.raises(InputError, match=r"spsa_samples set\(s\) the SPSA gradient, and gradient is 'auto'"):
+        QuantumProbabilities(backend, qc, spsa_samples=2)

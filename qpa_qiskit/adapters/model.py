@@ -114,10 +114,11 @@ class AdaptedModel(nn.Module):
         shapes = dict(zip(self.generated_names, self.generated_shapes, strict=True))
         return split_weights(vector, shapes, dtype)
 
-    def generated_tensors(self) -> dict[str, torch.Tensor]:
-        """A training step's generator output split into the peft tensors it replaces."""
+    def generated_tensors(self, step: int | None = None) -> dict[str, torch.Tensor]:
+        """A training step's generator output split into the peft tensors it replaces; `step`
+        is the step's 0-based index (:meth:`QPAGenerator.forward`: ``circuit_every`` needs it)."""
         assert self.generator is not None
-        return self._split(self.generator())
+        return self._split(self.generator(step=step))
 
     def final_tensors(self, probabilities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The trained adapter's generated tensors (:meth:`QPAGenerator.final_weights`: with

@@ -119,7 +119,8 @@ class GeneratorConfig:
         default="circuit",
         metadata=described(
             "what the mapping reads: the trained circuit, or a control: frozen (the circuit at its "
-            "initial angles), uniform, fixed-random (one Porter-Thomas draw), softmax (2^N trained "
+            "initial angles; with shots measured once per run, one sample reused at every step and for "
+            "the final weights), uniform, fixed-random (one Porter-Thomas draw), softmax (2^N trained "
             "logits), none (the bits only)",
             choices=PROBABILITIES,
         ),
@@ -187,5 +188,5 @@ class GeneratorConfig:
         self.completion_hidden = list(validate.positive_ints(self.completion_hidden, "completion_hidden"))
         validate.one_of(self.gradient, "gradient", CIRCUIT_GRADIENTS)
         self.spsa_samples = validate.positive_int(self.spsa_samples, "spsa_samples")
-        self.spsa_epsilon = validate.positive_number(self.spsa_epsilon, "spsa_epsilon")
+        self.spsa_epsilon = validate.perturbation(self.spsa_epsilon, "spsa_epsilon")
         self.circuit_every = validate.positive_int(self.circuit_every, "circuit_every")

@@ -20,6 +20,14 @@ distribution, one fixed Porter-Thomas draw, a free softmax distribution, or none
 
 :class:`LowRankGenerator` is the purely classical peer: the generated chunks as H @ C.
 
+How often the circuit runs (a QPU bills every shot): with ``circuit_every`` K the circuit and
+its gradient run at the training steps whose 0-based index s has s % K == 0; between them
+:meth:`QPAGenerator.forward` reuses the last probabilities, detached (no evaluation; the angles
+get no gradient, the mapping and the completion train). A frozen circuit on a backend that
+samples is measured once per run, at the first step, and that sample serves every later step
+and the final weights. The kept probabilities are part of :attr:`QPAGenerator.rng_state`, so a
+checkpoint resumes exactly. Final weights with ``circuit_every`` measure afresh, as always.
+
 Random labels and evaluation: the trained result must be one classical adapter, so
 :meth:`QPAGenerator.final_weights` (what evaluation and export use) gives the *expected*
 adapter over the label draws. Each chunk's label is uniform over the 2^N bitstrings (its
@@ -186,6 +194,12 @@ class QPAGenerator(nn.Module):
                 f"need {self.n_qubits} qubits; {backend.name} has {width}. Use a chunk size of at least "
                 f"{fits:,}"
             )
+        if cfg.circuit_every != 1 and self.source != "circuit":
+            raise InputError(
+                f"circuit_every {cfg.circuit_every} sets how often a trained circuit runs; probabilities "
+                f"{self.source!r} train no circuit. Leave circuit_every at 1, or use probabilities 'circuit'"
+            )
+        self.circuit_every = cfg.circuit_every
         self.gamma, self.beta, self.alpha = cfg.gamma, cfg.beta, cfg.alpha
         self.quantum: QuantumProbabilities | None = None
         self.logits: nn.Parameter | None = None
@@ -195,6 +209,9 @@ class QPAGenerator(nn.Module):
                 self.n_qubits, cfg.reps, rotation=cfg.rotation, entanglement=cfg.entanglement
             )
         if uses_circuit:
+            spsa = {}
+            if cfg.gradient == "spsa":  # "shift": the adjoint method where the backend is exact
+                spsa = {"spsa_samples": cfg.spsa_samples, "spsa_epsilon": cfg.spsa_epsilon}
             with torch_seeded(seed, "circuit"):
                 self.quantum = QuantumProbabilities(
                     backend,
@@ -202,6 +219,8 @@ class QPAGenerator(nn.Module):
                     completion=cfg.completion,
                     completion_hidden=tuple(cfg.completion_hidden),
                     seed=seed,
+                    gradient="spsa" if cfg.gradient == "spsa" else "auto",
+                    **spsa,
                 )
             if self.source == "frozen":
                 self.quantum.theta.requires_grad_(False)
@@ -230,6 +249,11 @@ class QPAGenerator(nn.Module):
             0 if seed is None else derived_seed(seed, "labels")
         )
         self._seed = seed
+        # frozen angles on a backend that samples: one measurement per run (the module docstring)
+        self.measure_once = self.source == "frozen" and self.quantum.shots is not None
+        # the circuit's last probabilities (before the completion), kept where they are reused
+        self.keeps_probabilities = self.quantum is not None and (self.measure_once or self.circuit_every > 1)
+        self._measured: torch.Tensor | None = None
         self.widths = [self.n_qubits + 1, *mapping_widths(cfg)]
         layers: list[nn.Module] = []
         with torch_seeded(seed, "mapping"):
@@ -250,15 +274,36 @@ class QPAGenerator(nn.Module):
         self.mapping = nn.Sequential(*layers)
 
     # ------------------------------------------------------------------ probabilities
-    def probabilities(self) -> torch.Tensor | None:
-        """The (2^N,) float64 probabilities the mapping reads now (None: the ``none`` source)."""
+    def probabilities(self, step: int | None = None) -> torch.Tensor | None:
+        """The (2^N,) float64 probabilities the mapping reads now (None: the ``none`` source).
+
+        `step`: the 0-based index of the training step they are for (with ``circuit_every``
+        K the circuit runs where step % K == 0, the last probabilities are reused between);
+        None: an evaluation, which measures the circuit afresh (once per run where the frozen
+        circuit is sampled: see the module docstring)."""
         if self.quantum is not None:
-            return self.quantum()
+            return self.quantum(self._kept_probabilities(step))
         if self.logits is not None:
             return torch.softmax(self.logits, 0)
         if self.source in ("uniform", "fixed-random"):
             return self.fixed
         return None
+
+    def _kept_probabilities(self, step: int | None) -> torch.Tensor | None:
+        """The circuit's probabilities to reuse for `step` instead of a new evaluation, or None
+        (evaluate now). Measures and keeps them where they are kept (the measurement's gradient
+        reaches the angles at the step that measures them, never later)."""
+        if self.measure_once:
+            if self._measured is None:
+                self._measured = self.quantum.measure().detach()
+            return self._measured
+        if step is None or self.circuit_every == 1:
+            return None
+        if step % self.circuit_every == 0 or self._measured is None:
+            measured = self.quantum.measure()
+            self._measured = measured.detach()
+            return measured
+        return self._measured
 
     def rescale(self, probs: torch.Tensor) -> torch.Tensor:
         """x = (beta * tanh(gamma * 2^(N-1) * p))^alpha of the (2^N,) or (n_chunks,) vector
@@ -305,12 +350,18 @@ class QPAGenerator(nn.Module):
     @property
     def rng_state(self) -> dict[str, Any]:
         """Random states this generator owns beyond torch's global one: the backend's shot
-        sampler, the completion's generator and the label stream (for an exact resume)."""
+        sampler, the completion's generator, the label stream and the SPSA directions' stream;
+        and the circuit's probabilities it reuses (``circuit_every``, a sampled frozen circuit)
+        as a list of floats, None before the first measurement (for an exact resume)."""
         state: dict[str, Any] = {"labels": self._label_stream.get_state()}
         if self.quantum is not None:
             state["backend"] = self.quantum.backend.rng_state
             if self.quantum.completion is not None:
                 state["completion"] = self.quantum.completion.rng_state
+            if self.quantum.spsa_stream is not None:
+                state["spsa"] = self.quantum.spsa_stream.get_state()
+        if self.keeps_probabilities:
+            state["probabilities"] = None if self._measured is None else self._measured.tolist()
         return state
 
     @rng_state.setter
@@ -323,6 +374,11 @@ class QPAGenerator(nn.Module):
             self.quantum.backend.rng_state = state["backend"]
         if self.quantum.completion is not None and state.get("completion") is not None:
             self.quantum.completion.rng_state = state["completion"]
+        if self.quantum.spsa_stream is not None and state.get("spsa") is not None:
+            self.quantum.spsa_stream.set_state(state["spsa"])
+        if self.keeps_probabilities and "probabilities" in state:
+            kept = state["probabilities"]
+            self._measured = None if kept is None else torch.tensor(kept, dtype=torch.float64)
 
     # ------------------------------------------------------------------ weights
     def _weights(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -333,10 +389,18 @@ class QPAGenerator(nn.Module):
         out = vector[: self.n_weights]
         return out - out.mean() if self.config.output_centring == "mean" else out
 
-    def forward(self) -> torch.Tensor:
-        """The weights of a training step: with random labels, a fresh draw of them."""
+    def forward(self, step: int | None = None) -> torch.Tensor:
+        """The weights of a training step: with random labels, a fresh draw of them. `step`:
+        the step's 0-based index (the run's step count before it), which ``circuit_every``
+        needs (:meth:`probabilities`)."""
+        if step is None and self.circuit_every > 1:
+            raise InputError(
+                f"circuit_every {self.circuit_every} runs the circuit once every {self.circuit_every} "
+                "training steps, and this training step came without its index: call the generator "
+                "with step=<the 0-based step> (qpa train does), or leave circuit_every at 1"
+            )
         labels = self.draw_labels() if self.random_labels else self.labels
-        return self._weights(self._inputs(self.probabilities()), labels)
+        return self._weights(self._inputs(self.probabilities(step)), labels)
 
     def final_weights(self, probabilities: torch.Tensor | None = None) -> torch.Tensor:
         """The trained adapter's weights: what evaluation and export use. Fixed labels: the
@@ -486,7 +550,8 @@ class LowRankGenerator(nn.Module):
             self.left = nn.Parameter(torch.randn(self.n_chunks, k) / math.sqrt(k))
             self.right = nn.Parameter(torch.randn(k, cfg.chunk_size) * 0.01)
 
-    def forward(self) -> torch.Tensor:
+    def forward(self, step: int | None = None) -> torch.Tensor:
+        """The generated weights (`step` is the QPA generator's argument; nothing here depends on it)."""
         return (self.left @ self.right).reshape(-1)[: self.n_weights]
 
     def place(self, device: torch.device | str) -> None:

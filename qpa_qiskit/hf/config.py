@@ -44,8 +44,13 @@ class QPAConfig(GeneratorConfig, AdapterConfig):  # this order: the adapter's fi
             setattr(self, name, run.get(name))
 
     def run_config(self, **changes: Any) -> RunConfig:
-        """The run configuration these settings (and `changes`, such as the backend's) describe."""
-        return RunConfig().replace(**self.to_dict(), **changes)
+        """The run configuration these settings (and `changes`, such as the backend's) describe;
+        a run's length is not among them, so it is at least ``circuit_every`` (a run trained
+        with ``qpa train --circuit-every 50 --steps 300`` loads here)."""
+        steps = RunConfig().training.steps
+        if isinstance(self.circuit_every, int):  # a value of another type is refused by the checks
+            steps = max(steps, self.circuit_every)
+        return RunConfig().replace(**{"steps": steps, **self.to_dict(), **changes})
 
     @property
     def adapter(self) -> AdapterConfig:

@@ -172,6 +172,7 @@ class QPAModel(AdaptedModel):
         if self.generator is None:
             return self.peft_model(**batch)
         if self.training:
+            self._refuse_circuit_every()
             self._share_random_state()
             return self.forward_with(self.generated_tensors(), **batch)
         return self.forward_with(self.final_tensors_at_rest(), **batch)
@@ -249,6 +250,19 @@ class QPAModel(AdaptedModel):
         """A backend that needs an account opens it now: its error comes before any work."""
         if self.qpa_backend is not None:
             self.qpa_backend.connect()
+
+    def _refuse_circuit_every(self) -> None:
+        """circuit_every needs each optimiser step's index, which a forward pass does not have
+        (``Trainer`` calls it once per micro-batch): refused for training, before any work. A
+        model trained with it (``qpa train``) loads, evaluates and exports here as any other."""
+        every = self.qpa_config.circuit_every
+        if every != 1:
+            raise InputError(
+                f"circuit_every {every} runs the circuit once every {every} optimiser steps, and a "
+                "QPAModel's forward pass does not know the step (Trainer calls it once per micro-batch). "
+                f"Train with 'qpa train ... --circuit-every {every}' (its run folder loads here with "
+                "QPAModel.from_pretrained), or build the model with circuit_every=1"
+            )
 
     def _share_random_state(self) -> None:
         """Under torch.distributed (accelerate, DDP), every rank must generate the same adapter:

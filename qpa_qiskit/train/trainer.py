@@ -20,9 +20,9 @@ parameter groups, schedule, batches, step) and hands it plain values (a state di
   bit for bit).
 
 On an ``ibm:`` backend the run trains with the hardware in the loop: the backend is built
-with a :class:`~qpa_qiskit.jobs.HardwareLoop` whose job store is ``<run>/jobs``; every step's
-circuit evaluation is one recorded job, and a resumed run replays at most the step in flight,
-collecting its recorded job instead of submitting a new one.
+with a :class:`~qpa_qiskit.jobs.HardwareLoop` whose job store is ``<run>/jobs``; each step's
+circuit evaluation (where it has one) is one recorded job, and a resumed run replays at most
+the step in flight, collecting its recorded job instead of submitting a new one.
 """
 
 from __future__ import annotations
@@ -566,13 +566,15 @@ class Run:
         """The gradients of this step's loss, summed over its micro-batches; returns the loss.
 
         The generated adapter weights are produced once (one circuit evaluation with its
-        parameter-shift sets), every micro-batch runs with them, and their accumulated
-        gradient goes back through the generator once.
+        gradient's sets, or the last probabilities where ``circuit_every`` skips this step),
+        every micro-batch runs with them, and their accumulated gradient goes back through the
+        generator once.
         """
         t = self.cfg.training
         self.model.train()
         self._label(f"step-{self.step + 1:06d}")
-        generated = self.model.generated_tensors() if self.model.generator is not None else None
+        generator = self.model.generator
+        generated = None if generator is None else self.model.generated_tensors(step=self.step)
         leaves = None
         if generated is not None:
             leaves = {n: g.detach().requires_grad_() for n, g in generated.items()}
