@@ -60,11 +60,12 @@ from ..generator.core import chunk_spread
 from ..hf.state import holds_saved_model, saved_model_as_run
 from ..models import LoadedModel, load_model
 from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
+from .budget import RunBudget, check_cost
 from .hardware import hardware_loop
 
 # settings a resumed run may change (RESUMABLE) that its config.json then records: how long
-# it trains and where; the others (scoring) apply to the command that gives them
-PERSISTED = ("steps", "device", "torch_device")
+# it trains (its QPU-time budget too) and where; the others (scoring) apply to the command that gives them
+PERSISTED = ("steps", "device", "torch_device", "max_qpu_seconds")
 
 
 def _stderr(message: str) -> None:
@@ -339,6 +340,7 @@ class Run:
         if run.hardware is not None:  # account, device and width fail here, before any file
             run.model.generator.quantum.backend.connect()
             run.model.generator.quantum.backend.isa_circuit(run.model.generator.circuit)
+        check_cost(run)  # over its QPU-time budget: refused here, before any file
         run.folder.create(cfg, run._placement())
         run.folder.lock()
         return run
@@ -617,10 +619,13 @@ class Run:
         t = self.cfg.training
         records = []
         disable = True if not progress else (None if nested else False)  # None: on a terminal only
+        budget = RunBudget.start(self)  # on IBM Quantum: checked before every step
         bar = tqdm(total=t.steps, initial=self.step, desc=desc or self.cfg.adapter.method, unit="step",
                    leave=not nested, disable=disable, file=sys.stderr)  # fmt: skip
         try:
             while self.step < t.steps:
+                if budget is not None:
+                    budget.before_step(self.step)
                 record = self.train_step()
                 records.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
