@@ -116,12 +116,12 @@ def dry_run(spec: Any, cfg: RunConfig, projector: Projector | None = None) -> li
     return lines
 
 
-def check_cost(trials: list[Trial], cfg: RunConfig, log: Callable[[str], None]) -> None:
-    """Before a study runs: its what-if total (``cost_as``) and its budget's note, or the
-    refusal of a budget its runs' projections exceed (InputError, nothing written)."""
+def check_cost(spec: Any, cfg: RunConfig, log: Callable[[str], None]) -> None:
+    """Before the study `spec` runs on `cfg`: its what-if total (``cost_as``) and its budget's
+    note, or the refusal of a budget its runs' projections exceed (InputError, nothing written)."""
     if cfg.backend.max_qpu_seconds is None and cfg.backend.cost_as is None:
         return
-    costs = study_costs(trials)
+    costs = study_costs(planned_trials(spec, cfg))
     if cfg.backend.cost_as is not None:
         log(table(costs)[-1].replace("study:", f"what-if (--cost-as {cfg.backend.cost_as}):", 1))
     note, refusal = verdict(costs, cfg)
