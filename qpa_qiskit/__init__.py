@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import (
     AccountError,
+    BudgetReached,
     BusyError,
     CapacityError,
     InputError,
@@ -85,6 +86,7 @@ __all__ = [
     "AccountError",
     "AdaptedModel",
     "AdapterConfig",
+    "BudgetReached",
     "BusyError",
     "CapacityError",
     "EvalConfig",

@@ -36,6 +36,11 @@ class StateError(QPAError):
     missing, truncated, corrupt or unreadable. Names the file and what to do."""
 
 
+class BudgetReached(QPAError):
+    """A run stopped before the step that would take its QPU time past its budget
+    (``max_qpu_seconds``); says what was used and the command that continues it."""
+
+
 class DependencyError(QPAError, ImportError):
     """An optional dependency that is not installed; names the extra that installs it."""
 

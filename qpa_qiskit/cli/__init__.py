@@ -8,7 +8,9 @@
 Every error qpa-qiskit raises on purpose (:class:`~qpa_qiskit.errors.QPAError`) is printed
 as one line, ``qpa: error: ...``, with exit status 2; never a traceback. A study or
 ``qpa compare`` whose runs did not all finish exits with status 1
-(:class:`~qpa_qiskit.errors.TrialsFailed`).
+(:class:`~qpa_qiskit.errors.TrialsFailed`). ``qpa train`` stopped before the step that would
+pass its QPU-time budget exits with status 4 (:data:`.runs.BUDGET_REACHED`), saying how to
+resume it; stopped by Ctrl-C, with 130.
 
 Start-up: the command modules are imported lazily, only the one of the command that runs
 (:func:`build_parser`; the commands are listed from :data:`.parsing.COMMANDS`), because they

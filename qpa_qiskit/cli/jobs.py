@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import BusyError, InputError, JobsError, QPAError
 from ..files import atomic_write
-from ..validate import positive_int
+from ..validate import positive_int, positive_number
 from .parsing import summary
 
 _CREATE_OPTIONS = (
@@ -121,6 +121,54 @@ def _print_batch(batch, options: dict | None) -> None:
         print(f"sampler options: {json.dumps(options, sort_keys=True)}")
 
 
+def _budget(value: float | None) -> float | None:
+    """--max-qpu-seconds: a finite number > 0 (InputError otherwise), or None."""
+    return None if value is None else positive_number(value, "--max-qpu-seconds (the QPU-time budget)")
+
+
+def _check_batch_budget(batch, budget: float | None) -> None:
+    """Print the cost model's projection of a new batch; refuse it (nothing written) over `budget`."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
+    from ..backends.cost import USAGE_GUIDE, open_plan_share
+
+    budget = _budget(budget)
+    seconds, timing = batch.qpu_seconds()
+    print(
+        f"QPU time projected (the cost model, docs/ibm.md#what-a-run-costs): {seconds:,.1f} s, "
+        f"{open_plan_share(seconds):.0%} of the Open Plan's 10 minutes ({timing.describe()}, + 2 s per job; "
+        f"{USAGE_GUIDE}; not checked against a live job)"
+    )
+    for assumption in timing.assumed:
+        print(f"assumed: {assumption}")
+    if budget is not None and seconds > budget:
+        raise InputError(
+            f"the batch's projected QPU time, {seconds:,.1f} s, exceeds --max-qpu-seconds {budget:g}; "
+            "nothing was submitted or written. Give fewer steps (--theta) or sets (--parameters), fewer "
+            "shots, or a larger budget"
+        )
+
+
+def _check_store_budget(store, budget: float) -> None:
+    """An existing store: its recorded QPU time (the service's usage where final, else the
+    projection) and the projection of the jobs still to submit, refused over `budget`."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
+    from ..jobs.usage import store_timing, store_usage
+
+    budget = _budget(budget)
+    backend = store.backend()
+    usage = store_usage(store, store_timing(store, backend.connect()), reported=not backend.is_local_testing)
+    total = usage.recorded + usage.planned
+    print(
+        f"QPU time: {usage.recorded:,.1f} s recorded ({usage.reported_jobs} job(s) as reported, "
+        f"{usage.projected_jobs} projected), {usage.planned:,.1f} s projected for the jobs still to submit"
+    )
+    if usage.planned and total > budget:
+        raise InputError(
+            f"{store.root}: its recorded and remaining jobs are projected at {total:,.1f} QPU s, over "
+            f"--max-qpu-seconds {budget:g}; nothing was submitted. Give a larger budget to submit the rest"
+        )
+
+
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..backends import QPABackend, parse_spec
@@ -138,6 +186,8 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
                 f"'qpa jobs submit {root}' without {flags} to finish submitting it, or choose a new directory"
             )
         store = JobStore(root)
+        if args.max_qpu_seconds is not None:
+            _check_store_budget(store, args.max_qpu_seconds)
         if args.dry_run:
             print(
                 f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set, "
@@ -169,6 +219,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             mode=args.mode or "batch",
         )
         _print_batch(batch, options)
+        _check_batch_budget(batch, args.max_qpu_seconds)
         if args.dry_run:
             print(batch.usage_estimate())
             print("dry run: nothing submitted, nothing written")
@@ -361,6 +412,12 @@ def add_commands(sub) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed (>= 0) of random angles if no file")
     q.add_argument("--max-executions", type=int, help="per job, >= 1 (default: the runtime's 10,000,000)")
     q.add_argument("--dry-run", action="store_true", help="print the plan and cost; submit and write nothing")
+    q.add_argument(
+        "--max-qpu-seconds",
+        type=float,
+        help="QPU-time budget in seconds: a batch (or the rest of a store) projected over it is refused "
+        "before anything is submitted or written (docs/ibm.md#what-a-run-costs)",
+    )
     add_runtime_options(q)
     add_recovery_options(q, "a job")
     q.set_defaults(func=cmd_jobs_submit)

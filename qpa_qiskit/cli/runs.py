@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..choices import COUNTERFACTUALS
-from ..errors import InputError
+from ..errors import BudgetReached, InputError
 from .jobs import add_recovery_options
 from .parsing import Parser, summary
 
@@ -66,6 +66,11 @@ def _hardware_options(args: argparse.Namespace) -> dict[str, bool]:
     return {"resubmit_unconfirmed": args.resubmit_unconfirmed, "retry_failed": args.retry_failed}
 
 
+#: the exit status of a run stopped before the step that would pass its QPU-time budget: not an
+#: error (2), not Ctrl-C (130); the message says how to continue
+BUDGET_REACHED = 4
+
+
 def stopped(kept: str, command: str, then: str = "continues") -> int:
     """What a command stopped by Ctrl-C says instead of a traceback: one line with what is kept
     and the command that goes on from there; the exit status 130 (128 + SIGINT), as a shell's."""
@@ -88,6 +93,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--config starts a new run; --resume continues a run with its stored configuration "
                 f"(give only the settings to change, e.g. 'qpa train {run_dir} --resume --steps 400')"
             )
+        if args.dry_run:
+            raise InputError(
+                f"--dry-run projects the cost of a new run, and {run_dir} is started: drop --resume to "
+                "project it in a new folder (nothing is written). A run stopped by its budget says what it "
+                "used and what the rest would cost"
+            )
         run = Run.open(run_dir, overrides=given, hardware_options=_hardware_options(args))
     else:
         if (run_dir / CONFIG).exists():
@@ -97,6 +108,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         cfg = (RunConfig.from_file(args.config) if args.config else RunConfig()).replace(**given)
         check_given(given, [cfg.adapter.method], cfg)  # an option the run ignores is refused
+        if args.dry_run:
+            # lazy: this command's implementation (torch, qiskit), imported only when it runs
+            from ..train.cost import dry_run
+
+            print("\n".join(dry_run(cfg)))
+            return 0
         run = Run.create(run_dir, cfg, hardware_options=_hardware_options(args))
     with run:
         print(f"{run.cfg.adapter.method} on {run.cfg.task.model} ({run.device}): {run.model.counts()}")
@@ -107,6 +124,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             return stopped(
                 f"at step {run.step} (checkpoint in {run.dir}{where})", f"qpa train {run.dir} --resume"
             )
+        except BudgetReached as exc:
+            print(f"qpa train: {exc}", file=sys.stderr)
+            return BUDGET_REACHED
     if records:
         print(f"step {records[-1]['step']}: loss {records[-1]['loss']:.4f}; checkpoint in {run.dir}")
     else:
@@ -165,6 +185,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     spec_class = args.study_spec
     spec = spec_class(**{f.name: getattr(args, _dest(f)) for f in dataclasses.fields(spec_class)})
     cfg = _study_config(args, spec)
+    if args.dry_run:
+        # lazy: this command's implementation (torch, qiskit), imported only when it runs
+        from ..studies.cost import dry_run
+
+        print("\n".join(dry_run(spec, cfg)))
+        return 0
     out = default_out(args.out, spec.OUT)  # named here: the command that resumes it names it too
     executor = make_executor(args.executor, args.address, args.cpus_per_run, args.gpus_per_run)
     try:
@@ -227,6 +253,8 @@ def add_sweep_options(p: argparse.ArgumentParser, spec_class) -> None:
         if f.metadata.get("group") == "study":
             add_study_option(g, f)
     g.add_argument("--config", help="settings from a JSON or YAML file")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print each run's projected QPU cost and their total; write nothing")  # fmt: skip
     g.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: one run after another in this process; ray: each run a Ray task")  # fmt: skip
     g.add_argument("--address", default=None,
@@ -272,10 +300,17 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in run_dir with its stored configuration; only steps, save_every "
-        "and the evaluation settings may be changed",
+        help="continue the run in run_dir with its stored configuration; only steps, save_every, "
+        "the evaluation settings, where it runs and how IBM Quantum runs its jobs (--mode, "
+        "--max-execution-time, --max-qpu-seconds) may be changed",
     )
     p.add_argument("--config", help="start the run from a JSON or YAML file (a run's config.json works)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the run's projected QPU cost (circuits, shots and QPU seconds per step and per run, the "
+        "share of the Open Plan's 10 minutes) and write nothing",
+    )
     add_recovery_options(p, "ibm: backends: a step's job")
     p.set_defaults(func=cmd_train)
 

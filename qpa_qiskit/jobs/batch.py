@@ -16,6 +16,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..backends import QPABackend
+from ..backends.cost import ShotTiming, shot_timing
 from ..circuits import ansatz
 from ..errors import InputError, JobsError
 from ..qnn import shifted_parameter_sets
@@ -94,6 +95,14 @@ class Batch:
     @property
     def two_qubit_gates(self) -> int:
         return sum(n for name, n in self.isa.count_ops().items() if name in ("ecr", "cz", "cx"))
+
+    def qpu_seconds(self) -> tuple[float, ShotTiming]:
+        """The cost model's QPU seconds of the plan (:mod:`qpa_qiskit.backends.cost`), and the
+        timing of one shot it is made of."""
+        given = self.backend.family.sampler_options
+        options = None if given is None else given.model_dump(mode="json", exclude_unset=True)
+        timing = shot_timing(self.backend.connect(), self.isa, options)
+        return sum(timing.seconds(job.executions, 1) for job in self.plan), timing
 
     def usage_estimate(self) -> str:
         """The runtime's estimate of the plan's QPU time, as a line for people."""

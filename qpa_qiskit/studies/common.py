@@ -27,6 +27,7 @@ from ..config import RunConfig, check_given
 from ..errors import InputError, StateError
 from ..files import atomic_write, json_bytes, read_json
 from ..train import evaluate, run_device
+from .cost import check_cost
 from .curves import curves_table, draw_curves, mean_curves
 from .executors import LocalExecutor
 from .runner import BaseModels, Executor, Failure, Trial, raise_if_failed, run_study, without_diverged
@@ -201,6 +202,7 @@ class StudySpec:
         trials = spec.trials(cfg)  # every setting is checked before anything runs
         definition, executor = spec.definition(cfg), executor or LocalExecutor()
         selection = spec.selection(cfg, trials)
+        check_cost(spec, cfg, log)  # over its QPU-time budget: refused here, before its folder
         if selection is None:
             results, failures = run_study(out, self.NAME, definition, trials, executor, log=log)
             total = len(trials)

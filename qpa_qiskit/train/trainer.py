@@ -41,7 +41,7 @@ import torch
 
 from .. import validate
 from ..adapters import AdaptedModel
-from ..backends import QPABackend, parse_spec
+from ..backends import QPABackend
 from ..config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
 from ..data import (
     DEV,
@@ -58,13 +58,14 @@ from ..errors import InputError, StateError
 from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
 from ..hf.state import holds_saved_model, saved_model_as_run
-from ..jobs import HardwareLoop
 from ..models import LoadedModel, load_model
 from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
+from .budget import RunBudget, check_cost
+from .hardware import hardware_loop
 
 # settings a resumed run may change (RESUMABLE) that its config.json then records: how long
-# it trains and where; the others (scoring) apply to the command that gives them
-PERSISTED = ("steps", "device", "torch_device")
+# it trains (its QPU-time budget too) and where; the others (scoring) apply to the command that gives them
+PERSISTED = ("steps", "device", "torch_device", "max_qpu_seconds")
 
 
 def _stderr(message: str) -> None:
@@ -244,24 +245,6 @@ def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
     return hold_out_dev(load_wikitext(cfg.task.data, log=log), cfg.task.dev_share, log)
 
 
-def _refuse_hardware_options(cfg: RunConfig, options: dict[str, bool] | None) -> None:
-    """``--resubmit-unconfirmed`` and ``--retry-failed`` recover IBM Quantum jobs: on a run that
-    submits none (a simulator, or no circuit evaluated) they would be accepted and never read."""
-    given = sorted("--" + k.replace("_", "-") for k, v in (options or {}).items() if v)
-    if not given:
-        return
-    method, backend = cfg.adapter.method, cfg.backend.backend
-    why = f"{method} on backend {backend!r} runs its circuit here" if cfg.reads_circuit else (
-        f"{method} evaluates no circuit" + (f" (probabilities {cfg.generator.probabilities!r})"
-                                            if cfg.adapter.generator_kind == "qpa" else "")
-    )  # fmt: skip
-    flags = ", ".join(given)
-    raise InputError(
-        f"{flags} recover(s) the IBM Quantum jobs of a run whose circuit runs on an ibm:<device> backend; "
-        f"{why} and submits none. Drop {flags}, or train a qpa-* method on an ibm: backend"
-    )
-
-
 class Run:
     """A training run in a folder: :meth:`create` a new one or :meth:`open` an existing one,
     then :meth:`train`, :meth:`evaluate`; :meth:`close` (or a ``with`` block) releases the
@@ -286,17 +269,7 @@ class Run:
         self.folder = RunFolder(run_dir, self.log)
         self._texts = None if texts is None else hold_out_dev(texts, cfg.task.dev_share)
         self.device = run_device(cfg)  # a device torch does not see is refused before anything else
-        self.hardware = None
-        if cfg.reads_circuit and parse_spec(cfg.backend.backend)[0] == "ibm":
-            self.hardware = HardwareLoop(
-                run_dir / "jobs",
-                log=_stderr,
-                command=f"qpa train {run_dir} --resume",
-                mode=cfg.backend.mode or "job",
-                **(hardware_options or {}),
-            )
-        else:
-            _refuse_hardware_options(cfg, hardware_options)
+        self.hardware = hardware_loop(cfg, run_dir, hardware_options, _stderr)  # ibm: recorded jobs
         backend = (
             QPABackend.from_config(
                 cfg.backend, self.hardware, seed=cfg.training.seed, device=str(self.device)
@@ -367,6 +340,7 @@ class Run:
         if run.hardware is not None:  # account, device and width fail here, before any file
             run.model.generator.quantum.backend.connect()
             run.model.generator.quantum.backend.isa_circuit(run.model.generator.circuit)
+        check_cost(run)  # over its QPU-time budget: refused here, before any file
         run.folder.create(cfg, run._placement())
         run.folder.lock()
         return run
@@ -647,10 +621,13 @@ class Run:
         t = self.cfg.training
         records = []
         disable = True if not progress else (None if nested else False)  # None: on a terminal only
+        budget = RunBudget.start(self)  # on IBM Quantum: checked before every step
         bar = tqdm(total=t.steps, initial=self.step, desc=desc or self.cfg.adapter.method, unit="step",
                    leave=not nested, disable=disable, file=sys.stderr)  # fmt: skip
         try:
             while self.step < t.steps:
+                if budget is not None:
+                    budget.before_step(self.step)
                 record = self.train_step()
                 records.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
