@@ -344,6 +344,7 @@ def add_commands(sub) -> None:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..studies.ablation import AblationStudy
     from ..studies.compare import CompareStudy
+    from ..studies.hardware import HardwareStudy
     from ..studies.noise import NoiseStudy
     from ..studies.params import ParamsStudy
     from ..studies.shots import ShotsStudy
@@ -351,5 +352,5 @@ def add_commands(sub) -> None:
     add_study(sub, CompareStudy, options, help=summary("compare"))
     study = sub.add_parser("study", help=summary("study"))
     studies = study.add_subparsers(dest="study", required=True)
-    for spec_class in (ShotsStudy, NoiseStudy, ParamsStudy, AblationStudy):
+    for spec_class in (ShotsStudy, NoiseStudy, ParamsStudy, AblationStudy, HardwareStudy):
         add_study(studies, spec_class, options)

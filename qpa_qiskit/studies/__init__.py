@@ -7,7 +7,7 @@
   dataclass whose fields, defaults and help make the command's options), the grid's values
   checked, the study folder's files, the base model's perplexity, aggregation over seeds.
 * one module per study, each a spec: :mod:`.compare` (``qpa compare``), :mod:`.shots`,
-  :mod:`.noise`, :mod:`.params`, :mod:`.ablation` (``qpa study <name>``).
+  :mod:`.noise`, :mod:`.params`, :mod:`.ablation`, :mod:`.hardware` (``qpa study <name>``).
 
 Nothing is imported here: ``qpa_qiskit.studies.noise`` imports what the noise study needs.
 """
