@@ -3,12 +3,13 @@
 import pytest
 
 from qpa_qiskit import bench
+from qpa_qiskit.bench.qnn import extrapolate
 
 
 def test_extrapolation_uses_the_measured_growth():
-    assert bench._extrapolate([(10, 2.0)], 12, 4.0) == pytest.approx(32.0)
-    assert bench._extrapolate([(9, 1.0), (10, 8.0)], 11, 4.0) == pytest.approx(64.0)  # grew 8x a qubit
-    assert bench._extrapolate([(9, 1.0), (10, 2.0)], 11, 4.0) == pytest.approx(8.0)  # never below `growth`
+    assert extrapolate([(10, 2.0)], 12, 4.0) == pytest.approx(32.0)
+    assert extrapolate([(9, 1.0), (10, 8.0)], 11, 4.0) == pytest.approx(64.0)  # grew 8x a qubit
+    assert extrapolate([(9, 1.0), (10, 2.0)], 11, 4.0) == pytest.approx(8.0)  # never below `growth`
 
 
 @pytest.mark.slow
