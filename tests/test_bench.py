@@ -124,3 +124,43 @@ def test_a_count_below_one_is_refused_by_the_parser(capsys, corpus, bench_name, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     accepted = f"argument {option}: must be an integer >= 1, got {value}"
     assert err == f"python -m qpa_qiskit.bench {bench_name}: error: {accepted}"
+
+
+def test_the_command_lists_the_three_benchmarks_without_importing_them():
+    """``python -m qpa_qiskit.bench --help`` answers at once: no benchmark module, torch or qiskit."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "qpa_qiskit.bench", "--help"], capture_output=True, text=True, check=True
+    )
+    assert (
+        done.stdout.startswith("usage: python -m qpa_qiskit.bench")
+        and "{qnn,primitives,train}" in done.stdout
+    )
+    code = (
+        "import runpy, sys\nsys.argv = ['bench', '--help']\ntry:\n"
+        "    runpy.run_module('qpa_qiskit.bench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print([m for m in ('torch', 'qiskit', 'qpa_qiskit.bench.qnn', 'qpa_qiskit.bench.primitives',"
+        " 'qpa_qiskit.bench.train') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_documented_benchmark_command_parses():
+    """Each ``python -m qpa_qiskit.bench ...`` written in the README and docs/ parses as written."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from qpa_qiskit.bench.command import build_parser
+
+    repo = Path(__file__).parent.parent
+    found = []
+    for page in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for span in re.findall(r"`([^`]*python\s+-m\s+qpa_qiskit\.bench\b[^`]*)`", page.read_text()):
+            words = shlex.split(" ".join(span.split()).split("python -m qpa_qiskit.bench", 1)[1])
+            args = build_parser().parse_args(words)
+            found.append((page.name, args.bench))
+    assert len(found) >= 10 and {bench for _, bench in found} == {"qnn", "primitives", "train"}, found
