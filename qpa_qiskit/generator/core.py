@@ -16,7 +16,9 @@ and cut to M. Its settings (:class:`~qpa_qiskit.generator.config.GeneratorConfig
 Where the probabilities come from is a setting too (``probabilities``), so that what the
 circuit adds can be measured against classical stand-ins with every other initial value
 shared: the trained circuit, the circuit frozen at its initial angles, the uniform
-distribution, one fixed Porter-Thomas draw, a free softmax distribution, or none at all.
+distribution, one fixed Porter-Thomas draw, a free softmax distribution, or none at all. Each
+is a class behind one interface (:mod:`.sources`); the generator asks its source and does not
+branch on its name.
 
 :class:`LowRankGenerator` is the purely classical peer: the generated chunks as H @ C.
 
