@@ -249,6 +249,14 @@ def test_each_source_keeps_the_generators_state_dict_keys(name, keys, buffers):
         assert getattr(converted, buffer).dtype == torch.float32
 
 
+def test_a_state_loaded_by_assignment_reaches_the_source():
+    gen = source("softmax")
+    state = {name: tensor + 1 for name, tensor in gen.state_dict().items()}
+    gen.load_state_dict(state, assign=True)  # new Parameter objects on the generator
+    assert gen.probability_source.logits is gen.logits
+    assert torch.equal(gen.probabilities(), torch.softmax(state["logits"], 0))
+
+
 def test_the_source_registry_names_every_choice():
     from qpa_qiskit.choices import CIRCUIT_SOURCES, PROBABILITIES, TRAINED_SOURCES
     from qpa_qiskit.generator.sources import SOURCES, ProbabilitySource

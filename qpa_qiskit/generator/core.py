@@ -206,6 +206,7 @@ class QPAGenerator(nn.Module):
         self.logits: nn.Parameter | None = source.logits
         for name, buffer in source.named_buffers(recurse=False):
             self.register_buffer(name, buffer, persistent=False)
+        self.register_load_state_dict_post_hook(QPAGenerator._share_with_source)
         self.circuit_every = cfg.circuit_every
         self.gamma, self.beta, self.alpha = cfg.gamma, cfg.beta, cfg.alpha
         self.register_buffer("labels", basis_bits(self.n_chunks, self.n_qubits), persistent=False)
@@ -220,15 +221,19 @@ class QPAGenerator(nn.Module):
         self.mapping = build_mapping(cfg, self.widths, seed=seed, start_small=start_small)
 
     def _apply(self, fn, recurse: bool = True):
-        # .to(), .double(), ...: the source's own members follow the generator's (its modules are
-        # the same objects; a tensor may be replaced by a converted one)
+        # .to(), .double(), ...: a tensor may be replaced by a converted one
         super()._apply(fn, recurse)
+        self._share_with_source()
+        return self
+
+    def _share_with_source(self, *_: Any) -> None:
+        """Point the source's own parameters and buffers at the generator's (after a conversion
+        or a ``load_state_dict(assign=True)`` replaced them); its modules are the same objects."""
         source = self.probability_source
         for name, _ in source.named_parameters(recurse=False):
             setattr(source, name, getattr(self, name))
         for name, _ in source.named_buffers(recurse=False):
             source.register_buffer(name, getattr(self, name), persistent=False)
-        return self
 
     @property
     def circuit(self):
