@@ -58,7 +58,8 @@ def _circuit(n_qubits: int, cfg: GeneratorConfig):
 class ProbabilitySource(nn.Module):
     """Where the generator's probabilities come from (the module docstring). Subclasses set
     :attr:`name` and override what differs; the defaults are a source with nothing trained,
-    no circuit and no random state."""
+    no circuit and no random state. Every source is made as ``cls(n_qubits, backend, cfg,
+    seed)`` (:func:`make_source`), and draws its initial values from its own seeded streams."""
 
     name: ClassVar[str]
     evaluates_circuit: ClassVar[bool] = False  # evaluates the circuit on the backend
@@ -66,7 +67,9 @@ class ProbabilitySource(nn.Module):
     gives_probabilities: ClassVar[bool] = True  # False: the mapping reads x = 0
     trained: ClassVar[bool] = False  # has trainable parameters (they take ``circuit_lr``)
 
-    def __init__(self, n_qubits: int) -> None:
+    def __init__(
+        self, n_qubits: int, backend: QPABackend | None, cfg: GeneratorConfig, seed: int | None
+    ) -> None:
         super().__init__()
         self.n_states = 2**n_qubits
         self.circuit = None  # the ansatz, where the source has one
@@ -111,7 +114,7 @@ class CircuitSource(ProbabilitySource):
     trained = True
 
     def __init__(self, n_qubits: int, backend: QPABackend, cfg: GeneratorConfig, seed: int | None) -> None:
-        super().__init__(n_qubits)
+        super().__init__(n_qubits, backend, cfg, seed)
         self.circuit = _circuit(n_qubits, cfg)
         spsa = {}
         if cfg.gradient == "spsa":  # "shift": the adjoint method where the backend is exact
@@ -237,7 +240,7 @@ class SoftmaxSource(ProbabilitySource):
     def __init__(
         self, n_qubits: int, backend: QPABackend | None, cfg: GeneratorConfig, seed: int | None
     ) -> None:
-        super().__init__(n_qubits)
+        super().__init__(n_qubits, backend, cfg, seed)
         self.circuit = _circuit(n_qubits, cfg)
         with torch_seeded(seed, "circuit"):
             theta = initial_angles(self.circuit.num_parameters)
@@ -269,7 +272,7 @@ class FixedSource(ProbabilitySource):
     def __init__(
         self, n_qubits: int, backend: QPABackend | None, cfg: GeneratorConfig, seed: int | None
     ) -> None:
-        super().__init__(n_qubits)
+        super().__init__(n_qubits, backend, cfg, seed)
         self.register_buffer("fixed", self.distribution(seed), persistent=False)
 
     def distribution(self, seed: int | None) -> torch.Tensor:
@@ -293,11 +296,6 @@ class NoSource(ProbabilitySource):
 
     name = "none"
     gives_probabilities = False
-
-    def __init__(
-        self, n_qubits: int, backend: QPABackend | None, cfg: GeneratorConfig, seed: int | None
-    ) -> None:
-        super().__init__(n_qubits)
 
     def probabilities(self, step: int | None = None) -> None:
         return None
