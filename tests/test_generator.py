@@ -223,6 +223,52 @@ def test_what_each_control_trains_and_counts():
     assert source("circuit").source_parameter_names() == ["quantum.theta"]
 
 
+MAPPING_KEYS = [f"mapping.{i}.{kind}" for i in (0, 2, 4) for kind in ("weight", "bias")]
+
+
+@pytest.mark.parametrize(
+    "name, keys, buffers",
+    [
+        ("circuit", ["quantum.theta"], ["theta_start"]),
+        ("frozen", ["quantum.theta"], ["theta_start"]),
+        ("uniform", [], ["fixed"]),
+        ("fixed-random", [], ["fixed"]),
+        ("softmax", ["logits"], ["logits_start"]),
+        ("none", [], []),
+    ],
+)
+def test_each_source_keeps_the_generators_state_dict_keys(name, keys, buffers):
+    # the names saved runs, Trainer checkpoints and docs/ results were written with
+    gen = source(name)
+    assert list(gen.state_dict()) == [*keys, *MAPPING_KEYS]
+    assert [n for n, _ in gen.named_buffers()] == [*buffers, "labels"]
+    assert [n for n, _ in gen.named_parameters()] == [*keys, *MAPPING_KEYS]
+    converted = gen.float()  # the source's own tensors follow the generator's
+    for buffer in buffers:
+        assert getattr(converted.probability_source, buffer) is getattr(converted, buffer)
+        assert getattr(converted, buffer).dtype == torch.float32
+
+
+def test_a_state_loaded_by_assignment_reaches_the_source():
+    gen = source("softmax")
+    state = {name: tensor + 1 for name, tensor in gen.state_dict().items()}
+    gen.load_state_dict(state, assign=True)  # new Parameter objects on the generator
+    assert gen.probability_source.logits is gen.logits
+    assert torch.equal(gen.probabilities(), torch.softmax(state["logits"], 0))
+
+
+def test_the_source_registry_names_every_choice():
+    from qpa_qiskit.choices import CIRCUIT_SOURCES, PROBABILITIES, TRAINED_SOURCES
+    from qpa_qiskit.generator.sources import SOURCES, ProbabilitySource
+
+    assert tuple(SOURCES) == PROBABILITIES
+    assert all(issubclass(cls, ProbabilitySource) for cls in SOURCES.values())
+    assert tuple(n for n, cls in SOURCES.items() if cls.evaluates_circuit) == CIRCUIT_SOURCES
+    assert tuple(n for n, cls in SOURCES.items() if cls.trained) == TRAINED_SOURCES
+    for name, cls in SOURCES.items():
+        assert type(source(name).probability_source) is cls
+
+
 def test_sources_without_a_circuit_need_no_backend():
     gen = QPAGenerator(240, None, GeneratorConfig(chunk_size=16, probabilities="uniform"))
     assert gen.quantum is None and gen().shape == (240,)

@@ -16,7 +16,9 @@ and cut to M. Its settings (:class:`~qpa_qiskit.generator.config.GeneratorConfig
 Where the probabilities come from is a setting too (``probabilities``), so that what the
 circuit adds can be measured against classical stand-ins with every other initial value
 shared: the trained circuit, the circuit frozen at its initial angles, the uniform
-distribution, one fixed Porter-Thomas draw, a free softmax distribution, or none at all.
+distribution, one fixed Porter-Thomas draw, a free softmax distribution, or none at all. Each
+is a class behind one interface (:mod:`.sources`); the generator asks its source and does not
+branch on its name.
 
 :class:`LowRankGenerator` is the purely classical peer: the generated chunks as H @ C.
 
@@ -40,13 +42,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .. import validate
-from ..backends import QPABackend
 from ..choices import (  # noqa: F401 - the tables of names, re-exported (qpa_qiskit.choices)
     ACTIVATION_NAMES,
     CIRCUIT_SOURCES,
@@ -60,11 +61,14 @@ from ..choices import (  # noqa: F401 - the tables of names, re-exported (qpa_qi
     TRAINED_SOURCES,
     X_CENTRINGS,
 )
-from ..circuits import ansatz
 from ..errors import InputError
-from ..qnn import QuantumProbabilities, initial_angles
 from ..seeding import derived_seed, torch_seeded
 from .config import GeneratorConfig
+from .sources import make_source, porter_thomas
+
+if TYPE_CHECKING:
+    from ..backends import QPABackend
+    from ..qnn import QuantumProbabilities
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 if tuple(ACTIVATIONS) != ACTIVATION_NAMES:
@@ -99,14 +103,6 @@ def qpa_trainable(n_weights: int, cfg: GeneratorConfig) -> int:
     return n_qubits * cfg.reps + mapping
 
 
-def porter_thomas(n_states: int, seed: int | None, name: str) -> torch.Tensor:
-    """(n_states,) float64: one seeded draw of a Porter-Thomas distribution (normalised
-    exponential weights), the distribution of a deep random circuit's probabilities."""
-    with torch_seeded(seed, name):
-        weights = torch.empty(n_states, dtype=torch.float64).exponential_()
-    return weights / weights.sum()
-
-
 def basis_bits(n_states: int, n_qubits: int) -> torch.Tensor:
     """(n_states, N) float32: state i's bits as ±1, bit q of i in column q (bit 0 -> +1)."""
     bits = (torch.arange(n_states)[:, None] >> torch.arange(n_qubits)) & 1
@@ -137,8 +133,29 @@ def chunk_spread(vector: torch.Tensor, chunk_size: int) -> float:
     return float((chunks - chunks.mean(0)).norm() / chunks.norm().clamp_min(1e-30))
 
 
-def _tvd(p: torch.Tensor, q: torch.Tensor) -> float:
-    return 0.5 * float((p - q).abs().sum())
+def build_mapping(
+    cfg: GeneratorConfig, widths: list[int], *, seed: int | None, start_small: bool
+) -> nn.Sequential:
+    """The mapping network: Linear layers through `widths` (with the configured activation
+    between them for ``mapping="mlp"``) and a last one to ``cfg.chunk_size``, from the seeded
+    stream "mapping" (``start_small``: see :class:`QPAGenerator`)."""
+    layers: list[nn.Module] = []
+    with torch_seeded(seed, "mapping"):
+        for a, b in itertools.pairwise(widths):
+            layers.append(nn.Linear(a, b))
+            if cfg.mapping == "mlp":
+                layers.append(ACTIVATIONS[cfg.activation]())
+        last = nn.Linear(widths[-1], cfg.chunk_size)
+        if cfg.mapping_init == "small":
+            if start_small:
+                # Start the generated weights small (like LoRA's B = 0): the adapted model starts
+                # close to the base model instead of far from it.
+                nn.init.normal_(last.weight, std=0.01)
+            # The bias is added to every chunk alike: a random one would shift all generated
+            # weights by a common offset (for a whole network, enough to silence every ReLU).
+            nn.init.zeros_(last.bias)
+    layers.append(last)
+    return nn.Sequential(*layers)
 
 
 class QPAGenerator(nn.Module):
@@ -180,67 +197,18 @@ class QPAGenerator(nn.Module):
         self.n_chunks, self.n_qubits = qubits_for(n_weights, cfg.chunk_size)
         self.n_states = 2**self.n_qubits
         self.source = cfg.probabilities
-        uses_circuit = self.source in CIRCUIT_SOURCES
-        if uses_circuit and not isinstance(backend, QPABackend):
-            raise InputError(
-                f"probabilities {self.source!r} evaluate the circuit and need a QPABackend, got "
-                f"{type(backend).__name__}"
-            )
-        width = backend.num_qubits if uses_circuit else None
-        if width is not None and self.n_qubits > width:
-            fits = math.ceil(n_weights / 2**width)
-            raise InputError(
-                f"{n_weights:,} weights in chunks of {cfg.chunk_size:,} are {self.n_chunks:,} chunks, which "
-                f"need {self.n_qubits} qubits; {backend.name} has {width}. Use a chunk size of at least "
-                f"{fits:,}"
-            )
-        if cfg.circuit_every != 1 and self.source != "circuit":
-            raise InputError(
-                f"circuit_every {cfg.circuit_every} sets how often a trained circuit runs; probabilities "
-                f"{self.source!r} train no circuit. Leave circuit_every at 1, or use probabilities 'circuit'"
-            )
+        source = make_source(cfg, backend, n_weights=n_weights, n_qubits=self.n_qubits, seed=seed)
+        # held outside the module tree, so that state-dict keys, parameter and buffer names stay what
+        # they were: its members (the circuit's ``quantum`` module, the ``logits``, the kept
+        # ``theta_start``, ``logits_start`` or ``fixed``) are registered here, under their own names
+        object.__setattr__(self, "probability_source", source)
+        self.quantum: QuantumProbabilities | None = source.quantum
+        self.logits: nn.Parameter | None = source.logits
+        for name, buffer in source.named_buffers(recurse=False):
+            self.register_buffer(name, buffer, persistent=False)
+        self.register_load_state_dict_post_hook(QPAGenerator._share_with_source)
         self.circuit_every = cfg.circuit_every
         self.gamma, self.beta, self.alpha = cfg.gamma, cfg.beta, cfg.alpha
-        self.quantum: QuantumProbabilities | None = None
-        self.logits: nn.Parameter | None = None
-        self.circuit = None
-        if self.source in (*CIRCUIT_SOURCES, "softmax"):
-            self.circuit = ansatz(
-                self.n_qubits, cfg.reps, rotation=cfg.rotation, entanglement=cfg.entanglement
-            )
-        if uses_circuit:
-            spsa = {}
-            if cfg.gradient == "spsa":  # "shift": the adjoint method where the backend is exact
-                spsa = {"spsa_samples": cfg.spsa_samples, "spsa_epsilon": cfg.spsa_epsilon}
-            with torch_seeded(seed, "circuit"):
-                self.quantum = QuantumProbabilities(
-                    backend,
-                    self.circuit,
-                    completion=cfg.completion,
-                    completion_hidden=tuple(cfg.completion_hidden),
-                    seed=seed,
-                    gradient="spsa" if cfg.gradient == "spsa" else "auto",
-                    **spsa,
-                )
-            if self.source == "frozen":
-                self.quantum.theta.requires_grad_(False)
-            self.register_buffer("theta_start", self.quantum.theta.detach().clone(), persistent=False)
-        elif self.source == "softmax":
-            # the free distribution starts where the circuit starts: the ideal distribution at the
-            # circuit's initial angles (the same seeded draw), so only the parameterisation differs
-            with torch_seeded(seed, "circuit"):
-                theta = initial_angles(self.circuit.num_parameters)
-            start = QPABackend("statevector").probabilities(self.circuit, theta.numpy())[0]
-            logits = torch.from_numpy(start).clamp_min(1e-12).log()
-            self.logits = nn.Parameter(logits - logits.mean())
-            self.register_buffer("logits_start", self.logits.detach().clone(), persistent=False)
-        elif self.source == "uniform":
-            uniform = torch.full((self.n_states,), 1.0 / self.n_states, dtype=torch.float64)
-            self.register_buffer("fixed", uniform, persistent=False)
-        elif self.source == "fixed-random":
-            self.register_buffer(
-                "fixed", porter_thomas(self.n_states, seed, "fixed-random"), persistent=False
-            )
         self.register_buffer("labels", basis_bits(self.n_chunks, self.n_qubits), persistent=False)
         self.random_labels = cfg.labels == "random"
         if self.random_labels:
@@ -249,29 +217,28 @@ class QPAGenerator(nn.Module):
             0 if seed is None else derived_seed(seed, "labels")
         )
         self._seed = seed
-        # frozen angles on a backend that samples: one measurement per run (the module docstring)
-        self.measure_once = self.source == "frozen" and self.quantum.shots is not None
-        # the circuit's last probabilities (before the completion), kept where they are reused
-        self.keeps_probabilities = self.quantum is not None and (self.measure_once or self.circuit_every > 1)
-        self._measured: torch.Tensor | None = None
         self.widths = [self.n_qubits + 1, *mapping_widths(cfg)]
-        layers: list[nn.Module] = []
-        with torch_seeded(seed, "mapping"):
-            for a, b in itertools.pairwise(self.widths):
-                layers.append(nn.Linear(a, b))
-                if cfg.mapping == "mlp":
-                    layers.append(ACTIVATIONS[cfg.activation]())
-            last = nn.Linear(self.widths[-1], cfg.chunk_size)
-            if cfg.mapping_init == "small":
-                if start_small:
-                    # Start the generated weights small (like LoRA's B = 0): the adapted model starts
-                    # close to the base model instead of far from it.
-                    nn.init.normal_(last.weight, std=0.01)
-                # The bias is added to every chunk alike: a random one would shift all generated
-                # weights by a common offset (for a whole network, enough to silence every ReLU).
-                nn.init.zeros_(last.bias)
-        layers.append(last)
-        self.mapping = nn.Sequential(*layers)
+        self.mapping = build_mapping(cfg, self.widths, seed=seed, start_small=start_small)
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(), .double(), ...: a tensor may be replaced by a converted one
+        super()._apply(fn, recurse)
+        self._share_with_source()
+        return self
+
+    def _share_with_source(self, *_: Any) -> None:
+        """Point the source's own parameters and buffers at the generator's (after a conversion
+        or a ``load_state_dict(assign=True)`` replaced them); its modules are the same objects."""
+        source = self.probability_source
+        for name, _ in source.named_parameters(recurse=False):
+            setattr(source, name, getattr(self, name))
+        for name, _ in source.named_buffers(recurse=False):
+            source.register_buffer(name, getattr(self, name), persistent=False)
+
+    @property
+    def circuit(self):
+        """The ansatz of the probability source (``circuit``, ``frozen``, ``softmax``), or None."""
+        return self.probability_source.circuit
 
     # ------------------------------------------------------------------ probabilities
     def probabilities(self, step: int | None = None) -> torch.Tensor | None:
@@ -281,29 +248,7 @@ class QPAGenerator(nn.Module):
         K the circuit runs where step % K == 0, the last probabilities are reused between);
         None: an evaluation, which measures the circuit afresh (once per run where the frozen
         circuit is sampled: see the module docstring)."""
-        if self.quantum is not None:
-            return self.quantum(self._kept_probabilities(step))
-        if self.logits is not None:
-            return torch.softmax(self.logits, 0)
-        if self.source in ("uniform", "fixed-random"):
-            return self.fixed
-        return None
-
-    def _kept_probabilities(self, step: int | None) -> torch.Tensor | None:
-        """The circuit's probabilities to reuse for `step` instead of a new evaluation, or None
-        (evaluate now). Measures and keeps them where they are kept (the measurement's gradient
-        reaches the angles at the step that measures them, never later)."""
-        if self.measure_once:
-            if self._measured is None:
-                self._measured = self.quantum.measure().detach()
-            return self._measured
-        if step is None or self.circuit_every == 1:
-            return None
-        if step % self.circuit_every == 0 or self._measured is None:
-            measured = self.quantum.measure()
-            self._measured = measured.detach()
-            return measured
-        return self._measured
+        return self.probability_source.probabilities(step)
 
     def rescale(self, probs: torch.Tensor) -> torch.Tensor:
         """x = (beta * tanh(gamma * 2^(N-1) * p))^alpha of the (2^N,) or (n_chunks,) vector
@@ -353,32 +298,13 @@ class QPAGenerator(nn.Module):
         sampler, the completion's generator, the label stream and the SPSA directions' stream;
         and the circuit's probabilities it reuses (``circuit_every``, a sampled frozen circuit)
         as a list of floats, None before the first measurement (for an exact resume)."""
-        state: dict[str, Any] = {"labels": self._label_stream.get_state()}
-        if self.quantum is not None:
-            state["backend"] = self.quantum.backend.rng_state
-            if self.quantum.completion is not None:
-                state["completion"] = self.quantum.completion.rng_state
-            if self.quantum.spsa_stream is not None:
-                state["spsa"] = self.quantum.spsa_stream.get_state()
-        if self.keeps_probabilities:
-            state["probabilities"] = None if self._measured is None else self._measured.tolist()
-        return state
+        return {"labels": self._label_stream.get_state(), **self.probability_source.rng_state}
 
     @rng_state.setter
     def rng_state(self, state: dict[str, Any]) -> None:
         if state.get("labels") is not None:
             self._label_stream.set_state(state["labels"])
-        if self.quantum is None:
-            return
-        if state.get("backend") is not None:
-            self.quantum.backend.rng_state = state["backend"]
-        if self.quantum.completion is not None and state.get("completion") is not None:
-            self.quantum.completion.rng_state = state["completion"]
-        if self.quantum.spsa_stream is not None and state.get("spsa") is not None:
-            self.quantum.spsa_stream.set_state(state["spsa"])
-        if self.keeps_probabilities and "probabilities" in state:
-            kept = state["probabilities"]
-            self._measured = None if kept is None else torch.tensor(kept, dtype=torch.float64)
+        self.probability_source.rng_state = state
 
     # ------------------------------------------------------------------ weights
     def _weights(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -433,7 +359,7 @@ class QPAGenerator(nn.Module):
         ``fixed-random`` (a seeded Porter-Thomas draw, another than the ``fixed-random``
         source's)."""
         validate.one_of(kind, "counterfactual probabilities", COUNTERFACTUALS)
-        if self.source == "none":
+        if not self.probability_source.gives_probabilities:
             raise InputError(
                 "this run's generator reads no probabilities (probabilities 'none'): there is nothing to "
                 "replace. Counterfactual evaluation applies to qpa-* runs whose mapping reads p"
@@ -450,31 +376,13 @@ class QPAGenerator(nn.Module):
     def source_parameter_names(self) -> list[str]:
         """Names (in this module) of the probability source's trainable parameters: the
         circuit angles, or the softmax logits (they take ``circuit_lr``)."""
-        if self.quantum is not None and self.quantum.theta.requires_grad:
-            return ["quantum.theta"]
-        return ["logits"] if self.logits is not None else []
+        return self.probability_source.parameter_names()
 
-    @torch.no_grad()
     def diagnostics(self) -> dict[str, float]:
         """How far the probability source moved from its start: the angles' largest and RMS
         change (radians) and the TVD between the initial and the current *ideal* distribution
         (statevector at the angles, or the softmax), whatever the backend."""
-        if self.quantum is not None:
-            delta = (self.quantum.theta - self.theta_start).abs()
-            ideal = QPABackend("statevector")
-            now, start = (
-                torch.from_numpy(ideal.probabilities(self.circuit, t.cpu().numpy())[0])
-                for t in (self.quantum.theta.detach(), self.theta_start)
-            )
-            rms = float(delta.pow(2).mean().sqrt())
-            return {
-                "angle_drift_max": float(delta.max()),
-                "angle_drift_rms": rms,
-                "tvd_start": _tvd(now, start),
-            }
-        if self.logits is not None:
-            return {"tvd_start": _tvd(torch.softmax(self.logits, 0), torch.softmax(self.logits_start, 0))}
-        return {}
+        return self.probability_source.drift()
 
     @torch.no_grad()
     def label_spread(self, draws: int = 8) -> float:
@@ -496,18 +404,15 @@ class QPAGenerator(nn.Module):
         """Trainable counts: circuit angles, softmax logits, mapping and completion weights
         (the mapping's x column is left out where it reads nothing, ``probabilities="none"``);
         M generated."""
-        completion = None if self.quantum is None else self.quantum.completion
-        angles = (
-            0 if self.quantum is None or not self.quantum.theta.requires_grad else self.quantum.theta.numel()
-        )
+        source = self.probability_source.counts()
         mapping = sum(p.numel() for p in self.mapping.parameters())
-        if self.source == "none":
+        if not self.probability_source.gives_probabilities:
             mapping -= self.widths[1]  # the first layer's weights from x, which is always 0
         counts = {
-            "circuit_angles": angles,
-            "probability_logits": 0 if self.logits is None else self.logits.numel(),
+            "circuit_angles": source["circuit_angles"],
+            "probability_logits": source["probability_logits"],
             "mapping": mapping,
-            "completion": 0 if completion is None else sum(p.numel() for p in completion.parameters()),
+            "completion": source["completion"],
         }
         return {**counts, "trainable": sum(counts.values()), "generated": self.n_weights}
 
