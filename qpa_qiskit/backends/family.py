@@ -1,4 +1,4 @@
-r"""The backend contract: the :class:`Family` base, what each family declares of itself, and
+"""The backend contract: the :class:`Family` base, what each family declares of itself, and
 the registry of families by name.
 
 Why a contract apart from the facade: what differs between an exact simulator, a noisy
@@ -6,9 +6,9 @@ simulator and IBM Quantum is how a prepared circuit (:class:`Prepared`) is run, 
 callers may ask of a family without knowing its name (it only samples, it runs remotely, it
 simulates a noise model, it has a device). Those are the class attributes and hooks below;
 a family is one module (:mod:`.statevector`, :mod:`.aer_noisy`, :mod:`.ibm`) that subclasses
-:class:`Family` and :func:`register`\ s it. Spec parsing over the registered families is in
-:mod:`.specs`, which imports every family module; the facade is :mod:`.core`. Nothing here
-names a family.
+:class:`Family` and registers it with :func:`register`. Spec parsing over the registered
+families is in :mod:`.specs`, which imports every family module; the facade is :mod:`.core`.
+Nothing here names a family.
 """
 
 from __future__ import annotations
