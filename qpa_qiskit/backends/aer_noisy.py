@@ -22,24 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from ..circuits import measured_qubits
 from ..errors import CapacityError, InputError, SpecError
 from ..noise import NoiseSettings, Snapshot, check_scale
 from ..noise.settings import OPTIONS as NOISE_OPTIONS
 from ..simulator import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
 from ..validate import one_of, torch_device
-from .config import ENGINES
-from .core import (
-    Family,
-    Prepared,
+from .aer_run import (
     aer_expectation_values,
     aer_run,
     available_memory,
     check_memory,
     gib,
-    measured_qubits,
-    register,
     without_measurements,
 )
+from .config import ENGINES
 from .devices import (
     example_devices,
     noise_description,
@@ -48,6 +45,7 @@ from .devices import (
     noisy_device_name,
     snapshot_names,
 )
+from .family import Family, Prepared, register
 
 
 class SlowEngineWarning(UserWarning):
@@ -59,13 +57,23 @@ class AerNoisyFamily(Family):
     name = "aer_noisy"
     forms = ('"aer_noisy:<fake device | snapshot name | snapshot.json>"',)
     options = frozenset({"engine", "memory_budget", "torch_device", "mitigation", *NOISE_OPTIONS})
+    has_noise_model = True
+    noise_options = frozenset(NOISE_OPTIONS)
+    noise_text = "simulates a device's noise model"
 
     @classmethod
-    def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
-        names = ("engine", *NOISE_OPTIONS)  # the engine, noise_scale and the component switches
+    def config_options(
+        cls, section: Any, hardware_loop: Any = None, device: str | None = None
+    ) -> dict[str, Any]:
+        """The engine, noise_scale and the component switches, and where the PTM engine computes:
+        the section's ``torch_device``, else the run's `device` where it is a CUDA device (the
+        engine computes in float64, which MPS lacks), else the CPU."""
+        names = ("engine", *NOISE_OPTIONS)
         options = {name: getattr(section, name) for name in names}
-        if section.torch_device is not None:  # else the run's device (QPABackend.from_config)
+        if section.torch_device is not None:
             options["torch_device"] = section.torch_device
+        elif device is not None:
+            options["torch_device"] = device if device.startswith("cuda") else "cpu"
         return options
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
@@ -101,6 +109,11 @@ class AerNoisyFamily(Family):
         """The device as calibrated (scale 1): what circuits are transpiled for."""
         source = noise_source(self.backend.device_name)
         return source.device() if isinstance(source, Snapshot) else source
+
+    @property
+    def noise_settings(self) -> NoiseSettings:
+        """The noise scale and component switches simulated."""
+        return self.settings
 
     def noise_device(self) -> Any:
         """The device as simulated: its calibration scaled by ``noise_scale``."""

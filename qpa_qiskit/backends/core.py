@@ -1,534 +1,117 @@
-"""The :class:`QPABackend` facade, the registry of backend families, and what they share.
+"""The :class:`QPABackend` facade: the one interface over every backend family.
 
-Why a facade over a registry: every caller (the torch layer, the generator, training, job
-stores) needs the same few things of a backend: the ISA circuit, the number of outcome bits,
-shots, and probabilities (B, 2^N) of one submission. What differs between an exact
-simulator, a noisy simulator and IBM Quantum is how a prepared circuit is run. That part is a
-:class:`Family`, one module each (:mod:`.statevector`, :mod:`.aer_noisy`, :mod:`.ibm`),
-registered by name with :func:`register`; a spec ``"<family>:<device>"`` picks one. A new
-family is a new module and a ``register`` call; nothing here changes.
+Why a facade: every caller (the torch layer, the generator, training, job stores) needs the
+same few things of a backend: the ISA circuit, the number of outcome bits, shots, and
+probabilities (B, 2^N) of one submission. How a prepared circuit is run is its family's
+(:mod:`.family`: the contract and what each family declares; :mod:`.specs`: the spec names
+one); nothing here names a family, and a new family changes nothing here.
 
-The facade keeps what every family shares: spec parsing, option and input checks (through
+The facade keeps what every family shares: option and input checks (through
 :mod:`qpa_qiskit.validate`), the per-circuit preparation cache, the shot sampler and its
-random state, and the width check against the device.
+random state, and the width check against the device. The names that lived here before the
+contract, the circuit helpers (:mod:`qpa_qiskit.circuits`) and the Aer helpers
+(:mod:`.aer_run`) moved are still importable from here.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.circuit import Gate, Measure
+from qiskit.circuit import Measure
 
+from ..circuits import (
+    NO_MEASUREMENTS,
+    fingerprint,
+    flatten,
+    is_isa,
+    measured_qubits,
+    non_unitary,
+    pauli_terms,
+    with_measurements,
+)
 from ..credentials import redact
-from ..errors import CapacityError, InputError, SpecError
-from ..noise.settings import OPTIONS as NOISE_OPTIONS
-from ..simulator.ptm import size_text
+from ..errors import InputError, SpecError
 from ..validate import integer, memory_size, number, one_of, positive_int
 from ..validate import layout as layout_value
+from .aer_run import (
+    aer_expectation_values,
+    aer_run,
+    available_memory,
+    check_memory,
+    gib,
+    without_measurements,
+)
 from .config import MITIGATIONS, BackendConfig
+from .family import COMMON_OPTIONS, FAMILIES, Family, Prepared, register
 from .layout import check_physical, pass_manager, placement
 from .mitigation import ReadoutMitigation
+from .specs import family_class, parse_spec, spec_forms
+
+__all__ = [  # the facade, and the names that moved out of this module (old imports keep working)
+    "COMMON_OPTIONS",
+    "FAMILIES",
+    "MAX_SHOTS",
+    "NO_MEASUREMENTS",
+    "Family",
+    "Prepared",
+    "QPABackend",
+    "aer_expectation_values",
+    "aer_run",
+    "available_memory",
+    "check_memory",
+    "family_class",
+    "fingerprint",
+    "flatten",
+    "gib",
+    "is_isa",
+    "measured_qubits",
+    "non_unitary",
+    "parse_spec",
+    "pauli_terms",
+    "register",
+    "spec_forms",
+    "with_measurements",
+    "without_measurements",
+]
 
 # The most shots one parameter set can take: numpy's multinomial draws int64 counts.
 MAX_SHOTS = int(np.iinfo(np.int64).max)
-COMMON_OPTIONS = frozenset({"optimization_level", "seed_transpiler", "layout"})
 
 
-# --------------------------------------------------------------------------- registry
-class Family:
-    """One kind of backend: how a spec names its device and how a prepared circuit runs.
-
-    Subclasses set the class attributes, implement :meth:`probabilities`, and are made
-    available by :func:`register`. One instance belongs to one :class:`QPABackend`.
-    """
-
-    name: ClassVar[str]
-    aliases: ClassVar[tuple[str, ...]] = ()
-    #: the spec forms for error messages, e.g. ``'"aer_noisy:<fake device>"'``
-    forms: ClassVar[tuple[str, ...]] = ()
-    #: options accepted beyond :data:`COMMON_OPTIONS`
-    options: ClassVar[frozenset[str]] = frozenset()
-    #: the spec names a device after the colon
-    needs_device: ClassVar[bool] = True
-    #: it can only sample (no exact probabilities): shots or shots_factor are required
-    samples_only: ClassVar[bool] = False
-
-    def __init__(self, backend: QPABackend, options: dict[str, Any]) -> None:
-        self.backend = backend
-
-    @classmethod
-    def device_name(cls, text: str) -> str:
-        """The canonical device name of the text after the colon; SpecError if unknown."""
-        return text
-
-    @classmethod
-    def missing_device(cls) -> str:
-        """What to write after the colon, for the error of a spec that names no device."""
-        return ""
-
-    def opens_at_start(self) -> bool:
-        """Open the device when the backend is built (else on first use)."""
-        return False
-
-    def open_device(self) -> Any:
-        """The device (a qiskit BackendV2), or None where there is none (an ideal simulator)."""
-        return None
-
-    def transpile_target(self) -> Any:
-        """What the ISA circuit is transpiled for."""
-        return self.backend.connect()
-
-    def check_capacity(self, measured: QuantumCircuit) -> None:
-        """CapacityError if this circuit cannot be simulated here (before any work)."""
-
-    def probabilities(self, prepared: Prepared, values: np.ndarray, shots: int | None) -> np.ndarray:
-        """(B, 2^N) probabilities, exact when `shots` is None, else shot frequencies."""
-        raise NotImplementedError
-
-    def expectation_values(
-        self, prepared: Prepared, values: np.ndarray, terms: list[dict[int, int]]
-    ) -> np.ndarray:
-        """Exact expectation values (B, K) of Pauli terms ({physical qubit: 1 X, 2 Y, 3 Z}) on
-        the state the ISA circuit prepares before its measurements."""
-        raise InputError(f"{self.name} backends compute no exact expectation values")
-
-    def noise_model(self) -> Any:
-        """The Aer NoiseModel this family simulates, or None (noiseless, or real hardware)."""
-        return None
-
-    def readout_confusion(self, prepared: Prepared) -> list[np.ndarray]:
-        """The readout confusion C[true, read] of each classical bit of the ISA circuit, as
-        the mitigation is calibrated here (a family with the ``mitigation`` option overrides it)."""
-        raise InputError(f"{self.name} backends read out exactly: there is no readout error to mitigate")
-
-    @classmethod
-    def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
-        """The options of :class:`QPABackend` this family takes from a backend configuration
-        section (:class:`~qpa_qiskit.backends.config.BackendConfig`); `hardware_loop` is for a
-        family that runs its jobs through one."""
-        return {}
-
-    # The accessors of one family only (a remote service's account, runtime Sampler and local
-    # testing mode): the facade asks the family, the family that has them overrides these,
-    # and the others refuse here, naming the families that have one.
-    @property
-    def local_testing(self) -> bool:
-        """The family's local testing mode (a remote service simulated here, with no account)."""
-        return False
-
-    @property
-    def service(self) -> Any:
-        """The family's account service; only a remote family has one."""
-        having = _having("service")
-        raise InputError(f"only {having} backends have an account service, not {self.backend.name!r}")
-
-    def sampler(self) -> Any:
-        """The family's runtime Sampler; only a remote family has one."""
-        having = _having("sampler")
-        raise InputError(f"only {having} backends run a runtime Sampler, not {self.backend.name!r}")
-
-    def program(self, prepared: Prepared) -> Any:
-        """The circuit compiled for this family's own engine, or None where there is none."""
-        return None
-
-    def gradient_unavailable(self, prepared: Prepared) -> str | None:
-        """None where :meth:`vjp` gives exact gradients of this circuit, else why it cannot."""
-        return f"{self.name} backends have no engine for exact gradients"
-
-    def vjp(self, prepared: Prepared, values: np.ndarray) -> tuple[np.ndarray, Callable]:
-        """Exact p (2^N,) for one parameter set (circuit order), and the pullback that maps
-        dL/dp to dL/dθ (circuit order)."""
-        raise NotImplementedError
+def _takers(wanted: Callable[[type[Family]], bool], device: bool = False) -> str:
+    """The registered families that `wanted` holds for, for messages: ``"aer_noisy or ibm"``
+    (with `device`, the spec form of each: ``"aer_noisy:<device>"``)."""
+    names = [f"{n}:<device>" if device and f.needs_device else n for n, f in FAMILIES.items() if wanted(f)]
+    return " or ".join(names)
 
 
-FAMILIES: dict[str, type[Family]] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def load_families() -> None:
-    """Import every family module, each of which registers its family (:func:`register`).
-
-    They import this module, so it cannot import them; the package names them and loads them
-    here, on the first lookup of a spec, so that importing ``backends.core`` alone is enough."""
-    importlib.import_module(__package__).load_families()
-
-
-def _having(accessor: str) -> str:
-    """The spec forms of the families that override a :class:`Family` accessor (``"ibm:"``)."""
-    load_families()
-    names = [f"{n}:" if f.needs_device else n for n, f in FAMILIES.items()
-             if getattr(f, accessor) is not getattr(Family, accessor)]  # fmt: skip
-    return ", ".join(names) or "no"
-
-
-def register(family: type[Family]) -> type[Family]:
-    """Make a :class:`Family` available to specs under its name and aliases (a decorator)."""
-    FAMILIES[family.name] = family
-    for alias in (family.name, *family.aliases):
-        _ALIASES[alias] = family.name
-    return family
-
-
-def spec_forms() -> str:
-    """The accepted spec forms of every registered family, for error messages."""
-    load_families()
-    return ", ".join(form for family in FAMILIES.values() for form in family.forms)
-
-
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``(family, device_name)`` of a backend spec, the device name canonical (or None).
-
-    ``"ideal"`` -> ``("statevector", None)``, ``"aer_noisy:Fake_Brisbane"`` ->
-    ``("aer_noisy", "fake_brisbane")``, ``"ibm:ibm_torino"`` -> ``("ibm", "ibm_torino")``.
-    Raises SpecError naming the accepted forms (and close matches) for anything else.
-    """
-    if not isinstance(spec, str):
-        raise SpecError(f"a backend spec is a string, got {type(spec).__name__}; accepted: {spec_forms()}")
-    load_families()
-    text = spec.strip()
-    head, _, rest = text.partition(":")
-    key = head.strip().lower()
-    family = FAMILIES.get(_ALIASES.get(key, ""))
-    if family is None:
-        names = [*_ALIASES, *(f"{n}:" for n, f in FAMILIES.items() if f.needs_device)]
-        close = difflib.get_close_matches(text.lower(), names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SpecError(f"unknown backend spec {redact(repr(spec))}.{hint} Accepted: {spec_forms()}")
-    rest = rest.strip()
-    if not family.needs_device:
-        if rest:
-            raise SpecError(
-                f"{family.name!r} takes no device, got {redact(repr(spec))}. Accepted: {spec_forms()}"
-            )
-        return family.name, None
-    if not rest:
+def _check_options(kind: str, family: type[Family], options: dict[str, Any]) -> None:
+    """SpecError for an option the family `kind` does not take, saying which families take it."""
+    accepted = COMMON_OPTIONS | family.options
+    unknown = set(options) - accepted
+    noise = unknown & frozenset().union(*(f.noise_options for f in FAMILIES.values()))
+    if noise:
+        noisy = lambda f: bool(f.noise_options)  # noqa: E731
         raise SpecError(
-            f"{redact(repr(spec))} names no device: write {family.missing_device()}. Accepted: {spec_forms()}"
+            f"{', '.join(sorted(noise))} set(s) the strength or components of a simulated noise model, "
+            f"which only {_takers(noisy, device=True)} backends have; {kind} "
+            f"{family.noise_text}. Use an {_takers(noisy)} backend or drop the option"
         )
-    return family.name, family.device_name(rest)
-
-
-# --------------------------------------------------------------------------- circuits
-def measured_qubits(circuit: QuantumCircuit) -> list[int]:
-    """Qubit measured into each classical bit; all measurements must be final."""
-    qubit_of: dict[int, int] = {}
-    done: set[int] = set()
-    for inst in circuit.data:
-        qs = [circuit.find_bit(q).index for q in inst.qubits]
-        if isinstance(inst.operation, Measure):
-            c = circuit.find_bit(inst.clbits[0]).index
-            if c in qubit_of:
-                raise InputError(f"classical bit {c} is measured twice; measure each bit once")
-            qubit_of[c] = qs[0]
-            done.add(qs[0])
-        elif inst.operation.name != "barrier" and done.intersection(qs):
-            raise InputError(
-                f"{inst.operation.name!r} acts on a qubit after its measurement; "
-                "only final measurements are supported"
-            )
-    missing = [c for c in range(circuit.num_clbits) if c not in qubit_of]
-    if missing:
-        raise InputError(f"classical bits {missing} are never measured; measure every bit once")
-    return [qubit_of[c] for c in range(circuit.num_clbits)]
-
-
-#: instructions kept as they are by :func:`flatten` (the engines and Aer know them)
-_NOT_COMPOSITE = frozenset({"measure", "reset", "barrier", "delay"})
-
-
-def _composite(inst: Any) -> bool:
-    """An instruction that is only a name for its definition: a subcircuit added with
-    ``append`` (``QuantumCircuit.to_instruction``), not a gate, measurement or reset."""
-    op = inst.operation
-    return (
-        not isinstance(op, Gate)
-        and op.name not in _NOT_COMPOSITE
-        and not inst.is_control_flow()
-        and getattr(op, "definition", None) is not None
-    )
-
-
-def flatten(circuit: QuantumCircuit) -> QuantumCircuit:
-    """The circuit with every composite instruction (a subcircuit added with ``append``:
-    ``qc.append(real_amplitudes(n), qubits)``, a QNN's feature map) replaced by its
-    definition, recursively: the same gates, measurements and resets as the ``compose``d
-    circuit, so they are classified (unitary or not, measured where) and simulated as those.
-    Gates (``to_gate``) stay: they are unitary, and the transpiler unrolls them. The circuit
-    itself when it has no composite instruction."""
-    if not any(_composite(inst) for inst in circuit.data):
-        return circuit
-    out = circuit.copy_empty_like()
-    _inline(out, circuit, list(circuit.qubits), list(circuit.clbits))
-    return out
-
-
-def _inline(out: QuantumCircuit, circuit: QuantumCircuit, qubits: list, clbits: list) -> None:
-    """Append `circuit`'s instructions to `out` on `qubits`/`clbits`, composites expanded."""
-    qmap = dict(zip(circuit.qubits, qubits, strict=True))
-    cmap = dict(zip(circuit.clbits, clbits, strict=True))
-    for inst in circuit.data:
-        inner_q = [qmap[q] for q in inst.qubits]
-        inner_c = [cmap[c] for c in inst.clbits]
-        if _composite(inst):
-            definition = inst.operation.definition
-            out.global_phase += definition.global_phase
-            _inline(out, definition, inner_q, inner_c)
-        else:
-            out.append(inst.operation, inner_q, inner_c, copy=False)
-
-
-def non_unitary(circuit: QuantumCircuit) -> str | None:
-    """The name of the first instruction that makes the state mixed (a reset, a channel, control
-    flow), None if the circuit is gates, barriers, delays and measurements only."""
-    for inst in flatten(circuit).data:
-        op = inst.operation
-        if inst.is_control_flow() or not (isinstance(op, Gate) or op.name in ("measure", "barrier", "delay")):
-            return op.name
-    return None
-
-
-NO_MEASUREMENTS = (
-    "the circuit has classical bits but no measurements: measure into them (every bit once), "
-    "or build it without classical bits to measure every qubit"
-)
-
-
-def with_measurements(circuit: QuantumCircuit, *, estimation: bool = False) -> QuantumCircuit:
-    """The circuit itself if it measures; otherwise a copy measuring every qubit.
-
-    A circuit with classical bits but no measurements has no outcome to give probabilities
-    of (InputError); for expectation values (``estimation``) its bits do not matter, as for
-    Qiskit's and Aer's estimators, and every qubit is measured into new bits instead."""
-    if any(isinstance(i.operation, Measure) for i in circuit.data):
-        return circuit
-    if circuit.num_clbits:
-        if not estimation or any(inst.clbits for inst in circuit.data):
-            raise InputError(NO_MEASUREMENTS)
-        bare = QuantumCircuit(circuit.qubits, *circuit.qregs, global_phase=circuit.global_phase)
-        for inst in circuit.data:
-            bare.append(inst.operation, inst.qubits, copy=False)
-        return bare.measure_all(inplace=False)
-    return circuit.measure_all(inplace=False)
-
-
-def without_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
-    """ISA circuit with final measurements replaced by an exact probability snapshot."""
-    qubits = measured_qubits(circuit)
-    exact = circuit.remove_final_measurements(inplace=False)
-    exact.save_probabilities(qubits)
-    return exact
-
-
-def is_isa(circuit: QuantumCircuit, target: Any) -> bool:
-    """True when every instruction of the circuit is native to `target` on its qubits (barriers
-    aside) and the circuit fits the target: such a circuit runs as given, not transpiled."""
-    if target.num_qubits is not None and circuit.num_qubits > target.num_qubits:
-        return False
-    for inst in circuit.data:
-        name = inst.operation.name
-        if name == "barrier":
-            continue
-        if inst.is_control_flow():
-            return False
-        qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
-        if not target.instruction_supported(name, qargs):
-            return False
-    return True
-
-
-def pauli_terms(labels: list[str], n_qubits: int) -> list[dict[int, int]]:
-    """Pauli labels (Qiskit order: the last character is qubit 0) -> {qubit: 1 X, 2 Y, 3 Z}
-    for the qubits that carry a non-identity Pauli; InputError for a malformed label."""
-    terms = []
-    for label in labels:
-        if not isinstance(label, str) or len(label) != n_qubits or set(label) - set("IXYZ"):
-            raise InputError(
-                f"a Pauli observable is a string of {n_qubits} characters from I, X, Y, Z "
-                f"(one per qubit of the circuit, qubit 0 last), got {label!r}"
-            )
-        terms.append({q: "IXYZ".index(c) for q, c in enumerate(reversed(label)) if c != "I"})
-    return terms
-
-
-def _param_key(value: Any) -> Any:
-    try:
-        hash(value)
-        return value
-    except TypeError:  # a matrix (a unitary gate) or another unhashable parameter
-        return value.tobytes() if isinstance(value, np.ndarray) else repr(value)
-
-
-def fingerprint(circuit: QuantumCircuit) -> int:
-    """A hash of what a circuit does: every instruction's name, parameters, qubits and bits.
-
-    Cheap next to a simulation (microseconds per instruction); it changes when the circuit
-    is edited in place, which an ``id()`` does not.
-    """
-    return hash(
-        (
-            circuit.num_qubits,
-            circuit.num_clbits,
-            tuple(
-                (
-                    inst.operation.name,
-                    tuple(_param_key(p) for p in inst.operation.params),
-                    inst.qubits,
-                    inst.clbits,
-                )
-                for inst in circuit.data
-            ),
+    if options.get("mitigation", "none") != "none" and "mitigation" not in family.options:
+        raise SpecError(
+            f"mitigation={options['mitigation']!r} corrects readout errors, and {kind} reads out "
+            f"exactly (an ideal simulator); use an {_takers(lambda f: 'mitigation' in f.options)} backend "
+            "or drop the option"
         )
-    )
-
-
-@dataclass
-class Prepared:
-    """What a backend builds once per circuit; the ISA circuit when it is first needed."""
-
-    circuit: QuantumCircuit
-    fingerprint: int
-    measured: QuantumCircuit
-    n_bits: int
-    parameters: list
-    transpile: Callable[[QuantumCircuit], QuantumCircuit]
-    extras: dict[str, Any] = field(default_factory=dict)
-    _isa: QuantumCircuit | None = None
-
-    @property
-    def isa(self) -> QuantumCircuit:
-        if self._isa is None:
-            self._isa = self.transpile(self.measured)
-        return self._isa
-
-    @property
-    def unmeasured(self) -> QuantumCircuit:
-        """The ISA circuit without its final measurements: the state expectation values are of."""
-        if "unmeasured" not in self.extras:
-            self.extras["unmeasured"] = self.isa.remove_final_measurements(inplace=False)
-        return self.extras["unmeasured"]
-
-    def isa_values(self, values: np.ndarray) -> np.ndarray:
-        """`values` (B, P) in circuit.parameters order -> columns in isa.parameters order."""
-        column = {p: i for i, p in enumerate(self.parameters)}
-        return values[:, [column[p] for p in self.isa.parameters]]
-
-    def circuit_gradient(self, isa_gradient: np.ndarray) -> np.ndarray:
-        """A gradient (P_isa,) in isa.parameters order -> (P,) in circuit.parameters order;
-        a parameter the transpiler removed has none."""
-        column = {p: i for i, p in enumerate(self.parameters)}
-        out = np.zeros(len(self.parameters))
-        for p, g in zip(self.isa.parameters, isa_gradient, strict=True):
-            out[column[p]] += g
-        return out
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a simulation now."""
-    try:
-        # lazy: psutil, only when a memory budget is checked
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def gib(n: float) -> str:
-    return f"{n / 2**30:.3g} GiB"
-
-
-def check_memory(what: str, need: int, budget: int | None) -> None:
-    """Refuse an Aer simulation (`what`, such as "density-matrix simulation of 5 qubits") that
-    needs `need` bytes per parameter set, more than is available or than `budget` allows."""
-    available = available_memory()
-    if need > available:
-        raise CapacityError(f"{what} needs {gib(need)} per parameter set; {gib(available)} is available")
-    if budget is not None and need > budget:
-        raise CapacityError(
-            f"{what} needs {size_text(need)} per parameter set, more than memory_budget="
-            f"{size_text(budget)}: raise memory_budget (to at least {size_text(need)}, at most the "
-            f"{gib(available)} available) or use fewer qubits"
+    unknown.discard("mitigation")
+    if unknown:
+        raise SpecError(
+            f"unknown option(s) {sorted(unknown)} for a {kind} backend; accepted: {sorted(accepted)}"
         )
-
-
-def aer_run(
-    simulator: Any,
-    circuit: QuantumCircuit,
-    prepared: Prepared,
-    values: np.ndarray,
-    shots: int | None,
-    seed: int,
-) -> np.ndarray:
-    """One Aer run of all B parameter sets: exact probabilities (a ``save_probabilities``
-    circuit, ``shots=None``) or shot frequencies, (B, 2^N)."""
-    n_sets = values.shape[0]
-    result = _aer_result(simulator, circuit, prepared, values, shots, seed)
-    if shots is None:
-        return np.array([np.asarray(result.results[b].data.probabilities) for b in range(n_sets)])
-    out = np.zeros((n_sets, 2**prepared.n_bits))
-    for b in range(n_sets):
-        for key, count in result.results[b].data.counts.items():
-            out[b, int(key, 16)] += count
-    return out / shots
-
-
-def _aer_result(
-    simulator: Any,
-    circuit: QuantumCircuit,
-    prepared: Prepared,
-    values: np.ndarray,
-    shots: int | None,
-    seed: int,
-) -> Any:
-    """One Aer run of `circuit` for every parameter set (B, P) in ``prepared.parameters`` order."""
-    if prepared.parameters:
-        column = {p: i for i, p in enumerate(prepared.parameters)}
-        binds = [{p: values[:, column[p]] for p in circuit.parameters}]
-        circuits = [circuit]
-    else:  # no parameters to bind: B copies, so every row is its own experiment
-        binds, circuits = None, [circuit] * values.shape[0]
-    result = simulator.run(circuits, parameter_binds=binds, shots=shots, seed_simulator=seed).result()
-    if not result.success:
-        raise RuntimeError(f"Aer failed: {result.status}")
-    return result
-
-
-def aer_expectation_values(
-    simulator: Any,
-    unmeasured: QuantumCircuit,
-    prepared: Prepared,
-    values: np.ndarray,
-    terms: list[dict[int, int]],
-) -> np.ndarray:
-    """Exact expectation values (B, K) of Pauli terms on physical qubits, by one Aer run with
-    a ``save_expectation_value`` per term (what Aer's EstimatorV2 does)."""
-    # lazy: a qiskit submodule (import time), only on this path
-    from qiskit.quantum_info import Pauli
-
-    circuit = unmeasured.copy()
-    # every term on the same qubits, padded with I: Aer 0.18's qubit truncation remaps a save on
-    # a subset of them wrongly (qiskit-aer issue 2442: all the subsets then read as their union)
-    qubits = sorted({q for term in terms for q in term})
-    for k, term in enumerate(terms):
-        if term:
-            label = "".join("IXYZ"[term.get(q, 0)] for q in reversed(qubits))
-            circuit.save_expectation_value(Pauli(label), qubits, label=f"term{k}")
-    result = _aer_result(simulator, circuit, prepared, values, None, 0)
-    out = np.ones((values.shape[0], len(terms)))
-    for b in range(values.shape[0]):
-        data = result.data(b)
-        for k, term in enumerate(terms):
-            if term:
-                out[b, k] = float(np.real(data[f"term{k}"]))
-    return out
 
 
 # --------------------------------------------------------------------------- backend
@@ -572,25 +155,7 @@ class QPABackend:
         self.spec = spec
         self.kind, self.device_name = parse_spec(spec)
         family = FAMILIES[self.kind]
-        accepted = COMMON_OPTIONS | family.options
-        unknown = set(options) - accepted
-        if unknown & set(NOISE_OPTIONS):
-            raise SpecError(
-                f"{', '.join(sorted(unknown & set(NOISE_OPTIONS)))} set(s) the strength or components of "
-                f"a simulated noise model, which only aer_noisy:<device> backends have; {self.kind} "
-                + ("is noiseless" if self.kind == "statevector" else "runs IBM's own noise")
-                + ". Use an aer_noisy backend or drop the option"
-            )
-        if options.get("mitigation", "none") != "none" and "mitigation" not in family.options:
-            raise SpecError(
-                f"mitigation={options['mitigation']!r} corrects readout errors, and {self.kind} reads out "
-                "exactly (an ideal simulator); use an aer_noisy or ibm backend or drop the option"
-            )
-        unknown.discard("mitigation")
-        if unknown:
-            raise SpecError(
-                f"unknown option(s) {sorted(unknown)} for a {self.kind} backend; accepted: {sorted(accepted)}"
-            )
+        _check_options(self.kind, family, options)
         self.options = options
         try:
             self.optimization_level = integer(
@@ -609,7 +174,7 @@ class QPABackend:
         if not isinstance(self.layout, str) and not family.needs_device:
             raise SpecError(
                 f"layout {list(self.layout)} names physical qubits, and {self.kind} has no device to place "
-                "a circuit on; drop the layout, or use an aer_noisy or ibm backend"
+                f"a circuit on; drop the layout, or use an {_takers(lambda f: f.needs_device)} backend"
             )
         if shots_factor is not None and shots is not None:
             raise InputError("give shots_factor or shots, not both")
@@ -619,7 +184,7 @@ class QPABackend:
             raise InputError(f"shots must be at most {MAX_SHOTS}, got {shots!r}")
         if family.samples_only and shots is None and shots_factor is None:
             raise InputError(
-                f"{redact(repr(spec))} runs on IBM Quantum, which samples: exact probabilities are "
+                f"{redact(repr(spec))} runs on {family.runs_on}, which samples: exact probabilities are "
                 "not possible there. Pass shots_factor=c (n_shot = ceil(c * 2^N)) or shots=n."
             )
         seed = None if seed is None else integer(seed, "seed", minimum=0)
@@ -642,20 +207,15 @@ class QPABackend:
     ) -> QPABackend:
         """The backend a configuration section describes (:class:`~.config.BackendConfig`):
         its family takes the options it has from the section (:meth:`Family.config_options`);
-        `seed` seeds the shots, `hardware_loop` is for a family that runs its jobs through one.
-        `device` is the run's torch device: a family with a ``torch_device`` option (the PTM
-        engine) runs there unless the section sets one; a CUDA device only, since the engine
-        computes in float64, which MPS lacks (the CPU otherwise)."""
-        kind, _ = parse_spec(section.backend)
-        family = FAMILIES[kind]
+        `seed` seeds the shots, `hardware_loop` is for a family that runs its jobs through one,
+        `device` (the run's torch device) for a family whose engine computes on one."""
+        family = family_class(section.backend)
         if section.engine != "auto" and "engine" not in family.options:
             takers = ", ".join(n for n, f in FAMILIES.items() if "engine" in f.options)
             raise InputError(
                 f"engine {section.engine!r} applies to {takers} backends only, not {section.backend!r}"
             )
-        options = family.config_options(section, hardware_loop)
-        if device is not None and "torch_device" in family.options and "torch_device" not in options:
-            options["torch_device"] = device if device.startswith("cuda") else "cpu"
+        options = family.config_options(section, hardware_loop, device)
         if section.mitigation != "none":
             options["mitigation"] = section.mitigation
         return cls(
@@ -717,7 +277,7 @@ class QPABackend:
         return math.ceil(wanted)
 
     def __repr__(self) -> str:
-        settings = getattr(self.family, "settings", None)
+        settings = self.noise_settings
         shots = "" if settings is None or settings.is_device else f", {settings.describe()}"
         shots += f", shots_factor={self.shots_factor}" if self.shots_factor else ""
         shots += f", shots={self.shots}" if self.shots else ""
@@ -798,6 +358,27 @@ class QPABackend:
         """The Aer NoiseModel this backend simulates, None where it simulates none (statevector,
         ibm: the device's own noise)."""
         return self.family.noise_model()
+
+    @property
+    def noise_settings(self) -> Any:
+        """The :class:`~qpa_qiskit.noise.NoiseSettings` of the noise model this backend simulates,
+        None where it simulates none (:attr:`Family.noise_settings`)."""
+        return self.family.noise_settings
+
+    @property
+    def sampler_options(self) -> Any:
+        """The runtime Sampler's options of a family that takes them (``ibm:``), else None."""
+        return self.family.sampler_options
+
+    @property
+    def samples_only(self) -> bool:
+        """It can only sample: no exact probabilities (:attr:`Family.samples_only`)."""
+        return self.family.samples_only
+
+    @property
+    def runs_remotely(self) -> bool:
+        """Its circuits run as jobs on a remote service (:attr:`Family.runs_remotely`)."""
+        return self.family.runs_remotely
 
     def num_outcome_bits(self, circuit: QuantumCircuit) -> int:
         """N: the distribution has 2^N outcomes (the circuit's classical bits)."""

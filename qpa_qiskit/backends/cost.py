@@ -32,7 +32,7 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
-from .core import measured_qubits
+from ..circuits import measured_qubits
 from .layout import pass_manager
 from .mitigation import calibration_circuit
 

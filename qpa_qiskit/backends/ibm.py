@@ -21,10 +21,11 @@ from typing import Any, Protocol
 import numpy as np
 from qiskit import QuantumCircuit
 
+from ..circuits import measured_qubits
 from ..credentials import TOKEN_VARIABLE, _saved_accounts, describe, redact, secrets  # noqa: F401 - secrets: re-exported
 from ..errors import AccountError, InputError, JobsError, SpecError
-from .core import Family, Prepared, QPABackend, measured_qubits, register
 from .devices import example_devices, fake_device
+from .family import Family, Prepared, register
 from .ibm_options import EXECUTION_MODES, sampler_options
 from .mitigation import (
     calibration_circuit,
@@ -117,6 +118,9 @@ class IBMFamily(Family):
     forms = ('"ibm:<backend>"', '"ibm:fake_<device>"')
     options = frozenset({"service", "sampler_options", "mode", "connect", "hardware_loop", "mitigation"})
     samples_only = True
+    runs_on = "IBM Quantum"
+    runs_remotely = True
+    noise_text = "runs IBM's own noise"
 
     def __init__(self, backend: Any, options: dict[str, Any]) -> None:
         super().__init__(backend, options)
@@ -174,7 +178,9 @@ class IBMFamily(Family):
         )
 
     @classmethod
-    def config_options(cls, section: Any, hardware_loop: Any = None) -> dict[str, Any]:
+    def config_options(
+        cls, section: Any, hardware_loop: Any = None, device: str | None = None
+    ) -> dict[str, Any]:
         # on IBM Quantum the account opens when a job is due: a finished run reads its
         # recorded results (eval, export) with no account
         options = section.runtime_options()
@@ -249,7 +255,7 @@ class IBMFamily(Family):
         there is one (recorded in their own ledger), else the Sampler."""
         qubits = measured_qubits(prepared.isa)
         loop = None if self.hardware_loop is None else self.hardware_loop.calibration()
-        calibrating = QPABackend(
+        calibrating = type(self.backend)(  # a QPABackend like this one
             self.backend.spec,
             shots=self.backend.num_shots(prepared.n_bits),
             layout=qubits,

@@ -15,17 +15,10 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
+from ..circuits import non_unitary
 from ..simulator import StatevectorProgram, UnsupportedCircuit
-from .core import (
-    Family,
-    Prepared,
-    aer_expectation_values,
-    aer_run,
-    check_memory,
-    non_unitary,
-    register,
-    without_measurements,
-)
+from .aer_run import aer_expectation_values, aer_run, check_memory, without_measurements
+from .family import Family, Prepared, register
 
 
 @register
@@ -35,6 +28,7 @@ class StatevectorFamily(Family):
     forms = ('"statevector" (or "ideal")',)
     needs_device = False
     options = frozenset({"memory_budget"})
+    runs_on = "Aer's statevector simulator"
 
     def transpile_target(self) -> Any:
         # lazy: qiskit-aer (seconds), only where Aer itself runs

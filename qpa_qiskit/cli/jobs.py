@@ -171,7 +171,7 @@ def _check_store_budget(store, budget: float) -> None:
 
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..backends import QPABackend, parse_spec
+    from ..backends import QPABackend, family_class
     from ..jobs import MAX_EXECUTIONS, JobStore
     from ..jobs.batch import plan_batch, submit_batch
 
@@ -201,7 +201,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
         if args.shots_factor is None and args.shots is None:
             raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
-        if parse_spec(args.backend)[0] != "ibm":
+        if not family_class(args.backend).runs_remotely:
             raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
         options = _runtime_options(args)
         backend = QPABackend(

@@ -13,17 +13,17 @@ def _spec(text: str) -> str:
     """``fake_brisbane``, ``brisbane``, ``x.json`` or ``aer_noisy:...`` -> an aer_noisy spec;
     InputError naming what is accepted for a spec of a backend without a noise model."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..backends import FAMILIES
+    from ..backends.specs import family_named
     from ..noise import snapshot_names
 
     text = text.strip()
-    head = text.partition(":")[0].strip().lower()
-    if head == "aer_noisy":
+    family = family_named(text.partition(":")[0])
+    if family is not None and family.has_noise_model:
         return text
-    others = {alias for f in FAMILIES.values() if f.name != "aer_noisy" for alias in (f.name, *f.aliases)}
-    if head in others:
+    if family is not None:
         names = ", ".join(snapshot_names()) or "none found"
-        fix = " (snapshot a real device first: qpa noise snapshot ibm:<device> -o FILE)" * (head == "ibm")
+        snapshot_first = " (snapshot a real device first: qpa noise snapshot ibm:<device> -o FILE)"
+        fix = snapshot_first * family.runs_remotely
         raise InputError(
             f"qpa noise show reads a simulated noise model, and {text!r} simulates none{fix}. Accepted: "
             f"a snapshot name ({names}), a snapshot file (path/x.json), a fake device of "

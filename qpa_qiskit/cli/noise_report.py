@@ -18,7 +18,6 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
-from ..backends.aer_noisy import AerNoisyFamily
 from ..backends.layout import qubit_row
 from ..errors import InputError
 
@@ -34,7 +33,7 @@ def noise_report(backend: Any, circuit: QuantumCircuit) -> dict[str, Any]:
     Returns ``{"device", "settings", "layout_setting", "layout", "qubits": [...], "couplers": [...],
     "medians": {...}, "device_medians": {...}}``; times in microseconds.
     """
-    if not isinstance(backend.family, AerNoisyFamily):
+    if not backend.family.has_noise_model:
         raise InputError(f"qpa noise show needs an aer_noisy backend, not {backend.name!r}")
     backend.family.check_circuit_scale(circuit)  # the backend's own check: the same refusal
     target = backend.family.noise_device().target  # scaled as simulated
@@ -56,7 +55,7 @@ def noise_report(backend: Any, circuit: QuantumCircuit) -> dict[str, Any]:
 
     return {
         "device": backend.name,
-        "settings": backend.family.settings.describe(),
+        "settings": backend.noise_settings.describe(),
         "layout_setting": _setting(backend.layout),
         "layout": placed["layout"],
         "qubits": qubits,

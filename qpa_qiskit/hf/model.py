@@ -276,7 +276,7 @@ class QPAModel(AdaptedModel):
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         backend = self.qpa_backend
-        if backend is not None and backend.family.samples_only and not backend.is_local_testing:
+        if backend is not None and backend.runs_remotely and not backend.is_local_testing:
             raise InputError(
                 f"{backend.name} runs on IBM Quantum: under {dist.get_world_size()} processes every process "
                 "would submit its own jobs for the same adapter. Train a hardware run in one process"

@@ -99,7 +99,7 @@ class Batch:
     def qpu_seconds(self) -> tuple[float, ShotTiming]:
         """The cost model's QPU seconds of the plan (:mod:`qpa_qiskit.backends.cost`), and the
         timing of one shot it is made of."""
-        given = self.backend.family.sampler_options
+        given = self.backend.sampler_options
         options = None if given is None else given.model_dump(mode="json", exclude_unset=True)
         timing = shot_timing(self.backend.connect(), self.isa, options)
         return sum(timing.seconds(job.executions, 1) for job in self.plan), timing

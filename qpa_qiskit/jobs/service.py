@@ -42,7 +42,7 @@ class RuntimeJobs:
     Session mode, runtime job tags, ``service.job(id)`` and ``service.jobs(job_tags=...)``."""
 
     def __init__(self, backend: QPABackend, mode: str = "batch") -> None:
-        if backend.kind != "ibm":
+        if not backend.runs_remotely:
             raise InputError(f"jobs run on ibm:<device> backends, not {backend.name!r}")
         self.backend = backend
         self.mode = one_of(mode, "execution mode", MODES)
@@ -61,7 +61,7 @@ class RuntimeJobs:
         # lazy: qiskit-ibm-runtime (seconds), only for IBM Quantum work
         from qiskit_ibm_runtime.options_models import SamplerOptions
 
-        given = self.backend.family.sampler_options
+        given = self.backend.sampler_options
         options = SamplerOptions() if given is None else given.model_copy(deep=True)
         options.environment.job_tags = list(tags)
         return options

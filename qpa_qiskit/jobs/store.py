@@ -124,7 +124,7 @@ class JobStore:
             raise InputError(f"{root} is a file; choose a new directory for the jobs")
         if root.exists() and any(root.iterdir()):
             raise InputError(f"{root} exists and is not empty; choose a new directory for the jobs")
-        if not isinstance(backend, QPABackend) or backend.kind != "ibm":
+        if not isinstance(backend, QPABackend) or not backend.runs_remotely:
             raise InputError(
                 f"jobs run on IBM Quantum: use an ibm:<device> backend (ibm:fake_<device> runs "
                 f"locally), not {getattr(backend, 'name', backend)!r}"
@@ -148,8 +148,8 @@ class JobStore:
             "parameters": [p.name for p in circuit.parameters],
             "max_executions": max_executions,
             "sampler_options": None
-            if backend.family.sampler_options is None
-            else backend.family.sampler_options.model_dump(mode="json", exclude_unset=True),
+            if backend.sampler_options is None
+            else backend.sampler_options.model_dump(mode="json", exclude_unset=True),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "circuit": describe or {},
         }

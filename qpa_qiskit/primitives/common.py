@@ -23,7 +23,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Gate, Measure
 from qiskit.primitives import PrimitiveJob, PrimitiveResult
 
-from ..backends import QPABackend, SlowEngineWarning, fingerprint, parse_spec, redact
+from ..backends import QPABackend, SlowEngineWarning, family_class, fingerprint, parse_spec, redact
 from ..errors import InputError
 
 SPEC_FORMS = '"statevector", "aer_noisy:<fake device | snapshot name | snapshot.json>"'
@@ -32,8 +32,8 @@ SPEC_FORMS = '"statevector", "aer_noisy:<fake device | snapshot name | snapshot.
 def resolve_backend(backend: Any, options: dict[str, Any], primitive: str) -> QPABackend:
     """The QPABackend a primitive runs on: given, or built from a spec string and options."""
     if isinstance(backend, str):
-        kind, device = parse_spec(backend)
-        if kind == "ibm":  # refused before building: an ibm: backend asks for shots, which we refuse
+        if family_class(backend).runs_remotely:  # refused before building: it asks for shots, which we refuse
+            kind, device = parse_spec(backend)
             raise InputError(ibm_refusal(primitive, redact(f"{kind}:{device}")))
         backend = QPABackend(backend, **options)
     elif isinstance(backend, QPABackend):
@@ -46,7 +46,7 @@ def resolve_backend(backend: Any, options: dict[str, Any], primitive: str) -> QP
         raise InputError(
             f"{primitive} runs on a QPABackend or a spec string ({SPEC_FORMS}), got {type(backend).__name__}"
         )
-    if backend.kind == "ibm":
+    if backend.runs_remotely:
         raise InputError(ibm_refusal(primitive, backend.name))
     if backend.shots is not None or backend.shots_factor is not None:
         raise InputError(

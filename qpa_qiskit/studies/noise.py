@@ -23,7 +23,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import validate
-from ..backends import QPABackend, parse_spec
+from ..backends import QPABackend, family_class
 from ..backends.config import MITIGATIONS
 from ..circuits import ROTATIONS
 from ..config import RunConfig
@@ -62,6 +62,8 @@ def ideal_settings(cfg: RunConfig) -> dict[str, Any]:
     without a device has not (``--layout Q0,Q1,...`` places the noisy runs only)."""
     layout = {} if cfg.backend.layout in LAYOUT_KEYWORDS else {"layout": "noise_aware"}
     return {**ALL_NOISE, **layout}
+
+
 # the fields the grid sets are not part of the study's identity: the same grid from a base
 # configuration with another backend or seed is the same study
 GRID_FIELDS = ("method", "rank", "backend", "rotation", "noise_scale", "chunk_size", "shots_factor",
@@ -142,8 +144,7 @@ class NoiseStudy(StudySpec):
         tvd_samples = check_tvd_samples(self.tvd_samples)
         margin = validate.positive_number(self.margin, "margin")
         for spec in backends:  # every backend is checked before anything runs (a missing snapshot, a typo)
-            family, _ = parse_spec(spec)
-            if family not in ("statevector", "aer_noisy"):
+            if family_class(spec).runs_remotely:
                 raise InputError(
                     f"noise-study backends are simulators, statevector and aer_noisy:<device>; not {spec!r}"
                 )

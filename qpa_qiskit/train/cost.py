@@ -34,7 +34,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ..adapters import AdaptedModel
-from ..backends import QPABackend, parse_spec
+from ..backends import QPABackend, family_class, parse_spec
 from ..backends.cost import (
     JOB_OVERHEAD_SECONDS,
     OPEN_PLAN_SECONDS,
@@ -250,7 +250,7 @@ def zero_cost_reason(cfg: RunConfig) -> str | None:
     if not cfg.reads_circuit:
         return f"probabilities {gen.probabilities!r} evaluate no circuit"
     spec = cfg.backend.backend
-    on_ibm = parse_spec(spec)[0] == "ibm"
+    on_ibm = family_class(spec).runs_remotely
     if not on_ibm and cfg.backend.cost_as is None:
         return f"backend {spec} runs here, on no QPU (--cost-as ibm:<device> projects it on a device)"
     if cfg.backend.shots_factor is None and not on_ibm:  # an ibm: backend refuses it, saying why
@@ -391,7 +391,7 @@ def dry_run(cfg: RunConfig, projector: Projector | None = None) -> list[str]:
     what-if on its ``cost_as`` device, the service's own estimate where it offers one, and
     the budget's verdict. Nothing is submitted or written."""
     projector = projector or Projector()
-    on_ibm = parse_spec(cfg.backend.backend)[0] == "ibm"
+    on_ibm = family_class(cfg.backend.backend).runs_remotely
     lines = [f"dry run: {cfg.adapter.method} on {cfg.task.model}, {cfg.training.steps} steps, backend "
              f"{cfg.backend.backend}"]  # fmt: skip
     own = projector.cost(cfg.replace(cost_as=None)) if on_ibm or cfg.backend.cost_as is None else None

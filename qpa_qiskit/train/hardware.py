@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..backends import parse_spec
+from ..backends import family_class
 from ..config import RunConfig
 from ..errors import InputError
 from ..jobs import HardwareLoop
@@ -22,7 +22,7 @@ def hardware_loop(
 ) -> HardwareLoop | None:
     """The hardware loop of the run `cfg` in `run_dir` (None where its circuit runs here or it
     has none), with the recovery `options` (``resubmit_unconfirmed``, ``retry_failed``)."""
-    if cfg.reads_circuit and parse_spec(cfg.backend.backend)[0] == "ibm":
+    if cfg.reads_circuit and family_class(cfg.backend.backend).runs_remotely:
         return HardwareLoop(
             run_dir / "jobs",
             log=log,

@@ -210,7 +210,7 @@ def check_first_evaluation(model: AdaptedModel) -> None:
     is refused before anything is written or trained. Not on IBM Quantum, where an evaluation is
     a job to pay for: there the account, the device and the transpilation are checked."""
     quantum = model.generator.quantum if model.cfg.generator_kind == "qpa" else None
-    if quantum is None or quantum.backend.family.samples_only:
+    if quantum is None or quantum.backend.runs_remotely:
         return
     backend = quantum.backend
     state = backend.rng_state
