@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from qiskit.quantum_info import SparsePauliOp
 
-from ..backends import QPABackend, measured_qubits
+from ..backends import QPABackend, family_class, measured_qubits
 from ..circuits import ansatz
 from ..primitives import Estimator, Sampler
 from .cells import in_child, peak_rss, ratio, require_qml, show_memory, show_seconds, time_steps
@@ -118,7 +118,7 @@ def bench_primitives(args: argparse.Namespace) -> None:
             for n in args.qubits:
                 row = {"spec": spec, "qnn": qnn_kind, "N": n}
                 kinds = ("ours", "aer") + (
-                    ("aer-engine",) if args.aer_engine and spec != "statevector" else ()
+                    ("aer-engine",) if args.aer_engine and family_class(spec).has_noise_model else ()
                 )
                 for kind in kinds:
                     row[kind] = in_child(

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from ..backends import QPABackend, measured_qubits
+from ..backends import QPABackend, family_class, measured_qubits
 from ..circuits import ansatz
 from ..qnn import QuantumProbabilities
 from .cells import in_child, peak_rss, ratio, require_qml, show_memory, show_seconds, time_steps
@@ -40,7 +40,7 @@ def memory_bandwidth(size_mb: int = 512, repeats: int = 7) -> float:
 
 def _placed(spec: str, layout: str) -> dict[str, str]:
     """The layout option of a backend that places its circuit on a device (none for statevector)."""
-    return {} if spec == "statevector" else {"layout": layout}
+    return {"layout": layout} if family_class(spec).needs_device else {}
 
 
 def _layer_step(spec: str, layout: str, circuit, init: np.ndarray, shots_factor: float | None):
@@ -64,10 +64,10 @@ def _aer_circuit(spec: str, layout: str, circuit, init: np.ndarray):
     isa = backend.isa_circuit(circuit)
     exact = isa.remove_final_measurements(inplace=False)
     exact.save_probabilities(measured_qubits(isa))
-    if spec == "statevector":
-        sim = AerSimulator(method="statevector")
-    else:
+    if family_class(spec).has_noise_model:
         sim = AerSimulator(method="density_matrix", noise_model=backend.noise_model)
+    else:
+        sim = AerSimulator(method="statevector")
     bound = exact.assign_parameters(dict(zip(circuit.parameters, init, strict=True)))
 
     def step() -> None:
@@ -86,7 +86,8 @@ def _qml_step(spec: str, layout: str, circuit, init: np.ndarray, shots: int):
 
     backend = QPABackend(spec, **_placed(spec, layout))
     isa = backend.isa_circuit(circuit)
-    options = {} if spec == "statevector" else {"backend_options": {"noise_model": backend.noise_model}}
+    noisy = family_class(spec).has_noise_model
+    options = {"backend_options": {"noise_model": backend.noise_model}} if noisy else {}
     sampler = SamplerV2(default_shots=shots, seed=1, options=options)
     qnn = SamplerQNN(circuit=isa, sampler=sampler, weight_params=list(isa.parameters))
     model = TorchConnector(
@@ -150,7 +151,7 @@ def bench_qnn(args: argparse.Namespace) -> None:
     cells = [
         (spec, layout)
         for spec in args.backends
-        for layout in (args.layouts if spec != "statevector" else ["-"])
+        for layout in (args.layouts if family_class(spec).needs_device else ["-"])
     ]
     for spec, layout in cells:
         for mode in modes:
@@ -164,7 +165,7 @@ def bench_qnn(args: argparse.Namespace) -> None:
                         row[kind] = aer_cells[(spec, layout, n)]
                         continue
                     past = history.setdefault((spec, layout, mode, kind), [])
-                    growth = 2.0 if spec == "statevector" else 4.0
+                    growth = 4.0 if family_class(spec).has_noise_model else 2.0
                     guess = extrapolate(past, n, growth) if past else 0.0
                     if guess > args.baseline_limit:
                         row[kind] = {"seconds": guess, "extrapolated": True}
