@@ -303,7 +303,8 @@ def test_the_dry_run_prints_the_runtime_estimate_for_a_real_device(monkeypatch, 
     circuit = ansatz(2, 1)
     pubs = [np.zeros((7, circuit.num_parameters))]
     plan = plan_jobs([7], 100, 300)  # jobs of 3, 3 and 1 sets
-    backend = SimpleNamespace(kind="ibm", is_local_testing=False)
+    # the facade as the service reads it: a backend that runs remotely, not in local testing mode
+    backend = SimpleNamespace(kind="ibm", runs_remotely=True, is_local_testing=False)
     print(usage_estimate(backend, circuit, circuit, pubs, plan, 100))
     assert sorted(asked) == [1, 3]  # one dry run per job size
     assert (
