@@ -28,28 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .. import validate
 from ..config import RunConfig
 from ..errors import InputError
 from ..generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
 from ..intervals import LEGEND, PairedDifference
-from .common import (
-    StudySpec,
-    check_seeds,
-    chosen_rates,
-    config_without,
-    figure,
-    grid_values,
-    lr_cell,
-    mean_std,
-    option,
-    selected,
-    write_file,
-    write_results,
-)
-from .runner import Executor, Failure, Trial
+from .report import chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
+from .runner import Failure, Trial
+from .spec import StudySpec, check_seeds, config_without, grid_values, option
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -214,11 +202,7 @@ class AblationStudy(StudySpec):
         return tables
 
 
-def study_ablation(cfg: RunConfig | None = None, out: str | Path | None = None, *,
-                   executor: Executor | None = None, log: Callable[[str], None] = print,
-                   **axes: Any) -> dict:  # fmt: skip
-    """:class:`AblationStudy` of `axes` (its fields) run on `cfg`: its tables."""
-    return AblationStudy(**axes).run(cfg, out, executor, log)
+study_ablation = AblationStudy.function("study_ablation")
 
 
 def _paired(mine: dict[int, float], reference: dict[int, float]) -> PairedDifference | None:
