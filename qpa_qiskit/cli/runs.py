@@ -178,8 +178,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     Stopped by Ctrl-C, it ends as ``qpa train`` does: one line saying what is kept and the
     command that resumes the study (exit status 130), not a traceback."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..studies.pipeline import default_out
     from ..studies.executors import make_executor
+    from ..studies.pipeline import default_out
     from ..studies.runner import RESULT
 
     spec_class = args.study_spec
