@@ -156,7 +156,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _study_config(args: argparse.Namespace, spec):
     """A study's base configuration: ``--config`` (or a run's defaults), then the study's own
-    defaults, then the run options given (:meth:`~qpa_qiskit.studies.common.StudySpec.configuration`)."""
+    defaults, then the run options given (:meth:`~qpa_qiskit.studies.spec.StudySpec.configuration`)."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
     from ..config import RunConfig
 
@@ -168,7 +168,7 @@ def _dest(f: dataclasses.Field) -> str:
     """Where argparse puts a study field's option: named after its flag (``--reps-values`` ->
     ``reps_values``), never after a run setting of the same name."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..studies.common import flag
+    from ..studies.spec import flag
 
     return flag(f).removeprefix("--").replace("-", "_")
 
@@ -178,8 +178,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     Stopped by Ctrl-C, it ends as ``qpa train`` does: one line saying what is kept and the
     command that resumes the study (exit status 130), not a traceback."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..studies.common import default_out
     from ..studies.executors import make_executor
+    from ..studies.pipeline import default_out
     from ..studies.runner import RESULT
 
     spec_class = args.study_spec

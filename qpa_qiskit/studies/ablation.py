@@ -28,28 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .. import validate
 from ..config import RunConfig
 from ..errors import InputError
 from ..generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
 from ..intervals import LEGEND, PairedDifference
-from .common import (
-    StudySpec,
-    check_seeds,
-    chosen_rates,
-    config_without,
-    figure,
-    grid_values,
-    lr_cell,
-    mean_std,
-    option,
-    selected,
-    write_file,
-    write_results,
-)
-from .runner import Executor, Failure, Trial
+from .report import chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
+from .runner import Failure, Trial
+from .spec import StudySpec, check_seeds, config_without, grid_values, option
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -214,11 +202,7 @@ class AblationStudy(StudySpec):
         return tables
 
 
-def study_ablation(cfg: RunConfig | None = None, out: str | Path | None = None, *,
-                   executor: Executor | None = None, log: Callable[[str], None] = print,
-                   **axes: Any) -> dict:  # fmt: skip
-    """:class:`AblationStudy` of `axes` (its fields) run on `cfg`: its tables."""
-    return AblationStudy(**axes).run(cfg, out, executor, log)
+study_ablation = AblationStudy.function("study_ablation")
 
 
 def _paired(mine: dict[int, float], reference: dict[int, float]) -> PairedDifference | None:
@@ -231,6 +215,10 @@ def _mean(results: list[dict], key: str) -> float | None:
     return mean_std(values)[0] if values else None
 
 
+def _by_seed(runs: list[dict]) -> dict[int, float]:
+    return {r["axes"]["seed"]: r["perplexity"] for r in runs}
+
+
 def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, margin) -> dict:
     """Rows per regime and control (mean and std over seeds, counts, diagnostics, the paired
     difference to the trained circuit), LoRA rows (each against every regime's circuit), the
@@ -238,41 +226,15 @@ def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, mar
     by = {}
     for r in results:
         by.setdefault((r["axes"]["regime"], r["axes"]["control"]), []).append(r)
-
-    def seeds_of(runs, key=lambda r: r["perplexity"]):
-        return {r["axes"]["seed"]: key(r) for r in runs}
-
     rows, lora_rows, counterfactual_rows, best = [], [], [], {}
     for regime in regimes:
-        circuit = seeds_of(by.get((regime, "circuit"), []))
-        for control in controls:
-            mine = by.get((regime, control), [])
-            if not mine:
-                continue
-            ppl, std = mean_std(r["perplexity"] for r in mine)
-            row = {
-                "regime": regime,
-                "control": control,
-                "seeds": len(mine),
-                "perplexity": ppl,
-                "perplexity_std": std,
-                "trainable": mine[0]["counts"]["trainable"],
-                "lowrank_k": mine[0]["counts"].get("lowrank_k"),
-                "angle_drift_max": _mean(mine, "angle_drift_max"),
-                "tvd_start": _mean(mine, "tvd_start"),
-                "label_spread": _mean(mine, "label_spread"),
-                "chunk_spread": _mean(mine, "chunk_spread"),
-                "by_seed": {str(k): v for k, v in sorted(seeds_of(mine).items())},
-                **chosen_rates(mine),
-            }
-            diff = _paired(seeds_of(mine), circuit) if control != "circuit" else None
-            if diff is not None:
-                row["vs_circuit"] = diff.to_dict()
-                row["vs_circuit_reading"] = diff.reading(margin)
-            rows.append(row)
-        classical = [
-            r for r in rows if r["regime"] == regime and r["control"] != "circuit" and "vs_circuit" in r
+        trained = by.get((regime, "circuit"), [])
+        circuit = _by_seed(trained)
+        mine = [
+            _control_row(regime, c, by[(regime, c)], circuit, margin) for c in controls if by.get((regime, c))
         ]
+        rows += mine
+        classical = [r for r in mine if r["control"] != "circuit" and "vs_circuit" in r]
         if classical:
             strongest = min(classical, key=lambda r: r["perplexity"])
             best[regime] = {
@@ -280,45 +242,81 @@ def ablation_tables(results, regimes, controls, lora_ranks, counterfactuals, mar
                 "vs_circuit": strongest["vs_circuit"],
                 "reading": strongest["vs_circuit_reading"],
             }
-        trained = by.get((regime, "circuit"), [])
-        for kind in counterfactuals:
-            scored = [r for r in trained if kind in r.get("counterfactual", {})]
-            if not scored:
-                continue
-            values = {r["axes"]["seed"]: r["counterfactual"][kind] for r in scored}
-            ppl, std = mean_std(values.values())
-            diff = _paired(values, circuit)
-            counterfactual_rows.append(
-                {
-                    "regime": regime,
-                    "probabilities": kind,
-                    "seeds": len(scored),
-                    "perplexity": ppl,
-                    "perplexity_std": std,
-                    "vs_trained": diff.to_dict(),
-                    "vs_trained_reading": diff.reading(margin),
-                }
-            )
+        counterfactual_rows += _counterfactual_rows(regime, trained, counterfactuals, circuit, margin)
     for rank in lora_ranks:
         mine = by.get((None, f"lora-r{rank}"), [])
-        if not mine:
-            continue
-        ppl, std = mean_std(r["perplexity"] for r in mine)
-        row = {
-            "control": f"lora-r{rank}",
-            "seeds": len(mine),
-            "perplexity": ppl,
-            "perplexity_std": std,
-            "trainable": mine[0]["counts"]["trainable"],
-            "vs_circuit": {},
-            **chosen_rates(mine),
-        }
-        for regime in regimes:
-            diff = _paired(seeds_of(mine), seeds_of(by.get((regime, "circuit"), [])))
-            if diff is not None:
-                row["vs_circuit"][regime] = {**diff.to_dict(), "reading": diff.reading(margin)}
-        lora_rows.append(row)
+        if mine:
+            circuits = {regime: _by_seed(by.get((regime, "circuit"), [])) for regime in regimes}
+            lora_rows.append(_lora_row(rank, mine, circuits, margin))
     return {"rows": rows, "lora": lora_rows, "counterfactual": counterfactual_rows, "best_control": best}
+
+
+def _control_row(regime: str, control: str, mine: list[dict], circuit: dict[int, float], margin) -> dict:
+    """One control of one regime over its seeds, against the trained circuit (not itself)."""
+    ppl, std = mean_std(r["perplexity"] for r in mine)
+    row = {
+        "regime": regime,
+        "control": control,
+        "seeds": len(mine),
+        "perplexity": ppl,
+        "perplexity_std": std,
+        "trainable": mine[0]["counts"]["trainable"],
+        "lowrank_k": mine[0]["counts"].get("lowrank_k"),
+        "angle_drift_max": _mean(mine, "angle_drift_max"),
+        "tvd_start": _mean(mine, "tvd_start"),
+        "label_spread": _mean(mine, "label_spread"),
+        "chunk_spread": _mean(mine, "chunk_spread"),
+        "by_seed": {str(k): v for k, v in sorted(_by_seed(mine).items())},
+        **chosen_rates(mine),
+    }
+    diff = _paired(_by_seed(mine), circuit) if control != "circuit" else None
+    if diff is not None:
+        row["vs_circuit"] = diff.to_dict()
+        row["vs_circuit_reading"] = diff.reading(margin)
+    return row
+
+
+def _counterfactual_rows(regime: str, trained: list[dict], counterfactuals, circuit, margin) -> list[dict]:
+    """The trained-circuit runs of one regime scored with each kind of test-time probabilities."""
+    rows = []
+    for kind in counterfactuals:
+        scored = [r for r in trained if kind in r.get("counterfactual", {})]
+        if not scored:
+            continue
+        values = {r["axes"]["seed"]: r["counterfactual"][kind] for r in scored}
+        ppl, std = mean_std(values.values())
+        diff = _paired(values, circuit)
+        rows.append(
+            {
+                "regime": regime,
+                "probabilities": kind,
+                "seeds": len(scored),
+                "perplexity": ppl,
+                "perplexity_std": std,
+                "vs_trained": diff.to_dict(),
+                "vs_trained_reading": diff.reading(margin),
+            }
+        )
+    return rows
+
+
+def _lora_row(rank: int, mine: list[dict], circuits: dict[str, dict[int, float]], margin) -> dict:
+    """LoRA of one rank over its seeds, against each regime's trained circuit."""
+    ppl, std = mean_std(r["perplexity"] for r in mine)
+    row = {
+        "control": f"lora-r{rank}",
+        "seeds": len(mine),
+        "perplexity": ppl,
+        "perplexity_std": std,
+        "trainable": mine[0]["counts"]["trainable"],
+        "vs_circuit": {},
+        **chosen_rates(mine),
+    }
+    for regime, circuit in circuits.items():
+        diff = _paired(_by_seed(mine), circuit)
+        if diff is not None:
+            row["vs_circuit"][regime] = {**diff.to_dict(), "reading": diff.reading(margin)}
+    return row
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -356,34 +354,9 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
             f"{_num(r['chunk_spread'], 3)} |" + (f" {lr_cell(r)} |" if rates else "")
         )
     if tables["counterfactual"]:
-        lines += [
-            "",
-            "Counterfactual evaluation of the trained-circuit runs: the same adapter generated from other "
-            "probabilities at test time.",
-            "",
-            "| regime | probabilities at test time | test perplexity | vs the trained probabilities |",
-            "|---|---|---|---|",
-        ]
-        for r in tables["counterfactual"]:
-            ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
-            lines.append(f"| {r['regime']} | {r['probabilities']} | {ppl} | {r['vs_trained_reading']} |")
+        lines += _counterfactual_markdown(tables["counterfactual"])
     if tables["lora"]:
-        regimes = sorted({k for r in tables["lora"] for k in r["vs_circuit"]}, key=str)
-        lines += [
-            "",
-            "Classical LoRA beside them (difference: LoRA minus the regime's trained circuit).",
-            "",
-            "| method | trainable | test perplexity | "
-            + " | ".join(f"vs {g} circuit" for g in regimes)
-            + " |"
-            + column,
-            "|---|---|---|" + "---|" * len(regimes) + rule,
-        ]
-        for r in tables["lora"]:
-            ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
-            cells = [r["vs_circuit"].get(g, {}).get("reading", "-") for g in regimes]
-            lr = f" {lr_cell(r)} |" if rates else ""
-            lines.append(f"| {r['control']} | {r['trainable']:,} | {ppl} | " + " | ".join(cells) + " |" + lr)
+        lines += _lora_markdown(tables["lora"], rates)
     if tables["best_control"]:
         lines += [""]
         for regime, b in tables["best_control"].items():
@@ -392,6 +365,44 @@ def ablation_markdown(tables: dict, cfg: RunConfig, seeds, margin: float | None)
                 f"{b['reading']}."
             )
     return "\n".join(lines)
+
+
+def _counterfactual_markdown(rows: list[dict]) -> list[str]:
+    """The lines of the counterfactual table, after a blank line."""
+    lines = [
+        "",
+        "Counterfactual evaluation of the trained-circuit runs: the same adapter generated from other "
+        "probabilities at test time.",
+        "",
+        "| regime | probabilities at test time | test perplexity | vs the trained probabilities |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+        lines.append(f"| {r['regime']} | {r['probabilities']} | {ppl} | {r['vs_trained_reading']} |")
+    return lines
+
+
+def _lora_markdown(rows: list[dict], rates: bool) -> list[str]:
+    """The lines of the LoRA table (with the chosen rates where `rates`), after a blank line."""
+    column, rule = (" lr (chosen) |", "---|") if rates else ("", "")
+    regimes = sorted({k for r in rows for k in r["vs_circuit"]}, key=str)
+    lines = [
+        "",
+        "Classical LoRA beside them (difference: LoRA minus the regime's trained circuit).",
+        "",
+        "| method | trainable | test perplexity | "
+        + " | ".join(f"vs {g} circuit" for g in regimes)
+        + " |"
+        + column,
+        "|---|---|---|" + "---|" * len(regimes) + rule,
+    ]
+    for r in rows:
+        ppl = f"{r['perplexity']:.3f}" + (f" ± {r['perplexity_std']:.3f}" if r["seeds"] > 1 else "")
+        cells = [r["vs_circuit"].get(g, {}).get("reading", "-") for g in regimes]
+        lr = f" {lr_cell(r)} |" if rates else ""
+        lines.append(f"| {r['control']} | {r['trainable']:,} | {ppl} | " + " | ".join(cells) + " |" + lr)
+    return lines
 
 
 def plot_ablation(tables: dict, margin: float | None, path: Path) -> None:

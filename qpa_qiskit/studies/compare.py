@@ -15,20 +15,9 @@ from typing import Any, ClassVar
 from .. import validate
 from ..adapters import METHODS
 from ..config import RunConfig
-from .common import (
-    StudySpec,
-    base_result,
-    check_seeds,
-    chosen_rates,
-    grid_values,
-    lr_cell,
-    mean_std,
-    option,
-    selected,
-    write_file,
-    write_results,
-)
-from .runner import Executor, Failure, Trial
+from .report import base_result, chosen_rates, lr_cell, mean_std, selected, write_file, write_results
+from .runner import Failure, Trial
+from .spec import StudySpec, check_seeds, grid_values, option
 
 
 @dataclass(frozen=True)
@@ -107,7 +96,4 @@ def _table(rows: list[dict], seconds: dict, spread: bool) -> str:
     return "\n".join(table)
 
 
-def compare(cfg: RunConfig | None = None, out: str | Path | None = None, *, executor: Executor | None = None,
-            log: Callable[[str], None] = print, **axes: Any) -> list[dict]:  # fmt: skip
-    """:class:`CompareStudy` of `axes` (its fields) run on `cfg`: the table's rows."""
-    return CompareStudy(**axes).run(cfg, out, executor, log)
+compare = CompareStudy.function("compare")

@@ -1,6 +1,6 @@
 """Learning curves of a study: the dev perplexity its runs logged with ``--eval-every``.
 
-Every study whose runs have curves gets them, whatever its grid (:func:`.common.write_curves`):
+Every study whose runs have curves gets them, whatever its grid (:func:`.report.write_curves`):
 one curve per setting (the trial's axes less its seed), the mean over its seeds at each scored
 step, in ``curves.md`` (a table with the last stretch's relative change: has the curve
 flattened?) and ``curves.png``. Imports nothing of the studies, so every study module may use it.
@@ -62,7 +62,7 @@ def curves_table(curves: dict[str, list]) -> str:
 
 
 def draw_curves(ax, curves: dict[str, list]) -> None:
-    """The curves on a matplotlib axes (the study writes the figure: ``common.write_curves``)."""
+    """The curves on a matplotlib axes (the study writes the figure: ``report.write_curves``)."""
     for name, points in curves.items():
         ax.plot([s for s, _, _ in points], [p for _, p, _ in points], marker="o", markersize=3, label=name)
     ax.set_xlabel("optimiser step")

@@ -25,21 +25,18 @@ from ..config import RunConfig
 from ..errors import InputError
 from ..intervals import LEGEND, PairedDifference
 from ..train.cost import project
-from .common import (
+from .report import cell, mean_std, write_file, write_results
+from .runner import Failure, Trial
+from .spec import (
     MARGIN,
     STUDY_DEFAULTS,
     StudySpec,
-    cell,
     check_seeds,
     grid_values,
     margin_option,
-    mean_std,
     option,
     positive_float,
-    write_file,
-    write_results,
 )
-from .runner import Failure, Trial
 
 GENERATORS: dict[str, dict[str, Any]] = {"default": {}, "paper": {"preset": "paper"}}
 SETTING_FORMS = "shift, spsa-K (K directions), every-K (the circuit every K steps) or frozen-once"
@@ -207,7 +204,4 @@ def results_table(rows: list[dict], margin: float, reference_c: float) -> str:
     return "\n".join(lines)
 
 
-def study_hardware(cfg: RunConfig | None = None, out: str | Path | None = None, *, executor=None,
-                   log: Callable[[str], None] = print, **axes: Any) -> list[dict]:  # fmt: skip
-    """:class:`HardwareStudy` of `axes` (its fields) run on `cfg`: its rows."""
-    return HardwareStudy(**axes).run(cfg, out, executor, log)
+study_hardware = HardwareStudy.function("study_hardware")

@@ -29,27 +29,20 @@ from ..circuits import ROTATIONS
 from ..config import RunConfig
 from ..errors import InputError
 from ..intervals import PairedDifference, paired_reading
-from .common import (
+from .report import cell, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
+from .runner import Failure, Trial
+from .spec import (
     MARGIN,
     StudySpec,
-    cell,
     check_seeds,
     check_tvd_samples,
-    chosen_rates,
     config_without,
-    figure,
     grid_values,
-    lr_cell,
     margin_option,
-    mean_std,
     noise_scale,
     option,
-    selected,
     shot_factor_or_exact,
-    write_file,
-    write_results,
 )
-from .runner import Executor, Failure, Trial
 
 # every noise switch on: what a statevector run records (it has no noise to switch)
 ALL_NOISE = dict(gate_error=True, thermal_relaxation=True, readout_error=True)
@@ -208,11 +201,7 @@ class NoiseStudy(StudySpec):
         return rows
 
 
-def study_noise(cfg: RunConfig | None = None, out: str | Path | None = None, *,
-                executor: Executor | None = None, log: Callable[[str], None] = print,
-                **axes: Any) -> list[dict]:  # fmt: skip
-    """:class:`NoiseStudy` of `axes` (its fields) run on `cfg`: its rows."""
-    return NoiseStudy(**axes).run(cfg, out, executor, log)
+study_noise = NoiseStudy.function("study_noise")
 
 
 # --------------------------------------------------------------------------- the grid

@@ -28,23 +28,9 @@ from ..adapters.registry import MISSING_TARGET
 from ..config import RunConfig
 from ..errors import InputError
 from ..intervals import paired_reading
-from .common import (
-    StudySpec,
-    base_result,
-    check_seeds,
-    chosen_rates,
-    config_without,
-    figure,
-    grid_values,
-    lr_cell,
-    mean_std,
-    option,
-    replace_default,
-    selected,
-    write_file,
-    write_results,
-)
+from .report import base_result, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Executor, Failure, Trial
+from .spec import StudySpec, check_seeds, config_without, grid_values, option, replace_default
 
 PARAMS_METHODS = (
     "lora",
@@ -291,11 +277,7 @@ class ParamsStudy(StudySpec):
         return rows
 
 
-def study_params(cfg: RunConfig | None = None, out: str | Path | None = None, *,
-                 executor: Executor | None = None, log: Callable[[str], None] = print,
-                 **axes: Any) -> list[dict]:  # fmt: skip
-    """:class:`ParamsStudy` of `axes` (its fields) run on `cfg`: its rows."""
-    return ParamsStudy(**axes).run(cfg, out, executor, log)
+study_params = ParamsStudy.function("study_params")
 
 
 def _key(r: dict) -> tuple:

@@ -124,16 +124,7 @@ def run_trial(
         loaded.features.use_folder(study_dir / FEATURES, log=lambda message: print(message, file=sys.stderr))
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
     placement = {name: trial.config.get(name) for name in PLACEMENT}
-    if (run_dir / "config.json").exists():
-        stored = train.Run.stored_config(run_dir)
-        changes = {k: v for k, v in stored.changes(trial.config).items() if k not in PLACEMENT}
-        if changes:
-            changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
-            raise InputError(f"{run_dir} holds a run of other settings ({changed}); use another study folder")
-        run = train.Run.open(run_dir, overrides=placement, loaded=copy(), texts=texts)
-    else:
-        run = train.Run.create(run_dir, trial.config, loaded=copy(), texts=texts)
-    with run:
+    with _start_or_resume(run_dir, trial.config, placement, copy, texts) as run:
         run.train(progress=progress, desc=trial.name, nested=True)
     evaluation = train.evaluate_run(
         run_dir, overrides=placement, loaded=copy(), texts=texts, progress=progress
@@ -179,6 +170,20 @@ def run_trial(
             "evaluates the run without training it again"
         ) from None
     return result
+
+
+def _start_or_resume(run_dir: Path, config: RunConfig, placement: dict, copy: Callable[[], Any], texts):
+    """The trial's run on a copy of the base model (`copy`): created, or its folder's run
+    resumed where only its `placement` (where it trains) may differ from `config`; a run of
+    other settings is refused."""
+    if not (run_dir / "config.json").exists():
+        return train.Run.create(run_dir, config, loaded=copy(), texts=texts)
+    stored = train.Run.stored_config(run_dir)
+    changes = {k: v for k, v in stored.changes(config).items() if k not in PLACEMENT}
+    if changes:
+        changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        raise InputError(f"{run_dir} holds a run of other settings ({changed}); use another study folder")
+    return train.Run.open(run_dir, overrides=placement, loaded=copy(), texts=texts)
 
 
 @dataclass(frozen=True)

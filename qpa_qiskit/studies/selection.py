@@ -17,7 +17,7 @@ seed) at that rate. The test split plays no part in the choice.
   grid of two or more is flagged: the best rate may lie outside the grid.
 
 This module is the selection's logic on trials and result dicts only (no files, no runs):
-:meth:`~.common.StudySpec.run` runs its trials and writes what :meth:`Selection.record` and
+:func:`~.pipeline.run_pipeline` runs its trials and writes what :meth:`Selection.record` and
 :func:`selection_markdown` give (``selection.json``, ``selection.md``).
 """
 

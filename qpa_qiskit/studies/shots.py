@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,25 +16,18 @@ from ..backends import QPABackend
 from ..completion import MODES
 from ..config import RunConfig
 from ..intervals import PairedDifference
-from .common import (
+from .report import cell, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
+from .runner import Failure, Trial
+from .spec import (
     MARGIN,
     StudySpec,
-    cell,
     check_seeds,
     check_tvd_samples,
-    chosen_rates,
-    figure,
     grid_values,
-    lr_cell,
     margin_option,
-    mean_std,
     option,
     positive_float,
-    selected,
-    write_file,
-    write_results,
 )
-from .runner import Executor, Failure, Trial
 
 
 def completion_tvd(run, samples: int = 20) -> dict[str, float]:
@@ -127,11 +120,7 @@ class ShotsStudy(StudySpec):
         return rows
 
 
-def study_shots(cfg: RunConfig | None = None, out: str | Path | None = None, *,
-                executor: Executor | None = None, log: Callable[[str], None] = print,
-                **axes: Any) -> list[dict]:  # fmt: skip
-    """:class:`ShotsStudy` of `axes` (its fields) run on `cfg`: its rows."""
-    return ShotsStudy(**axes).run(cfg, out, executor, log)
+study_shots = ShotsStudy.function("study_shots")
 
 
 def paired_rows(results: list[dict], settings, margin: float) -> list[dict]:
