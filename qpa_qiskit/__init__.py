@@ -16,106 +16,24 @@ they pull in torch, transformers, peft and qiskit, seconds that the ``qpa`` comm
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .errors import (
-    AccountError,
-    BudgetReached,
-    BusyError,
-    CapacityError,
-    InputError,
-    JobsError,
-    QPAError,
-    SpecError,
-    StateError,
-    TrialsFailed,
-)
 from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> the submodule that defines it
-_LAZY: dict[str, str] = {
-    "AdaptedModel": "adapters",
-    "QPABackend": "backends",
-    "list_backends": "backends",
-    "ansatz": "circuits",
-    "GenerativeInterpolation": "completion",
-    "AdapterConfig": "config",
-    "EvalConfig": "config",
-    "GeneratorConfig": "config",
-    "RunConfig": "config",
-    "TaskConfig": "config",
-    "TrainingConfig": "config",
-    "export": "export",
-    "LowRankGenerator": "generator",
-    "QPAGenerator": "generator",
-    "JobStore": "jobs",
-    "NoiseSettings": "noise",
-    "Snapshot": "noise",
-    "QPACallback": "hf",
-    "QPAConfig": "hf",
-    "QPAModel": "hf",
-    "get_qpa_model": "hf",
-    "QuantumProbabilities": "qnn",
-    "QuantumTrain": "quantum_train",
-    "Run": "train",
-    "evaluate_run": "train",
-}
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .adapters import AdaptedModel
-    from .backends import QPABackend, list_backends
-    from .circuits import ansatz
-    from .completion import GenerativeInterpolation
-    from .config import AdapterConfig, EvalConfig, GeneratorConfig, RunConfig, TaskConfig, TrainingConfig
-    from .export import export
-    from .generator import LowRankGenerator, QPAGenerator
-    from .hf import QPACallback, QPAConfig, QPAModel, get_qpa_model
-    from .jobs import JobStore
-    from .noise import NoiseSettings, Snapshot
-    from .qnn import QuantumProbabilities
-    from .quantum_train import QuantumTrain
-    from .train import Run, evaluate_run
-
-
-__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
-
-
-__all__ = [
-    "AccountError",
-    "AdaptedModel",
-    "AdapterConfig",
-    "BudgetReached",
-    "BusyError",
-    "CapacityError",
-    "EvalConfig",
-    "GenerativeInterpolation",
-    "GeneratorConfig",
-    "InputError",
-    "JobStore",
-    "JobsError",
-    "LowRankGenerator",
-    "NoiseSettings",
-    "QPABackend",
-    "QPACallback",
-    "QPAConfig",
-    "QPAError",
-    "QPAGenerator",
-    "QPAModel",
-    "QuantumProbabilities",
-    "QuantumTrain",
-    "Run",
-    "RunConfig",
-    "Snapshot",
-    "SpecError",
-    "StateError",
-    "TaskConfig",
-    "TrainingConfig",
-    "TrialsFailed",
-    "ansatz",
-    "evaluate_run",
-    "export",
-    "get_qpa_model",
-    "list_backends",
-]
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".adapters": "AdaptedModel",
+    ".backends": "QPABackend list_backends",
+    ".circuits": "ansatz",
+    ".completion": "GenerativeInterpolation",
+    ".config": "AdapterConfig EvalConfig GeneratorConfig RunConfig TaskConfig TrainingConfig",
+    ".errors": "AccountError BudgetReached BusyError CapacityError InputError JobsError QPAError SpecError "
+               "StateError TrialsFailed",
+    ".export": "export",
+    ".generator": "LowRankGenerator QPAGenerator",
+    ".hf": "QPACallback QPAConfig QPAModel get_qpa_model",
+    ".jobs": "JobStore",
+    ".noise": "NoiseSettings Snapshot",
+    ".qnn": "QuantumProbabilities",
+    ".quantum_train": "QuantumTrain",
+    ".train": "Run evaluate_run",
+})  # fmt: skip

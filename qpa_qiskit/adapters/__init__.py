@@ -5,44 +5,18 @@ tuner is a new entry in ``TUNERS`` (:mod:`qpa_qiskit.adapters.registry`); ``ffa`
 tuner written here (:mod:`qpa_qiskit.adapters.ffa`). The adapter's configuration section is
 :mod:`.config` (:class:`AdapterConfig`).
 
-The model and registry names are imported on first use (PEP 562 ``__getattr__``): they import
-torch and peft, which the configuration section, imported by ``qpa --help``, does not need.
+The names are imported on first use (PEP 562 ``__getattr__``, :mod:`qpa_qiskit.lazy`): the model
+and the registry import torch and peft, which the configuration section, imported by ``qpa
+--help``, does not need.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..choices import GENERATOR_KINDS, METHODS, split_method
 from ..lazy import lazy_exports
-from .config import TUNER_SETTINGS, AdapterConfig
 
-# public name -> the submodule that defines it
-_LAZY: dict[str, str] = {
-    "AdaptedModel": "model",
-    "generated_parameter_names": "model",
-    "TUNERS": "registry",
-    "Tuner": "registry",
-    "feed_forward_outputs": "registry",
-}
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .model import AdaptedModel, generated_parameter_names
-    from .registry import TUNERS, Tuner, feed_forward_outputs
-
-
-__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
-
-
-__all__ = [
-    "GENERATOR_KINDS",
-    "METHODS",
-    "TUNERS",
-    "TUNER_SETTINGS",
-    "AdaptedModel",
-    "AdapterConfig",
-    "Tuner",
-    "feed_forward_outputs",
-    "generated_parameter_names",
-    "split_method",
-]
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    "..choices": "GENERATOR_KINDS METHODS split_method",
+    ".config": "TUNER_SETTINGS AdapterConfig",
+    ".model": "AdaptedModel generated_parameter_names",
+    ".registry": "TUNERS Tuner feed_forward_outputs",
+})  # fmt: skip

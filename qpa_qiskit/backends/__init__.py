@@ -25,61 +25,15 @@ every family, so the configuration section (:mod:`.config`) imports without qisk
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..lazy import lazy_exports
-from .config import ENGINES, BackendConfig
 
-# public name -> the submodule that defines it
-_LAZY: dict[str, str] = {
-    "SlowEngineWarning": "aer_noisy",
-    "available_memory": "aer_run",
-    **dict.fromkeys(("Family", "register"), "family"),
-    **dict.fromkeys(("FAMILIES", "family_class", "parse_spec"), "specs"),
-    # the circuit helpers (qpa_qiskit.circuits), as the facade's module re-exports them
-    **dict.fromkeys(("QPABackend", "fingerprint", "flatten", "measured_qubits", "with_measurements"), "core"),
-    **dict.fromkeys(
-        ("fake_device", "fake_device_names", "list_backends", "noise_description", "noise_model"), "devices"),
-    **dict.fromkeys(
-        ("HardwareLoopLike", "counts_to_probabilities", "pub_counts", "redact", "secrets"), "ibm"),
-}  # fmt: skip
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .aer_noisy import SlowEngineWarning
-    from .aer_run import available_memory
-    from .core import QPABackend, fingerprint, flatten, measured_qubits, with_measurements
-    from .devices import fake_device, fake_device_names, list_backends, noise_description, noise_model
-    from .family import Family, register
-    from .ibm import HardwareLoopLike, counts_to_probabilities, pub_counts, redact, secrets
-    from .specs import FAMILIES, family_class, parse_spec
-
-
-__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
-
-
-__all__ = [
-    "ENGINES",
-    "FAMILIES",
-    "BackendConfig",
-    "Family",
-    "HardwareLoopLike",
-    "QPABackend",
-    "SlowEngineWarning",
-    "available_memory",
-    "counts_to_probabilities",
-    "fake_device",
-    "fake_device_names",
-    "family_class",
-    "fingerprint",
-    "flatten",
-    "list_backends",
-    "measured_qubits",
-    "noise_description",
-    "noise_model",
-    "parse_spec",
-    "pub_counts",
-    "redact",
-    "register",
-    "secrets",
-    "with_measurements",
-]
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".aer_noisy": "SlowEngineWarning",
+    ".aer_run": "available_memory",
+    ".config": "ENGINES BackendConfig",
+    ".core": "QPABackend fingerprint flatten measured_qubits with_measurements",
+    ".devices": "fake_device fake_device_names list_backends noise_description noise_model",
+    ".family": "Family register",
+    ".ibm": "HardwareLoopLike counts_to_probabilities pub_counts redact secrets",
+    ".specs": "FAMILIES family_class parse_spec",
+})  # fmt: skip

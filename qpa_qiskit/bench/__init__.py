@@ -15,30 +15,12 @@ The names below are imported on first use (PEP 562 ``__getattr__``): importing t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..lazy import lazy_exports
 
-# public name -> the submodule that defines it
-_LAZY: dict[str, str] = {
-    "main": "command",
-    "QML": "cells",
-    "require_qml": "cells",
-    "memory_bandwidth": "qnn",
-    "bench_qnn": "qnn",
-    "bench_primitives": "primitives",
-    "bench_train": "train",
-}
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .cells import QML, require_qml
-    from .command import main
-    from .primitives import bench_primitives
-    from .qnn import bench_qnn, memory_bandwidth
-    from .train import bench_train
-
-
-__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
-
-
-__all__ = ["QML", "bench_primitives", "bench_qnn", "bench_train", "main", "memory_bandwidth", "require_qml"]
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".cells": "QML require_qml",
+    ".command": "main",
+    ".primitives": "bench_primitives",
+    ".qnn": "bench_qnn memory_bandwidth",
+    ".train": "bench_train",
+})  # fmt: skip

@@ -10,25 +10,10 @@ transformers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..lazy import lazy_exports
 
-# public name -> the submodule that defines it
-_LAZY: dict[str, str] = {
-    "QPACallback": "callback",
-    "QPAConfig": "config",
-    "QPAModel": "model",
-    "get_qpa_model": "model",
-}
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .callback import QPACallback
-    from .config import QPAConfig
-    from .model import QPAModel, get_qpa_model
-
-
-__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
-
-
-__all__ = ["QPACallback", "QPAConfig", "QPAModel", "get_qpa_model"]
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".callback": "QPACallback",
+    ".config": "QPAConfig",
+    ".model": "QPAModel get_qpa_model",
+})  # fmt: skip

@@ -25,31 +25,22 @@ local state), :mod:`.sync` (syncing it with the service: submit, refresh, collec
 credential redaction), :mod:`.local` (the local-testing stand-in), :mod:`.retry` (transient
 failures), :mod:`.loop` (training with the hardware in the loop), :mod:`.npz` (the store's
 numpy files).
+
+The names below are imported on first use (PEP 562 ``__getattr__``, :mod:`qpa_qiskit.lazy`).
 """
 
-from ..credentials import redact
-from .ledger import Ledger
-from .local import LocalTestingJobs
-from .loop import HardwareLoop
-from .plan import MAX_EXECUTIONS, PlannedJob, plan_jobs
-from .retry import is_transient, with_retries
-from .service import MODES, RuntimeJobs
-from .store import KINDS, JobStore
-from .sync import Report
+from __future__ import annotations
 
-__all__ = [
-    "KINDS",
-    "MAX_EXECUTIONS",
-    "MODES",
-    "HardwareLoop",
-    "JobStore",
-    "Ledger",
-    "LocalTestingJobs",
-    "PlannedJob",
-    "Report",
-    "RuntimeJobs",
-    "is_transient",
-    "plan_jobs",
-    "redact",
-    "with_retries",
-]
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    "..credentials": "redact",
+    ".ledger": "Ledger",
+    ".local": "LocalTestingJobs",
+    ".loop": "HardwareLoop",
+    ".plan": "MAX_EXECUTIONS PlannedJob plan_jobs",
+    ".retry": "is_transient with_retries",
+    ".service": "MODES RuntimeJobs",
+    ".store": "KINDS JobStore",
+    ".sync": "Report",
+})  # fmt: skip

@@ -10,9 +10,15 @@ backend as ONE submission (a parameter-shift gradient's 2P PUBs become one batch
 PTM engine walks as one tree). Circuits the fast path cannot take (mid-circuit measurements,
 resets, control flow) run on Aer's own V2 primitives with the same noise, and a
 :class:`~qpa_qiskit.backends.SlowEngineWarning` says why, once per circuit.
+
+The names below are imported on first use (PEP 562 ``__getattr__``, :mod:`qpa_qiskit.lazy`).
 """
 
-from .estimator import Estimator
-from .sampler import Sampler
+from __future__ import annotations
 
-__all__ = ["Estimator", "Sampler"]
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".estimator": "Estimator",
+    ".sampler": "Sampler",
+})  # fmt: skip

@@ -5,18 +5,16 @@
 * :mod:`.statevector`: ideal circuits on the statevector, with adjoint gradients;
 * :mod:`.checkpoints`: the reverse sweep both gradient paths share, storing states only at
   checkpoints within a memory budget.
+
+The names below are imported on first use (PEP 562 ``__getattr__``, :mod:`qpa_qiskit.lazy`).
 """
 
-from .checkpoints import MIN_SLOTS
-from .ptm import MemoryBudgetError, PTMProgram, UnsupportedCircuit, apply_readout, readout_matrices
-from .statevector import StatevectorProgram
+from __future__ import annotations
 
-__all__ = [
-    "MIN_SLOTS",
-    "MemoryBudgetError",
-    "PTMProgram",
-    "StatevectorProgram",
-    "UnsupportedCircuit",
-    "apply_readout",
-    "readout_matrices",
-]
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".checkpoints": "MIN_SLOTS",
+    ".ptm": "MemoryBudgetError PTMProgram UnsupportedCircuit apply_readout readout_matrices",
+    ".statevector": "StatevectorProgram",
+})  # fmt: skip

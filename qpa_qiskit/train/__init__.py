@@ -2,52 +2,17 @@
 section (:mod:`.config`: :class:`TrainingConfig`).
 
 Why a package: the section sits beside the trainer it configures, and the run configuration
-imports it without torch. The trainer's names are imported on first use (PEP 562
+imports it without torch. The names are imported on first use (PEP 562
 ``__getattr__``): ``from qpa_qiskit.train import Run`` works as before, and a caller that
 looks up ``train.check_config`` when it calls it sees a replacement set on the package.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..lazy import lazy_exports
-from .config import PRECISIONS, SCHEDULES, TrainingConfig
 
-_LAZY: dict[str, str] = dict.fromkeys(
-    ("Run", "autocast", "check_config", "check_fits_model", "check_splits", "evaluate", "evaluate_run",
-     "load_texts", "model_positions", "run_device"),
-    "trainer",
-)  # fmt: skip
-
-if TYPE_CHECKING:  # what type checkers and editors see
-    from .trainer import (
-        Run,
-        autocast,
-        check_config,
-        check_fits_model,
-        check_splits,
-        evaluate,
-        evaluate_run,
-        load_texts,
-        model_positions,
-        run_device,
-    )
-
-__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
-
-__all__ = [
-    "PRECISIONS",
-    "SCHEDULES",
-    "Run",
-    "TrainingConfig",
-    "autocast",
-    "check_config",
-    "check_fits_model",
-    "check_splits",
-    "evaluate",
-    "evaluate_run",
-    "load_texts",
-    "model_positions",
-    "run_device",
-]
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".config": "PRECISIONS SCHEDULES TrainingConfig",
+    ".trainer": "Run autocast check_config check_fits_model check_splits evaluate evaluate_run load_texts "
+                "model_positions run_device",
+})  # fmt: skip

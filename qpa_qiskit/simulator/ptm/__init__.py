@@ -27,21 +27,17 @@ Modules: :mod:`.compile` (the circuit as fused blocks, the angle table, the ligh
 :class:`~.compile.Compiled` value), :mod:`.program` (:class:`PTMProgram`: the forward walk
 over parameter sets), :mod:`.adjoint` (the adjoint gradient), :mod:`.state` (the operations
 on states both walks share), :mod:`.budget` (memory budgets).
+
+The names below are imported on first use (PEP 562 ``__getattr__``, :mod:`qpa_qiskit.lazy`).
 """
 
-from .budget import MemoryBudgetError, size_text
-from .compile import IGNORED_INSTRUCTIONS, Angles, Compiled, UnsupportedCircuit, readout_matrices
-from .program import PTMProgram
-from .state import apply_readout
+from __future__ import annotations
 
-__all__ = [
-    "IGNORED_INSTRUCTIONS",
-    "Angles",
-    "Compiled",
-    "MemoryBudgetError",
-    "PTMProgram",
-    "UnsupportedCircuit",
-    "apply_readout",
-    "readout_matrices",
-    "size_text",
-]
+from ...lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(globals(), {
+    ".budget": "MemoryBudgetError size_text",
+    ".compile": "IGNORED_INSTRUCTIONS Angles Compiled UnsupportedCircuit readout_matrices",
+    ".program": "PTMProgram",
+    ".state": "apply_readout",
+})  # fmt: skip
