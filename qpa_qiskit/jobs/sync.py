@@ -115,32 +115,46 @@ def submit(
             if not resubmit_unconfirmed:
                 report.unconfirmed.append(key)
                 continue
-        attempt = s.get("attempt", 0) + 1
-        pubs = store.job_pubs(job, values)
-        service.open()  # account or session trouble fails here, before an intent is recorded
-        store.ledger.append(
-            "intent",
-            key,
-            attempt=attempt,
-            tags=tags,
-            slices=[list(x) for x in job.slices],
-            shots=job.shots,
-            executions=job.executions,
-            mode=service.mode,
-        )
-        try:
-            job_id = service.submit(pubs, job.shots, tags)
-        except Exception as exc:
-            store.ledger.append("unconfirmed", key, error=describe_error(exc))
-            raise JobsError(
-                f"submitting {key} failed ({describe_error(exc)}); the service may or may not have "
-                "accepted it. Run the same command again: it looks the job up by its tags "
-                "before submitting anything"
-            ) from None
-        store.ledger.append("submitted", key, job_id=job_id, attempt=attempt)
-        log(f"{key}: submitted job {job_id} ({job.sets} sets x {job.shots} shots)")
+        _submit_one(store, key, tags, job, values, s.get("attempt", 0) + 1, service, log)
         report.submitted.append(key)
     return report
+
+
+def _submit_one(
+    store: JobStore,
+    key: str,
+    tags: list[str],
+    job: PlannedJob,
+    values: list[Any],  # the PUB value arrays of the job's evaluation
+    attempt: int,
+    service: RuntimeJobs,
+    log: Callable[[str], None],
+) -> None:
+    """Submit one job: its intent is recorded first, then its id once the service gives it,
+    so a process stopped in between leaves an intent that the next pass looks up by its tags."""
+    pubs = store.job_pubs(job, values)
+    service.open()  # account or session trouble fails here, before an intent is recorded
+    store.ledger.append(
+        "intent",
+        key,
+        attempt=attempt,
+        tags=tags,
+        slices=[list(x) for x in job.slices],
+        shots=job.shots,
+        executions=job.executions,
+        mode=service.mode,
+    )
+    try:
+        job_id = service.submit(pubs, job.shots, tags)
+    except Exception as exc:
+        store.ledger.append("unconfirmed", key, error=describe_error(exc))
+        raise JobsError(
+            f"submitting {key} failed ({describe_error(exc)}); the service may or may not have "
+            "accepted it. Run the same command again: it looks the job up by its tags "
+            "before submitting anything"
+        ) from None
+    store.ledger.append("submitted", key, job_id=job_id, attempt=attempt)
+    log(f"{key}: submitted job {job_id} ({job.sets} sets x {job.shots} shots)")
 
 
 def unconfirmed_message(store: JobStore, keys: list[str], command: str) -> str:
