@@ -171,61 +171,15 @@ def _check_store_budget(store, budget: float) -> None:
 
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..backends import QPABackend, family_class
-    from ..jobs import MAX_EXECUTIONS, JobStore
-    from ..jobs.batch import plan_batch, submit_batch
+    from ..jobs.batch import submit_batch
 
     root = Path(args.store)
-    backend = None
     if (root / "store.json").exists():
-        given = [name for name in _CREATE_OPTIONS if getattr(args, name) is not None]
-        if given:
-            flags = ", ".join("--" + g.replace("_", "-") for g in given)
-            raise InputError(
-                f"{root} already holds a job store, created with its circuit and parameter sets; run "
-                f"'qpa jobs submit {root}' without {flags} to finish submitting it, or choose a new directory"
-            )
-        store = JobStore(root)
-        if args.max_qpu_seconds is not None:
-            _check_store_budget(store, args.max_qpu_seconds)
-        if args.dry_run:
-            print(
-                f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set, "
-                f"{args.mode or store.meta['mode']} mode)"
-            )
-            _print_job_rows(store)
-            return 0
-        print(f"resuming {root}: jobs with a recorded id are not submitted again")
+        store, backend = _resume_store(args, root), None
     else:
-        if args.backend is None or args.qubits is None:
-            raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
-        if args.shots_factor is None and args.shots is None:
-            raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
-        if not family_class(args.backend).runs_remotely:
-            raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
-        options = _runtime_options(args)
-        backend = QPABackend(
-            args.backend, shots_factor=args.shots_factor, shots=args.shots, sampler_options=options
-        )
-        batch = plan_batch(
-            backend,
-            args.qubits,
-            reps=args.reps or 8,
-            rotation=args.rotation or "ry",
-            theta=args.theta,
-            parameters=args.parameters,
-            seed=args.seed,
-            max_executions=MAX_EXECUTIONS if args.max_executions is None else args.max_executions,
-            mode=args.mode or "batch",
-        )
-        _print_batch(batch, options)
-        _check_batch_budget(batch, args.max_qpu_seconds)
-        if args.dry_run:
-            print(batch.usage_estimate())
-            print("dry run: nothing submitted, nothing written")
-            return 0
-        store = batch.create(root)
-        print(f"job store {root} (run tag qpa-run:{store.id})")
+        store, backend = _create_store(args, root)
+    if store is None:  # a dry run: it printed what it would submit
+        return 0
     report = submit_batch(
         store,
         backend,
@@ -241,6 +195,73 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         f"'qpa jobs status {root}' shows them, 'qpa jobs collect {root}' fetches the results"
     )
     return 0
+
+
+def _resume_store(args: argparse.Namespace, root: Path):
+    """The job store at `root`, to finish submitting (its circuit and sets are its own: options
+    that would create one are refused); None after a dry run has printed its jobs."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
+    from ..jobs import JobStore
+
+    given = [name for name in _CREATE_OPTIONS if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+        raise InputError(
+            f"{root} already holds a job store, created with its circuit and parameter sets; run "
+            f"'qpa jobs submit {root}' without {flags} to finish submitting it, or choose a new directory"
+        )
+    store = JobStore(root)
+    if args.max_qpu_seconds is not None:
+        _check_store_budget(store, args.max_qpu_seconds)
+    if args.dry_run:
+        print(
+            f"dry run, nothing submitted: {root} ({store.meta['backend']}, {store.shots} shots per set, "
+            f"{args.mode or store.meta['mode']} mode)"
+        )
+        _print_job_rows(store)
+        return None
+    print(f"resuming {root}: jobs with a recorded id are not submitted again")
+    return store
+
+
+def _create_store(args: argparse.Namespace, root: Path):
+    """(a new job store at `root` from the options, its backend); (None, None) after a dry run
+    has printed the plan and its usage estimate."""
+    # lazy: this command's implementation (torch, qiskit), imported only when it runs
+    from ..backends import QPABackend, family_class
+    from ..jobs import MAX_EXECUTIONS
+    from ..jobs.batch import plan_batch
+
+    if args.backend is None or args.qubits is None:
+        raise InputError("a new job store needs --backend ibm:<device> and --qubits N")
+    if args.shots_factor is None and args.shots is None:
+        raise InputError("give --shots-factor c (n_shot = ceil(c 2^N)) or --shots n")
+    if not family_class(args.backend).runs_remotely:
+        raise InputError(f"qpa jobs runs on IBM Quantum: --backend ibm:<device>, not {args.backend!r}")
+    options = _runtime_options(args)
+    backend = QPABackend(
+        args.backend, shots_factor=args.shots_factor, shots=args.shots, sampler_options=options
+    )
+    batch = plan_batch(
+        backend,
+        args.qubits,
+        reps=args.reps or 8,
+        rotation=args.rotation or "ry",
+        theta=args.theta,
+        parameters=args.parameters,
+        seed=args.seed,
+        max_executions=MAX_EXECUTIONS if args.max_executions is None else args.max_executions,
+        mode=args.mode or "batch",
+    )
+    _print_batch(batch, options)
+    _check_batch_budget(batch, args.max_qpu_seconds)
+    if args.dry_run:
+        print(batch.usage_estimate())
+        print("dry run: nothing submitted, nothing written")
+        return None, None
+    store = batch.create(root)
+    print(f"job store {root} (run tag qpa-run:{store.id})")
+    return store, backend
 
 
 def cmd_jobs_status(args: argparse.Namespace) -> int:
