@@ -288,23 +288,7 @@ def noise_rows(
     rows = []
     lora = [r for r in results if r["axes"]["method"] == "lora"]
     if lora:
-        ppl, std = mean_std(r["perplexity"] for r in lora)
-        rows.append(
-            {
-                "method": "lora",
-                "label": "classical",
-                "rotation": None,
-                "noise_scale": None,
-                "chunk_size": None,
-                "shots_factor": None,
-                "seeds": len(lora),
-                "perplexity": ppl,
-                "perplexity_std": std,
-                "trainable": lora[0]["counts"]["trainable"],
-                "qubits": None,
-                **chosen_rates(lora),
-            }
-        )
+        rows.append(_classical_row(lora))
     quantum = [r for r in results if r["axes"]["method"] == "qpa-lora"]
     order = {label: i for i, label in enumerate(labels)}
     settings = sorted(
@@ -321,34 +305,59 @@ def noise_rows(
     by_seed = {(setting_of(r), r["axes"]["seed"]): r for r in quantum}
     for setting in settings:
         mine = [r for r in quantum if setting_of(r) == setting]
-        ppl, std = mean_std(r["perplexity"] for r in mine)
-        tvd_noise, tvd_noise_std = mean_std(r["tvd_noise"] for r in mine)
-        tvd_shots, tvd_shots_std = mean_std(r["tvd_shots"] for r in mine)
-        row = dict(zip(SETTING, setting, strict=True))
-        row.update(
-            {
-                "method": "qpa-lora",
-                "backend": mine[0]["axes"]["backend"],
-                "seeds": len(mine),
-                "perplexity": ppl,
-                "perplexity_std": std,
-                "tvd_noise": tvd_noise,
-                "tvd_noise_std": tvd_noise_std,
-                "tvd_shots": tvd_shots,
-                "tvd_shots_std": tvd_shots_std,
-                "trainable": mine[0]["counts"]["trainable"],
-                "qubits": mine[0]["counts"].get("qubits"),
-                **chosen_rates(mine),
-            }
-        )
-        label, rotation, scale, chunk, c, mitigation = setting
-        if label != "ideal":
-            row.update(_paired(by_seed, mine, ("ideal", rotation, 1.0, chunk, c, "none"), "vs_ideal", margin))
-        if mitigation != "none":
-            unmitigated = (label, rotation, scale, chunk, c, "none")
-            row.update(_paired(by_seed, mine, unmitigated, "vs_unmitigated", margin))
-        rows.append(row)
+        rows.append(_setting_row(setting, mine, by_seed, margin))
     return rows
+
+
+def _classical_row(lora: list[dict]) -> dict:
+    """The row of the classical LoRA runs: mean and std over seeds, no quantum axes."""
+    ppl, std = mean_std(r["perplexity"] for r in lora)
+    return {
+        "method": "lora",
+        "label": "classical",
+        "rotation": None,
+        "noise_scale": None,
+        "chunk_size": None,
+        "shots_factor": None,
+        "seeds": len(lora),
+        "perplexity": ppl,
+        "perplexity_std": std,
+        "trainable": lora[0]["counts"]["trainable"],
+        "qubits": None,
+        **chosen_rates(lora),
+    }
+
+
+def _setting_row(setting: tuple, mine: list[dict], by_seed: dict, margin: float) -> dict:
+    """The row of one QPA-LoRA `setting` from its runs `mine`: means and stds over seeds,
+    and the differences paired by seed (`by_seed`) that :func:`noise_rows` names."""
+    ppl, std = mean_std(r["perplexity"] for r in mine)
+    tvd_noise, tvd_noise_std = mean_std(r["tvd_noise"] for r in mine)
+    tvd_shots, tvd_shots_std = mean_std(r["tvd_shots"] for r in mine)
+    row = dict(zip(SETTING, setting, strict=True))
+    row.update(
+        {
+            "method": "qpa-lora",
+            "backend": mine[0]["axes"]["backend"],
+            "seeds": len(mine),
+            "perplexity": ppl,
+            "perplexity_std": std,
+            "tvd_noise": tvd_noise,
+            "tvd_noise_std": tvd_noise_std,
+            "tvd_shots": tvd_shots,
+            "tvd_shots_std": tvd_shots_std,
+            "trainable": mine[0]["counts"]["trainable"],
+            "qubits": mine[0]["counts"].get("qubits"),
+            **chosen_rates(mine),
+        }
+    )
+    label, rotation, scale, chunk, c, mitigation = setting
+    if label != "ideal":
+        row.update(_paired(by_seed, mine, ("ideal", rotation, 1.0, chunk, c, "none"), "vs_ideal", margin))
+    if mitigation != "none":
+        unmitigated = (label, rotation, scale, chunk, c, "none")
+        row.update(_paired(by_seed, mine, unmitigated, "vs_unmitigated", margin))
+    return row
 
 
 def _paired(by_seed: dict, mine: list[dict], against: tuple, name: str, margin: float) -> dict:
