@@ -70,6 +70,42 @@ def default_config(
     return chosen
 
 
+def _generated_names(
+    module: nn.Module, own: dict[str, nn.Parameter], parameters: Iterable[str] | None
+) -> list[str]:
+    """The names of the parameters QuantumTrain generates: `parameters` (each once, in order)
+    or all of `own` (the module's named parameters); refused if none, unknown or not real."""
+    if parameters is None:
+        names = list(own)
+    else:
+        if isinstance(parameters, str):
+            raise InputError(f"parameters must be a list of names, got the string {parameters!r}")
+        names = list(dict.fromkeys(parameters))
+        unknown = [n for n in names if n not in own]
+        if unknown:
+            raise InputError(
+                f"parameter(s) {unknown} are not parameters of {type(module).__name__}; "
+                f"accepted: {', '.join(own) or 'none (it has no parameters)'}"
+            )
+    if not names:
+        raise InputError(
+            f"QuantumTrain was asked to generate no parameters: {type(module).__name__} has "
+            + ("none" if not own else "some, but the list given is empty")
+            + "; give a module with parameters, or the names of the ones to generate"
+        )
+    not_real = {
+        n: str(own[n].dtype).removeprefix("torch.") for n in names if not own[n].dtype.is_floating_point
+    }
+    if not_real:
+        raise InputError(
+            f"QuantumTrain generates real weights; parameter(s) {sorted(not_real)} of "
+            f"{type(module).__name__} are {', '.join(sorted(set(not_real.values())))}. "
+            "Accepted: floating-point parameters (float16, bfloat16, float32, float64); leave the "
+            "others out with parameters=[...]"
+        )
+    return names
+
+
 class QuantumTrain(nn.Module):
     """A torch module that runs `module` with every parameter (or those named in
     `parameters`) generated from one circuit and mapping network.
@@ -117,34 +153,7 @@ class QuantumTrain(nn.Module):
             except InputError:
                 raise InputError(f"seed must be None or an integer >= 0, got {seed!r}") from None
         own = dict(module.named_parameters())
-        if parameters is None:
-            names = list(own)
-        else:
-            if isinstance(parameters, str):
-                raise InputError(f"parameters must be a list of names, got the string {parameters!r}")
-            names = list(dict.fromkeys(parameters))
-            unknown = [n for n in names if n not in own]
-            if unknown:
-                raise InputError(
-                    f"parameter(s) {unknown} are not parameters of {type(module).__name__}; "
-                    f"accepted: {', '.join(own) or 'none (it has no parameters)'}"
-                )
-        if not names:
-            raise InputError(
-                f"QuantumTrain was asked to generate no parameters: {type(module).__name__} has "
-                + ("none" if not own else "some, but the list given is empty")
-                + "; give a module with parameters, or the names of the ones to generate"
-            )
-        not_real = {
-            n: str(own[n].dtype).removeprefix("torch.") for n in names if not own[n].dtype.is_floating_point
-        }
-        if not_real:
-            raise InputError(
-                f"QuantumTrain generates real weights; parameter(s) {sorted(not_real)} of "
-                f"{type(module).__name__} are {', '.join(sorted(set(not_real.values())))}. "
-                "Accepted: floating-point parameters (float16, bfloat16, float32, float64); leave the "
-                "others out with parameters=[...]"
-            )
+        names = _generated_names(module, own, parameters)
         self.module = module
         for p in module.parameters():
             p.requires_grad_(False)
