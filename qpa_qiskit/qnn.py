@@ -208,22 +208,7 @@ class QuantumProbabilities(torch.nn.Module):
         if not isinstance(backend, QPABackend):
             raise InputError(f"backend must be a QPABackend, got {type(backend).__name__}")
         gradient = one_of(gradient, "gradient", GRADIENTS)
-        self.spsa_stream: torch.Generator | None = None
-        if gradient == "spsa":
-            self.spsa_samples = positive_int(1 if spsa_samples is None else spsa_samples, "spsa_samples")
-            self.spsa_epsilon = perturbation(
-                SPSA_EPSILON if spsa_epsilon is None else spsa_epsilon, "spsa_epsilon"
-            )
-            stream_seed = 0 if seed is None else derived_seed(seed, "spsa")
-            self.spsa_stream = torch.Generator().manual_seed(stream_seed)
-        else:
-            settings = {"spsa_samples": spsa_samples, "spsa_epsilon": spsa_epsilon}
-            given = [name for name, value in settings.items() if value is not None]
-            if given:
-                raise InputError(
-                    f"{' and '.join(given)} set(s) the SPSA gradient, and gradient is {gradient!r}; "
-                    "drop them, or pass gradient='spsa'"
-                )
+        self._set_spsa(gradient, spsa_samples, spsa_epsilon, seed)
         check_shift_rule(circuit)
         n = circuit.num_parameters
         if n == 0:
@@ -256,6 +241,28 @@ class QuantumProbabilities(torch.nn.Module):
             self.gradient = gradient
         else:
             self.gradient = "shift" if reason is not None else "adjoint"
+
+    def _set_spsa(
+        self, gradient: str, spsa_samples: int | None, spsa_epsilon: float | None, seed: int | None
+    ) -> None:
+        """The SPSA gradient's settings (K, ε and its directions' stream) for gradient "spsa";
+        for the others, no stream, and SPSA settings given are refused."""
+        self.spsa_stream: torch.Generator | None = None
+        if gradient == "spsa":
+            self.spsa_samples = positive_int(1 if spsa_samples is None else spsa_samples, "spsa_samples")
+            self.spsa_epsilon = perturbation(
+                SPSA_EPSILON if spsa_epsilon is None else spsa_epsilon, "spsa_epsilon"
+            )
+            stream_seed = 0 if seed is None else derived_seed(seed, "spsa")
+            self.spsa_stream = torch.Generator().manual_seed(stream_seed)
+        else:
+            settings = {"spsa_samples": spsa_samples, "spsa_epsilon": spsa_epsilon}
+            given = [name for name, value in settings.items() if value is not None]
+            if given:
+                raise InputError(
+                    f"{' and '.join(given)} set(s) the SPSA gradient, and gradient is {gradient!r}; "
+                    "drop them, or pass gradient='spsa'"
+                )
 
     def measure(self) -> torch.Tensor:
         """The circuit's (2^N,) probabilities at the current angles, before any completion: one
