@@ -259,15 +259,7 @@ class PTMProgram:
                 self.ops.bytes_moved += 2 * (n_new - n_rows) * size * 8
             new_sizes = list(cone_sizes[j + 1])
             out = buffers[1 - current][: n_new * math.prod(new_sizes)].view(n_new, *new_sizes)
-            block_rows = self.compiled.block_rows[j]
-            if block_rows:
-                key = angles[block_rows][:, rows[:n_new]].T  # (n_new, rotations in the block)
-                uniq, inverse = np.unique(key, axis=0, return_inverse=True)
-                inverse = inverse.reshape(-1)
-                mats = block.matrices(uniq)
-            else:
-                mats = block.matrices(np.empty((1, 0)))
-                inverse = np.zeros(n_new, dtype=int)
+            mats, inverse = self._distinct_matrices(j, angles, rows[:n_new])
             select = select_rows[j]
             base = inverse[0]
             self.ops.apply(mats[base][select], x, out, block.qubits, sizes)
@@ -280,6 +272,19 @@ class PTMProgram:
             n_rows = n_new
         state = buffers[current][: n_rows * math.prod(sizes)].view(n_rows, *sizes)
         return state, sizes, saved
+
+    def _distinct_matrices(
+        self, j: int, angles: np.ndarray, rows: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Block j's PTMs for the sets `rows`, one for each distinct set of the block's angles,
+        and for each row the index of its matrix (sets that share angles share a matrix)."""
+        block = self.blocks[j]
+        block_rows = self.compiled.block_rows[j]
+        if block_rows:
+            key = angles[block_rows][:, rows].T  # (rows, rotations in the block)
+            uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+            return block.matrices(uniq), inverse.reshape(-1)
+        return block.matrices(np.empty((1, 0))), np.zeros(len(rows), dtype=int)
 
     # ----------------------------------------------------------------- gradients
     def state_bytes(self) -> int:
