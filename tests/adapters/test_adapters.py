@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,22 @@ def test_methods_are_the_registry_and_its_generated_versions():
     assert {split_method(m)[1] for m in METHODS} == set(TUNERS)
     assert [split_method(m)[0] for m in ("lora", "qpa-lora", "lowrank-ffa")] == [None, "qpa", "lowrank"]
     assert [t for t, tuner in TUNERS.items() if not tuner.generated] == ["vera", "ia3"]
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_building_an_adapter_warns_nothing(method):
+    """peft reads transformers 5's deprecated ``model.is_gradient_checkpointing`` as it wraps a
+    model, a FutureWarning nobody using qpa can act on: AdaptedModel silences it where peft
+    reads it (``qpa compare`` printed it once per run, issue 37). Any warning building an
+    adapter gives, repeats included, fails this."""
+    import peft  # noqa: F401  (imported lazily by AdaptedModel: its import is not what this checks)
+
+    model, backend = tiny_gpt2().model, QPABackend("statevector")
+    config = AdapterConfig(method=method, **SIZES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AdaptedModel(model, config, GeneratorConfig(chunk_size=32, reps=1), backend=backend)
+    assert [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught] == []
 
 
 @pytest.mark.parametrize(
