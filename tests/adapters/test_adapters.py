@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCE
+from conftest import SENTENCE, tiny_cli_args
 from conftest import tiny_config as config
 from torch import nn
 
@@ -62,6 +62,21 @@ def test_building_an_adapter_warns_nothing(method):
         warnings.simplefilter("always")
         AdaptedModel(model, config, GeneratorConfig(chunk_size=32, reps=1), backend=backend)
     assert [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught] == []
+
+
+def test_the_main_command_shows_no_warning(corpus, tmp_path, capsys):
+    """``qpa compare`` (the README's main command, base, LoRA and QPA-LoRA) on the tiny GPT-2:
+    no warning a user would see, repeats included (issue 37: six copies of the FutureWarning
+    above). Python's default filters hide the deprecation and resource categories; so does this."""
+    hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+    options = "--steps 2 --rank 2 --reps 1 --hidden 16 --eval-tokens 400 --dev-tokens 400"
+    words = ["compare", "--out", str(tmp_path / "study"), *tiny_cli_args(corpus, options)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(words) == 0
+    shown = [w for w in caught if not issubclass(w.category, hidden)]
+    assert [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in shown] == []
+    assert "| qpa-lora |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
