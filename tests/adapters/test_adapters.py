@@ -52,7 +52,7 @@ def test_methods_are_the_registry_and_its_generated_versions():
 def test_building_an_adapter_warns_nothing(method):
     """peft reads transformers 5's deprecated ``model.is_gradient_checkpointing`` as it wraps a
     model, a FutureWarning nobody using qpa can act on: AdaptedModel silences it where peft
-    reads it (``qpa compare`` printed it once per run, issue 37). Any warning building an
+    reads it (``qpa compare`` printed it for each adapter it built, issue 37). Any warning building an
     adapter gives, repeats included, fails this."""
     import peft  # noqa: F401  (imported lazily by AdaptedModel: its import is not what this checks)
 
