@@ -25,7 +25,6 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".backends": "QPABackend list_backends",
     ".circuits": "ansatz",
     ".completion": "GenerativeInterpolation",
-    ".config": "AdapterConfig EvalConfig GeneratorConfig RunConfig TaskConfig TrainingConfig",
     ".errors": "AccountError BudgetReached BusyError CapacityError InputError JobsError QPAError SpecError "
                "StateError TrialsFailed",
     ".export": "export",
@@ -36,4 +35,5 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".qnn": "QuantumProbabilities",
     ".quantum_train": "QuantumTrain",
     ".train": "Run evaluate_run",
+    ".train.run_config": "AdapterConfig EvalConfig GeneratorConfig RunConfig TaskConfig TrainingConfig",
 })  # fmt: skip

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
 from .errors import InputError, StateError
 from .files import atomic_directory, atomic_write, exclusive, read_json, remove_stale_temporaries
+from .train.run_config import RunConfig
 
 CONFIG = "config.json"
 LAYOUT = "layout.json"  # the physical qubits the circuit runs on and their errors, at the run's start

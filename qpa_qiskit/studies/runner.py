@@ -36,11 +36,11 @@ from typing import Any, Protocol
 import torch
 
 from .. import train  # train.X, looked up when called: the tests replace train.check_config
-from ..config import RunConfig
 from ..data import DEV
 from ..errors import BusyError, InputError, QPAError, StateError, TrialsFailed
 from ..files import atomic_write, exclusive, json_bytes, read_json
 from ..models import load_model
+from ..train.run_config import RunConfig
 
 RESULT = "result.json"
 ERROR = "error.txt"

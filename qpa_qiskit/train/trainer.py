@@ -1,6 +1,6 @@
 """Training runs: one loop for every method, in a folder that survives any stop.
 
-A run folder holds ``config.json`` (the :class:`~qpa_qiskit.config.RunConfig`, every field),
+A run folder holds ``config.json`` (the :class:`~qpa_qiskit.train.run_config.RunConfig`, every field),
 ``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt`` (trainable tensors,
 optimiser, scheduler, step and every random state, the backend's shot sampler and the
 completion's generator included; written atomically). What the folder guarantees is
@@ -11,7 +11,7 @@ parameter groups, schedule, batches, step) and hands it plain values (a state di
   the data, the backend, the account and device width on IBM Quantum) before it writes
   anything, then makes the folder appear whole, with its ``config.json``, or not at all.
 * :meth:`Run.open` continues a run with its stored configuration; only the settings in
-  :data:`~qpa_qiskit.config.RESUMABLE` may be changed, anything else is refused with the
+  :data:`~qpa_qiskit.train.run_config.RESUMABLE` may be changed, anything else is refused with the
   field and both values.
 * A run open for training holds the folder's lock (``.lock``): a second ``qpa train`` on the
   same folder is refused while the first runs, and the kernel drops the lock if the process
@@ -42,7 +42,6 @@ import torch
 from .. import validate
 from ..adapters import AdaptedModel
 from ..backends import QPABackend
-from ..config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
 from ..data import (
     DEV,
     blocks,
@@ -62,6 +61,7 @@ from ..models import LoadedModel, load_model
 from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
 from .budget import RunBudget, check_cost
 from .hardware import hardware_loop
+from .run_config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
 
 # settings a resumed run may change (RESUMABLE) that its config.json then records: how long
 # it trains (its QPU-time budget too) and where; the others (scoring) apply to the command that gives them
@@ -362,9 +362,9 @@ class Run:
         `overrides` (field name -> value) may change only :data:`RESUMABLE` settings (and
         ``data`` when not training: a moved data folder); the same value as stored is
         accepted for any field; an evaluation setting the run would not read is refused
-        (:func:`~qpa_qiskit.config.check_given`). With `for_training` the run holds the folder's lock,
-        removes the temporary files a killed process left and drops metric lines after the
-        checkpoint; otherwise nothing in the folder is changed.
+        (:func:`~qpa_qiskit.train.run_config.check_given`). With `for_training` the run holds the
+        folder's lock, removes the temporary files a killed process left and drops metric lines
+        after the checkpoint; otherwise nothing in the folder is changed.
         """
         run_dir = Path(run_dir)
         saved = holds_saved_model(run_dir)
