@@ -81,8 +81,8 @@ def stopped(kept: str, command: str, then: str = "continues") -> int:
 def cmd_train(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..run_folder import CONFIG
     from ..train import Run
+    from ..train.folder import CONFIG
     from ..train.run_config import RunConfig, check_given
 
     given = explicit_settings(args)

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from ..errors import InputError, StateError
-from ..run_folder import CHECKPOINT, CONFIG, RunFolder
+from ..train.folder import CHECKPOINT, CONFIG, RunFolder
 from ..train.run_config import RunConfig
 
 WEIGHTS = "model.safetensors"

@@ -13,6 +13,7 @@ from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".config": "PRECISIONS SCHEDULES TrainingConfig",
+    ".folder": "RunFolder",
     ".run_config": "RunConfig",
     ".trainer": "Run autocast check_config check_fits_model check_splits evaluate evaluate_run load_texts "
                 "model_positions run_device",

@@ -4,7 +4,7 @@ A run folder holds ``config.json`` (the :class:`~qpa_qiskit.train.run_config.Run
 ``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt`` (trainable tensors,
 optimiser, scheduler, step and every random state, the backend's shot sampler and the
 completion's generator included; written atomically). What the folder guarantees is
-:class:`~qpa_qiskit.run_folder.RunFolder`'s; :class:`Run` is the trainer in it (optimiser,
+:class:`~qpa_qiskit.train.folder.RunFolder`'s; :class:`Run` is the trainer in it (optimiser,
 parameter groups, schedule, batches, step) and hands it plain values (a state dict, a record).
 
 * :meth:`Run.create` checks everything that can be checked (the configuration, the model,
@@ -58,8 +58,8 @@ from ..features import BodyFeatures, body_features
 from ..generator.core import chunk_spread
 from ..hf.state import holds_saved_model, saved_model_as_run
 from ..models import LoadedModel, load_model
-from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
 from .budget import RunBudget, check_cost
+from .folder import CHECKPOINT, LAYOUT, RunFolder
 from .hardware import hardware_loop
 from .run_config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
 
