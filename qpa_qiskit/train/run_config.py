@@ -21,10 +21,11 @@ configures one layer's code sits beside it, import-light, and is re-exported her
 * ``eval``: how perplexity is scored (:mod:`qpa_qiskit.data.config`).
 
 This module keeps only the composition (:class:`RunConfig`: the checks across sections, the
-flat view, the resumable fields, files). It is the run wing's bottom (:mod:`qpa_qiskit.train`:
-configuration, folder, trainer, evaluation, export); ``qpa_qiskit.config``, its old home,
-re-exports its names for old imports. Importing it imports no torch, peft, transformers or
-qiskit, so ``qpa --help`` is fast.
+flat view, files; what a resumed run may change is :mod:`qpa_qiskit.train.resume`'s). It is
+the bottom of the run wing (:mod:`qpa_qiskit.train`: configuration, folder, trainer,
+evaluation, export); ``qpa_qiskit.config``, its old home, re-exports its names for old
+imports. Importing it imports no torch, peft, transformers or qiskit, so ``qpa --help`` is
+fast.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from .config import TrainingConfig
 __all__ = [  # the sections beside their code, re-exported: the composition's parts
     "PRESETS",
     "QPA_ONLY",
-    "RESUMABLE",
     "SECTIONS",
     "TUNER_SETTINGS",
     "AdapterConfig",
@@ -68,17 +68,6 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "eval": EvalConfig,
 }
-
-# Settings a resumed run may change: how long it trains, how often it saves, how it is scored
-# and how often it scores the dev split (its random states are put back after each), where it
-# runs (a run trained on a GPU resumes or is evaluated on a CPU), how IBM Quantum runs its next
-# jobs (execution mode, QPU-time cap per job), and whether the frozen body's features are
-# cached (the figures agree to float rounding either way).
-RESUMABLE = frozenset(
-    {"steps", "save_every", "eval_tokens", "eval_window", "eval_stride", "eval_batch", "eval_protocol",
-     "padded_block", "dev_tokens", "eval_every", "device", "torch_device", "mode", "max_execution_time",
-     "feature_cache", "max_qpu_seconds", "cost_as"}
-)  # fmt: skip
 
 # Settings of the qpa-* generator that other methods do not take, with their neutral values:
 # RunConfig.for_method resets them when a study trains a classical method beside QPA.

@@ -11,8 +11,8 @@ parameter groups, schedule, batches, step) and hands it plain values (a state di
   the data, the backend, the account and device width on IBM Quantum) before it writes
   anything, then makes the folder appear whole, with its ``config.json``, or not at all.
 * :meth:`Run.open` continues a run with its stored configuration; only the settings in
-  :data:`~qpa_qiskit.train.run_config.RESUMABLE` may be changed, anything else is refused with the
-  field and both values.
+  :data:`~qpa_qiskit.train.resume.RESUMABLE` may be changed (:mod:`.resume`, the one rule),
+  anything else is refused with the field and both values.
 * A run open for training holds the folder's lock (``.lock``): a second ``qpa train`` on the
   same folder is refused while the first runs, and the kernel drops the lock if the process
   dies. Temporary files a killed process left behind are removed when the lock is taken.
@@ -61,11 +61,8 @@ from ..models import LoadedModel, load_model
 from .budget import RunBudget, check_cost
 from .folder import CHECKPOINT, LAYOUT, RunFolder
 from .hardware import hardware_loop
-from .run_config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
-
-# settings a resumed run may change (RESUMABLE) that its config.json then records: how long
-# it trains (its QPU-time budget too) and where; the others (scoring) apply to the command that gives them
-PERSISTED = ("steps", "device", "torch_device", "max_qpu_seconds")
+from .resume import persisted, resume_config
+from .run_config import RunConfig
 
 
 def _stderr(message: str) -> None:
@@ -359,12 +356,13 @@ class Run:
     ) -> Run:
         """The run stored in `run_dir`, at its last checkpoint.
 
-        `overrides` (field name -> value) may change only :data:`RESUMABLE` settings (and
-        ``data`` when not training: a moved data folder); the same value as stored is
-        accepted for any field; an evaluation setting the run would not read is refused
-        (:func:`~qpa_qiskit.train.run_config.check_given`). With `for_training` the run holds the
-        folder's lock, removes the temporary files a killed process left and drops metric lines
-        after the checkpoint; otherwise nothing in the folder is changed.
+        `overrides` (field name -> value) may change only what a resumed run may change
+        (:func:`~qpa_qiskit.train.resume.resume_config`: the ``RESUMABLE`` settings, and
+        ``data`` when not training); the same value as stored is accepted for any field. With
+        `for_training` the run holds the folder's lock, removes the temporary files a killed
+        process left, drops metric lines after the checkpoint and records a new length or device
+        in ``config.json`` (:func:`~qpa_qiskit.train.resume.persisted`); otherwise nothing in the
+        folder is changed.
         """
         run_dir = Path(run_dir)
         saved = holds_saved_model(run_dir)
@@ -379,25 +377,7 @@ class Run:
             stored, trainable, model_rng, step = saved_model_as_run(run_dir)
         else:
             stored = cls.stored_config(run_dir)
-        cfg = stored
-        if overrides:
-            allowed = RESUMABLE if for_training else RESUMABLE | {"data"}
-            candidate = stored.replace(**overrides)  # also normalises the values (paths, 0 = all)
-            refused = {
-                k: v for k, v in stored.changes(candidate).items() if k not in allowed and k in overrides
-            }
-            if refused:
-                detail = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, (a, b) in refused.items())
-                raise InputError(
-                    f"{run_dir} was created with other settings ({detail}). A resumed run may change "
-                    f"only {', '.join(sorted(allowed))}; start a new run for other settings"
-                )
-            cfg = candidate
-            # an evaluation setting given that this run would not read (--padded-block of a windows
-            # run) is refused; the other overrides may be where it runs (device, torch_device: set
-            # by studies and export whatever the method), which every run reads
-            scoring = {k: v for k, v in overrides.items() if FIELD_SECTION.get(k) == "eval"}
-            check_given(scoring, [cfg.adapter.method], cfg)
+        cfg = resume_config(stored, overrides or {}, run_dir, "train" if for_training else "evaluate")
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         if saved:
             run.saved_model = True
@@ -410,11 +390,7 @@ class Run:
             run.folder.load_checkpoint(run._restore)
         if for_training:
             run.folder.truncate_metrics(run.step)
-            # the run now trains to a new length, or on another device: its config.json says so,
-            # and a later plain --resume continues so (a GPU run resumed on a CPU stays there)
-            kept = {k: cfg.get(k) for k in PERSISTED if cfg.get(k) != stored.get(k)}
-            if kept.get("steps", run.step) < run.step:
-                kept.pop("steps")
+            kept = persisted(stored, cfg, run.step)  # a new length, another device: config.json says so
             if kept:
                 run.folder.save_config(stored.replace(**kept))
         return run
