@@ -15,6 +15,9 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".config": "PRECISIONS SCHEDULES TrainingConfig",
     ".folder": "RunFolder",
     ".run_config": "RunConfig",
-    ".trainer": "Run autocast check_config check_fits_model check_splits evaluate evaluate_run load_texts "
-                "model_positions run_device",
+    ".checks": "check_config check_fits_model check_splits load_texts model_positions",
+    ".device": "autocast run_device",
+    ".evaluation": "evaluate_run",
+    ".scoring": "evaluate",
+    ".trainer": "Run",
 })  # fmt: skip
