@@ -147,7 +147,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..export import export
+    from ..train.export import export
 
     path = export(args.run_dir, args.out_dir)
     print(f"peft adapter written to {path}")
