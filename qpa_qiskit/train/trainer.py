@@ -1,9 +1,9 @@
 """Training runs: one loop for every method, in a folder that survives any stop.
 
 A run folder holds ``config.json`` (the :class:`~qpa_qiskit.train.run_config.RunConfig`,
-every field), ``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt`` (trainable tensors,
-optimiser, scheduler, step and every random state, the backend's shot sampler and the
-completion's generator included; written atomically). What the folder guarantees is
+every field), ``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt``
+(trainable tensors, optimiser, scheduler, step and every random state, the backend's shot
+sampler and the completion's generator included; written atomically). What the folder guarantees is
 :class:`~qpa_qiskit.train.folder.RunFolder`'s; :class:`Run` is the trainer in it (batches,
 gradient accumulation, step, checkpoints, dev curve) and hands it plain values (a state dict, a
 record). Its parts sit below it in the run wing: the checks before anything is written
