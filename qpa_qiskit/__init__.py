@@ -25,10 +25,8 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".backends": "QPABackend list_backends",
     ".circuits": "ansatz",
     ".completion": "GenerativeInterpolation",
-    ".config": "AdapterConfig EvalConfig GeneratorConfig RunConfig TaskConfig TrainingConfig",
     ".errors": "AccountError BudgetReached BusyError CapacityError InputError JobsError QPAError SpecError "
                "StateError TrialsFailed",
-    ".export": "export",
     ".generator": "LowRankGenerator QPAGenerator",
     ".hf": "QPACallback QPAConfig QPAModel get_qpa_model",
     ".jobs": "JobStore",
@@ -36,4 +34,6 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".qnn": "QuantumProbabilities",
     ".quantum_train": "QuantumTrain",
     ".train": "Run evaluate_run",
+    ".train.export": "export",
+    ".train.run_config": "AdapterConfig EvalConfig GeneratorConfig RunConfig TaskConfig TrainingConfig",
 })  # fmt: skip

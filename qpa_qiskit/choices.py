@@ -1,6 +1,6 @@
 """The names a run's configuration chooses among, at the bottom of the layers.
 
-:mod:`qpa_qiskit.config` validates every setting against these tables, and the modules that
+:mod:`qpa_qiskit.train.run_config` validates every setting against these tables, and the modules that
 implement the choices (:mod:`qpa_qiskit.generator`, :mod:`qpa_qiskit.adapters`,
 :mod:`qpa_qiskit.circuits`, :mod:`qpa_qiskit.completion`) import them
 from here too and re-export them: so the configuration does not import its implementations

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent / "qpa_qiskit"
 # (package, name) -> why an exported name may also be a submodule of its package. Once the
 # submodule is imported, the package's attribute is the module until the name is looked up.
 SHADOWED = {
-    ("qpa_qiskit", "export"): "the function export of the module qpa_qiskit.export, exported since the "
-    "first release; importing qpa_qiskit.export (qpa export, QPAModel.export do) rebinds the name",
+    ("qpa_qiskit", "export"): "the function export (of qpa_qiskit.train.export), exported since the first "
+    "release; qpa_qiskit/export.py, its old home, re-exports it for old imports and nothing in the package "
+    "imports it: only a user's own import qpa_qiskit.export rebinds the name",
 }
 
 

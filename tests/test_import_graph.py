@@ -131,6 +131,17 @@ def test_module_level_imports_point_only_down_the_documented_layers():
     assert upward == []
 
 
+# the old homes of modules that moved into the run wing (qpa_qiskit/train/): re-exports for old imports
+OLD_HOMES = ("qpa_qiskit.config", "qpa_qiskit.run_folder", "qpa_qiskit.export")
+
+
+def test_the_old_homes_are_imported_by_nothing_in_the_package():
+    users = sorted(f"{i.module}:{i.line} imports {i.target}" for i in all_imports() if i.target in OLD_HOMES)
+    assert users == [], "import the names from their homes in qpa_qiskit/train/"
+    table = modules()["qpa_qiskit"].read_text()  # the package's lazy table: relative to qpa_qiskit
+    assert not re.search(r'"\.(config|run_folder|export)"', table), "the lazy table names an old home"
+
+
 def test_the_run_configuration_imports_no_heavy_library():
     """``import qpa_qiskit.config`` (what ``qpa --help`` and the option parsers need) imports
     no torch, peft, transformers or qiskit: its sections beside their code are import-light."""

@@ -231,7 +231,7 @@ def test_eval_and_export_need_a_checkpoint(corpus, tmp_path, capsys):
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch, capsys):
     import errno
 
-    import qpa_qiskit.run_folder as run_folder
+    import qpa_qiskit.train.folder as run_folder
 
     assert main(["train", str(tmp_path / "r"), *tiny_cli_args(corpus, "--steps 2 --save-every 1")]) == 0
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()

@@ -1,7 +1,7 @@
 """The adapter's section of a run's configuration: which peft method, where, how large.
 
 Beside the adapters, and import-light (no torch, no peft): the run configuration
-(:mod:`qpa_qiskit.config`) composes this section, and the command line builds its options from
+(:mod:`qpa_qiskit.train.run_config`) composes this section, and the command line builds its options from
 it before any command runs. The methods it names are in :mod:`qpa_qiskit.choices`.
 """
 

@@ -20,7 +20,7 @@ parameter binds, or one Sampler PUB.
 The names below are imported on first use (PEP 562 ``__getattr__``); those that look a spec up
 (``QPABackend``, ``parse_spec``, ``family_class``, ``FAMILIES``) come from modules that import
 every family, so the configuration section (:mod:`.config`) imports without qiskit, for
-``qpa --help`` and ``import qpa_qiskit.config``.
+``qpa --help`` and ``import qpa_qiskit.train.run_config``.
 """
 
 from __future__ import annotations

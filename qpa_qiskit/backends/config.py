@@ -3,7 +3,7 @@ noise switches, and how IBM Quantum runs the jobs. :meth:`QPABackend.from_config
 <qpa_qiskit.backends.core.QPABackend.from_config>` builds the backend from it.
 
 Beside the backends, and import-light (no qiskit, no torch): the run configuration
-(:mod:`qpa_qiskit.config`) composes this section, and the command line builds its options
+(:mod:`qpa_qiskit.train.run_config`) composes this section, and the command line builds its options
 from it before any command runs.
 """
 

@@ -149,7 +149,7 @@ class IBMFamily(Family):
         """Say once that the sampler options' ``default_shots`` is ignored: every job passes the
         backend's own shots to ``Sampler.run``, which take precedence. Not refused, since a job
         store or configuration that holds it still runs as it did; ``qpa train`` and the studies
-        refuse it when given on their command line (:func:`~qpa_qiskit.config.check_given`)."""
+        refuse it when given on their command line (:func:`~qpa_qiskit.train.run_config.check_given`)."""
         if self.sampler_options is None or "default_shots" not in self.sampler_options.model_fields_set:
             return
         own = (

@@ -1,7 +1,7 @@
 """The settings of IBM Quantum jobs that a configuration checks: execution modes by name and
 the runtime Sampler's options. Apart from :mod:`.ibm` because they import no qiskit: the run
 configuration (:mod:`.config`) checks them when a section is built, and ``import
-qpa_qiskit.config`` stays light (qiskit-ibm-runtime is imported only when options are given)."""
+qpa_qiskit.train.run_config`` stays light (qiskit-ibm-runtime is imported only when options are given)."""
 
 from __future__ import annotations
 

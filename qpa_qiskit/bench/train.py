@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from ..config import RunConfig
 from ..data import load_wikitext
 from ..models import load_model
 from ..train import Run
+from ..train.run_config import RunConfig
 
 
 def _train_cells(base, texts, args: argparse.Namespace, method: str) -> tuple[float, float | None, bool]:

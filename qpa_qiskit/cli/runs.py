@@ -1,6 +1,6 @@
 """``qpa train``, ``eval``, ``export``, ``compare`` and ``study``: fine-tuning runs.
 
-The run options are made from :mod:`qpa_qiskit.config` by transformers' ``HfArgumentParser``
+The run options are made from :mod:`qpa_qiskit.train.run_config` by transformers' ``HfArgumentParser``
 (one option per field, with its type, default, choices and help), so the command line, the
 ``config.json`` of a run and ``--config FILE`` are the same settings. Only options given on
 the command line count: a new run takes the defaults, then ``--config``, then those options;
@@ -44,7 +44,7 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
     from transformers import HfArgumentParser
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import SECTIONS
+    from ..train.run_config import SECTIONS
 
     class ConfigOptions(HfArgumentParser, Parser):
         """HfArgumentParser's options from the dataclasses, made by Parser's recording actions
@@ -57,7 +57,7 @@ def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] |
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run-configuration fields given on the command line (by name)."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import FIELD_SECTION
+    from ..train.run_config import FIELD_SECTION
 
     return {k: getattr(args, k) for k in getattr(args, "explicit", ()) if k in FIELD_SECTION}
 
@@ -81,9 +81,9 @@ def stopped(kept: str, command: str, then: str = "continues") -> int:
 def cmd_train(args: argparse.Namespace) -> int:
 
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import RunConfig, check_given
-    from ..run_folder import CONFIG
     from ..train import Run
+    from ..train.folder import CONFIG
+    from ..train.run_config import RunConfig, check_given
 
     given = explicit_settings(args)
     run_dir = Path(args.run_dir)
@@ -147,7 +147,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..export import export
+    from ..train.export import export
 
     path = export(args.run_dir, args.out_dir)
     print(f"peft adapter written to {path}")
@@ -158,7 +158,7 @@ def _study_config(args: argparse.Namespace, spec):
     """A study's base configuration: ``--config`` (or a run's defaults), then the study's own
     defaults, then the run options given (:meth:`~qpa_qiskit.studies.spec.StudySpec.configuration`)."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import RunConfig
+    from ..train.run_config import RunConfig
 
     base = RunConfig.from_file(args.config) if args.config else None
     return spec.configuration(base, explicit_settings(args))
@@ -287,7 +287,7 @@ def add_study(sub, spec_class, options, help: str | None = None) -> None:
 def add_commands(sub) -> None:
     """The run commands."""
     # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..config import BackendConfig, TaskConfig, TrainingConfig
+    from ..train.run_config import BackendConfig, TaskConfig, TrainingConfig
 
     def options(**kwargs):
         return [config_options(**kwargs)]

@@ -1,7 +1,7 @@
 """The run's sections for the task (the model and the data) and for how it is scored.
 
 Beside the data code they configure (:mod:`.wikitext`), and import-light: the run
-configuration (:mod:`qpa_qiskit.config`) composes them without importing torch.
+configuration (:mod:`qpa_qiskit.train.run_config`) composes them without importing torch.
 """
 
 from __future__ import annotations

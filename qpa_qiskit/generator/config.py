@@ -1,7 +1,7 @@
 """The generator's section of a run's configuration (:class:`GeneratorConfig`) and its presets.
 
 Beside the generator (:mod:`.core`), and import-light (no torch, no qiskit): the run
-configuration (:mod:`qpa_qiskit.config`) composes this section, and the command line builds
+configuration (:mod:`qpa_qiskit.train.run_config`) composes this section, and the command line builds
 its options from it before any command runs. The names it chooses among are in
 :mod:`qpa_qiskit.choices`.
 """

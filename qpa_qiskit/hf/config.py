@@ -4,7 +4,7 @@ Its fields are the adapter's (:class:`~qpa_qiskit.adapters.config.AdapterConfig`
 generator's (:class:`~qpa_qiskit.generator.config.GeneratorConfig`), under the names ``qpa train``
 gives them, so a configuration moves between the command line, a run folder and Python code
 unchanged. It is not a second description of those settings: the fields are the sections' own
-(inherited), and every check is the run configuration's (:class:`~qpa_qiskit.config.RunConfig`),
+(inherited), and every check is the run configuration's (:class:`~qpa_qiskit.train.run_config.RunConfig`),
 the one place that validates.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.config import AdapterConfig
-from ..config import RunConfig
 from ..errors import InputError
 from ..generator.config import PRESETS, GeneratorConfig
+from ..train.run_config import RunConfig
 
 ADAPTER_FIELDS = tuple(f.name for f in dataclasses.fields(AdapterConfig))
 GENERATOR_FIELDS = tuple(f.name for f in dataclasses.fields(GeneratorConfig))

@@ -33,12 +33,12 @@ from transformers.utils import ModelOutput
 
 from ..adapters import TUNERS, AdaptedModel
 from ..backends import QPABackend
-from ..config import RunConfig
 from ..errors import InputError
-from ..export import write_adapter
 from ..files import atomic_write
 from ..generator.core import chunk_spread
 from ..models import LoadedModel
+from ..train.export import write_adapter
+from ..train.run_config import RunConfig
 from .config import QPAConfig
 from .state import (
     CONFIG_KEY,

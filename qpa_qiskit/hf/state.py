@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from ..config import RunConfig
 from ..errors import InputError, StateError
-from ..run_folder import CHECKPOINT, CONFIG, RunFolder
+from ..train.folder import CHECKPOINT, CONFIG, RunFolder
+from ..train.run_config import RunConfig
 
 WEIGHTS = "model.safetensors"
 DESCRIPTION = "qpa_config.json"
@@ -108,7 +108,7 @@ def weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
 def read_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], Any]:
     """(description, trainable tensors by the QPA model's names, the model's random states) of
     a ``save_pretrained`` folder, a ``Trainer`` checkpoint of a QPA model, or a ``qpa train``
-    run folder (its description then holds its :class:`~qpa_qiskit.config.RunConfig` as
+    run folder (its description then holds its :class:`~qpa_qiskit.train.run_config.RunConfig` as
     ``run_config`` and its step)."""
     folder = Path(folder)
     if not folder.is_dir():

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import validate
-from ..config import RunConfig
 from ..errors import InputError
 from ..generator import CIRCUIT_SOURCES, COUNTERFACTUALS, LABELS, MAPPINGS, PROBABILITIES, TRAINED_SOURCES
 from ..intervals import LEGEND, PairedDifference
+from ..train.run_config import RunConfig
 from .report import chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Failure, Trial
 from .spec import StudySpec, check_seeds, config_without, grid_values, option

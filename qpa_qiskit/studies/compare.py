@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from .. import validate
 from ..adapters import METHODS
-from ..config import RunConfig
+from ..train.run_config import RunConfig
 from .report import base_result, chosen_rates, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Failure, Trial
 from .spec import StudySpec, check_seeds, grid_values, option

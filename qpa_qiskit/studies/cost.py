@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backends.cost import OPEN_PLAN_SECONDS, open_plan_share
-from ..config import RunConfig
 from ..errors import InputError
 from ..train.cost import Projector, RunCost, format_table, zero_cost_reason
+from ..train.run_config import RunConfig
 from .runner import Trial
 from .selection import Choice
 

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 
 from .. import validate
 from ..backends.cost import OPEN_PLAN_SECONDS
-from ..config import RunConfig
 from ..errors import InputError
 from ..intervals import LEGEND, PairedDifference
 from ..train.cost import project
+from ..train.run_config import RunConfig
 from .report import cell, mean_std, write_file, write_results
 from .runner import Failure, Trial
 from .spec import (

@@ -26,9 +26,9 @@ from .. import validate
 from ..backends import QPABackend, family_class
 from ..backends.config import MITIGATIONS
 from ..circuits import ROTATIONS
-from ..config import RunConfig
 from ..errors import InputError
 from ..intervals import PairedDifference, paired_reading
+from ..train.run_config import RunConfig
 from .report import cell, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Failure, Trial
 from .spec import (

@@ -25,9 +25,9 @@ from .. import validate
 from ..adapters import METHODS, TUNERS
 from ..adapters.config import TUNER_SETTINGS
 from ..adapters.registry import MISSING_TARGET
-from ..config import RunConfig
 from ..errors import InputError
 from ..intervals import paired_reading
+from ..train.run_config import RunConfig
 from .report import base_result, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Executor, Failure, Trial
 from .spec import StudySpec, check_seeds, config_without, grid_values, option, replace_default

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import RunConfig
+from ..train.run_config import RunConfig
 from .cost import check_cost
 from .executors import LocalExecutor
 from .report import write_curves, write_file, write_json

@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig
 from ..errors import InputError, StateError
 from ..files import atomic_write, json_bytes, read_json
 from ..train import evaluate, run_device
+from ..train.run_config import RunConfig
 from .curves import curves_table, draw_curves, mean_curves
 from .runner import BaseModels
 from .selection import CHOSEN_FIELDS, rate_text

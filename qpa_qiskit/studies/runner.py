@@ -36,19 +36,17 @@ from typing import Any, Protocol
 import torch
 
 from .. import train  # train.X, looked up when called: the tests replace train.check_config
-from ..config import RunConfig
 from ..data import DEV
 from ..errors import BusyError, InputError, QPAError, StateError, TrialsFailed
 from ..files import atomic_write, exclusive, json_bytes, read_json
 from ..models import load_model
+from ..train.resume import PLACEMENT, resume_config
+from ..train.run_config import RunConfig
 
 RESULT = "result.json"
 ERROR = "error.txt"
 STUDY = "study.json"
 STUDY_LOCK = ".study.lock"
-# where a study's runs train, not what they are: a study (and each of its runs) resumes on
-# another device, as a run does (both are resumable settings)
-PLACEMENT = ("device", "torch_device")
 FEATURES = "features"  # the frozen body's hidden states, shared by the study's runs (qpa_qiskit.features)
 
 
@@ -175,14 +173,11 @@ def run_trial(
 def _start_or_resume(run_dir: Path, config: RunConfig, placement: dict, copy: Callable[[], Any], texts):
     """The trial's run on a copy of the base model (`copy`): created, or its folder's run
     resumed where only its `placement` (where it trains) may differ from `config`; a run of
-    other settings is refused."""
+    other settings is refused (the one rule of what a resumed run may change,
+    :func:`~qpa_qiskit.train.resume.resume_config`, for a study's trial)."""
     if not (run_dir / "config.json").exists():
         return train.Run.create(run_dir, config, loaded=copy(), texts=texts)
-    stored = train.Run.stored_config(run_dir)
-    changes = {k: v for k, v in stored.changes(config).items() if k not in PLACEMENT}
-    if changes:
-        changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
-        raise InputError(f"{run_dir} holds a run of other settings ({changed}); use another study folder")
+    resume_config(train.Run.stored_config(run_dir), config, run_dir, "trial")
     return train.Run.open(run_dir, overrides=placement, loaded=copy(), texts=texts)
 
 

@@ -32,8 +32,8 @@ from typing import Any
 
 from .. import validate
 from ..choices import TRAINED_SOURCES, split_method
-from ..config import RunConfig
 from ..errors import InputError, StateError
+from ..train.run_config import RunConfig
 from .runner import Trial
 
 NONE = "none"  # no selection: every run at --lr (the circuit at --circuit-lr)

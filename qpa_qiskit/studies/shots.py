@@ -14,8 +14,8 @@ import torch
 from .. import validate
 from ..backends import QPABackend
 from ..completion import MODES
-from ..config import RunConfig
 from ..intervals import PairedDifference
+from ..train.run_config import RunConfig
 from .report import cell, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Failure, Trial
 from .spec import (

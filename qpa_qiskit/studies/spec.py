@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import validate
-from ..config import RunConfig, check_given
 from ..errors import InputError
+from ..train.run_config import RunConfig, check_given
 from .pipeline import run_pipeline
 from .runner import Executor, Failure, Trial
 from .selection import FAMILY, NONE, SELECT_ON, Selection, check_rates, plan, rate_or_word, rate_text

@@ -1,7 +1,7 @@
 """The run's training section: optimisation, randomness, the device, precision and checkpoints.
 
 Beside the trainer it configures (:mod:`.trainer`), and import-light: the run configuration
-(:mod:`qpa_qiskit.config`) composes it without importing torch.
+(:mod:`qpa_qiskit.train.run_config`) composes it without importing torch.
 """
 
 from __future__ import annotations

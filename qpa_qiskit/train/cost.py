@@ -45,11 +45,11 @@ from ..backends.cost import (
     shot_timing,
 )
 from ..backends.mitigation import calibration_strings
-from ..config import RunConfig
 from ..errors import InputError, QPAError
 from ..jobs import plan_jobs
 from ..jobs.batch import usage_estimate
 from ..models import LoadedModel, load_model
+from .run_config import RunConfig
 
 TWO_QUBIT_GATES = ("ecr", "cz", "cx")
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..backends import family_class
-from ..config import RunConfig
 from ..errors import InputError
 from ..jobs import HardwareLoop
+from .run_config import RunConfig
 
 
 def hardware_loop(

@@ -1,18 +1,23 @@
 """Training runs: one loop for every method, in a folder that survives any stop.
 
-A run folder holds ``config.json`` (the :class:`~qpa_qiskit.config.RunConfig`, every field),
-``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt`` (trainable tensors,
-optimiser, scheduler, step and every random state, the backend's shot sampler and the
-completion's generator included; written atomically). What the folder guarantees is
-:class:`~qpa_qiskit.run_folder.RunFolder`'s; :class:`Run` is the trainer in it (optimiser,
-parameter groups, schedule, batches, step) and hands it plain values (a state dict, a record).
+A run folder holds ``config.json`` (the :class:`~qpa_qiskit.train.run_config.RunConfig`,
+every field), ``metrics.jsonl`` (one line per optimiser step) and ``checkpoint.pt``
+(trainable tensors, optimiser, scheduler, step and every random state, the backend's shot
+sampler and the completion's generator included; written atomically). What the folder guarantees is
+:class:`~qpa_qiskit.train.folder.RunFolder`'s; :class:`Run` is the trainer in it (batches,
+gradient accumulation, step, checkpoints, dev curve) and hands it plain values (a state dict, a
+record). Its parts sit below it in the run wing: the checks before anything is written
+(:mod:`.checks`), the device and random states (:mod:`.device`), the optimiser and schedule
+(:mod:`.optimiser`), a model's perplexity on a split (:mod:`.scoring`), the resume rule
+(:mod:`.resume`); what ``qpa eval`` reports (:mod:`.evaluation`) and the export
+(:mod:`.export`) sit above it.
 
 * :meth:`Run.create` checks everything that can be checked (the configuration, the model,
   the data, the backend, the account and device width on IBM Quantum) before it writes
   anything, then makes the folder appear whole, with its ``config.json``, or not at all.
 * :meth:`Run.open` continues a run with its stored configuration; only the settings in
-  :data:`~qpa_qiskit.config.RESUMABLE` may be changed, anything else is refused with the
-  field and both values.
+  :data:`~qpa_qiskit.train.resume.RESUMABLE` may be changed (:mod:`.resume`, the one rule),
+  anything else is refused with the field and both values.
 * A run open for training holds the folder's lock (``.lock``): a second ``qpa train`` on the
   same folder is refused while the first runs, and the kernel drops the lock if the process
   dies. Temporary files a killed process left behind are removed when the lock is taken.
@@ -27,45 +32,30 @@ the step in flight, collecting its recorded job instead of submitting a new one.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import random
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .. import validate
 from ..adapters import AdaptedModel
 from ..backends import QPABackend
-from ..config import FIELD_SECTION, RESUMABLE, RunConfig, check_given
-from ..data import (
-    DEV,
-    blocks,
-    check_line_structure,
-    hold_out_dev,
-    load_wikitext,
-    padded_lines_perplexity,
-    perplexity,
-    tokenize,
-)
-from ..data.config import EvalConfig
+from ..data import DEV, blocks, hold_out_dev, tokenize
 from ..errors import InputError, StateError
 from ..features import BodyFeatures, body_features
-from ..generator.core import chunk_spread
 from ..hf.state import holds_saved_model, saved_model_as_run
 from ..models import LoadedModel, load_model
-from ..run_folder import CHECKPOINT, LAYOUT, RunFolder
 from .budget import RunBudget, check_cost
+from .checks import check_first_evaluation, check_fits_model, check_splits, load_texts
+from .device import autocast, random_state, run_device, seed_everything, set_random_state
+from .folder import CHECKPOINT, LAYOUT, RunFolder
 from .hardware import hardware_loop
-
-# settings a resumed run may change (RESUMABLE) that its config.json then records: how long
-# it trains (its QPU-time budget too) and where; the others (scoring) apply to the command that gives them
-PERSISTED = ("steps", "device", "torch_device", "max_qpu_seconds")
+from .optimiser import optimiser
+from .resume import persisted, resume_config
+from .run_config import RunConfig
+from .scoring import evaluate
 
 
 def _stderr(message: str) -> None:
@@ -74,175 +64,6 @@ def _stderr(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def run_device(cfg: RunConfig) -> torch.device:
-    """The torch device of a run (``--device``, resolved here: ``auto`` is a CUDA device where
-    torch sees one, else the CPU), checked against ``--precision``: bf16 where the device has
-    it. Every CPU autocasts to bf16 (emulated where it lacks the instructions: slower, not
-    refused)."""
-    device = validate.run_device(cfg.training.device, "device")
-    if cfg.training.precision != "bf16":
-        return device
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise InputError(
-            f"--precision bf16 on {device} ({torch.cuda.get_device_name(device)}): torch says this GPU "
-            "does not support bfloat16; use --precision fp32"
-        )
-    if device.type == "mps" and not torch.backends.mps.is_macos_or_newer(14, 0):
-        raise InputError("--precision bf16 on mps needs macOS 14 or newer; use --precision fp32")
-    return device
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on `device` for ``--precision bf16``; fp32 (no autocast) otherwise."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def _device_rng(device: torch.device) -> dict[str, torch.Tensor]:
-    """The random state of `device`'s own generator (CUDA, MPS: dropout there draws from it),
-    keyed by the device type; nothing for the CPU, whose state is saved as torch's."""
-    if device.type == "cuda":
-        return {"cuda": torch.cuda.get_rng_state(device)}
-    if device.type == "mps":
-        return {"mps": torch.mps.get_rng_state()}
-    return {}
-
-
-def _schedule(cfg: RunConfig) -> Callable[[int], float]:
-    t = cfg.training
-
-    def factor(step: int) -> float:
-        if step < t.warmup:
-            return (step + 1) / t.warmup
-        if t.schedule == "constant":
-            return 1.0
-        progress = (step - t.warmup) / max(1, t.steps - t.warmup)
-        if t.schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def model_positions(loaded: LoadedModel) -> int | None:
-    """How many positions the model can attend to (None: not stated)."""
-    config = loaded.model.config
-    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-
-
-def check_fits_model(cfg: RunConfig, loaded: LoadedModel, *, padded: bool = True) -> None:
-    """Training blocks, evaluation windows and (with ``eval_protocol="padded-lines"``) padded
-    lines, with a prefix's virtual tokens, must fit the model's context: a longer one reads
-    positions the model has no embedding for. The message names every option that can make
-    it fit, with its bound. Checked before a run's folder is written and before an opened run
-    is scored. `padded` False leaves the padded lines out: :meth:`Run.create` checks them with
-    the data (:func:`check_splits`), after the line structure their protocol needs."""
-    positions = model_positions(loaded)
-    if positions is None:
-        return
-    prefix = cfg.adapter.prefix_tokens if cfg.adapter.tuner == "prefix" else 0
-    lengths = {"block_size": (cfg.training.block_size, 1), "eval_window": (cfg.eval.eval_window, 2)}
-    if padded and cfg.eval.eval_protocol == "padded-lines":
-        lengths["padded_block"] = (cfg.eval.padded_block, 2)
-    over = {name: length for name, (length, _) in lengths.items() if length + prefix > positions}
-    if not over:
-        return
-    fixes = [
-        f"--{name.replace('_', '-')} at most {positions - prefix}"
-        for name in over
-        if positions - prefix >= lengths[name][1]
-    ]
-    longest = max(length for length, _ in lengths.values())
-    if prefix and positions - longest >= 1:
-        fixes.append(f"--prefix-tokens at most {positions - longest}")
-    elif prefix and not fixes:
-        fixes.append(
-            f"fewer --prefix-tokens (at most {positions - 2}) with a shorter --block-size and --eval-window"
-        )
-    what = " and ".join(f"{name} {length}" for name, length in over.items())
-    extra = f" with the {prefix} prefix tokens" if prefix else ""
-    raise InputError(
-        f"{what}{extra} is longer than the {positions} positions of {loaded.name}; use " + ", or ".join(fixes)
-    )
-
-
-def check_config(
-    cfg: RunConfig,
-    loaded: LoadedModel,
-    texts: dict[str, str] | None = None,
-    *,
-    data: bool = True,
-    device: bool = True,
-) -> None:
-    """What :meth:`Run.create` checks before it writes anything, for a configuration alone (a
-    study checks its whole grid with it before any run trains): the backend (its spec, the
-    noise scale against the device), the run's device and precision, the model's context, the
-    adapter on a copy of the model (targets, sizes, chunk size and qubits), and the data.
-    Nothing is written and the IBM Quantum account is not opened. `texts`: the data already
-    loaded; `data` False skips the data check (already done for these data settings); `device`
-    False skips the device's (the runs train on other machines: a Ray cluster's nodes)."""
-    if device:
-        run_device(cfg)  # a device torch does not see here, or bf16 where it has none
-    backend = QPABackend.from_config(cfg.backend, seed=cfg.training.seed) if cfg.reads_circuit else None
-    check_fits_model(cfg, loaded)
-    seed = cfg.training.seed
-    model = AdaptedModel(loaded.fresh_copy().model, cfg.adapter, cfg.generator, backend, seed=seed)
-    check_first_evaluation(model)
-    if not data:
-        return
-    texts = texts if texts is not None else load_texts(cfg, lambda m: None)
-    tokens = tokenize(loaded.tokenizer, texts["train"], cfg.task.train_tokens)
-    blocks(tokens, cfg.training.block_size)
-    check_splits(cfg, loaded, texts)
-
-
-def check_first_evaluation(model: AdaptedModel) -> None:
-    """The circuit evaluated once at its initial angles, its random state put back: what the
-    first step's evaluation would refuse (a noise scale that makes a probability invalid on the
-    chosen qubits, a qubit whose readout mitigation has nothing to correct, a device too narrow)
-    is refused before anything is written or trained. Not on IBM Quantum, where an evaluation is
-    a job to pay for: there the account, the device and the transpilation are checked."""
-    quantum = model.generator.quantum if model.cfg.generator_kind == "qpa" else None
-    if quantum is None or quantum.backend.runs_remotely:
-        return
-    backend = quantum.backend
-    state = backend.rng_state
-    try:
-        backend.probabilities(quantum.circuit, quantum.theta.detach().cpu().numpy())
-    finally:
-        backend.rng_state = state
-
-
-def check_splits(cfg: RunConfig, loaded: LoadedModel, texts: dict[str, str]) -> None:
-    """The valid and test splits have tokens to score (and lines, for padded-lines); the dev
-    split, where the run has one, at least one evaluation window."""
-    for split in ("valid", "test"):
-        if len(tokenize(loaded.tokenizer, texts[split], 2)) < 2:
-            raise InputError(f"the {split} split of {cfg.task.data} has fewer than 2 tokens to score")
-    if DEV in texts:
-        window = cfg.eval.eval_window
-        have = len(tokenize(loaded.tokenizer, texts[DEV], window))
-        if have < window:
-            raise InputError(
-                f"the dev split of {cfg.task.data} (--dev-share {cfg.task.dev_share:g}) has {have} tokens, "
-                f"fewer than one evaluation window of {window} (the minimum); give a larger --dev-share or "
-                "a shorter --eval-window"
-            )
-    if cfg.eval.eval_protocol == "padded-lines":
-        check_line_structure(texts["test"], f"the test split of {cfg.task.data}")
-        check_fits_model(cfg, loaded)
-
-
-def load_texts(cfg: RunConfig, log: Callable[[str], None]) -> dict[str, str]:
-    """The run's splits: WikiText-2 with its dev split held out (:func:`~qpa_qiskit.data.hold_out_dev`)."""
-    return hold_out_dev(load_wikitext(cfg.task.data, log=log), cfg.task.dev_share, log)
 
 
 class Run:
@@ -279,17 +100,16 @@ class Run:
         )
         self.loaded = loaded or load_model(cfg.task.model)
         check_fits_model(cfg, self.loaded, padded=padded)
-        _seed_everything(cfg.training.seed)
+        seed_everything(cfg.training.seed)
         self.model = AdaptedModel(
             self.loaded.model, cfg.adapter, cfg.generator, backend, seed=cfg.training.seed
         )
         self.model.place(self.device)  # initial values drawn on the CPU: the same on every device
         self.params = self.model.trainable_parameters()
         self.features = self._body_features()
-        self.optimizer = torch.optim.AdamW(
-            self._parameter_groups(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay
+        self.optimizer, self.scheduler = optimiser(
+            cfg.training, self.params, self.model.circuit_parameter_names()
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(cfg))
         self.step = 0
         self.saved_model = False  # a saved QPA model read as a run (Run.open), not a run folder
 
@@ -301,18 +121,6 @@ class Run:
         peft_model = self.model.peft_model
         return body_features(peft_model, self.model.adapter_tensor_names(), self.loaded.features,
                              self.loaded.identity, self.log, self.cfg.adapter.method)  # fmt: skip
-
-    def _parameter_groups(self) -> list[dict]:
-        """One group at --lr; with --circuit-lr the probability source's parameters (circuit
-        angles, softmax logits) in a second group at that rate (the schedule scales both)."""
-        circuit = set(self.model.circuit_parameter_names())
-        rate = self.cfg.training.circuit_lr
-        if rate is None or not circuit:
-            return [{"params": list(self.params.values())}]
-        return [
-            {"params": [p for n, p in self.params.items() if n not in circuit]},
-            {"params": [p for n, p in self.params.items() if n in circuit], "lr": rate},
-        ]
 
     # ------------------------------------------------------------------ create and open
     @classmethod
@@ -359,12 +167,13 @@ class Run:
     ) -> Run:
         """The run stored in `run_dir`, at its last checkpoint.
 
-        `overrides` (field name -> value) may change only :data:`RESUMABLE` settings (and
-        ``data`` when not training: a moved data folder); the same value as stored is
-        accepted for any field; an evaluation setting the run would not read is refused
-        (:func:`~qpa_qiskit.config.check_given`). With `for_training` the run holds the folder's lock,
-        removes the temporary files a killed process left and drops metric lines after the
-        checkpoint; otherwise nothing in the folder is changed.
+        `overrides` (field name -> value) may change only what a resumed run may change
+        (:func:`~qpa_qiskit.train.resume.resume_config`: the ``RESUMABLE`` settings, and
+        ``data`` when not training); the same value as stored is accepted for any field. With
+        `for_training` the run holds the folder's lock, removes the temporary files a killed
+        process left, drops metric lines after the checkpoint and records a new length or device
+        in ``config.json`` (:func:`~qpa_qiskit.train.resume.persisted`); otherwise nothing in the
+        folder is changed.
         """
         run_dir = Path(run_dir)
         saved = holds_saved_model(run_dir)
@@ -379,25 +188,7 @@ class Run:
             stored, trainable, model_rng, step = saved_model_as_run(run_dir)
         else:
             stored = cls.stored_config(run_dir)
-        cfg = stored
-        if overrides:
-            allowed = RESUMABLE if for_training else RESUMABLE | {"data"}
-            candidate = stored.replace(**overrides)  # also normalises the values (paths, 0 = all)
-            refused = {
-                k: v for k, v in stored.changes(candidate).items() if k not in allowed and k in overrides
-            }
-            if refused:
-                detail = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, (a, b) in refused.items())
-                raise InputError(
-                    f"{run_dir} was created with other settings ({detail}). A resumed run may change "
-                    f"only {', '.join(sorted(allowed))}; start a new run for other settings"
-                )
-            cfg = candidate
-            # an evaluation setting given that this run would not read (--padded-block of a windows
-            # run) is refused; the other overrides may be where it runs (device, torch_device: set
-            # by studies and export whatever the method), which every run reads
-            scoring = {k: v for k, v in overrides.items() if FIELD_SECTION.get(k) == "eval"}
-            check_given(scoring, [cfg.adapter.method], cfg)
+        cfg = resume_config(stored, overrides or {}, run_dir, "train" if for_training else "evaluate")
         run = cls(run_dir, cfg, loaded=loaded, texts=texts, log=log, hardware_options=hardware_options)
         if saved:
             run.saved_model = True
@@ -410,11 +201,7 @@ class Run:
             run.folder.load_checkpoint(run._restore)
         if for_training:
             run.folder.truncate_metrics(run.step)
-            # the run now trains to a new length, or on another device: its config.json says so,
-            # and a later plain --resume continues so (a GPU run resumed on a CPU stays there)
-            kept = {k: cfg.get(k) for k in PERSISTED if cfg.get(k) != stored.get(k)}
-            if kept.get("steps", run.step) < run.step:
-                kept.pop("steps")
+            kept = persisted(stored, cfg, run.step)  # a new length, another device: config.json says so
             if kept:
                 run.folder.save_config(stored.replace(**kept))
         return run
@@ -447,22 +234,12 @@ class Run:
         }
 
     def _rng_state(self) -> dict:
-        """Every random state the run draws from: torch's, numpy's, Python's, the model's (shots,
-        completion) and the device's own."""
-        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "model": self.model.rng_state, **_device_rng(self.device)}  # fmt: skip
+        """Every random state the run draws from (:func:`~.device.random_state`)."""
+        return random_state(self.model, self.device)
 
     def _set_rng_state(self, rng: dict) -> None:
-        """Put back what :meth:`_rng_state` took; a device's own state where the run is on a device
-        of that type (a run trained on a GPU resumes on a CPU without it)."""
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.model.rng_state = rng["model"]
-        if self.device.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        elif self.device.type == "mps" and "mps" in rng:
-            torch.mps.set_rng_state(rng["mps"])
+        """Put back what :meth:`_rng_state` took (:func:`~.device.set_random_state`)."""
+        set_random_state(self.model, self.device, rng)
 
     def save(self) -> None:
         self.folder.save_checkpoint(self._state())
@@ -677,97 +454,3 @@ class Run:
         if counterfactual is not None:
             result["probabilities"] = counterfactual
         return result
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    split: str = "test",
-    *,
-    overrides: dict[str, Any] | None = None,
-    loaded: LoadedModel | None = None,
-    texts: dict[str, str] | None = None,
-    counterfactual: str | None = None,
-    progress: bool = False,
-) -> dict:
-    """What ``qpa eval RUN`` reports: the perplexity of a run's adapter at its checkpoint,
-    read from the folder alone (studies call this too, so they report the same number), with
-    the trainable counts and the generator's diagnostics (how far its probability source moved;
-    with random labels, how far one label draw's weights are from the final ones; how different
-    the generated chunks are, ``chunk_spread``).
-    `counterfactual` (``qpa eval --probabilities``) scores the adapter generated from other
-    probabilities: uniform, permuted or fixed-random. `progress`: a bar of the windows scored."""
-    with Run.open(run_dir, overrides=overrides, for_training=False, loaded=loaded, texts=texts) as run:
-        run.require_checkpoint()
-        result = run.evaluate(split, counterfactual, progress=progress)
-        result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
-        generator = run.model.generator
-        if generator is not None:
-            diagnostics = run.model.diagnostics()
-            if run.cfg.generator.labels == "random" and run.cfg.adapter.generator_kind == "qpa":
-                diagnostics["label_spread"] = generator.label_spread()
-            with torch.no_grad():
-                diagnostics["chunk_spread"] = chunk_spread(generator.final_weights(), generator.chunk_size)
-            result["diagnostics"] = diagnostics
-        return result
-
-
-def evaluate(
-    model,
-    loaded: LoadedModel,
-    cfg: EvalConfig,
-    texts: dict[str, str],
-    split: str = "test",
-    precision="fp32",
-    probabilities: torch.Tensor | None = None,
-    *,
-    progress: bool = False,
-    features: BodyFeatures | None = None,
-) -> dict:
-    """Perplexity of `model` (a base model or an AdaptedModel) on a WikiText-2 split, on the
-    device the model is on; with ``eval_protocol="padded-lines"`` also the published padded
-    figure (``padded_lines_perplexity``). `probabilities` replaces what an AdaptedModel's
-    generator reads (a counterfactual). `progress`: a bar of the windows scored. `features`:
-    the frozen body's cached path for `model` (:mod:`qpa_qiskit.features`; the windows and
-    padded lines of a split are the same for every run of a study)."""
-    if split not in texts:
-        if split == DEV:
-            raise InputError(
-                "this run has no dev split: it was created before runs held one out (dev_share None). "
-                "Score --split valid or test, or train a new run"
-            )
-        raise InputError(f"split must be one of {', '.join(texts)}, got {split!r}")
-    if split == DEV:  # scored as training sees it: windows only, over dev_tokens
-        cfg = dataclasses.replace(cfg, eval_tokens=cfg.dev_tokens, eval_protocol="windows")
-    positions = model_positions(loaded)
-    if positions is not None and cfg.eval_window > positions:
-        raise InputError(
-            f"eval_window {cfg.eval_window} is longer than the model's {positions} positions; use "
-            f"--eval-window at most {positions}"
-        )
-    tokens = tokenize(loaded.tokenizer, texts[split], cfg.eval_tokens)
-    if tokens.numel() < 2:
-        raise InputError(f"the {split} split has fewer than 2 tokens to score")
-    if cfg.eval_protocol == "padded-lines":
-        check_line_structure(texts[split], f"the {split} split")
-    model.eval()
-    if isinstance(model, AdaptedModel):
-        model.materialize(probabilities)  # generated once, then plain peft forward passes
-        fn = model.peft_model
-    else:
-        fn = model
-    device = next(fn.parameters()).device
-    if features is not None:
-        fn = features  # called as the model is, from the body's stored hidden states
-    with autocast(device, precision):
-        # the cached path runs the head on the scored positions only; the full model as always
-        ppl, n, nll = perplexity(fn, tokens.to(device), cfg.eval_window, cfg.eval_stride, cfg.eval_batch,
-                                 progress=progress, scored_only=features is not None)  # fmt: skip
-        result = {"split": split, "perplexity": ppl, "tokens": n, "nll": nll}
-        if cfg.eval_protocol == "padded-lines":
-            rows = None if cfg.eval_tokens is None else max(1, cfg.eval_tokens // cfg.padded_block)
-            padded, n_rows, positions = padded_lines_perplexity(
-                fn, loaded.tokenizer, texts[split], cfg.padded_block, rows, cfg.eval_batch, device=device
-            )
-            result.update(padded_lines_perplexity=padded, padded_lines_rows=n_rows,
-                          padded_lines_positions=positions)  # fmt: skip
-    return result

@@ -52,7 +52,7 @@ def test_the_package_exports_on_first_use():
         "assert set(qpa_qiskit.__all__) <= set(dir(qpa_qiskit))"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["qpa_qiskit.backends.core", "qpa_qiskit.config"]
+    assert done.stdout.split() == ["qpa_qiskit.backends.core", "qpa_qiskit.train.run_config"]
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         qpa_qiskit.nothing  # noqa: B018
 

@@ -388,7 +388,7 @@ def test_the_eval_window_hint_names_its_option(corpus, tmp_path):
 
 # ------------------------------------------------------------------ run files that cannot be written
 def test_a_read_only_metrics_file_mid_run_is_a_clear_error(corpus, tmp_path, monkeypatch):
-    import qpa_qiskit.run_folder as run_folder
+    import qpa_qiskit.train.folder as run_folder
 
     with Run.create(tmp_path / "r", small(corpus, steps=4, save_every=1)) as run:
         run.train_step()
