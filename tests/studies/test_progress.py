@@ -31,7 +31,8 @@ def test_a_local_study_shows_each_run_s_step_bar_below_its_own(corpus, tmp_path,
     assert "shots (local)" in shown  # the study's line
     for run in ("exact", "c2-none"):  # each run's own bar: its name, steps, loss, s/step
         bars = [line for line in shown.split("\r") if line.startswith(f"{run}:") and "loss=" in line]
-        assert bars and "/3 [" in bars[-1] and "step/s" in bars[-1]
+        # tqdm shows the rate as step/s, or as s/step once a step takes over a second (a busy machine)
+        assert bars and "/3 [" in bars[-1] and ("step/s" in bars[-1] or "s/step" in bars[-1])
 
 
 def test_no_step_bar_off_a_terminal_or_when_quiet(corpus, tmp_path, capsys):
