@@ -1,13 +1,15 @@
 """The import graph of the qpa_qiskit package, read from the source with :mod:`ast`.
 
     python tests/importgraph.py
+    python tests/importgraph.py --layers
 
 prints (1) the cycles among qpa_qiskit modules in the module-level import graph, (2) the
 cycles there would be if the imports inside functions were at module level (the cycles such
 imports dodge), and (3) every import inside a function, with the comment that gives its
 reason (on its line or the line above; the statements that follow it without a comment of
 their own share it). ``tests/test_import_graph.py`` holds the package to
-no cycle and to a short allow-list of function-level imports of its own modules.
+no cycle and to a short allow-list of function-level imports of its own modules. With
+``--layers`` it prints the layer table docs/architecture.md shows, drawn from the code.
 
 Module level means what runs when the module is imported: the module body, including class
 bodies and ``if``/``try`` blocks, but not ``if TYPE_CHECKING:`` blocks (type checkers read
@@ -21,6 +23,7 @@ imports a sibling), nor is :func:`importlib.import_module` (the lazy loading of 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +31,13 @@ from pathlib import Path
 
 PACKAGE = "qpa_qiskit"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+ARCHITECTURE = ROOT.parent / "docs" / "architecture.md"
+# the block of docs/architecture.md that layer_table() writes, between these two lines
+DRAWN_BEGIN = (
+    "<!-- drawn from the code by `python tests/importgraph.py --layers`; "
+    "tests/test_import_graph.py checks it -->"
+)
+DRAWN_END = "<!-- end of the drawn block -->"
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,58 @@ def function_imports(found: list[Import], *, internal: bool | None = None) -> li
     return [i for i in found if i.function is not None and (internal is None or i.internal == internal)]
 
 
+def layer_rows(text: str | None = None) -> list[tuple[int, str, str]]:
+    """The layer table of docs/architecture.md: (number, name, cell of paths) per row."""
+    text = ARCHITECTURE.read_text(encoding="utf-8") if text is None else text
+    rows = re.findall(r"^\| (\d+)\. ([^|]+)\| (.+) \|$", text, flags=re.M)
+    return [(int(n), name.strip(), cell) for n, name, cell in rows]
+
+
+def documented_layers(root: Path = ROOT) -> dict[str, int]:
+    """qpa_qiskit's modules -> their layer in docs/architecture.md's table (``| 1. name | `a.py`,
+    `pkg/` ... |``); a path in the table stands for its module, a folder for its package and
+    every module under it, the most specific entry winning."""
+    entries: dict[str, int] = {}
+    for layer, _, cell in layer_rows():
+        for path in re.findall(r"`([\w/]+(?:\.py|/))`", cell):
+            stem = path.removesuffix(".py").removesuffix("/").replace("/", ".")
+            entries[f"{PACKAGE}.{stem}"] = layer
+    layers: dict[str, int] = {}
+    for module in modules(root):
+        prefixes = [e for e in entries if module == e or module.startswith(e + ".")]
+        if prefixes:
+            layers[module] = entries[max(prefixes, key=len)]
+    return layers
+
+
+def layer_table(root: Path = ROOT) -> str:
+    """The layers as the code has them: per layer of docs/architecture.md, its modules, their
+    lines, and the layers its module-level imports reach (with how many imports), read from the
+    source; the markdown between DRAWN_BEGIN and DRAWN_END in that file."""
+    layers, names = documented_layers(root), {n: name for n, name, _ in layer_rows()}
+    files = modules(root)
+    reach: dict[int, dict[int, int]] = {n: {} for n in names}
+    for i in all_imports(root):
+        if i.internal and i.function is None and i.module in layers and i.target in layers:
+            src, dst = layers[i.module], layers[i.target]
+            if dst != src:
+                reach[src][dst] = reach[src].get(dst, 0) + 1
+    lines = [
+        "| layer | modules | lines | its imports reach (layer: imports) |",
+        "|---|---|---|---|",
+    ]
+    for n, name in sorted(names.items()):
+        members = sorted(m for m, layer in layers.items() if layer == n)
+        count = sum(len(files[m].read_text(encoding="utf-8").splitlines()) for m in members)
+        below = ", ".join(f"{d}: {k}" for d, k in sorted(reach[n].items(), reverse=True)) or "-"
+        lines.append(f"| {n}. {name} | {len(members)} | {count:,} | {below} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--layers"]:
+        print(layer_table())
+        return 0
     found = all_imports()
     for title, functions in (("module-level", False), ("with function-level imports", True)):
         comps = cycles(graph(found, functions=functions))

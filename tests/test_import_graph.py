@@ -7,10 +7,22 @@ never a cycle), and only with a comment that says so; so is an import of another
 inside a function (a heavy or optional one, imported where it is used).
 """
 
+import ast
 import re
-from pathlib import Path
 
-from importgraph import all_imports, cycles, function_imports, graph, modules
+from importgraph import (
+    ARCHITECTURE,
+    DRAWN_BEGIN,
+    DRAWN_END,
+    all_imports,
+    cycles,
+    documented_layers,
+    function_imports,
+    graph,
+    layer_rows,
+    layer_table,
+    modules,
+)
 
 # importer (a module, or a package ending in ".") or (importer, imported) -> why its
 # functions may import qpa_qiskit modules
@@ -91,27 +103,8 @@ def test_the_reader_finds_a_cycle_and_a_dodged_one(tmp_path):
     ]
 
 
-def documented_layers() -> dict[str, int]:
-    """qpa_qiskit's modules -> their layer in docs/architecture.md's table (``| 1. name | `a.py`,
-    `pkg/` ... |``); a path in the table stands for its module, a folder for its package and
-    every module under it, the most specific entry winning."""
-    text = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| (\d+)\. [^|]+\| (.+) \|$", text, flags=re.M)
-    assert len(rows) >= 5, "docs/architecture.md has no layer table"
-    entries: dict[str, int] = {}
-    for layer, cell in rows:
-        for path in re.findall(r"`([\w/]+(?:\.py|/))`", cell):
-            stem = path.removesuffix(".py").removesuffix("/").replace("/", ".")
-            entries["qpa_qiskit." + stem] = int(layer)
-    layers: dict[str, int] = {}
-    for module in modules():
-        prefixes = [e for e in entries if module == e or module.startswith(e + ".")]
-        if prefixes:
-            layers[module] = entries[max(prefixes, key=len)]
-    return layers
-
-
 def test_every_module_is_in_a_documented_layer():
+    assert len(layer_rows()) >= 5, "docs/architecture.md has no layer table"
     layers = documented_layers()
     missing = sorted(m for m in modules() if m not in layers and m != "qpa_qiskit")
     assert missing == [], f"modules with no layer in docs/architecture.md: {missing}"
@@ -129,6 +122,28 @@ def test_module_level_imports_point_only_down_the_documented_layers():
         and layers[i.target] > layers[i.module]
     )
     assert upward == []
+
+
+def test_the_drawn_layer_table_is_the_code_s():
+    """docs/architecture.md's block drawn from the code is what the code gives now."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    assert DRAWN_BEGIN in text and DRAWN_END in text
+    drawn = text.split(DRAWN_BEGIN, 1)[1].split(DRAWN_END, 1)[0].strip()
+    assert drawn == layer_table(), "redraw it: python tests/importgraph.py --layers"
+
+
+def test_every_module_has_a_row_in_the_layout():
+    """Each module of the package is described in docs/architecture.md's Layout: a row of its
+    own (`a/b.py`) or of its package (`a/`)."""
+    layout = ARCHITECTURE.read_text(encoding="utf-8").split("## The layering rule")[0]
+    rows = set(re.findall(r"^\| `qpa_qiskit/([^`]*)`", layout, flags=re.M))
+    missing = []
+    for module in modules():
+        path = module.removeprefix("qpa_qiskit").lstrip(".").replace(".", "/")
+        in_package = any(path.startswith(r) for r in rows if r.endswith("/"))
+        if path and not ({f"{path}.py", f"{path}/"} & rows or in_package):
+            missing.append(module)
+    assert missing == [], f"modules with no row in docs/architecture.md's Layout: {missing}"
 
 
 # the old homes of modules that moved into the run wing (qpa_qiskit/train/): re-exports for old imports
@@ -154,3 +169,18 @@ def test_the_run_configuration_imports_no_heavy_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_no_module_over_600_lines_and_no_function_over_80():
+    """The sizes docs/architecture.md promises: a module that grows past 600 lines holds more
+    than one concept, a function past 80 more than one step."""
+    long_modules, long_functions = [], []
+    for module, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 600:
+            long_modules.append(module)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 80:
+                    long_functions.append(f"{module}.{node.name}")
+    assert long_modules == [] and long_functions == []
