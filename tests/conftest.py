@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import offline  # noqa: F401  (first: the offline environment, before torch and transformers)
@@ -7,6 +8,38 @@ import torch
 from scipy import stats
 
 from qpa_qiskit.train import Run
+
+# ---------------------------------------------------------------- running in parallel (pytest-xdist)
+# pyproject's addopts run the suite on `-n auto` workers, one per CPU; `-n 0` runs it in this
+# process alone (docs/testing.md). The hooks are optional: without xdist (`-p no:xdist`) they
+# are never called.
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cpus or 1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per CPU this process may run on, at most 8 (each worker holds torch,
+    Qiskit and Aer: 1 to 2 GB). xdist's own count is psutil's physical cores, 1 on a virtual
+    machine whose 2 CPUs are one core's 2 threads. PYTEST_XDIST_AUTO_NUM_WORKERS, where set,
+    still decides (xdist's hook reads it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return min(8, usable_cpus())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs):
+    """The CPUs shared out among the workers: OMP_NUM_THREADS (torch's, Aer's and OpenBLAS's
+    threads) at CPUs // workers, 1 on 2 CPUs and 2 workers, in the environment the workers
+    and the processes the tests start inherit. Two workers of torch's default 2 threads each
+    on 2 CPUs ran a third slower (docs/testing.md). A value already set is kept."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // max(1, len(specs)))))
+
 
 SENTENCE = "the cat sat on the mat . the dog sat on the log . "
 

@@ -38,6 +38,7 @@ def train(out: Path, per_device: int, kind: str, processes: int = 1) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # 2 ranks on 2 CPUs: one launch at a time (docs/testing.md)
 def test_two_processes_train_what_one_trains_at_the_same_global_batch(tmp_path):
     ranks = train(tmp_path / "ddp", 2, "exact", processes=2)
     assert ranks["world_size"] == 2
@@ -49,6 +50,7 @@ def test_two_processes_train_what_one_trains_at_the_same_global_batch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # 2 ranks on 2 CPUs: one launch at a time (docs/testing.md)
 def test_shots_without_a_shared_seed_are_drawn_alike_on_every_rank(tmp_path):
     ranks = train(tmp_path / "ddp", 2, "unseeded-shots", processes=2)
     first, second = ranks["states"]

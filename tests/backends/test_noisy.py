@@ -1,5 +1,7 @@
 """The PTM engine against independent Aer density-matrix runs of the same ISA circuit."""
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import assert_sampled_from
@@ -14,8 +16,11 @@ from qpa_qiskit.noise import describe_noise
 from qpa_qiskit.simulator import PTMProgram, apply_readout
 
 
+@functools.cache
 def device_noise(device: str):
-    """The device's Aer noise model, built here (not the cached one the backend uses)."""
+    """The device's Aer noise model, built here (not the cached one the backend uses), once per
+    device and process: seconds each (Torino's about 4 s), and only read (Aer copies a model
+    before it adds to it)."""
     return NoiseModel.from_backend(fake_device(device))
 
 

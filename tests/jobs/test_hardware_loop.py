@@ -142,6 +142,7 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hardware-loop")  # on one worker: `reference` (a whole `qpa train`) built once
 @pytest.mark.parametrize(
     "point, nth",
     [

@@ -400,6 +400,7 @@ def test_params_chooses_on_family_grids_by_default():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # a local Ray of 2 CPUs: one at a time (docs/testing.md)
 def test_a_selection_on_ray_gives_the_same_choice_and_results_as_local(corpus, tmp_path):
     ray = pytest.importorskip("ray")
     from qpa_qiskit.studies.executors import LocalExecutor, RayExecutor

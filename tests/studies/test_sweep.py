@@ -147,6 +147,7 @@ def test_executor_options_are_checked(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # a local Ray of 2 CPUs: one at a time (docs/testing.md)
 def test_ray_gives_the_same_results_as_local(corpus, tmp_path):
     ray = pytest.importorskip("ray")
     kwargs = dict(shots_factors=(2,), modes=("gi",), seeds=(0, 1))
@@ -164,6 +165,7 @@ def test_ray_gives_the_same_results_as_local(corpus, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # a local Ray of 2 CPUs: one at a time (docs/testing.md)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device here")
 def test_ray_runs_share_a_gpu_and_use_it(corpus, tmp_path):
     ray = pytest.importorskip("ray")
