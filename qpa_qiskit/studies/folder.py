@@ -54,8 +54,12 @@ GITIGNORE_TEXT = f"""\
 *.{BROKEN}-*
 *.{STALE}
 *.{STALE}-*
-# Checkpoints are committed even where another ignore file leaves out *.pt.
+# What resumes the study is committed even where another ignore file leaves out its kind
+# (*.pt, *.jsonl, ...): checkpoints, records, metrics, job stores' arrays.
 !checkpoint.pt
+!*.json
+!*.jsonl
+!*.npz
 """
 SHOWN_DIFFERENCES = 8  # fields named in a refusal; the rest counted
 

@@ -193,15 +193,15 @@ def _checked(run_dir: Path, stored: dict | None, log: Callable[[str], None]) -> 
         if step == stored.get("step"):
             return stored
         why = f"holds step {step}, not the step {stored.get('step')} its result was scored at"
-    steps = steps_done(run_dir)
-    if stored is None and (step is not None or not steps):
+    steps, present = steps_done(run_dir), (run_dir / CHECKPOINT).exists()
+    if stored is None and (step is not None or not (present or steps)):
         return None  # continued from its checkpoint, or started: it recorded no step yet
     if stored is None:
         problem = f"it has trained {steps} steps, and its checkpoint {why}"
     else:
         problem = f"its test split is to be scored from its checkpoint, which {why}"
     kept = [set_aside(run_dir / RESULT, STALE)] if stored is not None else []
-    if (run_dir / CHECKPOINT).exists():
+    if present:
         kept.append(set_aside(run_dir / CHECKPOINT, BROKEN))
     aside = f"; kept aside as {', '.join(p.name for p in kept)}" if kept else ""
     log(f"{run_dir}: {problem}{aside}; only this run trains again, from its start")

@@ -89,6 +89,7 @@ def test_a_committed_study_resumes_in_a_fresh_clone_training_nothing_twice(studi
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("*.pt\n*.jsonl\n")  # as many repositories have: weights, logs
     monkeypatch.chdir(repo)
     with monkeypatch.context() as patch:  # run, stopped with Ctrl-C part-way
         stop_at(patch, STOPPED_RUN, 2)
@@ -102,6 +103,7 @@ def test_a_committed_study_resumes_in_a_fresh_clone_training_nothing_twice(studi
     assert not git(repo, "status", "--porcelain", "studies/cmp")  # ...and all of it ignored
     assert "studies/cmp/.gitignore" in committed and "studies/cmp/study.json" in committed
     assert f"studies/cmp/{STOPPED_RUN}/checkpoint.pt" in committed  # the run in flight
+    assert f"studies/cmp/{STOPPED_RUN}/metrics.jsonl" in committed  # whatever the repository ignores
     hidden = [p for p in committed if "/." in p and p != "studies/cmp/.gitignore"]  # locks, temporary files
     assert not hidden and not [p for p in committed if "/features/" in p]
     assert (out / "features").is_dir() and (out / STOPPED_RUN / ".lock").exists()  # there, not committed
@@ -109,7 +111,7 @@ def test_a_committed_study_resumes_in_a_fresh_clone_training_nothing_twice(studi
     metrics = {name: (out / name / "metrics.jsonl").read_text() for name in [*FINISHED, STOPPED_RUN]}
 
     clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(repo, "clone", "-q", ".", "../clone")  # as docs/studies.md shows it
     monkeypatch.chdir(clone)
     steps = trained_steps(monkeypatch)
     capsys.readouterr()
