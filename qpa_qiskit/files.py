@@ -113,6 +113,20 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     return removed
 
 
+def set_aside(path: Path, suffix: str) -> Path:
+    """Rename `path` to ``<name>.<suffix>`` beside it (``<name>.<suffix>-2``, ... where that is
+    taken), never over another file: a file that cannot be used is kept, not deleted. Returns
+    the new path."""
+    target = path.with_name(f"{path.name}.{suffix}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{suffix}-{n}")
+    os.replace(path, target)
+    fsync_dir(path.parent)
+    return target
+
+
 def read_json(path: Path, what: str, hint: str) -> Any:
     """The JSON content of `path`; any OS or JSON error becomes a
     :class:`~qpa_qiskit.errors.StateError` that names the file, `what` it is, and `hint`."""

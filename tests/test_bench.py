@@ -1,5 +1,7 @@
 """The benchmark script runs and prints its table (tiny sizes; the figures are not checked)."""
 
+import re
+
 import pytest
 
 from qpa_qiskit import bench
@@ -101,6 +103,25 @@ def test_train_benchmark_of_its_default_methods_on_the_tiny_model_with_the_optio
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| lora", "| qpa-lora"]
 
 
+def test_eval_benchmark_puts_the_feature_cache_beside_the_full_model(capsys, corpus):
+    """Each prefix on the four paths, with the load beside each, the same perplexity on every
+    path (to float rounding) and the whole split extrapolated (tiny model: the seconds are not
+    checked)."""
+    bench.main(["eval", "--model", "tiny-gpt2", "--data", str(corpus), "--prefixes", "100", "300",
+                "--block-size", "32"])  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    paths = ["full model (baseline)", "cache cold", "cache warm, memory", "cache warm, disk"]
+    assert [(r[0], r[1]) for r in rows] == [(f"| {n}", p) for n in (100, 300) for p in paths]
+    for prefix in (rows[:4], rows[4:]):
+        assert [float(r[5]) for r in prefix] == pytest.approx([float(prefix[0][5])] * 4, rel=1e-5)
+        assert all(re.fullmatch(r"[\d.]+ / [\d.]+ \|", r[6]) for r in prefix)  # the load, before / after
+    assert "the whole split is 2,000 tokens" in out  # conftest's test split, tokenised
+    whole = out.split("The whole test split")[1].splitlines()
+    whole = [line.split(" | ") for line in whole if line.startswith("| ")]
+    assert [r[0] for r in whole[1:]] == [f"| {p}" for p in paths] and all(float(r[1]) >= 0 for r in whole[1:])
+
+
 TINY = {
     "qnn": ["--qubits", "2", "--backends", "statevector", "--modes", "exact", "--no-baseline"],
     "primitives": ["--qubits", "2", "--backends", "statevector", "--qnns", "estimator"],
@@ -126,7 +147,7 @@ def test_a_count_below_one_is_refused_by_the_parser(capsys, corpus, bench_name, 
     assert err == f"python -m qpa_qiskit.bench {bench_name}: error: {accepted}"
 
 
-def test_the_command_lists_the_three_benchmarks_without_importing_them():
+def test_the_command_lists_the_four_benchmarks_without_importing_them():
     """``python -m qpa_qiskit.bench --help`` answers at once: no benchmark module, torch or qiskit."""
     import subprocess
     import sys
@@ -136,13 +157,13 @@ def test_the_command_lists_the_three_benchmarks_without_importing_them():
     )
     assert (
         done.stdout.startswith("usage: python -m qpa_qiskit.bench")
-        and "{qnn,primitives,train}" in done.stdout
+        and "{qnn,primitives,train,eval}" in done.stdout
     )
     code = (
         "import runpy, sys\nsys.argv = ['bench', '--help']\ntry:\n"
         "    runpy.run_module('qpa_qiskit.bench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "print([m for m in ('torch', 'qiskit', 'qpa_qiskit.bench.qnn', 'qpa_qiskit.bench.primitives',"
-        " 'qpa_qiskit.bench.train') if m in sys.modules])"
+        " 'qpa_qiskit.bench.train', 'qpa_qiskit.bench.eval') if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -163,4 +184,4 @@ def test_every_documented_benchmark_command_parses():
             words = shlex.split(" ".join(span.split()).split("python -m qpa_qiskit.bench", 1)[1])
             args = build_parser().parse_args(words)
             found.append((page.name, args.bench))
-    assert len(found) >= 10 and {bench for _, bench in found} == {"qnn", "primitives", "train"}, found
+    assert len(found) >= 11 and {bench for _, bench in found} == {"qnn", "primitives", "train", "eval"}, found

@@ -64,6 +64,39 @@ def test_the_stored_features_are_what_the_run_reads(tmp_path, corpus):
         assert run.evaluate()["perplexity"] != pytest.approx(first, rel=1e-3)
 
 
+def windows(n: int, window: int, stride: int) -> int:
+    """How many windows scoring n tokens takes (the spans of qpa_qiskit.data.perplexity)."""
+    count, begin = 0, 0
+    while True:
+        count += 1
+        if begin + window >= n:
+            return count
+        begin += stride
+
+
+def test_the_whole_test_split_is_scored_from_the_stored_features(tmp_path, corpus):
+    """eval_tokens 0 (the whole split, a study's final figure) on an lm_head run: each window's
+    body pass is looked up in the store (computed once), then read back; the perplexity is the
+    full model's to float rounding."""
+    loaded = load_model("tiny-gpt2")
+    cfg = tiny_config(corpus, method="lora", steps=1, eval_tokens=0)
+    store = loaded.features
+    with Run.create(tmp_path / "on", cfg, loaded=loaded.fresh_copy()) as run:
+        run.train(progress=False)
+        looked_up = store.hits + store.misses
+        first = run.evaluate()
+        n = windows(first["tokens"] + 1, cfg.eval.eval_window, cfg.eval.eval_stride)
+        assert store.hits + store.misses - looked_up == n  # every window, from the store
+        misses = store.misses
+        assert run.evaluate() == first and store.misses == misses  # all read back
+    with Run.create(tmp_path / "off", cfg.replace(feature_cache=False)) as run:
+        run.train(progress=False)
+        full = run.evaluate()
+    whole = len(loaded.tokenizer((corpus / "test.txt").read_text())["input_ids"])
+    assert first["tokens"] == full["tokens"] == whole - 1  # the whole split: every token but the first
+    assert first["perplexity"] == pytest.approx(full["perplexity"], rel=1e-6)
+
+
 @pytest.mark.parametrize(("method", "extra"), [("ffa", {}), ("prefix", {"prefix_tokens": 4})])
 def test_methods_that_adapt_the_body_run_it_and_say_so(tmp_path, corpus, method, extra):
     said = []

@@ -1,4 +1,4 @@
-"""The benchmarks' command line, ``python -m qpa_qiskit.bench qnn|primitives|train``: the
+"""The benchmarks' command line, ``python -m qpa_qiskit.bench qnn|primitives|train|eval``: the
 options of each and the dispatch. A benchmark's module (torch, qiskit, the training stack) is
 imported only when it runs, so ``--help`` and a refused option answer at once."""
 
@@ -32,6 +32,13 @@ def _run_train(args: argparse.Namespace) -> None:
     from .train import bench_train
 
     bench_train(args)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    # lazy: the benchmark's implementation (torch, the training stack), imported only when it runs
+    from .eval import bench_eval
+
+    bench_eval(args)
 
 
 def _add_qnn(sub) -> None:
@@ -98,6 +105,19 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_run_train)
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="scoring the test split: the full model against the feature cache")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--data", default="hub", help="'hub' or a WikiText-2 folder")
+    p.add_argument("--method", default="lora", help="an lm_head method (the cache applies to those)")
+    p.add_argument(
+        "--prefixes", type=integer(2), nargs="+", default=[16_384, 65_536], help="test tokens scored, each"
+    )
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--device", default="auto", help="the run's --device (auto: a CUDA device if any)")
+    p.set_defaults(func=_run_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m qpa_qiskit.bench``: one subcommand per benchmark."""
     parser = argparse.ArgumentParser(prog=PROG)
@@ -105,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qnn(sub)
     _add_primitives(sub)
     _add_train(sub)
+    _add_eval(sub)
     return parser
 
 

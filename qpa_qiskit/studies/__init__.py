@@ -11,6 +11,9 @@
   figures and learning curves, the base model's perplexity, aggregation over seeds.
 * :mod:`.runner`: trials as run folders under the study folder, resumed after any stop, each
   trial carrying its extra measures; :func:`~.runner.run_study`.
+* :mod:`.folder`: the study folder on disk: ``study.json`` (its definition and the code's
+  results version, a resume refused naming each field that differs) and its ``.gitignore``
+  (what a commit of the folder leaves out).
 * :mod:`.selection`: learning rates chosen per setting on the dev split (its logic, no runs).
 * :mod:`.executors`: where the trials run (``LocalExecutor``, ``RayExecutor``).
 * :mod:`.curves`, :mod:`.cost`: the learning curves of any study; its QPU cost (``--dry-run``).

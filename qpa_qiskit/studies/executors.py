@@ -63,7 +63,8 @@ class LocalExecutor:
             progress.started()
             try:
                 loaded, texts = bases.get(trial.config)
-                run_trial(study_dir, trial, loaded=loaded, texts=texts, progress=progress.enabled)
+                run_trial(study_dir, trial, loaded=loaded, texts=texts, progress=progress.enabled,
+                          log=progress.log)  # fmt: skip
                 progress.finished(True)
             except Exception as exc:
                 failures[trial.name] = record_failure(study_dir, trial, exc)

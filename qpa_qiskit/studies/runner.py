@@ -5,7 +5,12 @@ coordinates) and an aggregation of their results. Every trial is an ordinary run
 under the study folder, and its result is written last, as ``<run>/result.json``, so:
 
 * re-running a study skips finished trials, resumes a killed trial from its checkpoint and
-  starts the rest; nothing finished is trained twice;
+  starts the rest; nothing finished is trained twice. A run whose checkpoint is missing or
+  unreadable is named, what cannot be used is set aside (renamed), and only that run trains
+  again, from its start;
+* a selection run (``Trial.final`` False) scores its dev split only; the selection run that
+  becomes a final run (the same folder) is scored on the test split then, from its
+  checkpoint, and its ``result.json`` replaced whole;
 * results are read back from the run folders, so a study is never lost with a process, and
   the same grid gives the same ``results.json`` however it was executed or interrupted;
 * a trial that fails is reported with its error (and ``<run>/error.txt`` where its folder
@@ -38,16 +43,30 @@ import torch
 from .. import train  # train.X, looked up when called: the tests replace train.check_config
 from ..data import DEV
 from ..errors import BusyError, InputError, QPAError, StateError, TrialsFailed
-from ..files import atomic_write, exclusive, json_bytes, read_json
+from ..files import atomic_write, exclusive, json_bytes, set_aside
 from ..models import load_model
+from ..train.folder import CHECKPOINT, CONFIG, RunFolder
 from ..train.resume import PLACEMENT, resume_config
 from ..train.run_config import RunConfig
+from .folder import (
+    BROKEN,
+    FEATURES,
+    STALE,
+    STUDY,  # noqa: F401  (its old home: `from .runner import STUDY` keeps working)
+    STUDY_LOCK,
+    prepare_folder,
+)
 
 RESULT = "result.json"
 ERROR = "error.txt"
-STUDY = "study.json"
-STUDY_LOCK = ".study.lock"
-FEATURES = "features"  # the frozen body's hidden states, shared by the study's runs (qpa_qiskit.features)
+# the order of a result's keys, as result.json has always had them (measures follow)
+RESULT_KEYS = ("name", "axes", "perplexity", "tokens", "dev_perplexity", "curve", "step", "counts",
+               "seconds_per_step", "diverged", "diverged_lr", "diagnostics",
+               "padded_lines_perplexity")  # fmt: skip
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -60,17 +79,34 @@ class Trial:
     # extra measurements, computed on the run opened read-only at its checkpoint after its
     # perplexity: fn(run, **options) -> dict of numbers, each with its options
     measures: dict[Callable[..., dict[str, Any]], dict[str, Any]] = field(default_factory=dict)
+    # its figures are reported: its test split is scored and its measures taken. False: a
+    # selection run, which scores its dev split only (what the selection chooses on) until the
+    # selection makes it a final run (the same folder), scored then from its checkpoint
+    final: bool = True
 
 
-def read_result(study_dir: Path, trial: Trial) -> dict | None:
-    """The recorded result of a finished trial, or None."""
-    path = Path(study_dir) / trial.name / RESULT
+def stored_result(run_dir: Path) -> dict | None:
+    """The result a run folder records (a selection run's: without its test split), or None."""
+    path = Path(run_dir) / RESULT
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None  # written atomically, so only a hand-edited file gets here: run it again
+    return result if isinstance(result, dict) else None
+
+
+def scored(result: dict, trial: Trial) -> bool:
+    """`result` holds what `trial` reports: its dev split, and for a final trial its test split
+    (``perplexity``, None where it diverged)."""
+    return not trial.final or "perplexity" in result
+
+
+def read_result(study_dir: Path, trial: Trial) -> dict | None:
+    """The recorded result of a finished trial (a final trial's with its test split), or None."""
+    result = stored_result(Path(study_dir) / trial.name)
+    return result if result is not None and scored(result, trial) else None
 
 
 def _median_seconds(run_dir: Path) -> float | None:
@@ -104,59 +140,33 @@ def run_trial(
     texts=None,
     threads: int | None = None,
     progress: bool = False,
+    log: Callable[[str], None] = _stderr,
 ):
-    """Train (or resume) one trial and evaluate it; returns its result (also written to
-    ``<run>/result.json``, last). A finished trial is read back, not trained again.
-    `progress`: the run's step bar and its evaluation's bar, below the study's bar."""
-
+    """Train (or resume) one trial and score it; returns its result (also written to
+    ``<run>/result.json``, last). A finished trial is read back, not trained again; a selection
+    run that has become a final run is scored on the test split from its checkpoint, not trained
+    again, and a run whose checkpoint is missing or unreadable trains again from its start
+    (:func:`_checked`). `progress`: the run's step bar and its evaluation's bar, below the
+    study's bar. `log` hears what is set aside and why."""
     study_dir = Path(study_dir)
-    done = read_result(study_dir, trial)
-    if done is not None:
-        return done
+    run_dir = study_dir / trial.name
+    stored = stored_result(run_dir)
+    if stored is not None and scored(stored, trial):
+        return stored
     if threads:
         torch.set_num_threads(threads)
-    run_dir = study_dir / trial.name
     if trial.config.training.feature_cache:
         if loaded is None:  # a trial of its own (a Ray task): loaded once, its copies share the features
             loaded = load_model(trial.config.task.model)
-        loaded.features.use_folder(study_dir / FEATURES, log=lambda message: print(message, file=sys.stderr))
+        loaded.features.use_folder(study_dir / FEATURES, log=log)
     copy = (lambda: loaded.fresh_copy()) if loaded is not None else (lambda: None)
     placement = {name: trial.config.get(name) for name in PLACEMENT}
-    with _start_or_resume(run_dir, trial.config, placement, copy, texts) as run:
-        run.train(progress=progress, desc=trial.name, nested=True)
-    evaluation = train.evaluate_run(
-        run_dir, overrides=placement, loaded=copy(), texts=texts, progress=progress
-    )
-    dev = None
-    if trial.config.task.dev_share is not None:  # what a study selects on (never the test split)
-        dev = train.evaluate_run(run_dir, DEV, overrides=placement, loaded=copy(), texts=texts)["perplexity"]
-    test = evaluation["perplexity"]
-    diverged = not math.isfinite(test) or (dev is not None and not math.isfinite(dev))
-    result = {
-        "name": trial.name,
-        "axes": trial.axes,
-        # a run whose loss went to infinity or NaN: recorded (strict JSON has no such numbers),
-        # never averaged; a selection ranks it last
-        "perplexity": None if not math.isfinite(test) else test,
-        "tokens": evaluation["tokens"],
-        "dev_perplexity": None if dev is None or not math.isfinite(dev) else dev,
-        "curve": learning_curve(run_dir),
-        "step": evaluation["step"],
-        "counts": evaluation["counts"],
-        "seconds_per_step": _median_seconds(run_dir),
-    }
-    if diverged:
-        result["diverged"] = True
-        result["diverged_lr"] = trial.config.training.lr
-    for key in ("diagnostics", "padded_lines_perplexity"):
-        if key in evaluation:
-            result[key] = evaluation[key]
-    if trial.measures:
-        with train.Run.open(
-            run_dir, overrides=placement, for_training=False, loaded=copy(), texts=texts
-        ) as opened:
-            for fn, options in trial.measures.items():
-                result.update(fn(opened, **options))
+    stored = _checked(run_dir, stored, log)
+    if stored is None:  # trained here, or continued from its checkpoint
+        with _start_or_resume(run_dir, trial.config, placement, copy, texts) as run:
+            run.train(progress=progress, desc=trial.name, nested=True)
+    with train.Run.open(run_dir, overrides=placement, for_training=False, loaded=copy(), texts=texts) as run:
+        result = _scored(run, trial, stored, progress)
     data = json_bytes(result, f"the result of {trial.name}", indent=2)
     try:
         (run_dir / ERROR).unlink(missing_ok=True)
@@ -167,6 +177,78 @@ def run_trial(
             "checkpoint intact. Fix the permissions or free some space, then run the study again: it "
             "evaluates the run without training it again"
         ) from None
+    return result
+
+
+def _checked(run_dir: Path, stored: dict | None, log: Callable[[str], None]) -> dict | None:
+    """`stored` (a selection run's result) where the run's checkpoint holds the step it was
+    scored at, so its test split can be scored from it; else None: the run trains, continued
+    from its checkpoint, or from its start where the checkpoint is missing or unreadable (a
+    killed write, a clone that lost it). Then `log` names it, and what cannot be used is set
+    aside (renamed, never deleted): the checkpoint, and the result it was to be scored with."""
+    if not (run_dir / CONFIG).exists():
+        return None  # a new run
+    step, why = RunFolder.checkpoint_step(run_dir)
+    if stored is not None and step is not None:
+        if step == stored.get("step"):
+            return stored
+        why = f"holds step {step}, not the step {stored.get('step')} its result was scored at"
+    steps, present = steps_done(run_dir), (run_dir / CHECKPOINT).exists()
+    if stored is None and (step is not None or not (present or steps)):
+        return None  # continued from its checkpoint, or started: it recorded no step yet
+    if stored is None:
+        problem = f"it has trained {steps} steps, and its checkpoint {why}"
+    else:
+        problem = f"its test split is to be scored from its checkpoint, which {why}"
+    kept = [set_aside(run_dir / RESULT, STALE)] if stored is not None else []
+    if present:
+        kept.append(set_aside(run_dir / CHECKPOINT, BROKEN))
+    aside = f"; kept aside as {', '.join(p.name for p in kept)}" if kept else ""
+    log(f"{run_dir}: {problem}{aside}; only this run trains again, from its start")
+    return None
+
+
+def _scored(run, trial: Trial, stored: dict | None, progress: bool) -> dict:
+    """The trial's result from its run, opened once at its checkpoint: what its training left
+    and its dev split (what a selection chooses on), unless `stored` holds them; for a final
+    trial its test split, diagnostics and measures too. Each is scored from the random state
+    the run was opened in: what opening the run afresh for each would give."""
+    run.require_checkpoint()
+    opened = run.random_state()
+    result = dict(stored) if stored is not None else _trained(run, trial)
+    if trial.final:
+        run.set_random_state(opened)
+        evaluation = train.evaluate_opened(run, progress=progress)
+        test = evaluation["perplexity"]
+        # a run whose loss went to infinity or NaN: recorded (strict JSON has no such numbers),
+        # never averaged; a selection ranks it last
+        result.update(perplexity=test if math.isfinite(test) else None, tokens=evaluation["tokens"])
+        result.update(
+            {k: v for k, v in evaluation.items() if k in ("diagnostics", "padded_lines_perplexity")}
+        )
+        if not math.isfinite(test):
+            result.update(diverged=True, diverged_lr=trial.config.training.lr)
+        run.set_random_state(opened)
+        for fn, options in trial.measures.items():
+            result.update(fn(run, **options))
+    return {**{k: result[k] for k in RESULT_KEYS if k in result}, **result}
+
+
+def _trained(run, trial: Trial) -> dict:
+    """What a trained run records before its test split: its dev split's perplexity (where it
+    has one: what a study selects on, never the test split), curve, step, counts, step time."""
+    dev = run.evaluate(DEV)["perplexity"] if trial.config.task.dev_share is not None else None
+    result = {
+        "name": trial.name,
+        "axes": trial.axes,
+        "dev_perplexity": None if dev is None or not math.isfinite(dev) else dev,
+        "curve": learning_curve(run.dir),
+        "step": run.step,
+        "counts": run.model.counts(),
+        "seconds_per_step": _median_seconds(run.dir),
+    }
+    if dev is not None and not math.isfinite(dev):
+        result.update(diverged=True, diverged_lr=trial.config.training.lr)
     return result
 
 
@@ -342,44 +424,6 @@ def _clock(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------- the runner
-def _identity(definition: dict) -> dict:
-    """A study's definition less where its runs train (:data:`PLACEMENT`)."""
-    config = definition.get("config")
-    if not isinstance(config, dict):
-        return definition
-    kept = {
-        section: {k: v for k, v in values.items() if k not in PLACEMENT}
-        if isinstance(values, dict)
-        else values
-        for section, values in config.items()
-    }
-    return {**definition, "config": kept}
-
-
-def prepare_folder(out: Path, kind: str, definition: dict, write: bool = True) -> None:
-    """A new study folder, or the folder of the same study (resumed; on another device too).
-    Anything else is refused. With `write` False only checked (nothing is written)."""
-    marker = out / STUDY
-    wanted = {"study": kind, **definition}
-    if marker.exists():
-        hint = "restore it (it records the study's settings) or choose a new --out folder"
-        stored = read_json(marker, "the study record", hint)
-        if not isinstance(stored, dict):
-            raise StateError(f"the study record {marker} is not a mapping of settings; {hint}")
-        stored, wanted = _identity(stored), _identity(wanted)
-        if stored != wanted:
-            differ = sorted(k for k in {*stored, *wanted} if stored.get(k) != wanted.get(k))
-            raise InputError(
-                f"{out} holds another study (different {', '.join(differ)}); give the same settings "
-                "to resume it, or choose a new --out folder"
-            )
-        return
-    if out.exists() and (not out.is_dir() or any(p.name != STUDY_LOCK for p in out.iterdir())):
-        raise InputError(f"{out} exists and holds no study; choose a new --out folder")
-    if write:
-        atomic_write(marker, json.dumps(wanted, indent=2, sort_keys=True).encode())
-
-
 class Executor(Protocol):
     """Where a study's trials run (:mod:`.executors`): `prepare` before the folder is made
     (given the base models the grid check loaded, which it may reuse), `run` the unfinished
@@ -428,7 +472,7 @@ def run_study(
             f"another process is running the study in {out} right now; wait for it to finish (or stop "
             "it), then run the same command again: finished runs are kept",
         ):
-            prepare_folder(out, kind, definition)
+            prepare_folder(out, kind, definition, log=log)
             return _run_locked(out, kind, trials, executor, log, progress)
     finally:
         executor.release()
@@ -438,6 +482,9 @@ def _run_locked(out: Path, kind: str, trials: list[Trial], executor: Executor, l
     todo = [t for t in trials if read_result(out, t) is None]
     if len(todo) < len(trials):
         log(f"{out}: {len(trials) - len(todo)} of {len(trials)} runs already finished; running the rest")
+    if to_score := sum(stored_result(out / t.name) is not None for t in todo):
+        log(f"{out}: {to_score} trained selection run(s) become final runs: their test split is scored from "
+            "their checkpoints, without training them again")  # fmt: skip
     bar = Progress(len(trials), len(trials) - len(todo), f"{kind} ({executor.name})", enabled=progress)
     start = time.monotonic()
     try:

@@ -209,9 +209,13 @@ class Selection:
         return setting.trials[:1] if self.select_on == "first" else setting.trials
 
     def trials(self) -> list[Trial]:
-        """Every setting at every candidate, at the selection seeds."""
+        """Every setting at every candidate, at the selection seeds: selection runs, which score
+        their dev split only (the final runs among them are scored on test once chosen)."""
         return [
-            s.trial(t, lr, clr) for s in self.settings for lr, clr in s.candidates() for t in self.seeds_of(s)
+            replace(s.trial(t, lr, clr), final=False)
+            for s in self.settings
+            for lr, clr in s.candidates()
+            for t in self.seeds_of(s)
         ]
 
     def choose(self, results: Iterable[dict]) -> dict[str, Choice]:

@@ -8,8 +8,8 @@ downward (docs/architecture.md):
   :mod:`.checks`, :mod:`.scoring` (:func:`evaluate`), :mod:`.hardware`, :mod:`.cost`,
   :mod:`.budget`;
 * the run: :mod:`.trainer` (:class:`Run`);
-* on a run: :mod:`.evaluation` (:func:`evaluate_run`, ``qpa eval``), :mod:`.export` (``qpa
-  export``; the function is ``qpa_qiskit.export``).
+* on a run: :mod:`.evaluation` (:func:`evaluate_run`, ``qpa eval``; :func:`evaluate_opened`, on a
+  run already open), :mod:`.export` (``qpa export``; the function is ``qpa_qiskit.export``).
 
 The names are imported on first use (PEP 562 ``__getattr__``): ``from qpa_qiskit.train import
 Run`` works as before, importing the package imports no torch, and a caller that looks up
@@ -28,5 +28,5 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".device": "autocast run_device",
     ".scoring": "evaluate",
     ".trainer": "Run",
-    ".evaluation": "evaluate_run",
+    ".evaluation": "evaluate_opened evaluate_run",
 })  # fmt: skip

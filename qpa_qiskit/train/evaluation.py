@@ -35,15 +35,22 @@ def evaluate_run(
     `counterfactual` (``qpa eval --probabilities``) scores the adapter generated from other
     probabilities: uniform, permuted or fixed-random. `progress`: a bar of the windows scored."""
     with Run.open(run_dir, overrides=overrides, for_training=False, loaded=loaded, texts=texts) as run:
-        run.require_checkpoint()
-        result = run.evaluate(split, counterfactual, progress=progress)
-        result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
-        generator = run.model.generator
-        if generator is not None:
-            diagnostics = run.model.diagnostics()
-            if run.cfg.generator.labels == "random" and run.cfg.adapter.generator_kind == "qpa":
-                diagnostics["label_spread"] = generator.label_spread()
-            with torch.no_grad():
-                diagnostics["chunk_spread"] = chunk_spread(generator.final_weights(), generator.chunk_size)
-            result["diagnostics"] = diagnostics
-        return result
+        return evaluate_opened(run, split, counterfactual, progress=progress)
+
+
+def evaluate_opened(run: Run, split: str = "test", counterfactual: str | None = None, *,
+                    progress: bool = False) -> dict:  # fmt: skip
+    """What :func:`evaluate_run` reports, of a run already open at its checkpoint (a study
+    scores its dev split, its test split and its measures on one opened run)."""
+    run.require_checkpoint()
+    result = run.evaluate(split, counterfactual, progress=progress)
+    result.update(method=run.cfg.adapter.method, step=run.step, counts=run.model.counts())
+    generator = run.model.generator
+    if generator is not None:
+        diagnostics = run.model.diagnostics()
+        if run.cfg.generator.labels == "random" and run.cfg.adapter.generator_kind == "qpa":
+            diagnostics["label_spread"] = generator.label_spread()
+        with torch.no_grad():
+            diagnostics["chunk_spread"] = chunk_spread(generator.final_weights(), generator.chunk_size)
+        result["diagnostics"] = diagnostics
+    return result

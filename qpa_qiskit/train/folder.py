@@ -165,6 +165,22 @@ class RunFolder:
         except Exception as exc:
             raise StateError(f"cannot read the checkpoint {path} ({type(exc).__name__}); {hint}") from None
 
+    @staticmethod
+    def checkpoint_step(run_dir: Path) -> tuple[int | None, str]:
+        """(the step `run_dir`'s checkpoint holds, "") where it reads, else (None, why not: it
+        is missing, or what reading it failed on): what a study checks before it continues a run
+        or scores it from its checkpoint (a killed write, a copy or clone that lost the file)."""
+        path = Path(run_dir) / CHECKPOINT
+        if not path.exists():
+            return None, "is missing"
+        try:
+            state = torch.load(path, weights_only=False, map_location="cpu")
+            if not isinstance(state["trainable"], dict):
+                raise TypeError("no trainable tensors")
+            return int(state["step"]), ""
+        except Exception as exc:  # truncated, empty, not a torch file, not a checkpoint
+            return None, f"cannot be read ({type(exc).__name__})"
+
     def truncate_metrics(self, step: int) -> None:
         """Drop metric lines of steps after `step` (the tail of a killed run)."""
         metrics = self.dir / METRICS

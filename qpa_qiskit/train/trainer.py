@@ -241,6 +241,16 @@ class Run:
         """Put back what :meth:`_rng_state` took (:func:`~.device.set_random_state`)."""
         set_random_state(self.model, self.device, rng)
 
+    def random_state(self) -> dict:
+        """Every random state the run draws from, to put back with :meth:`set_random_state`:
+        scoring a run opened once several times, each from the state it was opened in, gives
+        what opening it afresh for each would (a study scores dev, test and measures so)."""
+        return self._rng_state()
+
+    def set_random_state(self, state: dict) -> None:
+        """Put back what :meth:`random_state` took."""
+        self._set_rng_state(state)
+
     def save(self) -> None:
         self.folder.save_checkpoint(self._state())
 

@@ -3,6 +3,7 @@ mean over seeds), the files, the trials it adds, and a tiny study end to end."""
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from conftest import tiny_cli_args, tiny_config
@@ -154,7 +155,9 @@ def test_the_lowest_dev_perplexity_wins_and_the_final_runs_reuse_its_run():
     assert [t.name for t in final] == ["lora-s0-lr0.003", "lora-s1-lr0.003", "qpa-lora-s0-lr0.003",
                                        "qpa-lora-s1-lr0.003"]  # fmt: skip
     chosen = {t.name: t for t in selection.trials()}["lora-s0-lr0.003"]
-    assert final[0] == chosen  # the same name and configuration: its result is read back
+    # the same name and configuration: its result is read back; a selection run scores dev only,
+    # the final run it becomes its test split too
+    assert final[0] == replace(chosen, final=True) and not chosen.final
     assert final[1].config.training.seed == 1 and final[1].config.training.lr == 3e-3
 
 
@@ -530,8 +533,12 @@ def test_ctrl_c_in_a_study_with_a_selection_says_what_is_kept_and_its_command_re
     after = stamps(out)
     assert after["lora-lr0.001"] == before["lora-lr0.001"] and len(after) == 2
     assert main(["compare", *args, "--out", str(tmp_path / "straight")]) == 0
+    final = {t["name"] for t in json.loads((out / "results.json").read_text())["trials"]}
     for name in after:
         resumed = json.loads((out / name / RESULT).read_text())
         straight = json.loads((tmp_path / "straight" / name / RESULT).read_text())
         assert resumed["dev_perplexity"] == straight["dev_perplexity"]
-        assert resumed["perplexity"] == straight["perplexity"]
+        # every figure (the chosen run's test split too; the other one, a selection run, has none)
+        resumed.pop("seconds_per_step"), straight.pop("seconds_per_step")  # the machine's, not the run's
+        assert resumed == straight
+        assert ("perplexity" in resumed) == (name in final) and len(final) == 1
