@@ -24,34 +24,14 @@ from .jobs import add_recovery_options
 from .parsing import Parser, summary
 
 
-def _without(cls: type, exclude: tuple[str, ...]) -> type:
-    """The section dataclass `cls` less the fields in `exclude` (a command that sets them
-    itself, like the method of ``qpa compare``, offers no option for them)."""
-    fields = [(f.name, f.type, f) for f in dataclasses.fields(cls) if f.name not in exclude]
-    if len(fields) == len(dataclasses.fields(cls)):
-        return cls
-    reduced = dataclasses.make_dataclass(cls.__name__, fields)
-    reduced.__module__ = cls.__module__  # its string annotations resolve where cls's do
-    reduced._argument_group_name = cls._argument_group_name
-    return reduced
-
-
 def config_options(*, exclude: tuple[str, ...] = (), sections: tuple[str, ...] | None = None):
     """A parent parser with one option per run-configuration field (of `sections`, less
     `exclude`), spelled ``--field-name`` (``--field_name`` is accepted too, not shown); its
     options record that they were given (:class:`.parsing.Parser`)."""
-    # lazy: transformers (seconds), only when a model is loaded
-    from transformers import HfArgumentParser
+    # lazy: this command's implementation (transformers), imported only when it runs
+    from ..train.options import option_parser
 
-    # lazy: this command's implementation (torch, qiskit), imported only when it runs
-    from ..train.run_config import SECTIONS
-
-    class ConfigOptions(HfArgumentParser, Parser):
-        """HfArgumentParser's options from the dataclasses, made by Parser's recording actions
-        (HfArgumentParser adds them after ``super().__init__``, which registers those)."""
-
-    chosen = [_without(c, exclude) for name, c in SECTIONS.items() if sections is None or name in sections]
-    return ConfigOptions(chosen, add_help=False)
+    return option_parser(Parser, exclude=exclude, sections=sections)
 
 
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:

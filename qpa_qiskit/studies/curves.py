@@ -43,6 +43,12 @@ def flattening(points: list) -> float | None:
     return (before - last) / before
 
 
+def stretch_reading(points: list) -> str:
+    """The last stretch of a curve read: ``+1.4% (still moving)``, ``+0.3% (flat)``; ``-`` for one point."""
+    fall = flattening(points)
+    return "-" if fall is None else f"{fall:+.1%} ({'flat' if abs(fall) < FLAT else 'still moving'})"
+
+
 def curves_table(curves: dict[str, list]) -> str:
     steps = sorted({s for points in curves.values() for s, _, _ in points})
     lines = [
@@ -54,9 +60,8 @@ def curves_table(curves: dict[str, list]) -> str:
     ]
     for name, points in curves.items():
         at = {s: p for s, p, _ in points}
-        fall = flattening(points)
-        reading = "-" if fall is None else f"{fall:+.1%} ({'flat' if abs(fall) < FLAT else 'still moving'})"
-        cells = [name, str(points[0][2]), *(f"{at[s]:.3f}" if s in at else "-" for s in steps), reading]
+        cells = [name, str(points[0][2]), *(f"{at[s]:.3f}" if s in at else "-" for s in steps),
+                 stretch_reading(points)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -80,6 +80,6 @@ def run_pipeline(
         results = selection.annotate(results, choices)
     results, failures = without_diverged(results, failures)
     summary = spec.report(cfg, out, results, failures, log)
-    write_curves(out, results, log)
+    write_curves(out, results, log, spec.curve_label)
     raise_if_failed(out, failures, total, summary)
     return summary

@@ -22,7 +22,7 @@ from ..errors import InputError, StateError
 from ..files import atomic_write, json_bytes, read_json
 from ..train import evaluate, run_device
 from ..train.run_config import RunConfig
-from .curves import curves_table, draw_curves, mean_curves
+from .curves import curves_table, draw_curves, mean_curves, setting_label
 from .runner import BaseModels
 from .selection import CHOSEN_FIELDS, rate_text
 
@@ -120,10 +120,11 @@ def figure(size: tuple[float, float]):
     return Figure(figsize=size)
 
 
-def write_curves(out: Path, results: list[dict], log: Callable[[str], None]) -> bool:
+def write_curves(out: Path, results: list[dict], log: Callable[[str], None],
+                 label: Callable[[dict], str] = setting_label) -> bool:  # fmt: skip
     """``curves.md`` and ``curves.png`` in the study folder where its runs logged learning
-    curves (``--eval-every``); False where none did."""
-    curves = mean_curves(results)
+    curves (``--eval-every``), each setting named by `label` (of its axes); False where none did."""
+    curves = mean_curves(results, label)
     if not curves:
         return False
     write_file(out, "curves.md", curves_table(curves) + "\n")

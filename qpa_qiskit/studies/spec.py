@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from .. import validate
 from ..errors import InputError
 from ..train.run_config import RunConfig, check_given
+from .curves import setting_label
 from .pipeline import run_pipeline
 from .runner import Executor, Failure, Trial
 from .selection import FAMILY, NONE, SELECT_ON, Selection, check_rates, plan, rate_or_word, rate_text
@@ -222,6 +223,10 @@ class StudySpec:
     def definition(self, cfg: RunConfig) -> dict:
         """What identifies the study (``study.json``): the same definition resumes its folder."""
         raise NotImplementedError
+
+    def curve_label(self, axes: dict) -> str:
+        """A setting's name in ``curves.md`` and ``curves.png``, from its trials' `axes`."""
+        return setting_label(axes)
 
     def report(
         self,

@@ -58,6 +58,7 @@ __all__ = [  # the sections beside their code, re-exported: the composition's pa
     "TaskConfig",
     "TrainingConfig",
     "check_given",
+    "check_names",
 ]
 
 SECTIONS: dict[str, type] = {
@@ -178,6 +179,14 @@ def _section_of() -> dict[str, str]:
 
 
 FIELD_SECTION: dict[str, str] = _section_of()
+
+
+def check_names(names) -> None:
+    """Refuse names that are no field of the configuration, with the accepted ones."""
+    unknown = sorted(set(names) - set(FIELD_SECTION))
+    if unknown:
+        raise InputError(f"unknown setting(s) {unknown}; accepted: {', '.join(sorted(FIELD_SECTION))}")
+
 
 # config.json files written before the backend had its own section hold its fields under
 # "generator": (section read, section the field is in now) that from_dict still accepts
@@ -304,9 +313,7 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with fields changed by name; every changed section is checked again. A
         ``preset`` among the changes brings its settings, under the other changes given."""
-        unknown = sorted(set(changes) - set(FIELD_SECTION))
-        if unknown:
-            raise InputError(f"unknown setting(s) {unknown}; accepted: {', '.join(sorted(FIELD_SECTION))}")
+        check_names(changes)
         preset = changes.get("preset")
         if preset is not None:
             validate.one_of(preset, "preset", PRESETS)
