@@ -122,6 +122,24 @@ def test_eval_benchmark_puts_the_feature_cache_beside_the_full_model(capsys, cor
     assert [r[0] for r in whole[1:]] == [f"| {p}" for p in paths] and all(float(r[1]) >= 0 for r in whole[1:])
 
 
+def test_precision_benchmark_puts_bf16_beside_fp32(capsys, corpus):
+    """Both precisions' step and scoring times with their ratio to fp32, each run's perplexities
+    (bf16 near fp32's: the same run to bf16's rounding), and a profile of one step of each (tiny
+    model: the seconds are not checked)."""
+    bench.main(["precision", "--model", "tiny-gpt2", "--data", str(corpus), "--targets", "c_attn",
+                "--steps", "2", "--warmup", "1", "--block-size", "32", "--eval-tokens", "200",
+                "--eval-repeats", "1", "--profile-rows", "3"])  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| fp32", "| bf16"))]
+    assert [r[0] for r in rows] == ["| fp32", "| bf16"] and rows[0][2] == "1.00x" and rows[0][4] == "1.00x"
+    dev, test = ([float(r[i].strip(" |")) for r in rows] for i in (5, 6))
+    assert dev[1] == pytest.approx(dev[0], rel=0.05) and test[1] == pytest.approx(test[0], rel=0.05)
+    assert dev[0] != dev[1]  # bf16 autocast ran: not the fp32 figures to the bit
+    assert "on c_attn" in out and out.count("Where one ") == 2
+    profile = out.split("Where one bf16 step")[1].splitlines()
+    assert len([line for line in profile if line.startswith("| ") and "%" in line]) == 3
+
+
 TINY = {
     "qnn": ["--qubits", "2", "--backends", "statevector", "--modes", "exact", "--no-baseline"],
     "primitives": ["--qubits", "2", "--backends", "statevector", "--qnns", "estimator"],
@@ -147,7 +165,7 @@ def test_a_count_below_one_is_refused_by_the_parser(capsys, corpus, bench_name, 
     assert err == f"python -m qpa_qiskit.bench {bench_name}: error: {accepted}"
 
 
-def test_the_command_lists_the_four_benchmarks_without_importing_them():
+def test_the_command_lists_the_benchmarks_without_importing_them():
     """``python -m qpa_qiskit.bench --help`` answers at once: no benchmark module, torch or qiskit."""
     import subprocess
     import sys
@@ -157,13 +175,14 @@ def test_the_command_lists_the_four_benchmarks_without_importing_them():
     )
     assert (
         done.stdout.startswith("usage: python -m qpa_qiskit.bench")
-        and "{qnn,primitives,train,eval}" in done.stdout
+        and "{qnn,primitives,train,eval,precision}" in done.stdout
     )
     code = (
         "import runpy, sys\nsys.argv = ['bench', '--help']\ntry:\n"
         "    runpy.run_module('qpa_qiskit.bench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "print([m for m in ('torch', 'qiskit', 'qpa_qiskit.bench.qnn', 'qpa_qiskit.bench.primitives',"
-        " 'qpa_qiskit.bench.train', 'qpa_qiskit.bench.eval') if m in sys.modules])"
+        " 'qpa_qiskit.bench.train', 'qpa_qiskit.bench.eval', 'qpa_qiskit.bench.precision')"
+        " if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -184,4 +203,5 @@ def test_every_documented_benchmark_command_parses():
             words = shlex.split(" ".join(span.split()).split("python -m qpa_qiskit.bench", 1)[1])
             args = build_parser().parse_args(words)
             found.append((page.name, args.bench))
-    assert len(found) >= 11 and {bench for _, bench in found} == {"qnn", "primitives", "train", "eval"}, found
+    benches = {"qnn", "primitives", "train", "eval", "precision"}
+    assert len(found) >= 12 and {bench for _, bench in found} == benches, found

@@ -1,5 +1,6 @@
 """The benchmarks, one module per benchmark, run as ``python -m qpa_qiskit.bench qnn``,
-``... bench primitives``, ``... bench train`` and ``... bench eval`` (docs/benchmarks.md):
+``... bench primitives``, ``... bench train``, ``... bench eval`` and ``... bench precision``
+(docs/benchmarks.md):
 
 * :mod:`.command`: the command line, ``main``; it imports a benchmark's module only when that
   benchmark runs, so ``--help`` is fast;
@@ -9,7 +10,9 @@
 * :mod:`.primitives`: a QNN training step on our V2 primitives against Aer's;
 * :mod:`.train`: the training-step time of each method, the feature cache off and on;
 * :mod:`.eval`: what scoring the test split costs a run, the full model against the feature
-  cache (cold, warm), extrapolated to the whole split.
+  cache (cold, warm), extrapolated to the whole split;
+* :mod:`.precision`: bf16 autocast against fp32, a training step and an evaluation, with a
+  profile of each step.
 
 The names below are imported on first use (PEP 562 ``__getattr__``): importing the package
 (as ``python -m qpa_qiskit.bench --help`` does) imports no torch or qiskit.
@@ -23,6 +26,7 @@ __getattr__, __dir__, __all__ = lazy_exports(globals(), {
     ".cells": "QML require_qml",
     ".command": "main",
     ".eval": "bench_eval",
+    ".precision": "bench_precision",
     ".primitives": "bench_primitives",
     ".qnn": "bench_qnn memory_bandwidth",
     ".train": "bench_train",

@@ -1,5 +1,5 @@
-"""The benchmarks' command line, ``python -m qpa_qiskit.bench qnn|primitives|train|eval``: the
-options of each and the dispatch. A benchmark's module (torch, qiskit, the training stack) is
+"""The benchmarks' command line, ``python -m qpa_qiskit.bench qnn|primitives|train|eval|precision``:
+the options of each and the dispatch. A benchmark's module (torch, qiskit, the training stack) is
 imported only when it runs, so ``--help`` and a refused option answer at once."""
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def _run_eval(args: argparse.Namespace) -> None:
     from .eval import bench_eval
 
     bench_eval(args)
+
+
+def _run_precision(args: argparse.Namespace) -> None:
+    # lazy: the benchmark's implementation (torch, the training stack), imported only when it runs
+    from .precision import bench_precision
+
+    bench_precision(args)
 
 
 def _add_qnn(sub) -> None:
@@ -118,6 +125,24 @@ def _add_eval(sub) -> None:
     p.set_defaults(func=_run_eval)
 
 
+def _add_precision(sub) -> None:
+    p = sub.add_parser("precision", help="bf16 autocast against fp32: a training step and an evaluation")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--data", default="hub", help="'hub' or a WikiText-2 folder")
+    p.add_argument("--method", default="lora")
+    p.add_argument("--targets", nargs="+", default=["q_proj", "v_proj"], help="the adapted modules")
+    p.add_argument("--rank", type=integer(1), default=1)
+    p.add_argument("--steps", type=integer(1), default=20, help="timed steps after the warm-up, >= 1")
+    p.add_argument("--warmup", type=integer(0), default=2, help="steps before the timed ones")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--eval-tokens", type=integer(2), default=4096, help="test tokens each scoring reads")
+    p.add_argument("--eval-repeats", type=integer(0), default=3, help="scorings of the test prefix, each")
+    p.add_argument("--profile-rows", type=integer(1), default=10, help="operators shown per profile")
+    p.add_argument("--device", default="auto", help="the runs' --device (auto: a CUDA device if any)")
+    p.set_defaults(func=_run_precision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m qpa_qiskit.bench``: one subcommand per benchmark."""
     parser = argparse.ArgumentParser(prog=PROG)
@@ -126,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_primitives(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_precision(sub)
     return parser
 
 

@@ -102,6 +102,10 @@ class CompareStudy(StudySpec):
                     "the paired differences compare them on the same tokens); give "
                     f"--{name.replace('_', '-')} to qpa compare"
                 )
+        reasons["precision"] = (
+            "every run of a comparison computes in the same precision (bf16 rounds otherwise than fp32, "
+            "so a difference would be partly the precision's); give --precision to qpa compare"
+        )
         for name in PLACEMENT:
             reasons[name] = (
                 f"where the runs train is the study's, and may change when it resumes; give "

@@ -106,6 +106,7 @@ AB = "lora:rank=1:targets=a,b"
          f"eval_tokens {STUDY_SETS}the runs of a comparison share their model, data and scoring"),
         (["lora:data=x"], {}, "give --data to qpa compare"),
         (["lora:device=cpu"], {}, "where the runs train is the study's"),
+        (["lora:precision=bf16"], {}, f"precision {STUDY_SETS}every run of a comparison computes in"),
         # RunConfig's own refusals, naming the entry
         (["lora:preset=paper"], {}, "entry 'lora:preset=paper': preset 'paper' sets the qpa-* generator"),
         (["qpa-lora:probabilities=uniform:shots_factor=2"], {},
