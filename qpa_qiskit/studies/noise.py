@@ -52,6 +52,7 @@ from .spec import (
     noise_scale,
     option,
     shot_factor_or_exact,
+    with_rates,
 )
 
 # every noise switch on: what a statevector run records (it has no noise to switch)
@@ -177,6 +178,18 @@ class NoiseStudy(StudySpec):
         rcfg = cfg.for_method("lora", rank=self.lora_rank, backend="statevector", noise_scale=1.0,
                               **ideal_settings(cfg), seed=seed)  # fmt: skip
         return Trial(name, rcfg, {"method": "lora", "seed": seed})
+
+    def curve_label(self, axes: dict) -> str:
+        """As the table names a setting: ``LoRA r=4 (classical)``, ``ideal RY c=20``, ``brisbane RY
+        s=3 m3 exact``, the chunk size too where the study has several."""
+        if axes["method"] == "lora":
+            return with_rates(f"LoRA r={self.lora_rank} (classical)", axes)
+        parts = [axes["label"], DESCRIBE["rotation"](axes["rotation"])]
+        parts += [] if axes["label"] == "ideal" else [DESCRIBE["noise_scale"](axes["noise_scale"])]
+        parts += [] if axes.get("mitigation", "none") == "none" else [axes["mitigation"]]
+        parts += [DESCRIBE["shots_factor"](axes["shots_factor"])]
+        parts += [DESCRIBE["chunk_size"](axes["chunk_size"])] if len(self.chunk_sizes or ()) > 1 else []
+        return with_rates(" ".join(parts), axes)
 
     def definition(self, cfg: RunConfig) -> dict:
         return {

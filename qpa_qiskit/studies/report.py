@@ -26,7 +26,7 @@ from ..files import atomic_write, json_bytes, read_json
 from ..intervals import PairedDifference
 from ..train import evaluate, run_device
 from ..train.run_config import RunConfig
-from .curves import curves_table, draw_curves, mean_curves, setting_label
+from .curves import MARKERS, curves_table, draw_curves, mean_curves, setting_label
 from .runner import BaseModels
 from .selection import CHOSEN_FIELDS, rate_text
 
@@ -122,9 +122,6 @@ def figure(size: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)
-
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
 def _offsets(xs: list[float], count: int, log: bool) -> float:

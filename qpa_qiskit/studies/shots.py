@@ -38,6 +38,7 @@ from .spec import (
     margin_option,
     option,
     positive_float,
+    with_rates,
 )
 
 
@@ -100,6 +101,11 @@ class ShotsStudy(StudySpec):
                 axes = {"shots_factor": c, "completion": mode, "seed": seed}
                 trials.append(Trial(name, rcfg, axes, {completion_tvd: {"samples": self.tvd_samples}}))
         return trials
+
+    def curve_label(self, axes: dict) -> str:
+        """As the tables name a setting: ``c=1 gi``, ``exact probabilities``."""
+        c = axes["shots_factor"]
+        return with_rates("exact probabilities" if c is None else f"c={c:g} {axes['completion']}", axes)
 
     def definition(self, cfg: RunConfig) -> dict:
         return {"config": cfg.to_dict(), "shots_factors": list(self.shots_factors), "modes": list(self.modes),
