@@ -443,8 +443,10 @@ def plot_ablation(tables: dict, margin: float | None, path: Path) -> None:
         ax.set_xlabel("test perplexity minus the trained circuit's (95% interval)")
         ax.set_title(f"regime {regime}")
         ax.invert_yaxis()
-    fig.suptitle(
-        "What the circuit's output adds: controls (blue), test-time probabilities (red), LoRA (green)"
-    )
+    drawn = (("controls (blue)", tables["rows"]), ("test-time probabilities (red)", tables["counterfactual"]),
+             ("LoRA (green)", tables["lora"]))  # fmt: skip
+    title = "What the circuit's output adds: " + ", ".join(name for name, found in drawn if found)
+    # one panel is narrower than the title: on two lines it is read whole, not cut at both ends
+    fig.suptitle(title if len(regimes) > 1 else title.replace(": ", ":\n", 1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

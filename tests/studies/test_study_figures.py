@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from qpa_qiskit.intervals import PairedDifference
-from qpa_qiskit.studies import noise, report, shots
+from qpa_qiskit.studies import ablation, noise, report, shots
 
 MARGIN = 0.1
 
@@ -23,6 +23,7 @@ def drawn(monkeypatch):
 
     monkeypatch.setattr(noise, "figure", keep)
     monkeypatch.setattr(shots, "figure", keep)
+    monkeypatch.setattr(ablation, "figure", keep)
     return figures
 
 
@@ -171,3 +172,18 @@ def test_draw_differences_keeps_series_apart_on_a_log_axis(tmp_path):
     xs = sorted(x for x, _, _ in intervals(ax))
     assert len(set(xs)) == 4 and xs[0] < 1.0 < xs[1] < xs[2] < 2.0 < xs[3] and ax.get_xscale() == "log"
     fig.savefig(Path(tmp_path) / "f.png")
+
+
+@pytest.mark.parametrize("regimes", [["paper"], ["fixed:mlp", "random:linear"]])
+def test_the_ablation_figure_s_title_fits_its_width(regimes, drawn, tmp_path):
+    """With one regime the panel is narrower than the title: it was cut at both ends."""
+    diff = PairedDifference.of([0.01, 0.02, -0.01]).to_dict()
+    tables = {"rows": [{"regime": r, "control": "frozen", "vs_circuit": diff} for r in regimes],
+              "counterfactual": [], "lora": []}  # fmt: skip
+    ablation.plot_ablation(tables, MARGIN, tmp_path / "ablation.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = drawn[-1]
+    title = fig._suptitle.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    assert 0 <= title.x0 and title.x1 <= fig.bbox.width
+    assert "LoRA" not in fig._suptitle.get_text()  # the title names only what is drawn
