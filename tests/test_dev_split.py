@@ -191,5 +191,6 @@ def test_a_study_with_curves_writes_them(corpus, tmp_path):
         cfg, tmp_path / "study", log=lambda m: None
     )
     table = (tmp_path / "study" / "curves.md").read_text()
-    assert "| method=lora targets=['lm_head'] size=1 | 2 |" in table and "step 3 | step 6" in table
+    # each setting named as the study's table names it (issue 38), not by its raw axes
+    assert "| lora r=1 on lm_head | 2 |" in table and "step 3 | step 6" in table
     assert (tmp_path / "study" / "curves.png").stat().st_size > 0

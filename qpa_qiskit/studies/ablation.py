@@ -37,7 +37,7 @@ from ..intervals import LEGEND, PairedDifference
 from ..train.run_config import RunConfig
 from .report import chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Failure, Trial
-from .spec import StudySpec, check_seeds, config_without, grid_values, option
+from .spec import StudySpec, check_seeds, config_without, grid_values, option, with_rates
 
 PAPER = "paper"
 LOWRANK = "lowrank"
@@ -176,6 +176,11 @@ class AblationStudy(StudySpec):
     def trials(self, cfg: RunConfig) -> list[Trial]:
         return ablation_trials(cfg, self.regimes, self.controls, self.lora_ranks, self.counterfactuals,
                                self.seeds)  # fmt: skip
+
+    def curve_label(self, axes: dict) -> str:
+        """The regime and control as the tables name them (``paper: softmax``; LoRA ``lora-r4``)."""
+        control = axes["control"]
+        return with_rates(control if axes.get("regime") is None else f"{axes['regime']}: {control}", axes)
 
     def definition(self, cfg: RunConfig) -> dict:
         return {
@@ -438,8 +443,10 @@ def plot_ablation(tables: dict, margin: float | None, path: Path) -> None:
         ax.set_xlabel("test perplexity minus the trained circuit's (95% interval)")
         ax.set_title(f"regime {regime}")
         ax.invert_yaxis()
-    fig.suptitle(
-        "What the circuit's output adds: controls (blue), test-time probabilities (red), LoRA (green)"
-    )
+    drawn = (("controls (blue)", tables["rows"]), ("test-time probabilities (red)", tables["counterfactual"]),
+             ("LoRA (green)", tables["lora"]))  # fmt: skip
+    title = "What the circuit's output adds: " + ", ".join(name for name, found in drawn if found)
+    # one panel is narrower than the title: on two lines it is read whole, not cut at both ends
+    fig.suptitle(title if len(regimes) > 1 else title.replace(": ", ":\n", 1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

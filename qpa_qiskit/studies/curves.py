@@ -14,6 +14,8 @@ from collections.abc import Callable
 # A curve whose dev perplexity fell by less than this share over its last scored stretch is
 # read as flat (stated before any study ran: 1% of perplexity over the last K steps).
 FLAT = 0.01
+# a figure's series apart by marker as well as colour (ten of each)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
 def setting_label(axes: dict) -> str:
@@ -67,9 +69,11 @@ def curves_table(curves: dict[str, list]) -> str:
 
 
 def draw_curves(ax, curves: dict[str, list]) -> None:
-    """The curves on a matplotlib axes (the study writes the figure: ``report.write_curves``)."""
-    for name, points in curves.items():
-        ax.plot([s for s, _, _ in points], [p for _, p, _ in points], marker="o", markersize=3, label=name)
+    """The curves on a matplotlib axes, each its own colour and marker (the study writes the
+    figure: ``report.write_curves``)."""
+    for i, (name, points) in enumerate(curves.items()):
+        ax.plot([s for s, _, _ in points], [p for _, p, _ in points], marker=MARKERS[i % len(MARKERS)],
+                markersize=4, color=f"C{i % 10}", label=name)  # fmt: skip
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("dev perplexity (mean over seeds)")
     ax.set_title("Learning curves on the dev split")

@@ -36,6 +36,7 @@ from .spec import (
     margin_option,
     option,
     positive_float,
+    with_rates,
 )
 
 GENERATORS: dict[str, dict[str, Any]] = {"default": {}, "paper": {"preset": "paper"}}
@@ -138,6 +139,10 @@ class HardwareStudy(StudySpec):
                 axes = {"generator": generator, "shots_factor": c, "setting": setting, "seed": seed}
                 out.append(Trial(f"{generator}-c{c:g}-{setting}-s{seed}", rcfg, axes, {qpu_cost: {}}))
         return out
+
+    def curve_label(self, axes: dict) -> str:
+        """As the table names a setting: generator, shot factor and gradient (``paper c=20 spsa-4``)."""
+        return with_rates(f"{axes['generator']} c={axes['shots_factor']:g} {axes['setting']}", axes)
 
     def definition(self, cfg: RunConfig) -> dict:
         names = ("settings", "shots_factors", "generators", "seeds")

@@ -29,7 +29,17 @@ from ..circuits import ROTATIONS
 from ..errors import InputError
 from ..intervals import PairedDifference, paired_reading
 from ..train.run_config import RunConfig
-from .report import cell, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
+from .report import (
+    cell,
+    chosen_rates,
+    draw_differences,
+    figure,
+    lr_cell,
+    mean_std,
+    selected,
+    write_file,
+    write_results,
+)
 from .runner import Failure, Trial
 from .spec import (
     MARGIN,
@@ -42,6 +52,7 @@ from .spec import (
     noise_scale,
     option,
     shot_factor_or_exact,
+    with_rates,
 )
 
 # every noise switch on: what a statevector run records (it has no noise to switch)
@@ -168,6 +179,18 @@ class NoiseStudy(StudySpec):
                               **ideal_settings(cfg), seed=seed)  # fmt: skip
         return Trial(name, rcfg, {"method": "lora", "seed": seed})
 
+    def curve_label(self, axes: dict) -> str:
+        """As the table names a setting: ``LoRA r=4 (classical)``, ``ideal RY c=20``, ``brisbane RY
+        s=3 m3 exact``, the chunk size too where the study has several."""
+        if axes["method"] == "lora":
+            return with_rates(f"LoRA r={self.lora_rank} (classical)", axes)
+        parts = [axes["label"], DESCRIBE["rotation"](axes["rotation"])]
+        parts += [] if axes["label"] == "ideal" else [DESCRIBE["noise_scale"](axes["noise_scale"])]
+        parts += [] if axes.get("mitigation", "none") == "none" else [axes["mitigation"]]
+        parts += [DESCRIBE["shots_factor"](axes["shots_factor"])]
+        parts += [DESCRIBE["chunk_size"](axes["chunk_size"])] if len(self.chunk_sizes or ()) > 1 else []
+        return with_rates(" ".join(parts), axes)
+
     def definition(self, cfg: RunConfig) -> dict:
         return {
             "config": config_without(cfg, GRID_FIELDS),
@@ -193,9 +216,9 @@ class NoiseStudy(StudySpec):
             text = noise_table(rows, cfg, self.seeds, self.margin) + dose_table(doses)
             write_file(out, "results.md", text + "\n")
             written = [out / "results.md", out / "noise-params.png"]
-            plot_params(rows, out / "noise-params.png")
+            plot_params(rows, out / "noise-params.png", self.margin)
             if len(self.noise_scales) > 1:
-                plot_scales(rows, out / "noise-scales.png")
+                plot_scales(rows, out / "noise-scales.png", self.margin)
                 written.append(out / "noise-scales.png")
             log("\n" + text + "\n\nwritten: " + ", ".join(str(p) for p in written))
         return rows
@@ -477,78 +500,90 @@ def dose_table(doses: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- the plots
-def _series(rows: list[dict]) -> dict[tuple, list[dict]]:
-    out: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r["method"] == "qpa-lora":
-            out.setdefault((r["label"], r["rotation"], r["noise_scale"], r["shots_factor"]), []).append(r)
-    return out
+# how a grid field reads in a figure's legend or title
+DESCRIBE: dict[str, Callable[[Any], str]] = {
+    "label": str,
+    "rotation": lambda r: str(r).upper(),
+    "noise_scale": lambda s: f"s={s:g}",
+    "mitigation": lambda m: "unmitigated" if m == "none" else str(m),
+    "shots_factor": lambda c: "exact" if c is None else f"c={c:g}",
+    "chunk_size": lambda k: f"k={k}",
+}
 
 
-def plot_params(rows: list[dict], path: Path) -> None:
-    """Perplexity against trainable parameters, one series per noise setting (as in the
-    published figure), LoRA as the classical reference."""
-    fig = figure((7, 4.5))
-    ax = fig.subplots()
-    for (label, rotation, scale, c), series in sorted(_series(rows).items(), key=lambda kv: str(kv[0])):
-        series = sorted(series, key=lambda r: r["trainable"])
-        name = f"{label} {rotation.upper()}" + (f" x{scale:g}" if label != "ideal" and scale != 1 else "")
-        name += "" if c is None else f" c={c:g}"
-        ax.errorbar(
-            [r["trainable"] for r in series],
-            [r["perplexity"] for r in series],
-            yerr=[r["perplexity_std"] for r in series],
-            marker="o",
-            capsize=3,
-            label=name,
-            linestyle="--" if label == "ideal" else "-",
-        )
-    for r in rows:
-        if r["method"] == "lora":
-            ax.errorbar(
-                [r["trainable"]],
-                [r["perplexity"]],
-                yerr=[r["perplexity_std"]],
-                marker="s",
-                color="black",
-                capsize=3,
-                linestyle="none",
-                label="LoRA (classical)",
-            )
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
-    ax.set_ylabel("test perplexity")
-    seeds = max(r["seeds"] for r in rows)
-    ax.set_title("QPA-LoRA: ideal vs device noise" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def _vs_ideal(row: dict) -> PairedDifference:
+    return PairedDifference(row["vs_ideal"], row["vs_ideal_std"], row["vs_ideal_pairs"])
 
 
-def plot_scales(rows: list[dict], path: Path) -> None:
-    """Perplexity against the noise scale per device and rotation; ideal as a dashed line."""
-    fig = figure((7, 4.5))
-    ax = fig.subplots()
+def _key(row: dict, fields: tuple[str, ...]) -> tuple:
+    """A row's series (rows recorded before the mitigation axis: none)."""
+    return tuple(row.get(f, "none") if f == "mitigation" else row[f] for f in fields)
+
+
+def _paired_series(rows: list[dict], fields: tuple[str, ...]) -> tuple[dict[tuple, list[dict]], dict, str]:
+    """The noisy rows paired with ideal, by series (`fields`, in the table's order); each series'
+    name from the fields that differ between them (the device always); the others as text."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r["method"] == "qpa-lora" and r["label"] != "ideal":
-            groups.setdefault((r["label"], r["rotation"], r["chunk_size"], r["shots_factor"]), []).append(r)
-    for (label, rotation, chunk, c), series in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        series = sorted(series, key=lambda r: r["noise_scale"])
-        ax.errorbar(
-            [r["noise_scale"] for r in series],
-            [r["perplexity"] for r in series],
-            yerr=[r["perplexity_std"] for r in series],
-            marker="o",
-            capsize=3,
-            label=f"{label} {rotation.upper()} k={chunk}" + ("" if c is None else f" c={c:g}"),
-        )
-    for r in rows:
-        if r["method"] == "qpa-lora" and r["label"] == "ideal":
-            ax.axhline(r["perplexity"], linestyle="--", linewidth=1, color="gray")
+        if "vs_ideal" in r:
+            groups.setdefault(_key(r, fields), []).append(r)
+    keys = list(groups)
+    varying = [i for i, f in enumerate(fields) if f == "label" or len({k[i] for k in keys}) > 1]
+    names = {k: " ".join(DESCRIBE[fields[i]](k[i]) for i in varying) for k in keys}
+    shared = ", ".join(DESCRIBE[f](keys[0][i]) for i, f in enumerate(fields) if keys and i not in varying)
+    return groups, names, shared
+
+
+def _draw_vs_ideal(rows: list[dict], path: Path, what: str, fields: tuple[str, ...],
+                   x: Callable[[dict], float], margin: float | None) -> tuple | None:  # fmt: skip
+    """The figure of each noisy setting's paired difference from ideal against `x`, one series
+    per value of `fields`; returns its axes for the caller's x axis (None: nothing paired)."""
+    fig = figure((9, 4.5))
+    ax = fig.subplots()
+    groups, names, shared = _paired_series(rows, fields)
+    series = {names[k]: [(x(r), _vs_ideal(r)) for r in sorted(g, key=x)] for k, g in groups.items()}
+    if not series:
+        ax.text(0.5, 0.5, "no noisy setting has an ideal run to pair with", ha="center",
+                transform=ax.transAxes)  # fmt: skip
+        ax.set_axis_off()
+        fig.savefig(path, dpi=120)
+        return None
+    draw_differences(ax, series, margin)
+    seeds = max(r["vs_ideal_pairs"] for g in groups.values() for r in g)
+    ax.set_ylabel("test perplexity minus ideal's\n(same rotation, chunk and shots; paired by seed)")
+    ax.set_title(f"{what}: noisy minus ideal, {seeds} seeds, bars: t-based 95% interval"
+                 + (f"\n{shared}" if shared else ""), fontsize=10)  # fmt: skip
+    return fig, ax
+
+
+def plot_params(rows: list[dict], path: Path, margin: float | None = None) -> None:
+    """Each noisy setting's paired difference from ideal per chunk size (its trainable
+    parameters), with its 95% interval; one series per device, rotation, scale, shots and
+    mitigation. The perplexities themselves, LoRA's among them, are in the table: their spread
+    over seeds is far larger than these differences and hides them."""
+    chunks = sorted({r["chunk_size"] for r in rows if "vs_ideal" in r})
+    drawn = _draw_vs_ideal(rows, path, "QPA-LoRA under device noise",
+                           ("label", "rotation", "noise_scale", "shots_factor", "mitigation"),
+                           lambda r: chunks.index(r["chunk_size"]), margin)  # fmt: skip
+    if drawn is None:
+        return
+    fig, ax = drawn
+    trainable = {r["chunk_size"]: r["trainable"] for r in rows if r["method"] == "qpa-lora"}
+    ax.set_xticks(range(len(chunks)), [f"k={k}\n{trainable[k]:,} trainable" for k in chunks])
+    ax.set_xlim(-0.5, len(chunks) - 0.5)
+    ax.set_xlabel("chunk size and trainable parameters")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_scales(rows: list[dict], path: Path, margin: float | None = None) -> None:
+    """Each noisy setting's paired difference from ideal against the noise scale, with its 95%
+    interval; one series per device, rotation, chunk size, shots and mitigation."""
+    drawn = _draw_vs_ideal(rows, path, "QPA-LoRA against noise strength",
+                           ("label", "rotation", "chunk_size", "shots_factor", "mitigation"),
+                           lambda r: r["noise_scale"], margin)  # fmt: skip
+    if drawn is None:
+        return
+    fig, ax = drawn
+    ax.set_xticks(sorted({r["noise_scale"] for r in rows if "vs_ideal" in r}))
     ax.set_xlabel("noise scale s (errors x s, T1 and T2 / s)")
-    ax.set_ylabel("test perplexity")
-    ax.set_title("QPA-LoRA against noise strength (dashed: ideal)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")

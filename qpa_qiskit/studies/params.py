@@ -30,7 +30,7 @@ from ..intervals import paired_reading
 from ..train.run_config import RunConfig
 from .report import base_result, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Executor, Failure, Trial
-from .spec import StudySpec, check_seeds, config_without, grid_values, option, replace_default
+from .spec import StudySpec, check_seeds, config_without, grid_values, option, replace_default, with_rates
 
 PARAMS_METHODS = (
     "lora",
@@ -241,6 +241,11 @@ class ParamsStudy(StudySpec):
             name = method + (f"-{tag}{size}" if tuner.size else "")
             settings.append((name, changes, {**common, "size": size, "chunk_size": None, "reps": None}))
         return settings
+
+    def curve_label(self, axes: dict) -> str:
+        """The setting as the table names it (``lora r=1 on q_proj,v_proj``), with its chosen rates."""
+        size_field = TUNERS[axes["method"].removeprefix("qpa-")].size
+        return with_rates(_label({**axes, "size_field": size_field}), axes)
 
     def definition(self, cfg: RunConfig) -> dict:
         return {

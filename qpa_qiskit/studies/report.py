@@ -4,15 +4,18 @@ Every study's report (:meth:`~.spec.StudySpec.report`) aggregates its finished r
 (:func:`mean_std`), writes ``results.json`` (:func:`write_results`) and its Markdown tables and
 plots through the helpers here: a file of the study folder whole or not at all
 (:func:`write_file`, :func:`write_json`), a table's cells (:func:`cell`, :func:`lr_cell`), a
-figure drawn without pyplot (:func:`figure`). The pipeline (:mod:`.pipeline`) adds the learning
+figure drawn without pyplot (:func:`figure`) and the paired differences a reading rests on
+drawn with their intervals (:func:`draw_differences`). The pipeline (:mod:`.pipeline`) adds the learning
 curves of any study (:func:`write_curves`). :func:`base_result` is the base model's perplexity,
 the row a table sets the trained adapters against.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Iterable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,10 @@ import torch
 
 from ..errors import InputError, StateError
 from ..files import atomic_write, json_bytes, read_json
+from ..intervals import PairedDifference
 from ..train import evaluate, run_device
 from ..train.run_config import RunConfig
-from .curves import curves_table, draw_curves, mean_curves, setting_label
+from .curves import MARKERS, curves_table, draw_curves, mean_curves, setting_label
 from .runner import BaseModels
 from .selection import CHOSEN_FIELDS, rate_text
 
@@ -118,6 +122,67 @@ def figure(size: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)
+
+
+def _offsets(xs: list[float], count: int, log: bool) -> float:
+    """The sideways step between series, so points at one x stay apart: 40% of the smallest gap
+    between distinct x values (in decades on a log axis) spread over the series."""
+    values = sorted({math.log10(x) if log else x for x in xs})
+    gap = min((b - a for a, b in pairwise(values)), default=1.0)
+    return 0.4 * gap / max(count, 1)
+
+
+def style(index: int) -> dict[str, str]:
+    """The colour and marker of a figure's `index`-th series: ten kept apart by both."""
+    return {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)]}
+
+
+def draw_differences(ax, series: dict[str, list[tuple[float, PairedDifference]]], margin: float | None,
+                     log_x: bool = False, styles: dict[str, int] | None = None,
+                     legend: bool = True) -> None:  # fmt: skip
+    """Each series' paired differences against x, the error bar its t-based 95% interval (an
+    open marker: one pair, no interval); every series its own colour and marker (:func:`style`
+    of its place, or of `styles`' index for it: one series alike, and at the same offset, across
+    panels), shifted a little sideways so that points at one x stay apart. 0 drawn solid,
+    ±`margin` dashed: the figure shows what the reading rests on, not the spread between seeds
+    that hides it. The legend outside on the right (`legend`; else the caller's)."""
+    xs = [x for points in series.values() for x, _ in points]
+    places = styles or {name: i for i, name in enumerate(series)}
+    count = max(places.values()) + 1
+    step = _offsets(xs, count, log_x)
+    lone = False
+    for name, points in series.items():
+        i = places[name]
+        shift = (i - (count - 1) / 2) * step
+        at = [x * 10**shift if log_x else x + shift for x, _ in points]
+        look = {**style(i), "linestyle": "none"}
+        if len(points) > 1:
+            ax.plot(at, [d.mean for _, d in points], color=look["color"], linewidth=1, alpha=0.5)
+        for j, (x, (_, d)) in enumerate(zip(at, points, strict=True)):
+            label = name if j == 0 else None
+            if d.n < 2:
+                lone = True
+                ax.plot([x], [d.mean], markerfacecolor="white", label=label, **look)
+                continue
+            low, high = d.interval
+            ax.errorbar([x], [d.mean], yerr=[[d.mean - low], [high - d.mean]], capsize=3, label=label,
+                        **look)  # fmt: skip
+    ax.axhline(0, color="black", linewidth=1)
+    if margin:
+        for bound in (-margin, margin):
+            ax.axhline(bound, color="gray", linestyle="--", linewidth=1)
+        ax.plot([], [], color="gray", linestyle="--", label=f"margin ±{margin:g} (stated before the runs)")
+    if lone:
+        ax.plot([], [], color="gray", marker="o", markerfacecolor="white", linestyle="none",
+                label="open: one seed, no interval")  # fmt: skip
+    if log_x:
+        ax.set_xscale("log")
+    if not legend:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    order = [labels.index(name) for name in series] + [i for i, t in enumerate(labels) if t not in series]
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))  # fmt: skip
 
 
 def write_curves(out: Path, results: list[dict], log: Callable[[str], None],

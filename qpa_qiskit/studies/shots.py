@@ -16,7 +16,18 @@ from ..backends import QPABackend
 from ..completion import MODES
 from ..intervals import PairedDifference
 from ..train.run_config import RunConfig
-from .report import cell, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
+from .report import (
+    cell,
+    chosen_rates,
+    draw_differences,
+    figure,
+    lr_cell,
+    mean_std,
+    selected,
+    style,
+    write_file,
+    write_results,
+)
 from .runner import Failure, Trial
 from .spec import (
     MARGIN,
@@ -27,6 +38,7 @@ from .spec import (
     margin_option,
     option,
     positive_float,
+    with_rates,
 )
 
 
@@ -90,6 +102,11 @@ class ShotsStudy(StudySpec):
                 trials.append(Trial(name, rcfg, axes, {completion_tvd: {"samples": self.tvd_samples}}))
         return trials
 
+    def curve_label(self, axes: dict) -> str:
+        """As the tables name a setting: ``c=1 gi``, ``exact probabilities``."""
+        c = axes["shots_factor"]
+        return with_rates("exact probabilities" if c is None else f"c={c:g} {axes['completion']}", axes)
+
     def definition(self, cfg: RunConfig) -> dict:
         return {"config": cfg.to_dict(), "shots_factors": list(self.shots_factors), "modes": list(self.modes),
                 "seeds": self.seeds, "tvd_samples": self.tvd_samples}  # fmt: skip
@@ -115,7 +132,7 @@ class ShotsStudy(StudySpec):
         if any(r["shots_factor"] is None for r in rows) and len(rows) == len(settings):
             table = _table(rows, self.modes) + "\n\n" + paired_table(paired, self.margin)
             write_file(out, "results.md", table + "\n")
-            _plot(rows, self.modes, out / "shots.png")
+            plot_shots(rows, paired, self.modes, self.margin, out / "shots.png")
             log("\n" + table + f"\n\nwritten: {out / 'results.md'}, {out / 'shots.png'}")
         return rows
 
@@ -202,27 +219,56 @@ def _table(rows: list[dict], modes) -> str:
     return "\n".join(lines)
 
 
-def _plot(rows: list[dict], modes, path: Path) -> None:
-    exact = next(r for r in rows if r["shots_factor"] is None)
-    fig = figure((10, 4))
-    ax_ppl, ax_tvd = fig.subplots(1, 2)
+def plot_shots(rows: list[dict], paired: list[dict], modes, margin: float | None, path: Path) -> None:
+    """What the tables read, paired by seed with t-based 95% intervals: each mode's perplexity
+    minus exact probabilities' and minus leaving the zeros' (``none``) at the same c, its TVD to
+    the exact distribution minus ``none``'s; beside them that TVD itself (mean over seeds). A
+    mode keeps its colour and marker in every panel."""
+    # lazy: matplotlib (seconds), only when a plot is drawn
+    from matplotlib.lines import Line2D
+
+    fig = figure((12, 8))
+    (vs_exact, vs_none), (tvd, tvd_vs_none) = fig.subplots(2, 2)
+    styles = {m: i for i, m in enumerate(modes)}
+    cs = sorted({r["shots_factor"] for r in rows if r["shots_factor"] is not None})
+    panels = ((vs_exact, "exact", "perplexity", margin, "test perplexity minus exact probabilities'"),
+              (vs_none, "none", "perplexity", margin, "test perplexity minus none's (the zeros left)"),
+              (tvd_vs_none, "none", "tvd", None, "TVD to exact minus none's"))  # fmt: skip
+    for ax, against, measure, bound, label in panels:
+        series: dict[str, list] = {}
+        for p in sorted(paired, key=lambda p: p["shots_factor"]):
+            if p["against"] == against and measure in p:
+                d = p[measure]
+                series.setdefault(p["completion"], []).append(
+                    (p["shots_factor"], PairedDifference(d["mean"], d["std"], d["n"]))
+                )
+        if not series:
+            ax.text(0.5, 0.5, "no mode to set against none", ha="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        draw_differences(ax, series, bound, log_x=True, styles=styles, legend=False)
+        ax.set_title(f"{label}, at the same c", fontsize=10)
+        ax.set_ylabel("difference, paired by seed", fontsize=9)
     for mode in modes:
-        keys = ("shots_factor", "perplexity", "perplexity_std", "tvd", "tvd_std")
-        points = sorted(tuple(r[k] for k in keys) for r in rows
+        points = sorted((r["shots_factor"], r["tvd"]) for r in rows
                         if r["completion"] == mode and r["shots_factor"] is not None)  # fmt: skip
-        cs = [p[0] for p in points]
-        ax_ppl.errorbar(cs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3,
-                        label=mode)  # fmt: skip
-        ax_tvd.errorbar(cs, [p[3] for p in points], yerr=[p[4] for p in points], marker="o", capsize=3,
-                        label=mode)  # fmt: skip
-    ax_ppl.axhline(exact["perplexity"], color="black", linestyle="--", label="exact probabilities")
-    for ax, label in ((ax_ppl, "test perplexity"), (ax_tvd, "TVD to the exact distribution")):
-        ax.set_xscale("log")
-        ax.set_xlabel("shots factor c (n_shot = c 2^N)")
-        ax.set_ylabel(label)
-        ax.legend()
+        tvd.plot([c for c, _ in points], [t for _, t in points], label=mode, **style(styles[mode]))
+    tvd.set_xscale("log")
+    tvd.set_title("TVD to the exact distribution (mean over seeds)", fontsize=10)
+    tvd.set_ylabel("TVD", fontsize=9)
+    for ax in (vs_exact, vs_none, tvd, tvd_vs_none):
+        if ax.axison:
+            ax.set_xticks(cs, [f"{c:g}" for c in cs])
+            ax.minorticks_off()
+            ax.set_xlabel("shots factor c (n_shot = c 2^N)")
     seeds = max(r["seeds"] for r in rows)
-    spread = f", mean ± std over {seeds} seeds" if seeds > 1 else ""
-    fig.suptitle(f"QPA-LoRA, completion of finite-shot distributions{spread}")
+    bars = (f"{seeds} seeds; bars: t-based 95% interval of the difference paired by seed" if seeds > 1
+            else "one seed: no interval (open markers)")  # fmt: skip
+    fig.suptitle(f"QPA-LoRA, completion of finite-shot distributions: {bars}")
+    handles, labels = tvd.get_legend_handles_labels()
+    if margin:
+        handles.append(Line2D([], [], color="gray", linestyle="--"))
+        labels.append(f"margin ±{margin:g} (stated before the runs)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=9)
+    fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -225,7 +225,8 @@ class StudySpec:
         raise NotImplementedError
 
     def curve_label(self, axes: dict) -> str:
-        """A setting's name in ``curves.md`` and ``curves.png``, from its trials' `axes`."""
+        """A setting's name in ``curves.md`` and ``curves.png``, from its trials' `axes`: a study
+        names it as its own table does (:func:`with_rates`), the raw axes here."""
         return setting_label(axes)
 
     def report(
@@ -238,6 +239,15 @@ class StudySpec:
     ) -> Any:
         """Aggregate the finished trials, write ``results.json`` and the tables and plots."""
         raise NotImplementedError
+
+
+def with_rates(label: str, axes: dict) -> str:
+    """A setting's curve `label` with the rates chosen for it on the dev split, which its final
+    runs' `axes` carry (``lora r=1 on q_proj,v_proj (lr 1e-02)``); `label` as it is without a
+    selection."""
+    rates = [f"{name} {rate_text(axes[key])}" for key, name in (("lr", "lr"), ("circuit_lr", "circuit"))
+             if axes.get(key) is not None]  # fmt: skip
+    return label + (f" ({', '.join(rates)})" if rates else "")
 
 
 # --------------------------------------------------------------------------- the grid's values
