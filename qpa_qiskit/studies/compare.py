@@ -24,12 +24,12 @@ from ..errors import InputError
 from ..intervals import PairedDifference
 from ..train.resume import PLACEMENT
 from ..train.run_config import FIELD_SECTION, RunConfig
-from .curves import mean_curves, setting_label, stretch_reading
+from .curves import mean_curves, stretch_reading
 from .report import base_result, chosen_rates, figure, lr_cell, mean_std, selected, write_file, write_results
 from .runner import Failure, Trial
 from .selection import FAMILY, NONE, check_rates
 from .settings import MethodSetting, parse_setting
-from .spec import StudySpec, check_seeds, grid_values, margin_option, option
+from .spec import StudySpec, check_seeds, grid_values, margin_option, option, with_rates
 
 NO_REFERENCE = "none"  # --reference none: no differences
 
@@ -157,11 +157,9 @@ class CompareStudy(StudySpec):
         return {"config": cfg.to_dict(), "methods": list(self.methods), "seeds": self.seeds}
 
     def curve_label(self, axes: dict) -> str:
-        """A setting's readable label where the study has settings; the axes' as ever where it has
-        methods alone."""
-        if all(":" not in m for m in self.methods):
-            return setting_label(axes)
-        return parse_setting(axes.get("setting", axes["method"])).label
+        """A setting as its row names it (``lora rank=1 on q_proj,v_proj``; a method alone by its
+        name), with the rates chosen for it on the dev split."""
+        return with_rates(parse_setting(axes.get("setting", axes["method"])).label, axes)
 
     def report(self, cfg: RunConfig, out: Path, results: list[dict], failures: dict[str, Failure],
                log: Callable[[str], None]) -> list[dict]:  # fmt: skip

@@ -84,3 +84,15 @@ def test_hardware_curves_name_generator_shots_and_gradient():
     runs = results({"generator": "paper", "shots_factor": 20.0, "setting": "spsa-4"},
                    {"generator": "default", "shots_factor": 1.0, "setting": "shift"})  # fmt: skip
     assert labels(HardwareStudy(), runs) == ["paper c=20 spsa-4", "default c=1 shift"]
+
+
+def test_compare_curves_name_each_method_or_setting_as_its_row_with_the_chosen_rate():
+    from qpa_qiskit.studies.compare import CompareStudy
+
+    study = CompareStudy(methods=("lora", "qpa-lora", "lora:rank=1:targets=q_proj,v_proj"))
+    assert study.curve_label({"method": "lora", "seed": 0}) == "lora"
+    assert study.curve_label({"method": "qpa-lora", "seed": 1, "lr": 0.003, "circuit_lr": 0.05}) == (
+        "qpa-lora (lr 3e-03, circuit 5e-02)"
+    )
+    axes = {"method": "lora", "setting": "lora:rank=1:targets=q_proj,v_proj", "seed": 0, "lr": 0.01}
+    assert study.curve_label(axes) == "lora rank=1 on q_proj,v_proj (lr 1e-02)"
