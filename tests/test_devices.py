@@ -100,6 +100,28 @@ def test_bf16_on_the_cpu_autocasts(corpus, tmp_path):
     assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
 
 
+def test_bf16_on_a_gpu_without_it_is_refused_naming_the_gpu(monkeypatch):
+    """A GPU torch says has no bfloat16 (a V100, a T4) is refused with its name and the cure,
+    before anything runs; torch's answers for such a GPU stubbed here (no GPU on CI)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100-SXM2-16GB")
+    cfg = RunConfig().replace(device="auto", precision="bf16")
+    with pytest.raises(InputError, match=r"--precision bf16 on cuda:0 \(Tesla V100-SXM2-16GB\): torch says "
+                       r"this GPU does not support bfloat16; use --precision fp32"):  # fmt: skip
+        run_device(cfg)
+    assert run_device(cfg.replace(precision="fp32")) == torch.device("cuda", 0)
+
+
+def test_bf16_on_mps_before_macos_14_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: False)
+    refusal = "--precision bf16 on mps needs macOS 14 or newer; use --precision fp32"
+    with pytest.raises(InputError, match=refusal):
+        run_device(RunConfig().replace(device="mps", precision="bf16"))
+
+
 def test_checkpoints_hold_cpu_tensors_and_no_device_state_on_the_cpu(corpus, tmp_path):
     with Run.create(tmp_path / "r", tiny_config(corpus, steps=2, device="cpu")) as run:
         run.train(progress=False)
