@@ -15,6 +15,11 @@ seed) at that rate. The test split plays no part in the choice.
 * The choice: the lowest mean dev perplexity over the selection seeds; a tie goes to the
   smaller rate (then the smaller circuit rate). A choice at the smallest or largest rate of a
   grid of two or more is flagged: the best rate may lie outside the grid.
+* Widening (``--widen-edges``): a setting whose lr is chosen at its grid's edge is trained at
+  one more rate beyond it (:func:`next_rate`, on the selection seeds and at its chosen circuit
+  rate) and chosen again over the widened grid, once: a choice at the new edge stays flagged.
+  Only the lr widens; a circuit rate at its edge stays flagged. The rate added follows from the
+  stored results alone, so a resumed study adds the same runs.
 
 This module is the selection's logic on trials and result dicts only (no files, no runs):
 :func:`~.pipeline.run_pipeline` runs its trials and writes what :meth:`Selection.record` and
@@ -118,6 +123,35 @@ def takes_circuit_lr(cfg: RunConfig) -> bool:
     return cfg.adapter.generator_kind == "qpa" and cfg.generator.probabilities in TRAINED_SOURCES
 
 
+def _ladder_step(rate: float, up: bool) -> float | None:
+    """The next rate of the 1-3-10 ladder beyond `rate` (None: `rate` is not on it), written
+    as a literal would be (``float("1e-2")``), so its name and text match a grid's."""
+    exponent = math.floor(math.log10(rate))
+    for e in (exponent - 1, exponent, exponent + 1):
+        for m in (1, 3):
+            if math.isclose(rate, float(f"{m}e{e}"), rel_tol=1e-9):
+                if up:
+                    m, e = (3, e) if m == 1 else (1, e + 1)
+                else:
+                    m, e = (1, e) if m == 3 else (3, e - 1)
+                return float(f"{m}e{e}")
+    return None
+
+
+def next_rate(grid: Iterable[float], rate: float) -> float:
+    """The rate one step beyond `rate`, the smallest or largest of `grid` (two or more rates):
+    the next rate of the 1-3-10 ladder where `rate` is on it, else `rate` times (or divided by)
+    the ratio of the grid's two rates at that edge, rounded to 12 significant digits (so a
+    rate prints and names its run as a literal would)."""
+    values = sorted(grid)
+    up = rate == values[-1]
+    step = _ladder_step(rate, up)
+    if step is not None:
+        return step
+    value = rate * values[-1] / values[-2] if up else rate * values[0] / values[1]
+    return float(f"{value:.12g}")
+
+
 def rate_text(rate: float) -> str:
     """A rate in the tables: ``3e-03``, as many digits as it needs (``1.5e-03``)."""
     for digits in range(7):
@@ -162,6 +196,7 @@ class Choice:
     lr_edge: bool
     circuit_lr_edge: bool
     candidates: tuple[dict[str, Any], ...]
+    added_lr: float | None = None  # the rate widening added to the grid (None: not widened)
 
 
 def _edge(value: float | None, grid: tuple) -> bool:
@@ -179,19 +214,39 @@ def _rank(value: float | None) -> float:
     return math.inf if value is None else value
 
 
+def _order(row: dict) -> tuple:
+    """The choice's rule: the lowest mean dev perplexity, then the smaller lr, circuit lr."""
+    return _rank(row["dev_perplexity"]), row["lr"], row["circuit_lr"] or 0.0
+
+
+def _row(lr: float, clr: float | None, dev: Mapping[int, float]) -> dict[str, Any]:
+    """A candidate as recorded: its mean dev perplexity over the selection seeds and by seed."""
+    by_seed = dict(sorted(dev.items()))
+    mean = statistics.fmean(by_seed.values())  # infinite where a run diverged: ranked last
+    return {"lr": lr, "circuit_lr": clr, "dev_perplexity": _finite(mean),
+            "by_seed": {str(s): _finite(v) for s, v in by_seed.items()}}  # fmt: skip
+
+
 def choose(setting: Setting, dev: Mapping[tuple[float, float | None], Mapping[int, float]]) -> Choice:
     """The candidate of `setting` with the lowest mean dev perplexity over its selection
     seeds (`dev`: (lr, circuit lr) -> seed -> dev perplexity); a tie goes to the smaller lr,
     then the smaller circuit lr."""
-    rows = []
-    for lr, clr in setting.candidates():
-        by_seed = dict(sorted(dev[(lr, clr)].items()))
-        mean = statistics.fmean(by_seed.values())  # infinite where a run diverged: ranked last
-        rows.append({"lr": lr, "circuit_lr": clr, "dev_perplexity": _finite(mean),
-                     "by_seed": {str(s): _finite(v) for s, v in by_seed.items()}})  # fmt: skip
-    best = min(rows, key=lambda r: (_rank(r["dev_perplexity"]), r["lr"], r["circuit_lr"] or 0.0))
+    rows = [_row(lr, clr, dev[(lr, clr)]) for lr, clr in setting.candidates()]
+    best = min(rows, key=_order)
     return Choice(best["lr"], best["circuit_lr"], _edge(best["lr"], setting.lrs),
                   _edge(best["circuit_lr"], setting.circuit_lrs), tuple(rows))  # fmt: skip
+
+
+def rechoose(setting: Setting, choice: Choice, lr: float, dev: Mapping[int, float]) -> Choice:
+    """The choice of `setting` again, over its grid widened by `lr` (trained at `choice`'s
+    circuit rate; `dev`: seed -> dev perplexity), by the same rule; its lr edge flag is the
+    one on the widened grid (at the new edge: still at the edge, not widened again)."""
+    added = {**_row(lr, choice.circuit_lr, dev), "widened": True}
+    rows = (*choice.candidates, added)
+    best = min(rows, key=_order)
+    grid = (*setting.lrs, lr)
+    return Choice(best["lr"], best["circuit_lr"], _edge(best["lr"], grid), choice.circuit_lr_edge, rows,
+                  added_lr=lr)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -203,6 +258,7 @@ class Selection:
     circuit_lrs: str | list[float]
     select_on: str
     settings: tuple[Setting, ...]
+    widen_edges: bool = False  # a choice at its lr grid's edge: one rate more, chosen again
 
     def seeds_of(self, setting: Setting) -> tuple[Trial, ...]:
         """The setting's trials whose seeds the selection runs on."""
@@ -228,11 +284,53 @@ class Selection:
                 choices[setting.label] = choose(setting, dev)
         return choices
 
-    def _dev(self, setting: Setting, by_name: Mapping[str, dict]) -> dict | None:
-        """(lr, circuit lr) -> seed -> dev perplexity of the setting's selection runs; None
-        while one of them has not finished."""
+    def widening(self, choices: Mapping[str, Choice]) -> dict[str, float]:
+        """The rate added to each setting whose lr is chosen at its grid's edge (by label):
+        none without ``widen_edges``. `choices`: those on the grids (:meth:`choose`)."""
+        if not self.widen_edges:
+            return {}
+        return {
+            s.label: next_rate(s.lrs, c.lr)
+            for s in self.settings
+            if (c := choices.get(s.label)) is not None and c.lr_edge
+        }
+
+    def widened_trials(self, choices: Mapping[str, Choice]) -> list[Trial]:
+        """The selection runs widening adds: each setting at its edge, at the rate beyond it and
+        its chosen circuit rate, on the selection seeds."""
+        added = self.widening(choices)
+        return [
+            replace(s.trial(t, added[s.label], choices[s.label].circuit_lr), final=False)
+            for s in self.settings
+            if s.label in added
+            for t in self.seeds_of(s)
+        ]
+
+    def rechoose(self, choices: Mapping[str, Choice], results: Iterable[dict]) -> dict[str, Choice]:
+        """The choices after widening (`choices`: those on the grids): chosen again over the
+        widened grid where a rate was added and its runs all finished, left out while one has
+        not, the same elsewhere."""
+        added, by_name = self.widening(choices), {r["name"]: r for r in results}
+        out = {}
+        for s in self.settings:
+            if (c := choices.get(s.label)) is None:
+                continue
+            if s.label not in added:
+                out[s.label] = c
+                continue
+            candidate = (added[s.label], c.circuit_lr)
+            dev = self._dev(s, by_name, [candidate])
+            if dev is not None:
+                out[s.label] = rechoose(s, c, added[s.label], dev[candidate])
+        return out
+
+    def _dev(
+        self, setting: Setting, by_name: Mapping[str, dict], candidates: list | None = None
+    ) -> dict | None:
+        """(lr, circuit lr) -> seed -> dev perplexity of the setting's selection runs (of
+        `candidates`, default its grid's); None while one of them has not finished."""
         dev: dict[tuple[float, float | None], dict[int, float]] = {}
-        for lr, clr in setting.candidates():
+        for lr, clr in setting.candidates() if candidates is None else candidates:
             for trial in self.seeds_of(setting):
                 result = by_name.get(setting.trial(trial, lr, clr).name)
                 if result is None:
@@ -292,16 +390,25 @@ class Selection:
         }
         if self.lrs == FAMILY:
             selection["family_lrs"] = {k: list(v) for k, v in FAMILY_LRS.items()}
+        if self.widen_edges:  # written only when on: every folder made without it keeps its identity
+            selection["widen_edges"] = True
         out["selection"] = selection
         return out
 
     def record(self, choices: Mapping[str, Choice]) -> dict:
         """``selection.json``: the grids, and per setting every candidate's dev perplexity (mean
         over the selection seeds, and by seed), the rates chosen and their edge flags (None for a
-        setting whose selection runs did not all finish)."""
+        setting whose selection runs did not all finish). With ``widen_edges``: per setting
+        the rate widening added (``added_lr``) and the grid as widened (``lrs_widened``), the
+        candidates it added marked ``widened``, and the choice and flags after widening."""
         settings = []
         for s in self.settings:
             c = choices.get(s.label)
+            widened = {}
+            if self.widen_edges:
+                added = None if c is None else c.added_lr
+                grid = sorted((*s.lrs, added)) if added is not None else list(s.lrs)
+                widened = {"added_lr": added, "lrs_widened": grid}
             settings.append({
                 "setting": s.label,
                 "axes": s.axes,
@@ -310,18 +417,30 @@ class Selection:
                 "selection_seeds": [t.axes["seed"] for t in self.seeds_of(s)],
                 "candidates": None if c is None else list(c.candidates),
                 "chosen": None if c is None else {k: getattr(c, k) for k in CHOSEN_FIELDS},
+                **widened,
             })  # fmt: skip
         return {"lrs": self.lrs, "circuit_lrs": self.circuit_lrs, "select_on": self.select_on,
+                **({"widen_edges": True} if self.widen_edges else {}),
                 "split": "dev", "measure": "dev_perplexity", "settings": settings}  # fmt: skip
 
 
-def plan(trials: list[Trial], lrs: Any, circuit_lrs: Any, select_on: str, cfg: RunConfig) -> Selection | None:
+def plan(
+    trials: list[Trial], lrs: Any, circuit_lrs: Any, select_on: str, cfg: RunConfig, widen_edges: Any = False
+) -> Selection | None:
     """The selection of a study of `trials` (one per setting and seed), or None without one
     (``lrs`` and ``circuit_lrs`` both ``none``). Refuses bad grids, a circuit grid in a study
-    without a trained circuit, and a selection without a dev split."""
+    without a trained circuit, widening without an lr grid, and a selection without a dev split."""
     lrs = check_rates(lrs, "lrs", (NONE, FAMILY))
     circuit_lrs = check_rates(circuit_lrs, "circuit_lrs", (NONE,))
     select_on = validate.one_of(select_on, "select_on (--select-on)", SELECT_ON)
+    if not isinstance(widen_edges, bool):
+        raise InputError(f"widen_edges (--widen-edges) must be True or False, got {widen_edges!r}")
+    if widen_edges and lrs == NONE:
+        raise InputError(
+            "widen_edges (--widen-edges) widens the learning-rate grid (--lrs) where a setting's choice sits "
+            "at its edge, and this study has none (--lrs none); give --lrs (rates, or family), or drop "
+            "--widen-edges"
+        )
     if lrs == NONE and circuit_lrs == NONE:
         return None
     if circuit_lrs != NONE and not any(takes_circuit_lr(t.config) for t in trials):
@@ -361,12 +480,12 @@ def plan(trials: list[Trial], lrs: Any, circuit_lrs: Any, select_on: str, cfg: R
     labels = [s.label for s in settings]
     if len(set(labels)) != len(labels):
         raise InputError(f"two settings of the study share a name ({labels}); give each grid value once")
-    return Selection(lrs, circuit_lrs, select_on, tuple(settings))
+    return Selection(lrs, circuit_lrs, select_on, tuple(settings), widen_edges)
 
 
 def selection_markdown(record: dict) -> str:
-    """``selection.md``: per setting every candidate's dev perplexity, the one chosen, and a
-    warning where it is at the edge of its grid."""
+    """``selection.md``: per setting every candidate's dev perplexity (those widening added
+    marked), the one chosen, and a warning where it is at the edge of its grid."""
     seeds = "the first seed" if record["select_on"] == "first" else "every seed (mean over seeds)"
     lines = [
         f"Learning rates chosen per setting on the dev split: the lowest dev perplexity on {seeds}; "
@@ -376,28 +495,44 @@ def selection_markdown(record: dict) -> str:
         "| setting | lr | circuit lr | dev perplexity | chosen |",
         "|---|---|---|---|---|",
     ]
-    edges = []
+    if record.get("widen_edges"):
+        lines[1:1] = [
+            "",
+            "Widened once (--widen-edges): a setting whose lr was chosen at its grid's edge was trained at "
+            "one more rate beyond it (the next of 1-3-10, else the grid's ratio at that edge) and chosen "
+            "again; a choice at the new edge is flagged, not widened again. Only the lr widens.",
+        ]
+    edges: list[str] = []
     for s in record["settings"]:
-        chosen = s["chosen"]
         if s["candidates"] is None:
             lines.append(
                 f"| {s['setting']} | - | - | - | not chosen: its selection runs did not all finish |"
             )
             continue
-        for c in s["candidates"]:
-            mark = ""
-            if chosen and (c["lr"], c["circuit_lr"]) == (chosen["lr"], chosen["circuit_lr"]):
-                flags = [
-                    k
-                    for k, on in (("lr", chosen["lr_edge"]), ("circuit lr", chosen["circuit_lr_edge"]))
-                    if on
-                ]
-                mark = "**chosen**" + (f" ({' and '.join(flags)} at the grid's edge)" if flags else "")
-                if flags:
-                    edges.append(s["setting"])
-            clr = "-" if c["circuit_lr"] is None else rate_text(c["circuit_lr"])
-            dev = "diverged" if c["dev_perplexity"] is None else f"{c['dev_perplexity']:.3f}"
-            lines.append(f"| {s['setting']} | {rate_text(c['lr'])} | {clr} | {dev} | {mark} |")
+        lines += [_candidate_line(s, c, edges) for c in s["candidates"]]
     if edges:
         lines += ["", f"At the edge of the grid (widen it): {', '.join(edges)}."]
     return "\n".join(lines)
+
+
+def _candidate_line(setting: dict, c: dict, edges: list[str]) -> str:
+    """One candidate's row of ``selection.md``; the setting's label joins `edges` where its
+    choice is at an edge."""
+    chosen, marks = setting["chosen"], []
+    if c.get("widened"):
+        marks.append("added by widening")
+    if chosen and (c["lr"], c["circuit_lr"]) == (chosen["lr"], chosen["circuit_lr"]):
+        widened = setting.get("added_lr") is not None
+        flags = [
+            k for k, on in (("lr", chosen["lr_edge"]), ("circuit lr", chosen["circuit_lr_edge"])) if on
+        ]
+        text = f"{' and '.join(flags)} at the grid's edge"
+        if widened and chosen["lr_edge"]:  # the circuit rate's grid is never widened
+            circuit = ", circuit lr at the grid's edge" if len(flags) > 1 else ""
+            text = "lr at the edge after widening" + circuit
+        marks.append("**chosen**" + (f" ({text})" if flags else ""))
+        if flags:
+            edges.append(setting["setting"])
+    clr = "-" if c["circuit_lr"] is None else rate_text(c["circuit_lr"])
+    dev = "diverged" if c["dev_perplexity"] is None else f"{c['dev_perplexity']:.3f}"
+    return f"| {setting['setting']} | {rate_text(c['lr'])} | {clr} | {dev} | {'; '.join(marks)} |"
