@@ -7,7 +7,8 @@
   folder that holds another (another grid, another configuration, another results version)
   is refused before anything runs, naming each field that differs with both values
   (``config.training.steps: 300 in the folder, 1000 given``). Only where the runs train
-  (:data:`~qpa_qiskit.train.resume.PLACEMENT`) and the package version may differ.
+  (:data:`~qpa_qiskit.train.resume.PLACEMENT`) and the package version may differ, and a
+  field of :data:`TURNED_ON` may be turned on in a study under way (``study.json`` rewritten).
 * ``.gitignore``: the folder's derived and transient files (the frozen body's features, locks,
   temporary files of writes in progress, files set aside), so that ``git add`` of the folder
   commits exactly what resumes the study: the study record, every run's configuration,
@@ -62,6 +63,41 @@ GITIGNORE_TEXT = f"""\
 !*.npz
 """
 SHOWN_DIFFERENCES = 8  # fields named in a refusal; the rest counted
+
+TURNED_ON: dict[tuple[str, ...], str] = {
+    ("selection", "widen_edges"): (
+        "widening only adds runs: every finished selection run stays valid, and a final run at a "
+        "rate widening moves is kept in the folder, not reported"
+    ),
+}
+"""The fields (paths in ``study.json``) a resume may turn on in a study made without them,
+each with why that is safe. Each is written only when on (true), so absent is off; turning
+one off again is refused like any other difference."""
+
+
+def _field(record: Any, path: tuple[str, ...]) -> Any:
+    """The mapping holding the last key of `path` in `record` (None where there is none)."""
+    for key in path[:-1]:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def turned_on(stored: dict, wanted: dict) -> list[tuple[str, ...]]:
+    """The fields of :data:`TURNED_ON` absent in the `stored` record and true in the `wanted` one."""
+    found = []
+    for path in TURNED_ON:
+        old, new = _field(stored, path), _field(wanted, path)
+        if old is not None and new is not None and path[-1] not in old and new.get(path[-1]) is True:
+            found.append(path)
+    return found
+
+
+def with_turned_on(record: dict, paths: list[tuple[str, ...]]) -> dict:
+    """`record` (a copy) with each field of `paths` set true."""
+    record = json.loads(json.dumps(record))
+    for path in paths:
+        _field(record, path)[path[-1]] = True
+    return record
 
 
 def study_record(kind: str, definition: dict) -> dict:
@@ -141,7 +177,15 @@ def prepare_folder(
         stored = read_json(marker, "the study record", hint)
         if not isinstance(stored, dict):
             raise StateError(f"the study record {marker} is not a mapping of settings; {hint}")
+        switched = turned_on(stored, wanted)
+        stored = with_turned_on(stored, switched)
         _refuse(out, stored, wanted)
+        if write and switched:
+            atomic_write(marker, json.dumps(stored, indent=2, sort_keys=True).encode())
+            for path in switched:
+                if log is not None:
+                    log(f"{out}: {'.'.join(path)} turned on in the study under way, {marker} rewritten: "
+                        f"{TURNED_ON[path]}")  # fmt: skip
         made_by = stored.get("code", {}).get("qpa_qiskit") if isinstance(stored.get("code"), dict) else None
         if write and log is not None and made_by not in (None, __version__):
             log(f"{out} was made by qpa-qiskit {made_by}, resumed by {__version__}: the same results version "
