@@ -210,6 +210,9 @@ def add_study_option(p, f: dataclasses.Field) -> None:
     meta = f.metadata
     kwargs: dict[str, Any] = {"help": meta["help"].replace("%", "%%")}
     kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+    if isinstance(f.default, bool):  # a switch: on when given
+        p.add_argument("--" + _dest(f).replace("_", "-"), dest=_dest(f), action="store_true", **kwargs)
+        return
     if meta["nargs"] is not None:
         kwargs["nargs"] = meta["nargs"]
     if meta["choices"] is not None:

@@ -132,6 +132,12 @@ class StudySpec:
         "seed's final run) or all (the mean over every seed; seeds x rates runs per setting)",
         "first", choices=SELECT_ON, nargs=None, group="selection",
     )  # fmt: skip
+    widen_edges: bool = option(
+        "widen the --lrs grid once where a setting's chosen lr sits at its edge: one more rate beyond it "
+        "(the next of 1-3-10, else the grid's ratio there) on the selection seeds, then chosen again; a "
+        "choice at the new edge stays flagged (docs/studies.md)",
+        False, nargs=None, group="selection",
+    )  # fmt: skip
 
     @classmethod
     def function(cls, name: str) -> Callable[..., Any]:
@@ -210,7 +216,7 @@ class StudySpec:
         """The learning-rate selection of this (checked) spec's `trials` (default: its grid on
         `cfg`), or None without one (``lrs`` and ``circuit_lrs`` both ``none``)."""
         trials = self.trials(cfg) if trials is None else trials
-        return plan(trials, self.lrs, self.circuit_lrs, self.select_on, cfg)
+        return plan(trials, self.lrs, self.circuit_lrs, self.select_on, cfg, self.widen_edges)
 
     def checked(self, cfg: RunConfig) -> StudySpec:
         """This spec with every value checked and every axis a list (errors name the option)."""
