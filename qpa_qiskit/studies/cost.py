@@ -4,7 +4,8 @@
 Why a module: a study's runs are its grid, or with a learning-rate selection its selection
 runs and then every seed at the chosen rates, which are not known before the selection runs.
 The rate changes nothing a run's cost depends on, so the final runs are projected at the
-first rate of each setting's grid. ``max_qpu_seconds`` on a study bounds the sum: a study
+first rate of each setting's grid; the runs ``--widen-edges`` may add are counted, not listed
+(the selection decides them). ``max_qpu_seconds`` on a study bounds the sum: a study
 whose runs use QPU time is refused before anything is written when the sum exceeds it (each
 run, which stores the setting, also stops before its own QPU time would pass it).
 """
@@ -33,6 +34,21 @@ def planned_trials(spec: Any, cfg: RunConfig) -> list[Trial]:
     first = {s.label: Choice(*s.candidates()[0], False, False, ()) for s in selection.settings}
     named = {t.name for t in runs}
     return runs + [t for t in selection.trials_at(first) if t.name not in named]
+
+
+def widening_note(spec: Any, cfg: RunConfig) -> str | None:
+    """With ``--widen-edges``: the runs widening may add, which the selection decides (not listed
+    above, nor in the budget's sum); None without it."""
+    spec = spec.checked(cfg)
+    selection = spec.selection(cfg)
+    if selection is None or not selection.widen_edges:
+        return None
+    most = sum(len(selection.seeds_of(s)) for s in selection.settings if len(s.lrs) >= 2)
+    return (
+        f"--widen-edges: up to {most} more runs may be added (one rate beyond the edge, on the selection "
+        "seeds, for each setting whose lr is chosen at its grid's edge): how many is known only after the "
+        "selection, so they are not in the total above"
+    )
 
 
 def _own(cfg: RunConfig) -> RunConfig:
@@ -106,6 +122,9 @@ def dry_run(spec: Any, cfg: RunConfig, projector: Projector | None = None) -> li
     costs = study_costs(planned_trials(spec, cfg), projector)
     lines = [f"dry run: study {spec.NAME}, backend {cfg.backend.backend}", *table(costs)]
     note, refusal = verdict(costs, cfg)
+    widening = widening_note(spec, cfg)
+    if widening:
+        lines.append(widening)
     if note:
         lines.append(note)
     if refusal:

@@ -532,7 +532,8 @@ def _candidate_line(setting: dict, c: dict, edges: list[str]) -> str:
             text = "lr at the edge after widening" + circuit
         marks.append("**chosen**" + (f" ({text})" if flags else ""))
         if flags:
-            edges.append(setting["setting"])
+            once = " (after widening once)" if widened and chosen["lr_edge"] else ""
+            edges.append(setting["setting"] + once)
     clr = "-" if c["circuit_lr"] is None else rate_text(c["circuit_lr"])
     dev = "diverged" if c["dev_perplexity"] is None else f"{c['dev_perplexity']:.3f}"
     return f"| {setting['setting']} | {rate_text(c['lr'])} | {clr} | {dev} | {'; '.join(marks)} |"
