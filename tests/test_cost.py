@@ -204,6 +204,18 @@ def test_a_studys_final_runs_are_counted_once_beside_its_selection(corpus):
     assert len(names) == len(set(names)) == 2 + 2  # two rates on seed 0, then seeds 1 and 2
 
 
+def test_a_dry_run_says_how_many_runs_widening_may_add(corpus, tmp_path, capsys):
+    out = tmp_path / "study"
+    words = ["compare", "--methods", "lora", "qpa-lora", "--seeds", "0", "1", "--lrs", "1e-3", "3e-3",
+             "--widen-edges", "--out", str(out), *tiny_cli_args(corpus, "--steps 2 --dry-run")]  # fmt: skip
+    assert main(words) == 0
+    text = capsys.readouterr().out
+    assert not out.exists() and "study: 6 runs" in text
+    assert "--widen-edges: up to 2 more runs may be added" in text and "known only after the" in text
+    assert main(words[:words.index("--widen-edges")] + words[words.index("--widen-edges") + 1:]) == 0
+    assert "--widen-edges" not in capsys.readouterr().out
+
+
 def test_a_study_over_its_budget_is_refused_before_its_folder(corpus, tmp_path):
     cfg = config(corpus, max_qpu_seconds=5, steps=2)
     with pytest.raises(InputError, match="over --max-qpu-seconds 5; nothing was written"):
