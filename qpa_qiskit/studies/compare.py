@@ -178,8 +178,9 @@ class CompareStudy(StudySpec):
             rows.append(_row(s, mine, s.config(cfg, self.seeds[0]).adapter.targets))
             timed = [r["seconds_per_step"] for r in mine if r.get("seconds_per_step")]
             seconds[s.text] = statistics.median(timed) if timed else None
-            if self.curve_label(mine[0]["axes"]) in curves:
-                stretches[s.text] = stretch_reading(curves[self.curve_label(mine[0]["axes"])])
+            curve = curves.get(self.curve_label(mine[0]["axes"]))
+            if curve is not None:
+                stretches[s.text] = stretch_reading(curve)
         reference = next((r for r in rows if r["setting"] == self.reference), None)
         if reference is not None:
             _differences(rows, reference, self.margin)
